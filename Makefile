@@ -1,0 +1,58 @@
+# diffucoder: two set-up commands, `make run` and `make test`; both install what is missing first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU wheel on these machines; GPU users: install your CUDA torch into $(VENV) first (see README),
+# setup then keeps it because it already satisfies the project's torch range.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-slow test-all lint bench compile images system-deps clean
+
+setup: $(STAMP) system-deps
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# bubblewrap adds namespace isolation to the sandbox where the host allows it.
+system-deps:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null \
+	      || echo "warning: could not install bubblewrap; sandbox runs without namespaces"; \
+	  else echo "note: bubblewrap missing (apt-get install bubblewrap) - sandbox runs without namespaces"; fi; }
+
+run: setup
+	$(BIN)/diffucoder pipeline run-local --preset tiny
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: setup
+	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src tests components pipelines benchmarks
+	$(BIN)/ruff format --check src tests components pipelines benchmarks
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+compile: setup
+	$(BIN)/python -m pipelines.compile
+
+images:
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make images needs a Docker/BuildKit engine"; exit 1; }
+	$(BIN)/python -m diffucoder.images build
+
+clean:
+	rm -rf $(VENV) runs mlruns mlflow.db .pytest_cache

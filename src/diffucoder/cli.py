@@ -1,0 +1,47 @@
+"""The ``diffucoder`` console script: one parser, one subcommand group per package.
+
+Each package exposes ``register(subparsers)`` in its own ``cli.py``; a subcommand sets
+``func`` to a callable taking the parsed namespace. Packages are imported lazily so that
+``diffucoder sandbox serve`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module that registers it
+COMMANDS = {
+    "data": "diffucoder.data.cli",
+    "train": "diffucoder.train.cli",
+    "generate": "diffucoder.decoding.cli",
+    "sandbox": "diffucoder.sandbox.cli",
+    "evaluate": "diffucoder.evaluation.cli",
+    "pipeline": "diffucoder.pipeline_cli",
+    "runs": "diffucoder.runs_cli",
+    "config": "diffucoder.config_cli",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffucoder", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Import only the module of the requested subcommand (fast start, no torch for the sandbox).
+    only = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(only).parse_args(argv)
+    result = args.func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The run config: one typed object per section, loaded from a preset or YAML plus CLI overrides.
+
+Each package owns the config class of its section (``diffucoder/<pkg>/config.py``); this module
+only composes them, so a stage's settings live next to the code that reads them.
+
+Loading order: class defaults (the paper's values where the paper gives one) <- preset YAML
+(``tiny`` / ``paper-7b`` or a file path) <- ``key.sub=value`` overrides. Unknown keys and wrong
+types raise :class:`ConfigError`, which names every offending key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from diffucoder.config_base import StrictModel
+from diffucoder.data.config import DataConfig
+from diffucoder.decoding.config import DecodingConfig
+from diffucoder.evaluation.config import EvaluationConfig
+from diffucoder.model.config import ModelConfig
+from diffucoder.rl.config import GRPOConfig
+from diffucoder.sandbox.config import SandboxConfig
+from diffucoder.train.config import TrainStageConfig
+
+PRESETS = ("tiny", "paper-7b")
+
+
+class ConfigError(ValueError):
+    """A config could not be loaded; the message names each bad key."""
+
+
+class TrackingConfig(StrictModel):
+    """MLflow settings. ``tracking_uri=None`` means $MLFLOW_TRACKING_URI, else ./mlflow.db (SQLite)."""
+
+    tracking_uri: str | None = None
+    experiment: str = "diffucoder"
+    registered_model_name: str = "diffucoder"
+    registered_model_alias: str = "candidate"
+
+
+class StorageConfig(StrictModel):
+    """Object-store behaviour shared by every artifact read and write."""
+
+    max_attempts: int = Field(5, ge=1, description="attempts for transient S3 errors")
+    multipart_chunk_mb: int = Field(64, ge=5)
+    max_concurrency: int = Field(8, ge=1)
+
+
+class RunConfig(StrictModel):
+    """Everything one pipeline run needs; stored beside every artifact it produces."""
+
+    preset: str = "custom"
+    seed: int = 0
+    output_root: str = Field("runs/latest", description="local dir or s3:// prefix for all artifacts")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    pretrain: TrainStageConfig = TrainStageConfig()
+    midtrain: TrainStageConfig = TrainStageConfig()
+    instruct: TrainStageConfig = TrainStageConfig()
+    grpo: GRPOConfig = GRPOConfig()
+    decoding: DecodingConfig = DecodingConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    storage: StorageConfig = StorageConfig()
+
+    def fingerprint(self) -> str:
+        """Short, stable hash of the resolved config (used in cache keys and run tags)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _read_preset(name_or_path: str) -> dict[str, Any]:
+    if name_or_path in PRESETS:
+        text = resources.files("diffucoder.presets").joinpath(f"{name_or_path}.yaml").read_text()
+        source = f"preset {name_or_path!r}"
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ConfigError(f"config {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor a file")
+        text, source = path.read_text(), str(path)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"grpo.beta=0.02"`` -> (["grpo", "beta"], 0.02); the value is parsed as YAML."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each dotted key in a nested dict (unknown keys are caught later by validation)."""
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        else:
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def validate_config(data: dict[str, Any], source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {source}:\n{_format_errors(exc)}") from None
+
+
+def load_config(name_or_path: str = "tiny", overrides: list[str] | None = None) -> RunConfig:
+    """Load a preset name or YAML path, apply ``key.sub=value`` overrides, validate."""
+    data = apply_overrides(_read_preset(name_or_path), list(overrides or []))
+    if name_or_path in PRESETS:
+        data.setdefault("preset", name_or_path)
+    return validate_config(data, source=name_or_path)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically: temp name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(cfg.to_yaml())
+    tmp.replace(path)
