@@ -1,9 +1,114 @@
-"""Typed config for the `evaluation` section. Owned by the evaluation package; composed in diffucoder.config."""
+"""Typed config for the `evaluation` section. Owned by the evaluation package; composed in diffucoder.config.
+
+Defaults follow the DiffuCoder protocol (reference diffucoder.md §5, §7 item 14): instruct prompts with
+the pre-filled assistant turn, generation length = steps = 512 for "1x" and half the steps for "2x",
+the best of temperatures {0.2, 0.3, 0.4}, and EvalPlus execution semantics (expected outputs from the
+canonical solution, per-problem time limits scaled from its run time).
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field, model_validator
+
 from diffucoder.config_base import StrictModel
+
+BenchmarkName = Literal["humaneval", "humaneval_plus", "mbpp", "mbpp_plus", "tiny_heldout"]
+Speed = Literal["1x", "2x"]
 
 
 class EvaluationConfig(StrictModel):
-    """Evaluation stage: benchmarks, sampling grid and execution limits."""
+    """Evaluation stage: benchmarks, prompts, sampling grid, execution limits and reporting."""
+
+    # --- benchmarks and data ---
+    benchmarks: list[BenchmarkName] = Field(
+        ["humaneval", "humaneval_plus", "mbpp", "mbpp_plus"],
+        description="benchmarks evaluated when the CLI gives no --benchmarks",
+    )
+    data_root: str = Field(
+        "../shared/data",
+        description="local dir or s3:// prefix holding evalplus/*.jsonl.gz and mbpp/mbpp.jsonl; "
+        "a relative path is resolved against the working directory",
+    )
+    humaneval_plus_file: str = Field("evalplus/HumanEvalPlus-v0.1.10.jsonl.gz", description="under data_root")
+    mbpp_plus_file: str = Field("evalplus/MbppPlus-v0.2.0.jsonl.gz", description="under data_root")
+    mbpp_file: str = Field("mbpp/mbpp.jsonl", description="original MBPP under data_root")
+    mbpp_task_ids: tuple[int, int] = Field(
+        (11, 510), description="inclusive task_id range of original MBPP evaluated (11-510 = the test split)"
+    )
+    tiny_heldout_uri: str | None = Field(
+        None, description="tiny tasks heldout.jsonl (data stage output); required for tiny_heldout"
+    )
+    max_problems: int | None = Field(
+        None, ge=1, description="evaluate only the first N problems of each benchmark (None = all)"
+    )
+
+    # --- prompts ---
+    prompt_style: Literal["instruct", "base"] = Field(
+        "instruct",
+        description="instruct: Qwen chat template + pre-filled assistant turn; base: plain completion",
+    )
+    system_prompt: str = Field("You are a helpful assistant.", description="system turn of instruct prompts")
+
+    # --- generation grid ---
+    gen_length: int = Field(512, ge=2, description="max_new_tokens; '1x' decodes it in gen_length steps")
+    speeds: list[Speed] = Field(["1x", "2x"], description="1x: steps = gen_length; 2x: steps = gen_length / 2")
+    temperatures: list[float] = Field(
+        [0.2, 0.3, 0.4], description="sampling temperatures; the best per benchmark is reported (paper Table 2)"
+    )
+    n_samples: int = Field(1, ge=1, description="completions per problem for each (speed, temperature)")
+    pass_k: list[int] = Field([1], description="k values of the unbiased pass@k estimator (each <= n_samples)")
+    batch_size: int = Field(8, ge=1, description="prompts decoded together (left-padded)")
+    fast_decoding: bool = Field(
+        False, description="decode with the decoding section's fast (Fast-dLLM style) sampler"
+    )
+    seed_offset: int = Field(0, description="added to the run seed for the sampling generator")
+
+    # --- execution (EvalPlus semantics) ---
+    time_limit_factor: float = Field(
+        4.0, gt=0, description="a candidate gets factor x the canonical solution's time on the same inputs"
+    )
+    min_time_limit_s: float = Field(4.0, gt=0, description="floor of the per-problem time limit")
+    max_time_limit_s: float = Field(60.0, gt=0, description="cap of the per-problem time limit")
+    memory_mb: int = Field(4096, ge=64, description="address-space limit of each candidate program")
+    sandbox_url: str | None = Field(
+        None, description="sandbox service URL; None starts a local sandbox subprocess for the run"
+    )
+    max_io_inputs: int | None = Field(
+        None, ge=1, description="cap on plus inputs per problem (None = all; smoke runs set it)"
+    )
+
+    # --- analysis and report ---
+    arness_local_ks: list[int] = Field(list(range(1, 10)), description="k of local AR-ness@k (paper: 1..9)")
+    arness_global_ks: list[int] = Field(list(range(1, 5)), description="k of global AR-ness@k (paper: 1..4)")
+    heatmap_problems: int = Field(4, ge=0, description="problems shown as decode-order heatmaps")
+    report_failures: int = Field(20, ge=0, description="failed samples listed with verdicts in report.html")
+
+    @model_validator(mode="after")
+    def _check_grid(self) -> EvaluationConfig:
+        problems = []
+        if not self.speeds:
+            problems.append("evaluation.speeds is empty; use ['1x'] or ['1x', '2x']")
+        if not self.temperatures:
+            problems.append("evaluation.temperatures is empty; the paper uses [0.2, 0.3, 0.4]")
+        if any(t < 0 for t in self.temperatures):
+            problems.append(f"evaluation.temperatures={self.temperatures} has a negative value")
+        if "2x" in self.speeds and self.gen_length % 2:
+            problems.append(f"evaluation.gen_length={self.gen_length} must be even for the '2x' speed")
+        bad_k = [k for k in self.pass_k if not 1 <= k <= self.n_samples]
+        if bad_k or not self.pass_k:
+            problems.append(
+                f"evaluation.pass_k={self.pass_k} needs 1 <= k <= n_samples={self.n_samples}; "
+                "raise evaluation.n_samples or drop those k"
+            )
+        if self.min_time_limit_s > self.max_time_limit_s:
+            problems.append(
+                f"evaluation.min_time_limit_s={self.min_time_limit_s} exceeds max_time_limit_s={self.max_time_limit_s}"
+            )
+        lo, hi = self.mbpp_task_ids
+        if lo > hi:
+            problems.append(f"evaluation.mbpp_task_ids={self.mbpp_task_ids} is not an increasing range")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
