@@ -1,0 +1,165 @@
+"""Shared fixtures: real servers on loopback for integration tests.
+
+Integration tests talk to real servers the fixture started, never to mocks of our own code:
+
+* ``moto_server`` (session): moto's standalone S3-compatible HTTP server in a subprocess.
+* ``s3_env`` (function): AWS_* variables pointing at it and a fresh bucket; yields ``s3://<bucket>``.
+* ``mlflow_server`` (session): a real ``mlflow server`` (SQLite backend, local artifact root).
+* ``mlflow_sqlite`` (function): an embedded SQLite tracking URI in a temp dir, set as
+  ``MLFLOW_TRACKING_URI`` for the test.
+
+Servers run as subprocesses (not threads in the test process) so a server's work never competes
+with the test for the GIL and a crashed test cannot leave a half-stopped server thread behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
+_BIN = Path(sys.executable).parent
+
+# Any variable that could point boto3 or mlflow at a real account/server is dropped for servers
+# the fixtures start, so tests only ever reach 127.0.0.1.
+_LEAKY_ENV_PREFIXES = ("AWS_", "MLFLOW_", "DIFFUCODER_PARENT_RUN_ID")
+
+
+def free_port() -> int:
+    """A currently unused loopback port (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_ENV_PREFIXES)}
+    env.update(extra)
+    return env
+
+
+def _wait_http_ok(url: str, proc: subprocess.Popen, timeout_s: float, log: Path) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's log if it dies or times out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s:\n{log.read_text()}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _start_server(cmd: list[str], health_url: str, log: Path, timeout_s: float, env: dict[str, str]):
+    with log.open("wb") as out:
+        # start_new_session: the server's own workers die with it when we terminate the group leader.
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        _wait_http_ok(health_url, proc, timeout_s, log)
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The benchmark data (../shared/data relative to the repo root); never copied into the repo."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"benchmark data not found at {SHARED_DATA} (expected ../shared/data beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's standalone S3-compatible server on a free loopback port; yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    cmd = [str(_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    proc = _start_server(cmd, f"{url}/moto-api/", log, timeout_s=30, env=_clean_env())
+    try:
+        yield url
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture
+def s3_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point boto3 (via standard AWS_* env) at the moto server and create a fresh bucket.
+
+    Returns ``s3://<bucket>``. Each test gets its own bucket so tests never see each other's objects.
+    """
+    import boto3
+
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    # No shared config/credential files from the developer's home may leak into tests.
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` (SQLite backend, proxied local artifacts) on loopback; yields its URL."""
+    if shutil.which("mlflow", path=str(_BIN)) is None:
+        pytest.fail(f"mlflow CLI not found in {_BIN}; run `make setup`")
+    root = tmp_path_factory.mktemp("mlflow_server")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [
+        str(_BIN / "mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1",
+    ]  # fmt: skip
+    proc = _start_server(cmd, f"{url}/health", root / "server.log", timeout_s=60, env=_clean_env())
+    try:
+        yield url
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture
+def mlflow_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An embedded SQLite tracking store for one test, exported as MLFLOW_TRACKING_URI."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("DIFFUCODER_PARENT_RUN_ID", raising=False)
+    return uri
