@@ -1,0 +1,161 @@
+"""A self-contained HTML report of one evaluation run (one file; plots embedded as base64 PNG).
+
+Sections: score table (pass@k per benchmark, speed and temperature, best marked), 1x vs 2x bars,
+AR-ness curves (local@k and global@k, paper §4.1 / Fig. 3-4), decode-order heatmaps for a few
+problems (the step at which each position was unmasked, paper §C.2), and failing samples with their
+sandbox verdicts. Everything the page shows is escaped: completions are untrusted text.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on CI / pipeline pods
+import matplotlib.pyplot as plt  # noqa: E402
+
+from diffucoder.evaluation.metrics import ProblemResult, temp_label  # noqa: E402
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}.best{font-weight:bold;background:#eef7ee}
+pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:12px;max-height:300px}
+img{max-width:100%}details{margin:4px 0}
+"""
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _score_table(metrics: dict[str, float], benchmarks: list[str], speeds: list[str], temps: list[float], k: int) -> str:
+    head = "".join(f"<th>{s} {temp_label(t)}</th>" for s in speeds for t in temps)
+    best_head = "".join(f"<th>{s} best</th>" for s in speeds)
+    rows = []
+    for bench in [*benchmarks, "evalplus"]:
+        cells = []
+        for speed in speeds:
+            best_t = metrics.get(f"{bench}_best_temp_{speed}")
+            for t in temps:
+                v = metrics.get(f"{bench}_pass_at_{k}_{speed}_{temp_label(t)}")
+                cls = ' class="best"' if best_t == t else ""
+                cells.append(f"<td{cls}>{'' if v is None else f'{100 * v:.1f}'}</td>")
+        bests = "".join(
+            f"<td>{'' if (v := metrics.get(f'{bench}_pass_at_{k}_{s}')) is None else f'{100 * v:.1f}'}</td>"
+            for s in speeds
+        )
+        if any(c != "<td></td>" for c in cells) or "<td></td>" * len(speeds) != bests:
+            rows.append(f"<tr><td class=l>{html.escape(bench)}</td>{''.join(cells)}{bests}</tr>")
+    return f"<table><tr><th class=l>pass@{k} (%)</th>{head}{best_head}</tr>{''.join(rows)}</table>"
+
+
+def _speed_bars(metrics: dict[str, float], benchmarks: list[str], speeds: list[str], k: int) -> str:
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    width = 0.8 / max(len(speeds), 1)
+    for i, speed in enumerate(speeds):
+        values = [100 * metrics.get(f"{b}_pass_at_{k}_{speed}", 0.0) for b in benchmarks]
+        ax.bar([j + i * width for j in range(len(benchmarks))], values, width, label=speed)
+    ax.set_xticks([j + width * (len(speeds) - 1) / 2 for j in range(len(benchmarks))], benchmarks)
+    ax.set_ylabel(f"pass@{k} (%, best temperature)")
+    ax.set_title("steps = length (1x) vs length / 2 (2x)")
+    ax.legend()
+    return _png(fig)
+
+
+def _arness_curves(metrics: dict[str, float], speeds: list[str]) -> str:
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    for ax, kind in zip(axes, ("local", "global"), strict=True):
+        for speed in speeds:
+            prefix = f"arness_{kind}_at_"
+            points = sorted(
+                (int(name[len(prefix) :].split("_")[0]), v)
+                for name, v in metrics.items()
+                if name.startswith(prefix) and name.endswith(f"_{speed}")
+            )
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=speed)
+        ax.set_xlabel("k")
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{kind} AR-ness@k")
+        ax.legend()
+    return _png(fig)
+
+
+def _heatmaps(results: list[ProblemResult], count: int) -> str:
+    traced = [(r, s) for r in results for s in r.samples if s.trace][:count]
+    if not traced:
+        return "<p>No decode traces were recorded.</p>"
+    fig, axes = plt.subplots(len(traced), 1, figsize=(9, 1.2 * len(traced) + 0.4), squeeze=False)
+    for ax, (r, s) in zip(axes[:, 0], traced, strict=True):
+        ax.imshow([s.trace], aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_yticks([])
+        ax.set_title(f"{r.benchmark} {r.task_id} ({r.speed}, T={r.temperature:g})", fontsize=9)
+    axes[-1, 0].set_xlabel("generated position (colour = decoding step at which it was unmasked)")
+    return _png(fig)
+
+
+def _failures(results: list[ProblemResult], limit: int) -> str:
+    items = [(r, s) for r in results for s in r.samples if not s.passed][:limit]
+    if not items:
+        return "<p>No failing samples.</p>"
+    by_verdict: dict[str, int] = defaultdict(int)
+    for r in results:
+        for s in r.samples:
+            if not s.passed:
+                by_verdict[s.verdict] += 1
+    counts = ", ".join(f"{html.escape(v)}: {n}" for v, n in sorted(by_verdict.items()))
+    parts = [f"<p>All failing samples by verdict: {counts}. First {len(items)} shown.</p>"]
+    for r, s in items:
+        title = (
+            f"{r.benchmark} {r.task_id} ({r.speed}, T={r.temperature:g}): {s.verdict} "
+            f"({s.n_passed}/{s.n_tests} tests passed)"
+        )
+        detail = f"<p>infra error: {html.escape(s.infra_error)}</p>" if s.infra_error else ""
+        parts.append(
+            f"<details><summary>{html.escape(title)}</summary>{detail}<pre>{html.escape(s.program)}</pre></details>"
+        )
+    return "".join(parts)
+
+
+def render_report(
+    metrics: dict[str, float],
+    results: list[ProblemResult],
+    *,
+    title: str,
+    benchmarks: list[str],
+    speeds: list[str],
+    temperatures: list[float],
+    ks: list[int],
+    heatmap_problems: int,
+    failure_limit: int,
+    notes: dict[str, str] | None = None,
+) -> str:
+    """The report as one HTML string."""
+    meta = "".join(f"<tr><td class=l>{html.escape(k)}</td><td class=l>{html.escape(v)}</td></tr>" for k, v in (notes or {}).items())
+    tables = "".join(_score_table(metrics, benchmarks, speeds, temperatures, k) for k in ks)
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<table>{meta}</table>" if meta else "",
+        "<h2>Scores</h2>",
+        tables,
+        "<h2>1x vs 2x steps</h2>",
+        _speed_bars(metrics, benchmarks, speeds, ks[0]),
+        "<h2>AR-ness</h2>",
+        _arness_curves(metrics, speeds),
+        "<h2>Decode order</h2>",
+        _heatmaps(results, heatmap_problems),
+        "<h2>Failures</h2>",
+        _failures(results, failure_limit),
+    ]
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>"
+    )
