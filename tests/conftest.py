@@ -55,7 +55,9 @@ def _wait_http_ok(url: str, proc: subprocess.Popen, timeout_s: float, log: Path)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered:\n{log.read_text()}")
+            raise RuntimeError(
+                f"server exited with {proc.returncode} before {url} answered:\n{log.read_text()}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == 200:

@@ -45,11 +45,20 @@ class TrackingConfig(StrictModel):
 
 
 class StorageConfig(StrictModel):
-    """Object-store behaviour shared by every artifact read and write."""
+    """Object-store behaviour shared by every artifact read and write (see ``diffucoder.storage``).
 
-    max_attempts: int = Field(5, ge=1, description="attempts for transient S3 errors")
-    multipart_chunk_mb: int = Field(64, ge=5)
-    max_concurrency: int = Field(8, ge=1)
+    Retries cover transient errors only (connection failures, 5xx, throttling); the worst-case
+    wait before giving up is about ``max_attempts * retry_max_backoff_s``, so keep both small
+    where a fast failure matters more than riding out an outage.
+    """
+
+    max_attempts: int = Field(5, ge=1, description="attempts for transient S3 errors (1 = no retry)")
+    retry_initial_backoff_s: float = Field(0.2, ge=0, description="first backoff; doubles per attempt")
+    retry_max_backoff_s: float = Field(5.0, ge=0, description="cap on one backoff")
+    connect_timeout_s: float = Field(5.0, gt=0, description="TCP connect timeout per S3 request")
+    read_timeout_s: float = Field(60.0, gt=0, description="socket read timeout per S3 request")
+    multipart_chunk_mb: int = Field(64, ge=5, description="multipart part size (S3 minimum is 5 MiB)")
+    max_concurrency: int = Field(8, ge=1, description="parallel transfers (files and parts) per call")
 
 
 class RunConfig(StrictModel):
