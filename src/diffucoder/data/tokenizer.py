@@ -13,12 +13,17 @@ tokenizer API whatever its origin.
 
 from __future__ import annotations
 
+import io
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
+
+from diffucoder import storage
 
 EOS_TOKEN = "<|endoftext|>"
 MASK_TOKEN = "<|mask|>"
@@ -116,15 +121,14 @@ def add_diffusion_tokens(tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokeni
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, uri: str) -> None:
     """Write the tokenizer (``tokenizer.json`` + config) to a dir or ``s3://`` URI, sealed with a manifest."""
-    from diffucoder import storage
-
     with tempfile.TemporaryDirectory(prefix="tokenizer-") as tmp:
         tokenizer.save_pretrained(tmp)
-        storage.seal_dir(tmp)
-        storage.put_dir(tmp, uri)
+        storage.put_dir(tmp, uri)  # files first, MANIFEST.json last
 
 
 def _load_local(path: Path, source: str) -> PreTrainedTokenizerFast:
+    if not path.is_dir():
+        raise FileNotFoundError(f"{source}: no such tokenizer directory")
     if not (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
         raise FileNotFoundError(f"{source}: no tokenizer.json or tokenizer_config.json in {path}")
     from transformers import AutoTokenizer
@@ -142,11 +146,8 @@ def load_tokenizer(uri: str) -> PreTrainedTokenizerFast:
         FileNotFoundError: the dir has no tokenizer files (the message names the URI).
         diffucoder.storage.IncompleteArtifactError: a remote dir without its MANIFEST.json.
     """
-    local = Path(uri)
-    if local.is_dir():
-        return _load_local(local, uri)
-    from diffucoder import storage
-
+    if not storage.is_s3(uri):
+        return _load_local(Path(uri), uri)
     with tempfile.TemporaryDirectory(prefix="tokenizer-") as tmp:
         storage.get_dir(uri, tmp)
         return _load_local(Path(tmp), uri)
@@ -154,16 +155,11 @@ def load_tokenizer(uri: str) -> PreTrainedTokenizerFast:
 
 def _iter_shard_texts(shard_uris: Iterable[str]) -> Iterator[str]:
     """Yield the ``text`` column of each filtered Parquet shard, one record batch at a time."""
-    import io
-
-    import pyarrow.parquet as pq
-
-    from diffucoder import storage
-
     for uri in shard_uris:
+        data = storage.read_bytes(uri)
         try:
-            pf = pq.ParquetFile(io.BytesIO(storage.read_bytes(uri)))
-        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            pf = pq.ParquetFile(io.BytesIO(data))
+        except pa.ArrowException as exc:
             raise ValueError(f"{uri}: not a readable Parquet shard: {exc}") from exc
         if "text" not in pf.schema_arrow.names:
             raise ValueError(f"{uri}: filtered shard has no 'text' column (columns: {pf.schema_arrow.names})")
@@ -171,7 +167,9 @@ def _iter_shard_texts(shard_uris: Iterable[str]) -> Iterator[str]:
             yield from (t for t in batch.column(0).to_pylist() if t)
 
 
-def train_tokenizer_from_shards(shard_uris: Iterable[str], vocab_size: int, out_uri: str) -> PreTrainedTokenizerFast:
+def train_tokenizer_from_shards(
+    shard_uris: Iterable[str], vocab_size: int, out_uri: str
+) -> PreTrainedTokenizerFast:
     """Pipeline entry: train on the ``text`` column of filtered shards and save to ``out_uri``."""
     uris = list(shard_uris)
     if not uris:

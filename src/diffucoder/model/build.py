@@ -8,7 +8,13 @@ declare a diffusion model, which :func:`diffucoder.model.io.load_model` then req
 from __future__ import annotations
 
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 from diffucoder.model.config import ModelConfig
 from diffucoder.model.diffusion_lm import DiffusionLM
@@ -19,7 +25,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def declare_diffusion(hf: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
     """Write the fields that mark ``hf.config`` as a diffusion LM with this tokenizer's ids."""
-    missing = [name for name in ("mask_token_id", "pad_token_id", "eos_token_id") if getattr(tokenizer, name) is None]
+    missing = [
+        name for name in ("mask_token_id", "pad_token_id", "eos_token_id") if getattr(tokenizer, name) is None
+    ]
     if missing:
         raise ValueError(
             f"tokenizer lacks {missing}; load it with diffucoder.data.tokenizer.load_tokenizer (adds mask/pad)"
@@ -94,4 +102,10 @@ def build_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> Diffusi
 
 def enable_gradient_checkpointing(model: DiffusionLM) -> None:
     """Recompute each decoder layer in backward (non-reentrant: works with DeepSpeed and frozen inputs)."""
-    model.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    hf = model.hf
+    # transformers 5.x renamed the method; pyproject still admits 4.x, which only has the old name
+    if hasattr(hf, "activation_checkpointing_enable"):
+        hf.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)

@@ -45,7 +45,9 @@ class ModelConfig(StrictModel):
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "bfloat16", description="parameter dtype the model is built/loaded in"
     )
-    gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in backward to save memory"
+    )
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelConfig:

@@ -44,7 +44,9 @@ class DiffusionLM(nn.Module):
         cfg = hf.config
         for field in ("mask_token_id", "pad_token_id", "eos_token_id"):
             if getattr(cfg, field, None) is None:
-                raise ValueError(f"HF config of {type(hf).__name__} lacks {field}; build it with build_model()")
+                raise ValueError(
+                    f"HF config of {type(hf).__name__} lacks {field}; build it with build_model()"
+                )
         if _disable_causal_attention(hf) == 0:
             raise ValueError(
                 f"{type(hf).__name__}: found no attention module with an is_causal flag, so attention "
@@ -112,10 +114,14 @@ class DiffusionLM(nn.Module):
             allowed = padding_to_attention_mask(attention_mask)
         elif attention_mask.dim() == 4:
             if attention_mask.dtype != torch.bool:
-                raise ValueError(f"4-D attention_mask must be bool (True = may attend), got {attention_mask.dtype}")
+                raise ValueError(
+                    f"4-D attention_mask must be bool (True = may attend), got {attention_mask.dtype}"
+                )
             allowed = attention_mask
         else:
-            raise ValueError(f"attention_mask must be None, (B, T) or (B, 1, T, T); got {tuple(attention_mask.shape)}")
+            raise ValueError(
+                f"attention_mask must be None, (B, T) or (B, 1, T, T); got {tuple(attention_mask.shape)}"
+            )
         out = self.hf(
             input_ids=input_ids,
             attention_mask=self._kernel_mask(allowed),

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
+from diffucoder import storage
 from diffucoder.model.diffusion_lm import DiffusionLM
 
 
@@ -29,26 +30,22 @@ def local_dir(uri: str, require_manifest: bool = True) -> Iterator[Path]:
         diffucoder.storage.IncompleteArtifactError: ``require_manifest`` and the dir is not sealed.
         FileNotFoundError: a local path that does not exist.
     """
-    from diffucoder import storage
-
-    path = Path(uri)
-    if path.is_dir():
-        if require_manifest and not storage.is_complete(uri):
-            raise storage.IncompleteArtifactError(
-                f"{uri}: model dir has no MANIFEST.json, so it is incomplete (interrupted save?)"
-            )
-        yield path
+    if storage.is_s3(uri):
+        with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+            yield storage.get_dir(uri, tmp)  # raises IncompleteArtifactError without a manifest
         return
-    if "://" not in uri:
+    path = Path(uri)
+    if not path.is_dir():
         raise FileNotFoundError(f"{uri}: no such model directory")
-    with tempfile.TemporaryDirectory(prefix="model-") as tmp:
-        yield storage.get_dir(uri, tmp)
+    if require_manifest and not storage.is_complete(uri):
+        raise storage.IncompleteArtifactError(
+            f"{uri}: model dir has no MANIFEST.json, so it is incomplete (interrupted save?)"
+        )
+    yield path
 
 
 def save_model(model: DiffusionLM, tokenizer: PreTrainedTokenizerBase, uri: str) -> None:
     """Write the model (safetensors), its config and the tokenizer to ``uri``; MANIFEST.json last."""
-    from diffucoder import storage
-
     if not getattr(model.hf.config, "diffusion_lm", False):
         raise ValueError("model config does not declare diffusion_lm; build it with build_model()")
     if tokenizer.mask_token_id != model.mask_token_id:
@@ -59,8 +56,7 @@ def save_model(model: DiffusionLM, tokenizer: PreTrainedTokenizerBase, uri: str)
     with tempfile.TemporaryDirectory(prefix="model-") as tmp:
         model.hf.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        storage.seal_dir(tmp)
-        storage.put_dir(tmp, uri)
+        storage.put_dir(tmp, uri)  # files first, MANIFEST.json last
 
 
 def _check_declared(config: dict, uri: str) -> None:
@@ -70,14 +66,19 @@ def _check_declared(config: dict, uri: str) -> None:
             "Convert it explicitly with build_model(ModelConfig(base_model_uri=...), tokenizer)."
         )
     if config.get("diffusion_shift") != "ar":
-        raise ValueError(f"{uri}/config.json: diffusion_shift={config.get('diffusion_shift')!r}, expected 'ar'")
+        raise ValueError(
+            f"{uri}/config.json: diffusion_shift={config.get('diffusion_shift')!r}, expected 'ar'"
+        )
     for field in ("mask_token_id", "pad_token_id", "eos_token_id"):
         if config.get(field) is None:
             raise ValueError(f"{uri}/config.json: missing {field}")
 
 
 def load_model(
-    uri: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None, attn_implementation: str = "sdpa"
+    uri: str,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    attn_implementation: str = "sdpa",
 ) -> tuple[DiffusionLM, PreTrainedTokenizerBase]:
     """Load a model saved by :func:`save_model` from a dir or ``s3://`` URI.
 

@@ -61,7 +61,9 @@ def forward_noise(
     if maskable is None:
         maskable = torch.ones(b, seq_len, dtype=torch.bool, device=device)
     elif maskable.shape != input_ids.shape:
-        raise ValueError(f"maskable shape {tuple(maskable.shape)} != input_ids shape {tuple(input_ids.shape)}")
+        raise ValueError(
+            f"maskable shape {tuple(maskable.shape)} != input_ids shape {tuple(input_ids.shape)}"
+        )
     maskable = maskable.bool().clone()
     maskable[:, 0] = False
     u = torch.rand(b, generator=generator, device=device)
@@ -91,7 +93,9 @@ def elbo_loss(
     if logits.dim() != 3 or logits.shape[:2] != input_ids.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not match input_ids {tuple(input_ids.shape)}")
     if masked.shape != input_ids.shape or t.shape != input_ids.shape[:1]:
-        raise ValueError(f"masked {tuple(masked.shape)} / t {tuple(t.shape)} do not match input_ids {tuple(input_ids.shape)}")
+        raise ValueError(
+            f"masked {tuple(masked.shape)} / t {tuple(t.shape)} do not match input_ids {tuple(input_ids.shape)}"
+        )
     target_masked = masked[:, 1:]  # (B, T-1): which targets were noised
     n_masked = int(target_masked.sum())
     if n_masked == 0:
@@ -114,7 +118,10 @@ def elbo_loss(
 
 
 def random_truncation(
-    input_ids: torch.Tensor, prob: float = 0.01, pad_token_id: int | None = None, generator: torch.Generator | None = None
+    input_ids: torch.Tensor,
+    prob: float = 0.01,
+    pad_token_id: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """With probability ``prob`` per sample, cut the sample to a random length in [2, T] (paper §B.1).
 

@@ -1,0 +1,131 @@
+"""DiffusionLM attention behaviour: bidirectional, padding, 4-D masks, annealing, kernels agree."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffucoder.model import anneal_ratio, annealed_attention_mask, build_model
+from diffucoder.model.build import enable_gradient_checkpointing
+
+
+def _ids(tokenizer, batch=2, seq_len=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(len(tokenizer) // 4, len(tokenizer), (batch, seq_len), generator=g)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_later_token_changes_earlier_logits(tokenizer, small_cfg, attn):
+    model = build_model(small_cfg.model_copy(update={"attn_implementation": attn}), tokenizer).eval()
+    x = _ids(tokenizer)
+    y = x.clone()
+    y[:, 12] = tokenizer.mask_token_id
+    with torch.no_grad():
+        delta = (model(x) - model(y))[:, :12].abs().amax(dim=-1)  # (B, 12)
+    # every earlier position sees the change, not just some
+    assert (delta > 1e-4).all(), delta
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_anneal_ratio_zero_is_causal(tokenizer, small_cfg, attn):
+    model = build_model(small_cfg.model_copy(update={"attn_implementation": attn}), tokenizer).eval()
+    x = _ids(tokenizer)
+    y = x.clone()
+    y[:, 12] = tokenizer.mask_token_id
+    causal = annealed_attention_mask(16, 0.0)
+    with torch.no_grad():
+        lx, ly = model(x, causal), model(y, causal)
+    torch.testing.assert_close(lx[:, :12], ly[:, :12])
+    assert (lx[:, 12:] - ly[:, 12:]).abs().amax() > 1e-4
+
+
+def test_causal_mask_reproduces_the_plain_causal_lm(tokenizer, small_cfg):
+    """With the causal mask, our forward equals the HF model's own causal forward (same weights)."""
+    from transformers import Qwen2ForCausalLM
+
+    model = build_model(small_cfg, tokenizer).eval()
+    plain = Qwen2ForCausalLM(model.hf.config).eval()  # fresh module: its attention is still causal
+    plain.load_state_dict(model.hf.state_dict())
+    x = _ids(tokenizer)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, annealed_attention_mask(16, 0.0)), plain(x).logits)
+        assert (model(x) - plain(x).logits).abs().amax() > 1e-4
+
+
+def test_anneal_schedule_and_mask():
+    assert anneal_ratio(0, 10_000) == pytest.approx(1e-4)
+    assert anneal_ratio(4_999, 10_000) == pytest.approx(0.5)
+    assert anneal_ratio(20_000, 10_000) == 1.0
+    assert anneal_ratio(3, 0) == 1.0
+    assert annealed_attention_mask(8, 1.0) is None
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    m1 = annealed_attention_mask(256, 0.3, generator=g1)
+    m2 = annealed_attention_mask(256, 0.3, generator=g2)
+    assert m1.shape == (1, 1, 256, 256) and m1.dtype == torch.bool
+    assert torch.equal(m1, m2)  # reproducible from the generator
+    lower = torch.ones(256, 256, dtype=torch.bool).tril()
+    assert m1[0, 0][lower].all()  # causal part always allowed
+    frac = m1[0, 0][~lower].float().mean().item()
+    assert 0.27 < frac < 0.33  # Bernoulli(0.3) above the diagonal
+    with pytest.raises(ValueError, match="ratio"):
+        annealed_attention_mask(8, 1.5)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_padding_is_hidden(tokenizer, small_cfg, attn):
+    """A padded sequence gives the same logits on its real tokens as the unpadded one."""
+    model = build_model(small_cfg.model_copy(update={"attn_implementation": attn}), tokenizer).eval()
+    real = _ids(tokenizer, batch=1, seq_len=10)
+    pad = torch.full((1, 6), tokenizer.pad_token_id)
+    with torch.no_grad():
+        alone = model(real)
+        right = model(torch.cat([real, pad], 1), torch.cat([torch.ones(1, 10), torch.zeros(1, 6)], 1))
+        left_pos = torch.cat([torch.zeros(1, 6, dtype=torch.long), torch.arange(10)[None]], 1)
+        left = model(
+            torch.cat([pad, real], 1), torch.cat([torch.zeros(1, 6), torch.ones(1, 10)], 1), left_pos
+        )
+    torch.testing.assert_close(right[:, :10], alone, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(left[:, 6:], alone, atol=1e-5, rtol=1e-4)
+
+
+def test_sdpa_and_eager_agree(tokenizer, small_cfg):
+    sdpa = build_model(small_cfg, tokenizer).eval()
+    eager = build_model(small_cfg.model_copy(update={"attn_implementation": "eager"}), tokenizer).eval()
+    eager.load_state_dict(sdpa.state_dict())
+    x = _ids(tokenizer)
+    four_d = annealed_attention_mask(16, 0.5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for mask in (None, torch.ones(2, 16), four_d):
+            torch.testing.assert_close(sdpa(x, mask), eager(x, mask), atol=1e-5, rtol=1e-4)
+
+
+def test_bad_inputs_are_named(tokenizer, small_cfg):
+    model = build_model(small_cfg, tokenizer)
+    x = _ids(tokenizer)
+    with pytest.raises(ValueError, match="input_ids must be"):
+        model(x[0])
+    with pytest.raises(ValueError, match="must be bool"):
+        model(x, torch.ones(2, 1, 16, 16))
+    with pytest.raises(ValueError, match="attention_mask must be"):
+        model(x, torch.ones(2, 1, 16))
+
+
+def test_token_ids_and_size(tokenizer, small_cfg):
+    model = build_model(small_cfg, tokenizer)
+    assert model.mask_token_id == tokenizer.mask_token_id
+    assert model.pad_token_id == tokenizer.convert_tokens_to_ids("<|dlm_pad|>")
+    assert model.eos_token_id == tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert model.hf.get_input_embeddings().weight.shape[0] == len(tokenizer)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tokenizer, small_cfg):
+    plain = build_model(small_cfg, tokenizer).train()
+    ckpt = build_model(small_cfg, tokenizer).train()
+    ckpt.load_state_dict(plain.state_dict())
+    enable_gradient_checkpointing(ckpt)
+    assert ckpt.hf.model.gradient_checkpointing
+    x = _ids(tokenizer)
+    for m in (plain, ckpt):
+        m(x).float().logsumexp(-1).mean().backward()
+    for (name, p1), (_, p2) in zip(plain.named_parameters(), ckpt.named_parameters(), strict=True):
+        torch.testing.assert_close(p1.grad, p2.grad, atol=1e-6, rtol=1e-4, msg=name)
