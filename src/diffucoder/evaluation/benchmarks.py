@@ -141,10 +141,17 @@ def coerce_to_template(value: Any, template: Any) -> Any:
     if isinstance(template, dict) and isinstance(value, dict) and template:
         inner = next(iter(template.values()))
         return {k: coerce_to_template(v, inner) for k, v in value.items()}
-    if isinstance(template, complex) and isinstance(value, str | int | float):
+    # Numbers JSON could not hold (complex, or a float saved as text) come back as strings; a string
+    # that does not parse is a genuine string input (MBPP+ mixes types inside one argument).
+    numeric = isinstance(template, int | float | complex) and not isinstance(template, bool)
+    if numeric and isinstance(template, complex) and isinstance(value, int | float) and not isinstance(value, bool):
         return complex(value)
-    if isinstance(template, int | float) and not isinstance(template, bool) and isinstance(value, str):
-        return float(value)
+    if numeric and isinstance(value, str):
+        for parse in (float, complex):
+            try:
+                return parse(value)
+            except ValueError:
+                continue
     return value
 
 

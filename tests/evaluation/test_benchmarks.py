@@ -1,0 +1,83 @@
+"""Benchmark loaders on the real data files, input-type restoration and error messages."""
+
+import gzip
+import json
+
+import pytest
+
+from diffucoder.evaluation.benchmarks import (
+    BenchmarkFormatError,
+    coerce_to_template,
+    example_call_args,
+    load_benchmark,
+    load_evalplus,
+    load_tiny_tasks,
+)
+from diffucoder.evaluation.config import EvaluationConfig
+
+
+def test_full_sets_load_with_expected_sizes(data_root):
+    cfg = EvaluationConfig(data_root=data_root)
+    sizes = {name: len(load_benchmark(name, cfg)) for name in ("humaneval", "humaneval_plus", "mbpp", "mbpp_plus")}
+    assert sizes == {"humaneval": 164, "humaneval_plus": 164, "mbpp": 500, "mbpp_plus": 378}
+
+
+def test_humaneval_base_vs_plus_inputs(data_root):
+    cfg = EvaluationConfig(data_root=data_root, max_problems=1)
+    base = load_benchmark("humaneval", cfg)[0]
+    plus = load_benchmark("humaneval_plus", cfg)[0]
+    assert base.task_id == plus.task_id == "HumanEval/0"
+    assert len(plus.inputs) > len(base.inputs) > 0
+    assert plus.inputs[: len(base.inputs)] == base.inputs
+    assert plus.reference.startswith(plus.prompt) and plus.code_prompt == plus.prompt
+
+
+def test_mbpp_plus_inputs_get_the_types_of_the_example_call(data_root):
+    problems = {p.task_id: p for p in load_benchmark("mbpp_plus", EvaluationConfig(data_root=data_root))}
+    # Mbpp/2 example: similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) -> tuples, as the contract demands
+    assert problems["Mbpp/2"].inputs[0] == [(3, 4, 5, 6), (5, 7, 4, 10)]
+    # Mbpp/124 stores the complex argument as a string
+    assert all(isinstance(args[1], complex) for args in problems["Mbpp/124"].inputs)
+    assert any(isinstance(args[0], complex) for args in problems["Mbpp/252"].inputs)
+    # Mbpp/793 stores "no plus inputs" as {}
+    assert len(problems["Mbpp/793"].inputs) == 3
+
+
+def test_coerce_to_template_nested_and_mixed():
+    assert coerce_to_template([2, 9, [5, 7], 11, [1]], (2, 9, (5, 7), 11)) == (2, 9, (5, 7), 11, (1,))
+    assert coerce_to_template([[1, 2], [3]], [(0, 0)]) == [(1, 2), (3,)]
+    assert coerce_to_template({"a": [1, 2]}, {"x": (1,)}) == {"a": (1, 2)}
+    assert coerce_to_template([1, 2], {1}) == {1, 2}
+    assert example_call_args("assert f((1, 2), 'a') == 3", "f") == [(1, 2), "a"]
+
+
+def test_mbpp_prompt_shape_and_reference(data_root):
+    p = load_benchmark("mbpp", EvaluationConfig(data_root=data_root, max_problems=1))[0]
+    assert p.task_id == "Mbpp/11" and p.entry_point == "remove_Occ"
+    assert p.prompt.startswith('"""\n') and p.tests[0] in p.prompt
+    assert "\r" not in p.reference
+
+
+def test_bad_rows_name_the_file_line_and_field(tmp_path):
+    path = tmp_path / "he.jsonl.gz"
+    rows = [
+        {"task_id": "X/0", "prompt": "def f():\n", "entry_point": "f", "canonical_solution": "  return 1\n",
+         "base_input": [[]], "plus_input": [], "atol": 0},
+        {"task_id": "X/1", "prompt": "def g():\n", "entry_point": "g", "base_input": [[]], "atol": 0},
+    ]
+    path.write_bytes(gzip.compress("\n".join(json.dumps(r) for r in rows).encode()))
+    with pytest.raises(BenchmarkFormatError, match=rf"{path} line 2: missing field 'canonical_solution'"):
+        load_evalplus(str(path), "humaneval_plus", with_plus=True)
+
+    bad_json = tmp_path / "tiny.jsonl"
+    bad_json.write_text('{"task_id": "t0", "prompt": "p", "entry_point": "f", "solution": "s", "tests": []}\n{oops\n')
+    with pytest.raises(BenchmarkFormatError, match=rf"{bad_json} line 2: invalid JSON"):
+        load_tiny_tasks(str(bad_json))
+
+
+def test_missing_file_and_unknown_benchmark(tmp_path):
+    cfg = EvaluationConfig(data_root=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="HumanEvalPlus"):
+        load_benchmark("humaneval", cfg)
+    with pytest.raises(ValueError, match="tiny_heldout_uri"):
+        load_benchmark("tiny_heldout", cfg)
