@@ -1,0 +1,131 @@
+"""``diffucoder data ...``: every data step as a subcommand with URIs in and out.
+
+Each subcommand parses its arguments, resolves the RunConfig (``--config`` + ``key.sub=value``) and
+calls one library function; the KFP components call the same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from diffucoder.config_cli import add_config_args
+
+
+def _cfg(args: argparse.Namespace):
+    from diffucoder.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def _print(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def _tiny_tasks(args: argparse.Namespace) -> int:
+    from diffucoder.data.formats import write_tiny_task_sets
+
+    t = _cfg(args).data.tiny_tasks
+    meta = write_tiny_task_sets(
+        args.out,
+        seed=t.seed if args.seed is None else args.seed,
+        n_train=args.n_train or t.n_train,
+        n_heldout=args.n_heldout or t.n_heldout,
+        difficulty=args.difficulty or t.difficulty,
+        heldout_fraction=t.heldout_fraction,
+    )
+    _print(meta)
+    return 0
+
+
+def _stdlib_corpus(args: argparse.Namespace) -> int:
+    from diffucoder.data.corpus import build_stdlib_corpus
+
+    stats = build_stdlib_corpus(
+        args.out, _cfg(args).data, max_files=args.max_files, include_tests=not args.no_tests
+    )
+    _print({k: v for k, v in stats.items() if k != "shards"} | {"shards": len(stats["shards"])})
+    return 0
+
+
+def _midtrain_mix(args: argparse.Namespace) -> int:
+    from diffucoder.data import io
+    from diffucoder.data.corpus import build_midtrain_mix
+
+    cfg = _cfg(args)
+    shards = [u for u in io.list_files(args.corpus, ".parquet") if "shard-" in u]
+    _print(build_midtrain_mix(shards, args.tasks, args.out, cfg.data, seed=cfg.seed))
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from diffucoder.data import io
+    from diffucoder.data.pack import pack_shards
+
+    cfg = _cfg(args).data.pack
+    shards = [u for src in args.input for u in io.list_files(src, ".parquet") if "shard-" in u]
+    meta = pack_shards(shards, args.tokenizer, args.seq_len or cfg.seq_len, args.out, cfg.rows_per_shard)
+    _print({k: v for k, v in meta.items() if k not in ("shards", "inputs")})
+    return 0
+
+
+def _rl_hard(args: argparse.Namespace) -> int:
+    from diffucoder.data import io
+    from diffucoder.data.formats import augment_with_signature, hard_sample_filter
+
+    rows = [json.loads(line) for line in io.read_bytes(args.input).decode().splitlines() if line.strip()]
+    kept = hard_sample_filter(rows, args.mean_percentile, args.std_percentile)
+    if args.augment:
+        solutions = {r["id"]: r.get("best_solution", "") for r in kept}
+        kept = augment_with_signature(kept, solutions)
+    io.write_jsonl(args.out, [{k: v for k, v in r.items() if k != "best_solution"} for r in kept])
+    _print({"input": len(rows), "kept": len(kept)})
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("data", help="data stage: corpora, filters, dedup, decontamination, packing")
+    inner = parser.add_subparsers(dest="data_command", required=True)
+
+    p = inner.add_parser("tiny-tasks", help="generate the tiny Python tasks (train/held-out + SFT/RL sets)")
+    p.add_argument("--out", required=True, help="output dir or s3:// prefix")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--n-train", type=int, default=None)
+    p.add_argument("--n-heldout", type=int, default=None)
+    p.add_argument("--difficulty", type=int, choices=(1, 2, 3), default=None, help="max operations per task")
+    add_config_args(p)
+    p.set_defaults(func=_tiny_tasks)
+
+    p = inner.add_parser("stdlib-corpus", help="the CPython stdlib on this machine as raw text shards")
+    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--max-files", type=int, default=None, help="first N files in path order (subsets for tests)"
+    )
+    p.add_argument("--no-tests", action="store_true", help="leave out test/ directories")
+    add_config_args(p)
+    p.set_defaults(func=_stdlib_corpus)
+
+    p = inner.add_parser("midtrain-mix", help="tiny stage-2 set: corpus shards + train tasks as code")
+    p.add_argument("--corpus", required=True, help="dir of filtered text shards")
+    p.add_argument("--tasks", required=True, help="train.jsonl from `data tiny-tasks`")
+    p.add_argument("--out", required=True)
+    add_config_args(p)
+    p.set_defaults(func=_midtrain_mix)
+
+    p = inner.add_parser("pack", help="tokenise text shards into fixed-length input_ids rows")
+    p.add_argument("--input", required=True, action="append", help="dir of text shards (repeatable)")
+    p.add_argument("--tokenizer", required=True, help="tokenizer dir or s3:// URI")
+    p.add_argument("--seq-len", type=int, default=None)
+    p.add_argument("--out", required=True)
+    add_config_args(p)
+    p.set_defaults(func=_pack)
+
+    p = inner.add_parser(
+        "rl-hard-filter", help="AceCode-like rows -> paper's hard split (+ signature copies)"
+    )
+    p.add_argument("--input", required=True, help="JSONL rows with question, test_cases, pass_rates")
+    p.add_argument("--out", required=True)
+    p.add_argument("--mean-percentile", type=float, default=20.0)
+    p.add_argument("--std-percentile", type=float, default=40.0)
+    p.add_argument("--augment", action="store_true", help="add signature copies (needs best_solution)")
+    p.set_defaults(func=_rl_hard)

@@ -1,0 +1,370 @@
+"""Procedurally generated Python function tasks for the tiny preset (train + held-out splits).
+
+Why this family: a ~5M-parameter diffusion model trained for a few CPU minutes must reach a
+clearly non-zero held-out pass@1 through stage 3, and coupled-GRPO must be able to improve it.
+So the tasks are built for learnability *and* generalisation:
+
+- a compact vocabulary of typed operations (int, str, list[int] -> ...), each with ONE phrase in the
+  instruction and ONE line of code in the solution, so "phrase -> line" is a consistent mapping;
+- a task composes 1..difficulty operations into a chain; the solution is one line per operation
+  (intermediate values reassigned to a variable named after their type, the last one returned);
+- the function name is derived from the operation slugs and the argument name from the input type,
+  both stated in the instruction;
+- the held-out split is a fixed slice of the *task space* (a salted hash of the operation/parameter
+  chain), so held-out tasks are unseen combinations of familiar parts, never copies of train tasks,
+  and the split is the same for every seed.
+
+Unit tests are 3-5 asserts whose expected values come from executing the reference solution on
+generated inputs (our own code, so plain in-process ``exec`` is fine here; model output only ever
+runs in the sandbox).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+SPLIT_SALT = "diffucoder-tiny-tasks-v1"
+INT, STR, LIST, PAIR, BOOL = "int", "str", "list", "pair", "bool"
+# Name of the variable that holds a value of each type inside a solution.
+VAR = {INT: "n", STR: "text", LIST: "nums"}
+INPUT_DESC = {
+    INT: "an integer `n`",
+    STR: "a string `text`",
+    LIST: "a list of integers `nums`",
+    PAIR: "two integers `a` and `b`",
+}
+ARGS = {INT: "n", STR: "text", LIST: "nums", PAIR: "a, b"}
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation: instruction phrase and code expression over the current value ``{v}``.
+
+    ``param`` kinds: None, "k" (small int constant) or "c" (a lower-case letter).
+    """
+
+    slug: str
+    src: str
+    dst: str
+    phrase: str
+    expr: str
+    param: str | None = None
+    params: tuple = ()
+
+
+K_SMALL = tuple(range(2, 10))
+LETTERS = tuple("aeilnorst")
+
+OPS: tuple[Op, ...] = (
+    # two integers -> int (only as a first step)
+    Op("larger", PAIR, INT, "take the larger of the two", "max(a, b)"),
+    Op("smaller", PAIR, INT, "take the smaller of the two", "min(a, b)"),
+    Op("plus", PAIR, INT, "add them together", "a + b"),
+    Op("minus", PAIR, INT, "subtract `b` from `a`", "a - b"),
+    Op("product", PAIR, INT, "multiply them", "a * b"),
+    # int -> int
+    Op("add{k}", INT, INT, "add {k}", "{v} + {k}", "k", K_SMALL),
+    Op("sub{k}", INT, INT, "subtract {k}", "{v} - {k}", "k", K_SMALL),
+    Op("times{k}", INT, INT, "multiply by {k}", "{v} * {k}", "k", K_SMALL),
+    Op("div{k}", INT, INT, "integer-divide by {k}", "{v} // {k}", "k", K_SMALL),
+    Op("mod{k}", INT, INT, "take the remainder modulo {k}", "{v} % {k}", "k", K_SMALL),
+    Op("square", INT, INT, "square it", "{v} * {v}"),
+    Op("negate", INT, INT, "negate it", "-{v}"),
+    Op("absolute", INT, INT, "take the absolute value", "abs({v})"),
+    Op("atleast{k}", INT, INT, "raise it to at least {k}", "max({v}, {k})", "k", K_SMALL),
+    Op("atmost{k}", INT, INT, "cap it at {k}", "min({v}, {k})", "k", K_SMALL),
+    # int -> bool / str (final only)
+    Op("is_even", INT, BOOL, "check whether it is even", "{v} % 2 == 0"),
+    Op("above{k}", INT, BOOL, "check whether it is greater than {k}", "{v} > {k}", "k", K_SMALL),
+    Op(
+        "sign",
+        INT,
+        STR,
+        "map it to 'pos' if it is positive and 'nonpos' otherwise",
+        "'pos' if {v} > 0 else 'nonpos'",
+    ),
+    # str -> str
+    Op("upper", STR, STR, "convert it to upper case", "{v}.upper()"),
+    Op("lower", STR, STR, "convert it to lower case", "{v}.lower()"),
+    Op("reverse", STR, STR, "reverse it", "{v}[::-1]"),
+    Op("nospace", STR, STR, "remove all spaces", "{v}.replace(' ', '')"),
+    Op("strip", STR, STR, "strip surrounding whitespace", "{v}.strip()"),
+    Op("append_{c}", STR, STR, "append the letter '{c}'", "{v} + '{c}'", "c", LETTERS),
+    Op("drop_{c}", STR, STR, "remove every letter '{c}'", "{v}.replace('{c}', '')", "c", LETTERS),
+    Op("twice", STR, STR, "repeat it twice", "{v} * 2"),
+    # str -> int / bool
+    Op("length", STR, INT, "count its characters", "len({v})"),
+    Op("count_{c}", STR, INT, "count the occurrences of the letter '{c}'", "{v}.count('{c}')", "c", LETTERS),
+    Op("words", STR, INT, "count its words", "len({v}.split())"),
+    Op("has_{c}", STR, BOOL, "check whether it contains the letter '{c}'", "'{c}' in {v}", "c", LETTERS),
+    Op("starts_{c}", STR, BOOL, "check whether it starts with '{c}'", "{v}.startswith('{c}')", "c", LETTERS),
+    # list -> list
+    Op("evens", LIST, LIST, "keep only the even numbers", "[x for x in {v} if x % 2 == 0]"),
+    Op("odds", LIST, LIST, "keep only the odd numbers", "[x for x in {v} if x % 2 == 1]"),
+    Op(
+        "over{k}",
+        LIST,
+        LIST,
+        "keep only the numbers greater than {k}",
+        "[x for x in {v} if x > {k}]",
+        "k",
+        K_SMALL,
+    ),
+    Op(
+        "under{k}",
+        LIST,
+        LIST,
+        "keep only the numbers less than {k}",
+        "[x for x in {v} if x < {k}]",
+        "k",
+        K_SMALL,
+    ),
+    Op("scale{k}", LIST, LIST, "multiply each number by {k}", "[x * {k} for x in {v}]", "k", K_SMALL),
+    Op("shift{k}", LIST, LIST, "add {k} to each number", "[x + {k} for x in {v}]", "k", K_SMALL),
+    Op("squares", LIST, LIST, "square each number", "[x * x for x in {v}]"),
+    Op("ascending", LIST, LIST, "sort the numbers in ascending order", "sorted({v})"),
+    Op("flipped", LIST, LIST, "reverse the list", "{v}[::-1]"),
+    # list -> int / bool
+    Op("total", LIST, INT, "compute the sum of the numbers", "sum({v})"),
+    Op("count", LIST, INT, "count the numbers", "len({v})"),
+    Op("largest", LIST, INT, "find the largest number (0 if there is none)", "max({v}, default=0)"),
+    Op("smallest", LIST, INT, "find the smallest number (0 if there is none)", "min({v}, default=0)"),
+    Op("contains{k}", LIST, BOOL, "check whether {k} is in the list", "{k} in {v}", "k", K_SMALL),
+)
+
+INTROS = (
+    "Write a Python function `{sig}` that takes {inp}. It should {steps}, and return the result.",
+    "Implement `{sig}`: given {inp}, {steps}. Return the result.",
+    "Create a function `{sig}` which receives {inp}. It should {steps} and return the result.",
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """An operation with its parameter bound."""
+
+    op: Op
+    value: int | str | None
+
+    def fill(self, text: str, var: str = "") -> str:
+        return text.format(k=self.value, c=self.value, v=var)
+
+    @property
+    def slug(self) -> str:
+        return self.fill(self.op.slug)
+
+
+@dataclass
+class TinyTask:
+    """One task row (the `train.jsonl` / `heldout.jsonl` format in docs/interfaces.md)."""
+
+    task_id: str
+    split: str
+    difficulty: int
+    prompt: str
+    entry_point: str
+    signature: str
+    solution: str
+    tests: list[str]
+    steps: list[str]  # the chain's step slugs (e.g. ["evens", "total"]): what the split is defined on
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def task_key(chain: tuple[Step, ...]) -> str:
+    """Canonical text of an operation chain: what makes two tasks the same task."""
+    return "|".join(step.slug for step in chain)
+
+
+def split_of(key: str, heldout_fraction: float) -> str:
+    """Fixed train/held-out assignment of a chain: a salted hash, independent of the sampling seed."""
+    digest = hashlib.sha256(f"{SPLIT_SALT}:{key}".encode()).digest()
+    bucket = int.from_bytes(digest[:8], "big") / 2**64
+    return "heldout" if bucket < heldout_fraction else "train"
+
+
+def _ops_from(src: str, last: bool) -> list[Op]:
+    # Non-final steps must keep a value we can continue from (int/str/list).
+    return [op for op in OPS if op.src == src and (last or op.dst in VAR)]
+
+
+def sample_chain(rng: random.Random, length: int) -> tuple[Step, ...]:
+    """Draw a type-consistent chain of ``length`` operations."""
+    src = rng.choice((INT, STR, LIST, PAIR))
+    chain: list[Step] = []
+    for i in range(length):
+        last = i == length - 1
+        choices = _ops_from(src, last)
+        if not choices:  # a pair can only be a first step; restart as int
+            return sample_chain(rng, length)
+        op = rng.choice(choices)
+        value = rng.choice(op.params) if op.params else None
+        chain.append(Step(op, value))
+        src = op.dst
+    return tuple(chain)
+
+
+def render_solution(chain: tuple[Step, ...]) -> tuple[str, str, str]:
+    """(entry_point, signature, solution source): one line per operation."""
+    name = "_".join(step.slug for step in chain)
+    signature = f"def {name}({ARGS[chain[0].op.src]}):"
+    lines = [signature]
+    for i, step in enumerate(chain):
+        var = VAR.get(step.op.src, "")
+        expr = step.fill(step.op.expr, var)
+        if i == len(chain) - 1:
+            lines.append(f"    return {expr}")
+        else:
+            lines.append(f"    {VAR[step.op.dst]} = {expr}")
+    return name, signature, "\n".join(lines) + "\n"
+
+
+def render_prompt(chain: tuple[Step, ...], entry_point: str, template: int) -> str:
+    phrases = [step.fill(step.op.phrase) for step in chain]
+    steps = phrases[0] if len(phrases) == 1 else ", then ".join(phrases)
+    sig = f"{entry_point}({ARGS[chain[0].op.src]})"
+    return INTROS[template].format(sig=sig, inp=INPUT_DESC[chain[0].op.src], steps=steps)
+
+
+_WORDS = (
+    "data",
+    "model",
+    "train",
+    "token",
+    "input",
+    "loss",
+    "python",
+    "sort",
+    "list",
+    "eval",
+    "tree",
+    "node",
+)
+
+
+def _random_input(rng: random.Random, src: str) -> tuple:
+    if src == INT:
+        return (rng.randint(-20, 40),)
+    if src == PAIR:
+        return (rng.randint(-20, 40), rng.randint(-20, 40))
+    if src == LIST:
+        return ([rng.randint(-5, 15) for _ in range(rng.randint(0, 7))],)
+    words = [rng.choice(_WORDS) for _ in range(rng.randint(1, 4))]
+    words = [w.capitalize() if rng.random() < 0.3 else w for w in words]
+    text = " ".join(words)
+    return ((" " + text + " ") if rng.random() < 0.2 else text,)
+
+
+def compile_solution(solution: str, entry_point: str) -> Callable:
+    """Execute OUR reference solution in-process (never model output) and return the function."""
+    namespace: dict = {}
+    exec(compile(solution, f"<tiny-task {entry_point}>", "exec"), namespace)  # noqa: S102 - own code
+    return namespace[entry_point]
+
+
+def make_tests(
+    rng: random.Random, chain: tuple[Step, ...], solution: str, entry_point: str
+) -> list[str] | None:
+    """3-5 distinct asserts with expected values computed by running the reference solution.
+
+    Returns None for a degenerate chain (fewer than 2 distinct outputs over many inputs, e.g.
+    "count the numbers, then check whether it is greater than 9"): a constant answer would pass.
+    """
+    fn = compile_solution(solution, entry_point)
+    want = rng.randint(3, 5)
+    cases: dict[str, str] = {}  # assert line -> repr(expected)
+    for _ in range(100):
+        args = _random_input(rng, chain[0].op.src)
+        expected = repr(fn(*args))
+        cases.setdefault(f"assert {entry_point}({', '.join(repr(a) for a in args)}) == {expected}", expected)
+        if len(cases) >= 3 * want:
+            break
+    by_output: dict[str, list[str]] = {}
+    for line, expected in cases.items():
+        by_output.setdefault(expected, []).append(line)
+    if len(by_output) < 2:
+        return None
+    # Round-robin over distinct outputs so the tests cover different answers.
+    groups = list(by_output.values())
+    tests: list[str] = []
+    while len(tests) < want and any(groups):
+        for group in groups:
+            if group and len(tests) < want:
+                tests.append(group.pop(0))
+    return tests
+
+
+def _build_task(rng: random.Random, chain: tuple[Step, ...], split: str, index: int) -> TinyTask | None:
+    entry_point, signature, solution = render_solution(chain)
+    prompt = render_prompt(chain, entry_point, rng.randrange(len(INTROS)))
+    tests = make_tests(rng, chain, solution, entry_point)
+    if tests is None:
+        return None
+    return TinyTask(
+        task_id=f"tiny/{split}/{index}",
+        split=split,
+        difficulty=len(chain),
+        prompt=prompt,
+        entry_point=entry_point,
+        signature=signature,
+        solution=solution,
+        tests=tests,
+        steps=[step.slug for step in chain],
+    )
+
+
+def _sample_split(
+    seed: int,
+    split: str,
+    n: int,
+    difficulty: int,
+    heldout_fraction: float,
+    known_steps: set[str] | None = None,
+) -> list[TinyTask]:
+    rng = random.Random(f"{seed}:{split}")
+    seen: set[str] = set()
+    tasks: list[TinyTask] = []
+    attempts = 0
+    while len(tasks) < n:
+        attempts += 1
+        if attempts > 200 * n + 10_000:
+            raise ValueError(
+                f"tiny tasks: only {len(tasks)} distinct {split} tasks found at difficulty {difficulty}; "
+                f"asked for {n} (raise data.tiny_tasks.difficulty or lower the count)"
+            )
+        chain = sample_chain(rng, rng.randint(1, difficulty))
+        key = task_key(chain)
+        if key in seen or split_of(key, heldout_fraction) != split:
+            continue
+        if known_steps is not None and not {step.slug for step in chain} <= known_steps:
+            continue  # a step never seen in training cannot be learned, only guessed
+        seen.add(key)
+        task = _build_task(rng, chain, split, len(tasks))
+        if task is not None:
+            tasks.append(task)
+    return tasks
+
+
+def generate_tasks(
+    seed: int, n_train: int, n_heldout: int, difficulty: int, heldout_fraction: float = 0.15
+) -> dict[str, list[TinyTask]]:
+    """Both splits, deterministic in the arguments.
+
+    Train and held-out never share a chain, and every step of a held-out chain occurs in some train
+    task: held-out measures composition/generalisation, not guessing an unseen operation.
+    """
+    train = _sample_split(seed, "train", n_train, difficulty, heldout_fraction)
+    known = {slug for task in train for slug in task.steps}
+    heldout = _sample_split(seed, "heldout", n_heldout, difficulty, heldout_fraction, known)
+    return {"train": train, "heldout": heldout}
+
+
+def task_as_code(task: TinyTask) -> str:
+    """A train task written as a Python module (used in the tiny mid-training mix)."""
+    body = task.solution.split("\n", 1)[1]
+    doc = f'    """{task.prompt}"""\n'
+    return f"{task.signature}\n{doc}{body}\n\n" + "\n".join(task.tests) + "\n"

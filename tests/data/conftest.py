@@ -1,0 +1,35 @@
+"""Fixtures for the data-stage tests: small stdlib subsets and a tiny tokenizer, built once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from diffucoder.data.config import DataConfig
+from diffucoder.data.corpus import stdlib_root
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def data_cfg() -> DataConfig:
+    return DataConfig()
+
+
+@pytest.fixture(scope="session")
+def stdlib_subset() -> list[Path]:
+    """~120 real stdlib modules (top-level, non-test), in path order: the default-suite corpus."""
+    root = stdlib_root()
+    return sorted(p for p in root.glob("*.py"))[:120]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory) -> str:
+    from diffucoder.data.tokenizer import save_tokenizer, train_tokenizer
+
+    texts = [p.read_text(encoding="utf-8") for p in sorted(stdlib_root().glob("*.py"))[:40]]
+    out = tmp_path_factory.mktemp("tok") / "tokenizer"
+    save_tokenizer(train_tokenizer(texts, 512), str(out))
+    return str(out)

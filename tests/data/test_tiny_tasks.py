@@ -1,0 +1,108 @@
+"""Tiny tasks: determinism, disjoint splits, tests that the references pass, no held-out leakage."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import keyword
+
+import pytest
+
+from diffucoder.data.corpus import build_stdlib_corpus, task_docs
+from diffucoder.data.formats import write_tiny_task_sets
+from diffucoder.data.io import read_text_shard
+from diffucoder.data.tiny_tasks import OPS, Step, compile_solution, generate_tasks, render_solution, task_key
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return generate_tasks(seed=3, n_train=1500, n_heldout=150, difficulty=3)
+
+
+def test_generation_is_deterministic_and_seed_dependent():
+    a = generate_tasks(1, 200, 30, 2)
+    b = generate_tasks(1, 200, 30, 2)
+    c = generate_tasks(2, 200, 30, 2)
+    assert [t.to_dict() for t in a["train"]] == [t.to_dict() for t in b["train"]]
+    assert [t.prompt for t in a["train"]] != [t.prompt for t in c["train"]]
+
+
+def test_reference_solutions_pass_their_own_tests(tasks):
+    for task in tasks["train"][:400] + tasks["heldout"]:
+        assert 3 <= len(task.tests) <= 5, task.task_id
+        ast.parse(task.solution)
+        namespace: dict = {}
+        exec(task.solution, namespace)  # our own reference code
+        for test in task.tests:
+            exec(test, namespace)
+        # a constant answer must not pass every test
+        outputs = {t.rsplit("==", 1)[1] for t in task.tests}
+        assert len(outputs) >= 2, task.task_id
+
+
+def test_solution_lines_match_difficulty_and_names_are_safe(tasks):
+    for task in tasks["train"] + tasks["heldout"]:
+        body = task.solution.strip().splitlines()[1:]
+        assert len(body) == task.difficulty
+        assert task.entry_point.isidentifier() and not keyword.iskeyword(task.entry_point)
+        assert not hasattr(builtins, task.entry_point), task.entry_point
+        assert f"`{task.entry_point}(" in task.prompt
+        assert task.solution.startswith(task.signature)
+
+
+def test_every_op_renders_runnable_code():
+    for op in OPS:
+        value = op.params[0] if op.params else None
+        name, _, solution = render_solution((Step(op, value),))
+        fn = compile_solution(solution, name)
+        assert callable(fn)
+
+
+def test_heldout_is_disjoint_from_train(tasks):
+    train_keys = {tuple(t.steps) for t in tasks["train"]}
+    for task in tasks["heldout"]:
+        assert tuple(task.steps) not in train_keys
+    train_text = {t.solution for t in tasks["train"]} | {t.prompt for t in tasks["train"]}
+    for task in tasks["heldout"]:
+        assert task.solution not in train_text and task.prompt not in train_text
+    # the split is a property of the task space: another seed's train set is disjoint as well
+    other = generate_tasks(seed=99, n_train=1500, n_heldout=1, difficulty=3)
+    other_solutions = {t.solution for t in other["train"]}
+    assert not other_solutions & {t.solution for t in tasks["heldout"]}
+
+
+def test_heldout_is_new_combinations_of_seen_parts(tasks):
+    train_steps = {slug for t in tasks["train"] for slug in t.steps}
+    for task in tasks["heldout"]:
+        assert set(task.steps) <= train_steps, task.steps
+
+
+def test_no_heldout_leaks_into_any_training_set(tmp_path, data_cfg):
+    out = tmp_path / "tasks"
+    write_tiny_task_sets(str(out), seed=0, n_train=800, n_heldout=80, difficulty=2, heldout_fraction=0.15)
+    heldout = [json.loads(line) for line in (out / "heldout.jsonl").read_text().splitlines()]
+    sft = (out / "sft" / "train.jsonl").read_text()
+    rl = (out / "rl" / "train.jsonl").read_text()
+    train = (out / "train.jsonl").read_text()
+    from diffucoder.data.corpus import read_tasks
+
+    mid = "\n".join(d["text"] for d in task_docs(read_tasks(str(out / "train.jsonl"))))
+    corpus_dir = tmp_path / "stdlib"
+    build_stdlib_corpus(str(corpus_dir), data_cfg, max_files=150)
+    stdlib = "\n".join(d["text"] for d in read_text_shard(str(corpus_dir / "shard-00000.parquet")))
+    for row in heldout:
+        needles = (row["solution"].strip(), row["prompt"], f"def {row['entry_point']}(")
+        for name, blob in (("sft", sft), ("rl", rl), ("train", train), ("midtrain", mid), ("stdlib", stdlib)):
+            for needle in needles:
+                assert needle not in blob, f"held-out {row['task_id']} leaks into {name}: {needle!r}"
+
+
+def test_task_key_is_the_chain():
+    op = next(o for o in OPS if o.slug == "add{k}")
+    assert task_key((Step(op, 3),)) == "add3"
+
+
+def test_too_many_tasks_for_the_space_is_a_clear_error():
+    with pytest.raises(ValueError, match="distinct train tasks"):
+        generate_tasks(0, 5000, 10, 1)
