@@ -1,9 +1,49 @@
-"""Typed config for the `sandbox` section. Owned by the sandbox package; composed in diffucoder.config."""
+"""Typed config for the `sandbox` section. Owned by the sandbox package; composed in diffucoder.config.
+
+Defaults follow the paper's reward path (5 s per test, reward = 2.0 x code + 0.5 x format) and the
+limits measured in ../shared/reference/sandbox.md section 4 (1 GiB address space, 64 KiB of output).
+"""
 
 from __future__ import annotations
+
+from pydantic import Field
 
 from diffucoder.config_base import StrictModel
 
 
 class SandboxConfig(StrictModel):
     """Sandbox reward service: server, isolation limits and client behaviour."""
+
+    # where trainers and evaluators send jobs; None = start a local server (`local_sandbox()`)
+    url: str | None = Field(None, description="base URL of a running sandbox server; None = start one locally")
+
+    # server
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(2, ge=1, description="warm executor slots; each runs one job at a time")
+    queue_size: int = Field(256, ge=1, description="jobs waiting beyond the busy slots before 429")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429")
+    shutdown_grace_s: float = Field(30.0, ge=0, description="time in-flight jobs get to finish on SIGTERM")
+    sandbox_uid_base: int = Field(
+        61000, ge=1000, description="slot i runs code as uid base+i (only used when the server runs as root)"
+    )
+    bubblewrap: bool = Field(True, description="wrap each slot in bubblewrap namespaces when bwrap works here")
+
+    # per-job limits (defaults for jobs that do not set their own)
+    time_limit_s: float = Field(5.0, gt=0, description="per test case (paper: 5 s per assert)")
+    total_time_limit_s: float = Field(30.0, gt=0, description="wall-clock cap for one job, all tests together")
+    memory_mb: int = Field(1024, ge=64, description="address-space limit of the child")
+    max_output_bytes: int = Field(65536, ge=1024, description="stdout and stderr kept per job, each")
+    max_processes: int = Field(32, ge=4, description="processes (and threads) one job may hold")
+    max_file_mb: int = Field(16, ge=1, description="largest file the code may write")
+    max_open_files: int = Field(64, ge=16)
+
+    # client
+    request_timeout_s: float = Field(120.0, gt=0, description="deadline of one HTTP batch request")
+    max_attempts: int = Field(4, ge=1, description="tries on 429/5xx/connection errors")
+    batch_size: int = Field(64, ge=1, description="jobs per /v1/run_batch request")
+    max_concurrent_requests: int = Field(4, ge=1)
+
+    # rewards (paper: reward_weights [2.0, 0.5] for [code, code_format])
+    code_reward_weight: float = 2.0
+    format_reward_weight: float = 0.5

@@ -1,0 +1,94 @@
+"""``diffucoder sandbox serve`` (the service) and ``diffucoder sandbox run FILE --tests FILE`` (for humans)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from diffucoder.sandbox.config import SandboxConfig
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("sandbox", help="isolated code execution service and rewards")
+    sub = parser.add_subparsers(dest="sandbox_command", required=True)
+    defaults = SandboxConfig()
+
+    serve = sub.add_parser("serve", help="run the sandbox HTTP service")
+    serve.add_argument("--host", default=defaults.host)
+    serve.add_argument("--port", type=int, default=defaults.port)
+    serve.add_argument("--workers", type=int, default=defaults.workers, help="warm executor slots")
+    serve.add_argument("--queue-size", type=int, default=defaults.queue_size)
+    serve.add_argument("--no-bubblewrap", action="store_true", help="do not wrap slots in bubblewrap")
+    serve.add_argument("--insecure-dev", action="store_true",
+                       help="serve even when mandatory isolation layers are missing (never for untrusted code)")
+    serve.set_defaults(func=_serve)
+
+    run = sub.add_parser("run", help="run a Python file against tests in a local sandbox and print verdicts")
+    run.add_argument("file", type=Path, help="the solution (.py)")
+    run.add_argument("--tests", type=Path, help="a file of assert statements, one test per line")
+    run.add_argument("--url", help="use this running server instead of starting one")
+    run.add_argument("--time-limit", type=float, default=defaults.time_limit_s, help="seconds per test")
+    run.add_argument("--json", action="store_true", help="print the full result as JSON")
+    run.set_defaults(func=_run)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from diffucoder.sandbox.server import InsecureHostError, create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = SandboxConfig(host=args.host, port=args.port, workers=args.workers, queue_size=args.queue_size,
+                        bubblewrap=not args.no_bubblewrap)
+    app = create_app(cfg, insecure_dev=args.insecure_dev)
+    try:
+        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning",
+                    timeout_graceful_shutdown=int(cfg.shutdown_grace_s))
+    except InsecureHostError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def read_tests(path: Path) -> list[str]:
+    """One assert per non-empty line; lines starting with '#' are comments."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read tests file {path}: {exc}") from None
+    return [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from diffucoder.sandbox.client import Job, SandboxClient
+    from diffucoder.sandbox.local import local_sandbox
+
+    try:
+        code = args.file.read_text()
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read {args.file}: {exc}") from None
+    tests = read_tests(args.tests) if args.tests else []
+    job = Job(code=code, tests=tests, time_limit_s=args.time_limit)
+    if args.url:
+        result = SandboxClient(args.url).run(job)
+    else:
+        with local_sandbox() as url:
+            result = SandboxClient(url).run(job)
+    if args.json:
+        print(json.dumps(result.__dict__, indent=2, default=str))
+    else:
+        if result.infra_error:
+            print(f"infrastructure error: {result.infra_error}")
+            return 3
+        for test, verdict in zip(tests, result.verdicts, strict=True):
+            print(f"{verdict:>12}  {test}")
+        print(f"passed {result.passed}/{result.total}  program: {result.program_status}"
+              + (f" ({result.program_error})" if result.program_error else ""))
+        for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+            if text.strip():
+                print(f"--- {name} ---\n{text.rstrip()}")
+    return 0 if result.infra_error is None and result.passed == result.total else 1

@@ -1,0 +1,221 @@
+"""Isolation layers applied to each sandbox child, and detection of what this host offers.
+
+Layers (docs/sandbox.md has the threat model):
+
+* unprivileged uid: when the server runs as root, each slot's children run as their own uid
+  (base + slot); that is what makes RLIMIT_NPROC bind (the kernel ignores it for root) and what
+  stops the code from signalling or ptracing the server.
+* rlimits: address space, CPU seconds, file size, open files, processes, no core dumps.
+* seccomp: socket() for AF_INET/AF_INET6/AF_NETLINK/AF_PACKET fails with EPERM, plus a few syscalls
+  the code never needs (ptrace, mount, namespaces, bpf, io_uring). It needs no privilege and still
+  holds inside a hardened pod, where a NetworkPolicy does not police loopback. We use libseccomp
+  (pyseccomp) rather than hand-written BPF so the architecture checks (x32, compat syscalls) are right.
+* landlock: filesystem writes only in the job's private temp dir, reads only of the runtime
+  (interpreter, libraries, /usr, /etc) and the child's own /proc entry; unprivileged, kernel >= 5.13.
+* subreaper: the executor adopts every orphan, so setsid'd or double-forked grandchildren are
+  still found and killed after each job (executor.kill_descendants).
+* bubblewrap (optional, per slot): network, pid, ipc and uts namespaces and a read-only root.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+class IsolationError(RuntimeError):
+    """A mandatory isolation layer could not be applied; the job must not run."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int
+    cpu_seconds: int
+    file_mb: int
+    open_files: int
+    processes: int
+
+
+def apply_rlimits(limits: Limits) -> None:
+    mb = 1024 * 1024
+    for res, value in (
+        (resource.RLIMIT_AS, limits.memory_mb * mb),
+        (resource.RLIMIT_CPU, limits.cpu_seconds),
+        (resource.RLIMIT_FSIZE, limits.file_mb * mb),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(res, (value, value))
+
+
+def drop_privileges(uid: int) -> None:
+    """setgroups/setgid/setuid to ``uid`` (gid = uid); verified, because a silent failure would leave root."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() != uid or os.geteuid() != uid or os.getgid() != uid:
+        raise IsolationError(f"could not drop to uid {uid}")
+
+
+def set_no_new_privs() -> None:
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise IsolationError(f"prctl(NO_NEW_PRIVS) failed: errno {ctypes.get_errno()}")
+
+
+def set_child_subreaper() -> None:
+    if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise IsolationError(f"prctl(CHILD_SUBREAPER) failed: errno {ctypes.get_errno()}")
+
+
+# --- seccomp -------------------------------------------------------------------------------------
+
+_DENIED_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK, socket.AF_PACKET)
+_DENIED_SYSCALLS = (
+    "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root", "unshare", "setns",
+    "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "io_uring_setup", "userfaultfd",
+    "kexec_load", "init_module", "finit_module", "swapon", "swapoff", "reboot",
+)
+
+
+def build_seccomp_filter():
+    """Build the filter once (in the warm fork server); each child only calls ``.load()``."""
+    import pyseccomp
+
+    flt = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
+    eperm = pyseccomp.ERRNO(errno.EPERM)
+    for family in _DENIED_FAMILIES:
+        flt.add_rule(eperm, "socket", pyseccomp.Arg(0, pyseccomp.EQ, int(family)))
+    # unshare with CLONE_NEWUSER would give the code a fresh namespace with full capabilities in it
+    flt.add_rule(eperm, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0x10000000, 0x10000000))
+    for name in _DENIED_SYSCALLS:
+        try:
+            flt.add_rule(eperm, name)
+        except (ValueError, RuntimeError, OSError):
+            pass  # syscall unknown on this architecture
+    return flt
+
+
+# --- landlock ------------------------------------------------------------------------------------
+# No maintained Python binding exists (PyPI `landlock` is a 1.0.0.dev pre-release), and the ABI is
+# three syscalls and two structs, so we call it through ctypes.
+
+_SYS_LANDLOCK_CREATE_RULESET = 444
+_SYS_LANDLOCK_ADD_RULE = 445
+_SYS_LANDLOCK_RESTRICT_SELF = 446
+_LANDLOCK_RULE_PATH_BENEATH = 1
+_FS_EXECUTE, _FS_WRITE_FILE, _FS_READ_FILE, _FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+_FS_WRITE_ALL_V1 = (1 << 13) - 1 - (_FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR)  # remove/make*/write
+_FS_REFER, _FS_TRUNCATE = 1 << 13, 1 << 14
+_FS_READ = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64)]
+
+
+class _PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def landlock_abi() -> int:
+    """Landlock ABI version of this kernel, 0 when unavailable."""
+    if sys.platform != "linux" or os.uname().machine not in ("x86_64", "aarch64"):
+        return 0
+    version = _libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, None, 0, 1)  # LANDLOCK_CREATE_RULESET_VERSION
+    return max(int(version), 0)
+
+
+def landlock_restrict(writable: list[str], readable: list[str]) -> None:
+    """Allow reads under ``readable``, reads+writes under ``writable``; everything else is denied."""
+    abi = landlock_abi()
+    if abi < 1:
+        raise IsolationError("landlock is not available on this kernel")
+    handled = _FS_READ | _FS_WRITE_ALL_V1 | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
+    attr = _RulesetAttr(handled)
+    ruleset = _libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.sizeof(attr), 0)
+    if ruleset < 0:
+        raise IsolationError(f"landlock_create_ruleset failed: errno {ctypes.get_errno()}")
+    try:
+        for paths, access in ((readable, _FS_READ), (writable, handled)):
+            for path in paths:
+                try:
+                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                except OSError:
+                    continue  # optional runtime path that does not exist here
+                try:
+                    is_dir = os.path.isdir(path)
+                    rule = _PathBeneathAttr(access if is_dir else access & ~_FS_READ_DIR & _FS_FILE_MASK, fd)
+                    if _libc.syscall(_SYS_LANDLOCK_ADD_RULE, ruleset, _LANDLOCK_RULE_PATH_BENEATH,
+                                     ctypes.byref(rule), 0) != 0:
+                        raise IsolationError(f"landlock_add_rule({path}) failed: errno {ctypes.get_errno()}")
+                finally:
+                    os.close(fd)
+        if _libc.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
+            raise IsolationError(f"landlock_restrict_self failed: errno {ctypes.get_errno()}")
+    finally:
+        os.close(ruleset)
+
+
+# access rights that make sense on a file (not a directory)
+_FS_FILE_MASK = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE
+
+
+def runtime_read_paths() -> list[str]:
+    """What Python and its libraries need to read: the interpreter's prefixes, system libraries."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr", "/lib", "/lib64", "/bin", "/etc",
+             "/dev/null", "/dev/urandom", "/dev/zero"}
+    paths.update(p for p in sys.path if p and os.path.isdir(p) and "site-packages" in p)
+    return sorted(paths)
+
+
+# --- detection -----------------------------------------------------------------------------------
+
+
+def bwrap_command() -> list[str] | None:
+    """The bubblewrap prefix for a slot, or None when bwrap is missing or cannot create namespaces here."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return None
+    prefix = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
+              "--ro-bind", "/", "/", "--size", str(512 * 1024 * 1024), "--tmpfs", "/tmp", "--proc", "/proc",
+              "--dev", "/dev"]
+    if os.geteuid() == 0:
+        prefix += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL",
+                   "--cap-add", "CAP_DAC_OVERRIDE", "--cap-add", "CAP_CHOWN", "--cap-add", "CAP_FOWNER"]
+    try:
+        probe = subprocess.run([*prefix, "--", "/bin/true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return prefix if probe.returncode == 0 else None
+
+
+def seccomp_available() -> bool:
+    try:
+        build_seccomp_filter()
+    except Exception:  # noqa: BLE001 - any failure (missing libseccomp, old kernel) means "not available"
+        return False
+    return True
+
+
+def private_tmp_root() -> Path:
+    """Parent of per-job temp dirs: root-owned, not listable, so jobs cannot find each other's dirs."""
+    root = Path(os.environ.get("TMPDIR", "/tmp")) / f"diffucoder-sandbox-{os.getpid()}"
+    root.mkdir(mode=0o711, exist_ok=True)
+    return root

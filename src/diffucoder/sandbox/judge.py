@@ -1,0 +1,78 @@
+"""Trusted side: build probes for a request and turn the child's raw outcomes into verdicts.
+
+This runs in the server process, which holds the expected values; the sandbox child only ever
+sees the probes' sources (see probes.py for why that makes verdicts unforgeable).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffucoder.sandbox.codec import CodecError, decode
+from diffucoder.sandbox.config import SandboxConfig
+from diffucoder.sandbox.probes import Probe, probe_for_assert, probes_for_io
+from diffucoder.sandbox.protocol import RunRequest, RunResult
+
+_STATUS_VERDICT = {"error": "failed", "timeout": "timeout", "memory": "memory", "crashed": "crashed",
+                   "syntax_error": "syntax_error"}
+
+
+def build_probes(req: RunRequest) -> list[Probe]:
+    if req.entry_point is not None and req.inputs is not None:
+        expected = None if req.expected is None else [decode(x) for x in req.expected]
+        return probes_for_io(req.entry_point, req.inputs, expected, req.atol)
+    return [probe_for_assert(t) for t in req.tests]
+
+
+def executor_job(req: RunRequest, probes: list[Probe], cfg: SandboxConfig) -> dict[str, Any]:
+    """The message the fork server receives: limits, code and probe sources, no expected values."""
+    return {
+        "code": req.code,
+        "probes": [p.wire() for p in probes],
+        "inputs": req.inputs or [],
+        "time_limit_s": req.time_limit_s or cfg.time_limit_s,
+        "total_time_limit_s": req.total_time_limit_s or cfg.total_time_limit_s,
+        "memory_mb": req.memory_mb or cfg.memory_mb,
+        "max_output_bytes": cfg.max_output_bytes,
+        "max_processes": cfg.max_processes,
+        "max_file_mb": cfg.max_file_mb,
+        "max_open_files": cfg.max_open_files,
+    }
+
+
+def verdicts_from(raw: dict[str, Any], probes: list[Probe], want_outputs: bool) -> RunResult:
+    if raw.get("infra_error"):
+        return infra_result(raw["infra_error"], len(probes))
+    verdicts, outputs, seconds = [], [], []
+    for probe, outcome in zip(probes, raw["outcomes"], strict=True):
+        outcome = outcome or {"status": "crashed"}
+        verdict, output = _verdict(probe, outcome)
+        verdicts.append(verdict)
+        outputs.append(output)
+        seconds.append(outcome.get("seconds") if isinstance(outcome.get("seconds"), float) else None)
+    passed = verdicts.count("passed")
+    program = raw.get("program") or {}
+    return RunResult(
+        verdicts=verdicts, passed=passed, total=len(probes), pass_rate=passed / len(probes) if probes else 0.0,
+        program_status=str(program.get("status", "ok")), program_error=program.get("error"),
+        outputs=outputs if want_outputs else None, test_seconds=seconds,
+        stdout=raw.get("stdout", ""), stderr=raw.get("stderr", ""), duration_s=float(raw.get("duration_s", 0.0)),
+    )
+
+
+def _verdict(probe: Probe, outcome: dict[str, Any]) -> tuple[str, Any]:
+    status = outcome.get("status")
+    if status != "ok":
+        return _STATUS_VERDICT.get(status, "crashed"), None
+    if probe.mode == "exec":
+        return "passed", None
+    try:
+        value = decode(outcome.get("value"))
+    except CodecError:
+        return "failed", None  # a malformed report is the program's doing, never a pass
+    return ("passed" if probe.judge(value) else "failed"), outcome.get("value")
+
+
+def infra_result(message: str, total: int) -> RunResult:
+    """The sandbox failed, not the program: no verdict is claimed (callers retry or skip the reward)."""
+    return RunResult(verdicts=[], passed=0, total=total, pass_rate=0.0, infra_error=message)

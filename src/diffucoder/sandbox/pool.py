@@ -1,0 +1,121 @@
+"""A pool of warm executor slots (executor.py processes) driven from the asyncio server.
+
+Each slot is one long-lived fork server, wrapped in bubblewrap when the host allows it, that runs
+one job at a time. A slot that dies is restarted and the job it held is reported as an
+infrastructure error, never as a program failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import struct
+import sys
+from typing import Any
+
+from diffucoder.sandbox.config import SandboxConfig
+
+log = logging.getLogger(__name__)
+
+
+class SlotError(RuntimeError):
+    """The executor process failed (died, spoke garbage): an infrastructure error."""
+
+
+class ExecutorSlot:
+    def __init__(self, index: int, cfg: SandboxConfig, bwrap_prefix: list[str] | None):
+        self.index = index
+        self.cfg = cfg
+        self.bwrap_prefix = bwrap_prefix
+        self.proc: asyncio.subprocess.Process | None = None
+        self.layers: dict[str, bool] = {}
+
+    async def start(self) -> None:
+        cmd = [sys.executable, "-m", "diffucoder.sandbox.executor", str(self.index),
+               str(self.cfg.sandbox_uid_base)]
+        if self.bwrap_prefix:
+            cmd = [*self.bwrap_prefix, "--", *cmd]
+        # the executor gets no server secrets: only what it needs to find the interpreter and our package
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": _package_root()}
+        self.proc = await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+            cwd="/", start_new_session=True,
+        )
+        hello = await asyncio.wait_for(self._read(), timeout=60)
+        if not hello.get("ready"):
+            raise SlotError(f"executor slot {self.index} did not start: {hello}")
+        self.layers = dict(hello["layers"], bubblewrap=bool(self.bwrap_prefix))
+
+    async def _read(self) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            header = await self.proc.stdout.readexactly(4)
+            body = await self.proc.stdout.readexactly(struct.unpack(">I", header)[0])
+        except asyncio.IncompleteReadError:
+            raise SlotError(f"executor slot {self.index} exited (code {self.proc.returncode})") from None
+        return json.loads(body)
+
+    async def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdin is not None
+        data = json.dumps(job).encode()
+        self.proc.stdin.write(struct.pack(">I", len(data)) + data)
+        await self.proc.stdin.drain()
+        # the executor enforces the job's limits itself; this outer deadline only catches a hung executor
+        return await asyncio.wait_for(self._read(), timeout=float(job["total_time_limit_s"]) + 30)
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout=5)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def _package_root() -> str:
+    import diffucoder
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(diffucoder.__file__)))
+
+
+class ExecutorPool:
+    """N slots behind an asyncio queue of idle slots."""
+
+    def __init__(self, cfg: SandboxConfig, bwrap_prefix: list[str] | None):
+        self.cfg = cfg
+        self.slots = [ExecutorSlot(i, cfg, bwrap_prefix) for i in range(cfg.workers)]
+        self.idle: asyncio.Queue[ExecutorSlot] = asyncio.Queue()
+
+    async def start(self) -> None:
+        await asyncio.gather(*(s.start() for s in self.slots))
+        for slot in self.slots:
+            self.idle.put_nowait(slot)
+
+    @property
+    def layers(self) -> dict[str, bool]:
+        return self.slots[0].layers if self.slots else {}
+
+    async def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        slot = await self.idle.get()
+        try:
+            return await slot.run(job)
+        except (SlotError, TimeoutError, ConnectionError, BrokenPipeError) as exc:
+            log.error("executor slot %d failed: %r; restarting it", slot.index, exc)
+            await self._restart(slot)
+            return {"infra_error": f"executor slot {slot.index} failed: {exc}"}
+        finally:
+            self.idle.put_nowait(slot)
+
+    async def _restart(self, slot: ExecutorSlot) -> None:
+        if slot.proc is not None and slot.proc.returncode is None:
+            slot.proc.kill()
+            await slot.proc.wait()
+        await slot.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(s.stop() for s in self.slots))

@@ -1,0 +1,187 @@
+"""The sandbox HTTP service: FastAPI app over an ExecutorPool.
+
+Endpoints: POST /v1/run, POST /v1/run_batch, GET /healthz (active isolation layers), GET /metrics
+(Prometheus). Admission is bounded: at most ``workers + queue_size`` jobs are accepted at once and
+the rest get 429 with Retry-After, so an RL burst slows the trainer down instead of exhausting the
+host. On shutdown uvicorn stops accepting, gives in-flight requests ``shutdown_grace_s`` to finish,
+and any job that cannot finish is answered with an explicit infrastructure error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from diffucoder.sandbox import isolation, judge
+from diffucoder.sandbox.config import SandboxConfig
+from diffucoder.sandbox.pool import ExecutorPool
+from diffucoder.sandbox.protocol import BatchRequest, BatchResult, RunRequest, RunResult
+
+log = logging.getLogger(__name__)
+
+# layers without which the service refuses to start (unless --insecure-dev)
+MANDATORY_LAYERS = ("unprivileged_uid", "rlimits", "nproc_binds", "seccomp_no_network", "subreaper",
+                    "empty_env", "private_tmp")
+
+
+class InsecureHostError(RuntimeError):
+    """A mandatory isolation layer is missing on this host."""
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("sandbox_requests_total", "HTTP requests", ["endpoint", "code"], registry=self.registry)
+        self.verdicts = Counter("sandbox_verdicts_total", "test verdicts", ["verdict"], registry=self.registry)
+        self.infra_errors = Counter("sandbox_infra_errors_total", "jobs that failed in the sandbox itself",
+                                    registry=self.registry)
+        self.job_seconds = Histogram("sandbox_job_seconds", "job latency, queueing included",
+                                     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60),
+                                     registry=self.registry)
+        self.queue_depth = Gauge("sandbox_queue_depth", "accepted jobs waiting for a slot", registry=self.registry)
+        self.in_flight = Gauge("sandbox_jobs_in_flight", "accepted jobs (waiting or running)", registry=self.registry)
+
+
+class SandboxService:
+    """Admission control + pool + metrics; the FastAPI routes are thin wrappers around it."""
+
+    def __init__(self, cfg: SandboxConfig, insecure_dev: bool = False):
+        self.cfg = cfg
+        self.insecure_dev = insecure_dev
+        self.metrics = Metrics()
+        self.accepted = 0
+        self.running = 0
+        self.draining = False
+        self.pool: ExecutorPool | None = None
+
+    async def start(self) -> None:
+        bwrap = isolation.bwrap_command() if self.cfg.bubblewrap else None
+        self.pool = ExecutorPool(self.cfg, bwrap)
+        await self.pool.start()
+        missing = [k for k in MANDATORY_LAYERS if not self.pool.layers.get(k)]
+        if missing and not self.insecure_dev:
+            await self.pool.stop()
+            raise InsecureHostError(
+                f"mandatory isolation layers unavailable: {', '.join(missing)}; fix the host or start with "
+                "--insecure-dev (never for untrusted code)")
+        log.info("sandbox ready: %d slots, layers %s", self.cfg.workers, self.pool.layers)
+
+    async def stop(self) -> None:
+        self.draining = True
+        if self.pool is not None:
+            await self.pool.stop()
+
+    def capacity(self) -> int:
+        return self.cfg.workers + self.cfg.queue_size
+
+    def admit(self, n: int) -> None:
+        if self.draining:
+            raise HTTPException(503, "sandbox is shutting down", headers={"Retry-After": str(self.cfg.retry_after_s)})
+        if n > self.capacity():
+            raise HTTPException(413, f"batch of {n} jobs exceeds the server capacity {self.capacity()}")
+        if self.accepted + n > self.capacity():
+            raise HTTPException(429, f"queue full ({self.accepted} jobs accepted)",
+                                headers={"Retry-After": str(self.cfg.retry_after_s)})
+        self.accepted += n
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        self.metrics.in_flight.set(self.accepted)
+        self.metrics.queue_depth.set(max(self.accepted - self.running, 0))
+
+    async def run_one(self, req: RunRequest) -> RunResult:
+        """Run an admitted job; always releases its admission slot."""
+        began = time.monotonic()
+        try:
+            try:
+                probes = judge.build_probes(req)
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from None
+            job = judge.executor_job(req, probes, self.cfg)
+            assert self.pool is not None
+            self.running += 1
+            self._update_gauges()
+            try:
+                raw = await self.pool.run(job)
+            except asyncio.CancelledError:
+                raise
+            finally:
+                self.running -= 1
+            result = judge.verdicts_from(raw, probes, want_outputs=req.expected is None and req.inputs is not None)
+        finally:
+            self.accepted -= 1
+            self._update_gauges()
+        if result.infra_error:
+            self.metrics.infra_errors.inc()
+        for verdict in result.verdicts:
+            self.metrics.verdicts.labels(verdict).inc()
+        self.metrics.job_seconds.observe(time.monotonic() - began)
+        return result
+
+
+def create_app(cfg: SandboxConfig, insecure_dev: bool = False) -> FastAPI:
+    service = SandboxService(cfg, insecure_dev)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
+        yield
+        await service.stop()
+
+    app = FastAPI(title="diffucoder sandbox", lifespan=lifespan)
+    app.state.service = service
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        response = await call_next(request)
+        service.metrics.requests.labels(request.url.path, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.post("/v1/run", response_model=RunResult)
+    async def run(req: RunRequest) -> RunResult:
+        service.admit(1)
+        return await service.run_one(req)
+
+    @app.post("/v1/run_batch", response_model=BatchResult)
+    async def run_batch(req: BatchRequest) -> BatchResult:
+        service.admit(len(req.jobs))
+        tasks = [asyncio.ensure_future(service.run_one(job)) for job in req.jobs]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        out = []
+        for job, res in zip(req.jobs, results, strict=True):
+            if isinstance(res, HTTPException):
+                out.append(judge.infra_result(f"rejected: {res.detail}", len(job.tests or job.inputs or [])))
+            elif isinstance(res, BaseException):
+                raise res
+            else:
+                out.append(res)
+        return BatchResult(results=out)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        layers = service.pool.layers if service.pool else {}
+        return {
+            "status": "draining" if service.draining else "ok",
+            "layers": layers,
+            "mandatory_layers_active": all(layers.get(k) for k in MANDATORY_LAYERS),
+            "insecure_dev": service.insecure_dev,
+            "workers": cfg.workers,
+            "jobs_accepted": service.accepted,
+            "capacity": service.capacity(),
+        }
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
