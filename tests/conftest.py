@@ -103,18 +103,32 @@ def shared_data_dir() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's standalone S3-compatible server on a free loopback port; yields its URL."""
+def _moto(tmp_path_factory: pytest.TempPathFactory, **env: str) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("moto") / "moto_server.log"
     cmd = [str(_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    proc = _start_server(cmd, f"{url}/moto-api/", log, timeout_s=30, env=_clean_env())
+    proc = _start_server(cmd, f"{url}/moto-api/", log, timeout_s=30, env=_clean_env(**env))
     try:
         yield url
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's standalone S3-compatible server on a free loopback port; yields its URL."""
+    yield from _moto(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def moto_server_strict_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second moto server that checks every request's access key against its (empty) IAM store.
+
+    Any key is unknown to it, so S3 calls fail the way a real store rejects bad credentials
+    (``InvalidAccessKeyId``); used to test credential error messages.
+    """
+    yield from _moto(tmp_path_factory, INITIAL_NO_AUTH_ACTION_COUNT="0")
 
 
 @pytest.fixture
@@ -135,6 +149,8 @@ def s3_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     # No shared config/credential files from the developer's home may leak into tests.
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    # Never let botocore probe the EC2 metadata service when credentials are missing.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket=bucket)
     return f"s3://{bucket}"
