@@ -156,6 +156,7 @@ class Slot:
         self.landlock = isolation.landlock_abi() >= 1
         self.read_paths = isolation.runtime_read_paths()
         self.tmp_root = isolation.private_tmp_root()
+        self.runtime_readable = self.uid is None or isolation.runtime_readable_by(self.uid)
         isolation.set_child_subreaper()
 
     def layers(self) -> dict[str, bool]:
@@ -168,6 +169,7 @@ class Slot:
             "subreaper": True,
             "empty_env": True,
             "private_tmp": True,
+            "runtime_readable": self.runtime_readable,
         }
 
 

@@ -196,6 +196,7 @@ def bwrap_command() -> list[str] | None:
     prefix = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
               "--ro-bind", "/", "/", "--size", str(512 * 1024 * 1024), "--tmpfs", "/tmp", "--proc", "/proc",
               "--dev", "/dev"]
+    prefix += _expose_runtime_binds()
     if os.geteuid() == 0:
         prefix += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL",
                    "--cap-add", "CAP_DAC_OVERRIDE", "--cap-add", "CAP_CHOWN", "--cap-add", "CAP_FOWNER"]
@@ -204,6 +205,56 @@ def bwrap_command() -> list[str] | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return prefix if probe.returncode == 0 else None
+
+
+def _hidden_ancestor(path: str) -> str | None:
+    """The top-most ancestor of ``path`` that other users cannot traverse (e.g. /root, mode 0700)."""
+    parts = Path(path).resolve().parts
+    for i in range(2, len(parts) + 1):
+        ancestor = str(Path(*parts[:i]))
+        try:
+            if not os.stat(ancestor).st_mode & 0o001:
+                return ancestor
+        except OSError:
+            return None
+    return None
+
+
+def _expose_runtime_binds() -> list[str]:
+    """bwrap args that let the sandbox uid reach an interpreter installed under a private dir.
+
+    pyenv puts Python under /root (mode 0700): the dropped uid could not import any stdlib module
+    the fork server had not imported yet. Inside the slot's mount namespace we cover that
+    ancestor with an empty world-traversable tmpfs and bind back only the runtime paths, which also
+    hides everything else in it (root's home) from the code.
+    """
+    entries: dict[str, set[str]] = {}
+    for path in {sys.base_prefix, sys.prefix}:
+        ancestor = _hidden_ancestor(path)
+        if ancestor is not None:
+            # bind the entry right below the hidden dir (bwrap would create the ones between as 0700)
+            entry = str(Path(ancestor) / Path(path).resolve().relative_to(ancestor).parts[0])
+            entries.setdefault(ancestor, set()).add(entry)
+    args: list[str] = []
+    for ancestor in sorted(entries):
+        args += ["--perms", "0755", "--tmpfs", ancestor]
+        for entry in sorted(entries[ancestor]):
+            args += ["--ro-bind", entry, entry]
+    return args
+
+
+def runtime_readable_by(uid: int) -> bool:
+    """Whether ``uid`` can read the interpreter's stdlib (checked in a throwaway child)."""
+    stdlib = os.path.dirname(os.__file__)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            drop_privileges(uid)
+            os._exit(0 if os.access(stdlib, os.R_OK | os.X_OK) else 1)
+        except BaseException:  # noqa: BLE001
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def seccomp_available() -> bool:

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # layers without which the service refuses to start (unless --insecure-dev)
 MANDATORY_LAYERS = ("unprivileged_uid", "rlimits", "nproc_binds", "seccomp_no_network", "subreaper",
-                    "empty_env", "private_tmp")
+                    "empty_env", "private_tmp", "runtime_readable")
 
 
 class InsecureHostError(RuntimeError):

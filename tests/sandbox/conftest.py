@@ -1,0 +1,81 @@
+"""Fixtures for the sandbox tests: one real sandbox server (subprocess on loopback) per session.
+
+``contained_client`` is the gate for the bomb tests: it first proves, through the real server,
+that the code runs as an unprivileged uid with a binding process limit and a seccomp filter; if
+any of that is not true it fails loudly and no fork/memory bomb is ever sent.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import pytest
+
+from diffucoder.sandbox.client import Job, SandboxClient
+from diffucoder.sandbox.config import SandboxConfig
+from diffucoder.sandbox.local import local_sandbox
+
+SERVER_SECRET = "diffucoder-test-secret-" + secrets.token_hex(8)
+
+HONEST = Job(code="def add(a, b):\n    return a + b\n", tests=["assert add(1, 2) == 3", "assert add(-1, 1) == 0"])
+
+CONTAINMENT_PROBE = """
+import os, resource
+def facts():
+    status = open('/proc/self/status').read()
+    seccomp = [l.split()[1] for l in status.splitlines() if l.startswith('Seccomp:')][0]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    return {'uid': os.getuid(), 'euid': os.geteuid(), 'gid': os.getgid(), 'groups': os.getgroups(),
+            'nproc': hard, 'seccomp': seccomp, 'no_new_privs': [l.split()[1] for l in status.splitlines()
+            if l.startswith('NoNewPrivs:')][0]}
+"""
+
+
+@pytest.fixture(scope="session")
+def sandbox_cfg() -> SandboxConfig:
+    return SandboxConfig(workers=2, queue_size=128)
+
+
+@pytest.fixture(scope="session")
+def sandbox_url(sandbox_cfg):
+    os.environ["DIFFUCODER_SANDBOX_TEST_SECRET"] = SERVER_SECRET  # the server inherits it; the code must not see it
+    try:
+        with local_sandbox(sandbox_cfg) as url:
+            yield url
+    finally:
+        os.environ.pop("DIFFUCODER_SANDBOX_TEST_SECRET", None)
+
+
+@pytest.fixture(scope="session")
+def client(sandbox_url, sandbox_cfg) -> SandboxClient:
+    return SandboxClient(sandbox_url, sandbox_cfg)
+
+
+def containment_facts(client: SandboxClient) -> dict:
+    result = client.run(Job(code=CONTAINMENT_PROBE, entry_point="facts", inputs=[[]]))
+    assert result.infra_error is None, result.infra_error
+    assert result.verdicts == ["passed"], (result.verdicts, result.program_error, result.stderr)
+    return result.outputs[0]
+
+
+@pytest.fixture(scope="session")
+def contained_client(client, sandbox_cfg) -> SandboxClient:
+    facts = containment_facts(client)
+    problems = []
+    if facts["uid"] == 0 or facts["euid"] == 0 or facts["gid"] == 0 or 0 in facts["groups"]:
+        problems.append(f"code runs with root ids {facts}")
+    if facts["nproc"] > sandbox_cfg.max_processes:
+        problems.append(f"RLIMIT_NPROC is {facts['nproc']}, not <= {sandbox_cfg.max_processes}")
+    if facts["seccomp"] != "2":
+        problems.append(f"no seccomp filter (Seccomp: {facts['seccomp']})")
+    if problems:
+        pytest.fail("CONTAINMENT NOT VERIFIED - refusing to run bomb tests: " + "; ".join(problems), pytrace=False)
+    return client
+
+
+def assert_honest(client: SandboxClient) -> None:
+    """The server still answers an honest job correctly."""
+    result = client.run(HONEST)
+    assert result.infra_error is None, result.infra_error
+    assert result.verdicts == ["passed", "passed"], (result.verdicts, result.program_error, result.stderr)
