@@ -120,7 +120,9 @@ class DualCache(_BlockCache):
 
     def cached_columns(self, canvas: Canvas, start: int, end: int) -> torch.Tensor:
         device = canvas.x.device
-        return torch.cat([torch.arange(start - 1, device=device), torch.arange(end, canvas.x.shape[1], device=device)])
+        return torch.cat(
+            [torch.arange(start - 1, device=device), torch.arange(end, canvas.x.shape[1], device=device)]
+        )
 
     def window(self, canvas: Canvas, start: int, end: int) -> slice:
         return slice(start - 1, end)

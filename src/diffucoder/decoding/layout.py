@@ -87,7 +87,9 @@ def make_canvas(
         # left padding means validity never goes from True back to False along a row
         bad_rows = (prompt_valid[:, :-1] & ~prompt_valid[:, 1:]).any(dim=1).nonzero().flatten().tolist()
         if bad_rows:
-            raise ValueError(f"attention_mask rows {bad_rows} are not left-padded (a pad follows a real token)")
+            raise ValueError(
+                f"attention_mask rows {bad_rows} are not left-padded (a pad follows a real token)"
+            )
         empty = (~prompt_valid.any(dim=1)).nonzero().flatten().tolist()
         if empty:
             raise ValueError(f"prompts {empty} have no real tokens")

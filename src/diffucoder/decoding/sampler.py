@@ -51,7 +51,9 @@ class GenerationOutput:
     forward_passes: int
 
 
-def _select_top(confidence: torch.Tensor, counts: torch.Tensor, alg_temp: float | None, generator) -> torch.Tensor:
+def _select_top(
+    confidence: torch.Tensor, counts: torch.Tensor, alg_temp: float | None, generator
+) -> torch.Tensor:
     """(B, W) bool: per row the ``counts[b]`` positions to commit, by confidence.
 
     ``confidence`` is -inf where a position may not commit. Ties go to the leftmost position (a
@@ -66,7 +68,9 @@ def _select_top(confidence: torch.Tensor, counts: torch.Tensor, alg_temp: float 
                 selected[row, picks] = True
         return selected
     order = torch.sort(confidence, dim=-1, descending=True, stable=True).indices
-    ranks = torch.empty_like(order).scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+    ranks = torch.empty_like(order).scatter_(
+        -1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order)
+    )
     return ranks < counts[:, None]
 
 
@@ -92,7 +96,9 @@ def _step(
     logits = logits[masked].float()  # (N, V)
     logits[:, mask_id] = torch.finfo(logits.dtype).min  # never predict the mask token itself
     last = step == len(grid) - 2
-    sample = dict(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, alg=cfg.alg, generator=generator)
+    sample = dict(
+        temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, alg=cfg.alg, generator=generator
+    )
 
     if cfg.alg == "origin":
         p_commit = 1.0 if last else float(transfer_ratio(grid, step))
@@ -164,7 +170,11 @@ def diffusion_generate(
     block_len = cfg.block_length
     n_blocks = gen_len // block_len
     grid = time_grid(cfg.steps // n_blocks, cfg.eps)
-    trace = torch.full((canvas.x.shape[0], gen_len), -1, dtype=torch.long, device=canvas.x.device) if return_trace else None
+    trace = (
+        torch.full((canvas.x.shape[0], gen_len), -1, dtype=torch.long, device=canvas.x.device)
+        if return_trace
+        else None
+    )
 
     forward_passes = 0
     for b in range(n_blocks):
