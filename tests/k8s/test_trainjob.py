@@ -15,17 +15,27 @@ from diffucoder.k8s.trainjob import CONFIG_FILE, SANDBOX_CLIENT_LABEL, StageJob,
 
 
 def _job(stage="pretrain", **kw):
-    return StageJob(stage, "s3://diffucoder/data/packed", f"s3://diffucoder/runs/r1/{stage}", run_id="KFP-Run_0a1b2c3d4e5f6a", **kw)
+    return StageJob(
+        stage,
+        "s3://diffucoder/data/packed",
+        f"s3://diffucoder/runs/r1/{stage}",
+        run_id="KFP-Run_0a1b2c3d4e5f6a",
+        **kw,
+    )
 
 
 def _node_patch(tj):
-    return tj["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    return tj["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0][
+        "template"
+    ]["spec"]["template"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
 @pytest.mark.parametrize("preset", ["tiny", "paper-7b"])
 def test_every_stage_validates_against_the_crd(crds, stage, preset):
-    objs = build_trainjob(_job(stage, init_uri="s3://diffucoder/runs/r1/prev/final"), load_config(preset), KubernetesConfig())
+    objs = build_trainjob(
+        _job(stage, init_uri="s3://diffucoder/runs/r1/prev/final"), load_config(preset), KubernetesConfig()
+    )
     assert crds.errors(objs.trainjob) == []
 
 
@@ -42,7 +52,12 @@ def test_the_validator_catches_type_errors_and_unknown_fields(crds):
 
 def test_gpu_stage_gets_nodes_gpus_placement_and_secrets():
     k8s = KubernetesConfig.model_validate(
-        {"trainjob": {"node_selector": {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}, "gpus_per_node": 8}}
+        {
+            "trainjob": {
+                "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},
+                "gpus_per_node": 8,
+            }
+        }
     )
     objs = build_trainjob(_job("pretrain"), load_config("paper-7b"), k8s)
     trainer = objs.trainjob["spec"]["trainer"]
@@ -54,14 +69,20 @@ def test_gpu_stage_gets_nodes_gpus_placement_and_secrets():
     assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     env = {e["name"]: e for e in trainer["env"]}
-    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "diffucoder-s3", "key": "AWS_SECRET_ACCESS_KEY", "optional": False}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "diffucoder-s3",
+        "key": "AWS_SECRET_ACCESS_KEY",
+        "optional": False,
+    }
     assert env["MLFLOW_S3_ENDPOINT_URL"]["valueFrom"]["secretKeyRef"]["key"] == "AWS_ENDPOINT_URL"
     assert env["MLFLOW_TRACKING_URI"]["value"] == "http://mlflow.diffucoder.svc.cluster.local:5000"
     assert not any("value" in e and "SECRET" in e["name"] for e in trainer["env"])  # no secret values inline
 
 
 def test_cpu_only_job_asks_for_no_gpu():
-    k8s = KubernetesConfig.model_validate({"trainjob": {"gpus_per_node": 0, "tolerations": [], "num_nodes": {"instruct": 2}}})
+    k8s = KubernetesConfig.model_validate(
+        {"trainjob": {"gpus_per_node": 0, "tolerations": [], "num_nodes": {"instruct": 2}}}
+    )
     objs = build_trainjob(_job("instruct"), load_config("tiny"), k8s)
     trainer = objs.trainjob["spec"]["trainer"]
     assert "nvidia.com/gpu" not in trainer["resourcesPerNode"]["limits"]
@@ -71,13 +92,27 @@ def test_cpu_only_job_asks_for_no_gpu():
 
 def test_command_runs_the_train_cli_on_the_mounted_resolved_config():
     cfg = load_config("tiny", ["seed=7"])
-    objs = build_trainjob(_job("midtrain", init_uri="s3://diffucoder/runs/r1/pretrain/final"), cfg, KubernetesConfig())
+    objs = build_trainjob(
+        _job("midtrain", init_uri="s3://diffucoder/runs/r1/pretrain/final"), cfg, KubernetesConfig()
+    )
     trainer = objs.trainjob["spec"]["trainer"]
     assert trainer["command"] == ["torchrun"]
     assert trainer["args"] == [
-        "-m", "diffucoder.cli", "train", "--stage", "midtrain", "--config", CONFIG_FILE,
-        "--data", "s3://diffucoder/data/packed", "--out", "s3://diffucoder/runs/r1/midtrain",
-        "--resume", "auto", "--init", "s3://diffucoder/runs/r1/pretrain/final",
+        "-m",
+        "diffucoder.cli",
+        "train",
+        "--stage",
+        "midtrain",
+        "--config",
+        CONFIG_FILE,
+        "--data",
+        "s3://diffucoder/data/packed",
+        "--out",
+        "s3://diffucoder/runs/r1/midtrain",
+        "--resume",
+        "auto",
+        "--init",
+        "s3://diffucoder/runs/r1/pretrain/final",
     ]
     # the ConfigMap holds the resolved config, which loads back to the same RunConfig
     assert validate_config(yaml.safe_load(objs.config_map["data"]["config.yaml"])) == cfg
@@ -94,7 +129,9 @@ def test_only_grpo_nodes_may_call_the_sandbox():
 
 
 def test_mlflow_run_ids_are_passed_when_known():
-    objs = build_trainjob(_job(mlflow_run_id="abc", parent_run_id="par"), load_config("tiny"), KubernetesConfig())
+    objs = build_trainjob(
+        _job(mlflow_run_id="abc", parent_run_id="par"), load_config("tiny"), KubernetesConfig()
+    )
     env = {e["name"]: e.get("value") for e in objs.trainjob["spec"]["trainer"]["env"]}
     assert env["MLFLOW_RUN_ID"] == "abc" and env["DIFFUCODER_PARENT_RUN_ID"] == "par"
 

@@ -70,7 +70,9 @@ class KubernetesConfig(StrictModel):
 
     namespace: str = Field("diffucoder", description="where pipelines and TrainJobs run")
     sandbox_namespace: str = Field("diffucoder-sandbox", description="restricted namespace of sandbox pods")
-    image_registry: str | None = Field(None, description="default: $DIFFUCODER_IMAGE_REGISTRY or ghcr.io/diffucoder")
+    image_registry: str | None = Field(
+        None, description="default: $DIFFUCODER_IMAGE_REGISTRY or ghcr.io/diffucoder"
+    )
     image_tag: str | None = Field(None, description="default: the package version")
     s3_secret: str = Field("diffucoder-s3", description="Secret with AWS_* keys for the object store")
     mlflow_tracking_uri: str = "http://mlflow.diffucoder.svc.cluster.local:5000"

@@ -97,7 +97,9 @@ class TrainJobLauncher:
 
     def get(self, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(API_GROUP, API_VERSION, self.namespace, PLURAL, name)
+            return self.custom.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, self.namespace, PLURAL, name
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -115,7 +117,9 @@ class TrainJobLauncher:
         deadline = self.clock() + wait_s
         while self.get(name) is not None:
             if self.clock() > deadline:
-                raise TrainJobTimeout(f"TrainJob {self.namespace}/{name} still exists {wait_s:.0f}s after delete")
+                raise TrainJobTimeout(
+                    f"TrainJob {self.namespace}/{name} still exists {wait_s:.0f}s after delete"
+                )
             self.sleep(min(self.poll_interval_s, 5.0))
 
     def submit(self, objs: TrainJobObjects) -> bool:
@@ -126,7 +130,9 @@ class TrainJobLauncher:
             if state.phase != "failed":
                 log.info("re-attaching to TrainJob %s (%s)", objs.name, state.phase)
                 return True
-            log.warning("TrainJob %s failed before (%s: %s); recreating it", objs.name, state.reason, state.message)
+            log.warning(
+                "TrainJob %s failed before (%s: %s); recreating it", objs.name, state.reason, state.message
+            )
             self.delete(objs.name)
         self._apply_config_map(objs.config_map)
         try:
@@ -146,7 +152,9 @@ class TrainJobLauncher:
         while True:
             obj = self.get(name)
             if obj is None:
-                raise TrainJobFailed(name, "Deleted", "the TrainJob disappeared while the launcher followed it")
+                raise TrainJobFailed(
+                    name, "Deleted", "the TrainJob disappeared while the launcher followed it"
+                )
             state = job_state(obj)
             if state != last:
                 log.info("TrainJob %s: %s %s %s", name, state.phase, state.reason, state.message)
@@ -180,7 +188,9 @@ class TrainJobLauncher:
             "uid": owner["metadata"]["uid"],
         }
         try:
-            self.core.patch_namespaced_config_map(name, self.namespace, {"metadata": {"ownerReferences": [ref]}})
+            self.core.patch_namespaced_config_map(
+                name, self.namespace, {"metadata": {"ownerReferences": [ref]}}
+            )
         except ApiException as exc:
             raise _api_error(f"setting the owner of ConfigMap {self.namespace}/{name}", exc) from exc
 

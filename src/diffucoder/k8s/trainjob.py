@@ -78,8 +78,21 @@ def trainer_command(job: StageJob) -> tuple[list[str], list[str]]:
 
     torchrun takes nnodes/nproc/rank/master from the PET_* variables the runtime injects.
     """
-    args = ["-m", "diffucoder.cli", "train", "--stage", job.stage, "--config", CONFIG_FILE,
-            "--data", job.data_uri, "--out", job.out_uri, "--resume", job.resume]
+    args = [
+        "-m",
+        "diffucoder.cli",
+        "train",
+        "--stage",
+        job.stage,
+        "--config",
+        CONFIG_FILE,
+        "--data",
+        job.data_uri,
+        "--out",
+        job.out_uri,
+        "--resume",
+        job.resume,
+    ]
     if job.init_uri:
         args += ["--init", job.init_uri]
     return ["torchrun"], args
@@ -125,7 +138,10 @@ def _runtime_patch(name: str, job: StageJob, k8s: KubernetesConfig) -> dict[str,
     pod_spec: dict[str, Any] = {
         "volumes": [{"name": "diffucoder-config", "configMap": {"name": name}}],
         "containers": [
-            {"name": "node", "volumeMounts": [{"name": "diffucoder-config", "mountPath": CONFIG_DIR, "readOnly": True}]}
+            {
+                "name": "node",
+                "volumeMounts": [{"name": "diffucoder-config", "mountPath": CONFIG_DIR, "readOnly": True}],
+            }
         ],
     }
     if tj.node_selector:
@@ -140,7 +156,12 @@ def _runtime_patch(name: str, job: StageJob, k8s: KubernetesConfig) -> dict[str,
             "template": {
                 "spec": {
                     "replicatedJobs": [
-                        {"name": "node", "template": {"spec": {"template": {"metadata": {"labels": pod_labels}, "spec": pod_spec}}}}
+                        {
+                            "name": "node",
+                            "template": {
+                                "spec": {"template": {"metadata": {"labels": pod_labels}, "spec": pod_spec}}
+                            },
+                        }
                     ]
                 }
             }
