@@ -1,0 +1,504 @@
+"""MLflow tracking: one parent run per pipeline run, one nested child run per stage, rank 0 only.
+
+This is the only module that imports mlflow (STYLE.md rule 13). It uses ``MlflowClient`` with
+explicit run ids rather than mlflow's process-global "active run" stack, so a stage started in
+another process (a KFP pod, a torchrun rank) attaches to exactly the run it was given.
+
+Run layout (kfp.md section 5.3)::
+
+    experiment cfg.tracking.experiment
+      parent run  "pipeline"     tags: diffucoder.kind=pipeline, git_sha, preset, kfp.run_id, data_hash
+        child run "pretrain"     tags: mlflow.parentRunId=<parent>, diffucoder.stage=pretrain, ...
+        child run "instruct" ...
+
+Every run gets the resolved config as flattened params (``grpo.beta``) and as ``config.yaml``.
+A restarted stage re-attaches to its run: pass ``resume_run_id`` (or set ``MLFLOW_RUN_ID``, as
+KFP's MLflow integration does), or let :func:`stage_run` find the unfinished child run of the same
+stage under the same parent. Ranks other than 0 get a :class:`NullTracker` with the same methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from diffucoder.config import RunConfig, TrackingConfig
+
+log = logging.getLogger(__name__)
+
+PARENT_ENV = "DIFFUCODER_PARENT_RUN_ID"
+# KFP sets no run-id variable in user containers by itself; our components export the
+# pipeline's run id (dsl.PIPELINE_JOB_ID_PLACEHOLDER) under these names.
+KFP_RUN_ID_ENV = "KFP_RUN_ID"
+KFP_PIPELINE_ENV = "KFP_PIPELINE_NAME"
+# Set at image build time where the code is installed without its .git directory.
+GIT_SHA_ENV = "DIFFUCODER_GIT_SHA"
+TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+# --------------------------------------------------------------------------------------------
+# Names, params and ranks
+# --------------------------------------------------------------------------------------------
+
+_ILLEGAL_NAME_CHARS = re.compile(r"[^A-Za-z0-9_\-. :/]")
+
+
+def metric_name(name: str) -> str:
+    """A metric/param name MLflow accepts: ``pass@1`` -> ``pass_at_1``; other illegal chars -> ``_``."""
+    return _ILLEGAL_NAME_CHARS.sub("_", name.replace("@", "_at_"))
+
+
+def flatten_params(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config dict -> ``{"grpo.beta": "0.01", ...}`` with string values (lists as JSON-ish str)."""
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_params(value, prefix=f"{name}."))
+        else:
+            out[metric_name(name)] = str(value)
+    return out
+
+
+def _env_rank() -> int | None:
+    for var in ("RANK", "LOCAL_RANK"):
+        if os.environ.get(var, "").strip():
+            return int(os.environ[var])
+    return None
+
+
+def is_rank_zero() -> bool:
+    """Global rank 0 (RANK, else LOCAL_RANK, else an initialised torch.distributed group) logs."""
+    rank = _env_rank()
+    if rank is not None:
+        return rank == 0
+    import sys
+
+    torch = sys.modules.get("torch")  # never import torch just to learn we are not distributed
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return True
+
+
+def git_sha() -> str | None:
+    """The commit of the checkout this code runs from, or $DIFFUCODER_GIT_SHA in installed images."""
+    if os.environ.get(GIT_SHA_ENV):
+        return os.environ[GIT_SHA_ENV]
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
+
+
+# --------------------------------------------------------------------------------------------
+# Client and experiment
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_tracking_uri(cfg: TrackingConfig) -> str:
+    """cfg.tracking_uri, else $MLFLOW_TRACKING_URI, else an SQLite file ./mlflow.db (absolute)."""
+    return (
+        cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    )
+
+
+def configure(cfg: TrackingConfig) -> str:
+    """Point mlflow at the tracking store and export it, so subprocesses (torchrun ranks) agree.
+
+    Returns the resolved tracking URI.
+    """
+    import mlflow
+
+    uri = resolve_tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    return uri
+
+
+def _client(cfg: TrackingConfig) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=configure(cfg))
+
+
+def _experiment_id(client: MlflowClient, cfg: TrackingConfig) -> str:
+    """Get or create the experiment; with an SQLite store its artifacts live beside the DB file."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(cfg.experiment)
+    if found is not None:
+        return found.experiment_id
+    uri = client.tracking_uri
+    artifact_location = None
+    if uri.startswith("sqlite:///"):
+        # mlflow's default would be ./mlruns in whatever directory the process started in.
+        artifact_location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
+    try:
+        return client.create_experiment(cfg.experiment, artifact_location=artifact_location)
+    except MlflowException:
+        # Another stage process created it between our lookup and our create.
+        found = client.get_experiment_by_name(cfg.experiment)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def _run_tags(cfg: RunConfig, data_hash: str | None, extra: Mapping[str, str]) -> dict[str, str]:
+    tags = {"diffucoder.preset": cfg.preset, "diffucoder.config_fingerprint": cfg.fingerprint()}
+    if sha := git_sha():
+        tags["git_sha"] = sha
+    if data_hash:
+        tags["diffucoder.data_hash"] = data_hash
+    if os.environ.get(KFP_RUN_ID_ENV):
+        tags["kfp.run_id"] = os.environ[KFP_RUN_ID_ENV]
+    if os.environ.get(KFP_PIPELINE_ENV):
+        tags["kfp.pipeline"] = os.environ[KFP_PIPELINE_ENV]
+    tags.update({k: str(v) for k, v in extra.items()})
+    return tags
+
+
+# --------------------------------------------------------------------------------------------
+# Trackers
+# --------------------------------------------------------------------------------------------
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _clip_param(value: str) -> str:
+    """Fit a param value into MLflow's length limit, marking the cut."""
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+    marker = "...[truncated]"
+    if len(value) <= MAX_PARAM_VAL_LENGTH:
+        return value
+    return value[: MAX_PARAM_VAL_LENGTH - len(marker)] + marker
+
+
+class Tracker:
+    """Logs to one MLflow run. Created by :func:`stage_run`; use its methods, not mlflow directly."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def log_metrics(self, metrics: Mapping[str, float | None], step: int | None = None) -> None:
+        """Log a flat dict of numbers; names are sanitised and ``None`` (no value this step) skipped."""
+        from mlflow.entities import Metric
+        from mlflow.utils.validation import MAX_METRICS_PER_BATCH
+
+        now = int(time.time() * 1000)
+        entries = [
+            Metric(metric_name(k), float(v), now, int(step or 0)) for k, v in metrics.items() if v is not None
+        ]
+        for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=chunk)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log (nested) params, flattened to dotted names, batched and clipped to MLflow's limits.
+
+        Values longer than MLflow's limit are truncated with a marker; the untruncated config is
+        always in the run's ``config.yaml``.
+        """
+        from mlflow.entities import Param
+        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
+
+        entries = [Param(key, _clip_param(value)) for key, value in flatten_params(params).items()]
+        for chunk in _chunks(entries, MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=chunk)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH
+
+        entries = [RunTag(k, str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()]
+        for chunk in _chunks(entries, MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(self.run_id, tags=chunk)
+
+    def log_artifact(self, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Upload a file or a whole directory under ``artifact_path`` in the run's artifacts."""
+        path = Path(local_path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        elif path.is_file():
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+        else:
+            raise FileNotFoundError(f"log_artifact: {path} does not exist (run {self.run_id})")
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        self.client.log_figure(self.run_id, figure, artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_config(self, cfg: RunConfig) -> None:
+        """The resolved config as flattened params and as ``config.yaml``.
+
+        Params are immutable in MLflow, so on a resumed run only new keys are logged; keys whose
+        value changed (e.g. a raised ``max_steps`` to train longer) are listed in the tag
+        ``diffucoder.resume_changed_params`` and the new config.yaml replaces the old one.
+        """
+        params = flatten_params(cfg.model_dump(mode="json"))
+        existing = self.client.get_run(self.run_id).data.params
+        changed = sorted(k for k, v in params.items() if k in existing and existing[k] != _clip_param(v))
+        if changed:
+            log.warning("run %s resumed with changed params: %s", self.run_id, ", ".join(changed))
+            self.set_tags({"diffucoder.resume_changed_params": ",".join(changed)})
+        self.log_params({k: v for k, v in params.items() if k not in existing})
+        self.log_text(cfg.to_yaml(), "config.yaml")
+
+
+class NullTracker:
+    """What ranks other than 0 get: the same methods, doing nothing, so callers need no ``if``."""
+
+    run_id: str | None = None
+
+    def log_metrics(self, metrics: Mapping[str, float | None], step: int | None = None) -> None:
+        pass
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        pass
+
+    def log_artifact(self, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        pass
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        pass
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        pass
+
+    def log_config(self, cfg: RunConfig) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# Pipeline and stage runs
+# --------------------------------------------------------------------------------------------
+
+
+def start_pipeline_run(
+    cfg: RunConfig,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    data_hash: str | None = None,
+) -> str | None:
+    """Create the parent run of one pipeline run and export its id as $DIFFUCODER_PARENT_RUN_ID.
+
+    Returns the run id (None on ranks other than 0, which log nothing).
+    """
+    if not is_rank_zero():
+        return None
+    client = _client(cfg.tracking)
+    run_tags = _run_tags(cfg, data_hash, {"diffucoder.kind": "pipeline", **(tags or {})})
+    run = client.create_run(
+        _experiment_id(client, cfg.tracking), run_name=run_name or "pipeline", tags=run_tags
+    )
+    Tracker(client, run.info.run_id).log_config(cfg)
+    os.environ[PARENT_ENV] = run.info.run_id
+    return run.info.run_id
+
+
+def end_pipeline_run(
+    parent_id: str | None, status: str = "FINISHED", cfg: TrackingConfig | None = None
+) -> None:
+    """Close the parent run with FINISHED, FAILED or KILLED (no-op for ``None`` / other ranks)."""
+    if status not in TERMINAL_STATUSES:
+        raise ValueError(f"end_pipeline_run: status {status!r} is not one of {', '.join(TERMINAL_STATUSES)}")
+    if parent_id is None or not is_rank_zero():
+        return
+    from diffucoder.config import TrackingConfig
+
+    _client(cfg or TrackingConfig()).set_terminated(parent_id, status=status)
+
+
+def _unfinished_stage_run(client: MlflowClient, experiment_id: str, stage: str, parent_id: str) -> str | None:
+    """The newest not-FINISHED child run of ``stage`` under ``parent_id`` (a crashed attempt), if any."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}' and tags.`diffucoder.stage` = '{stage}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=10,
+    )
+    for run in runs:
+        if run.info.status != "FINISHED":
+            return run.info.run_id
+    return None
+
+
+@contextmanager
+def stage_run(
+    stage: str,
+    cfg: RunConfig,
+    parent_run_id: str | None = None,
+    resume_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    data_hash: str | None = None,
+) -> Iterator[Tracker | NullTracker]:
+    """Open (or re-attach to) the child run of one stage; closes it FINISHED, or FAILED on error.
+
+    Args:
+        stage: stage name (``pretrain``, ``midtrain``, ``instruct``, ``grpo``, ``evaluate``, ...).
+        cfg: the resolved run config, logged as params and ``config.yaml``.
+        parent_run_id: the pipeline run; defaults to $DIFFUCODER_PARENT_RUN_ID. None = top-level run.
+        resume_run_id: re-attach to this run (e.g. saved in the checkpoint); defaults to $MLFLOW_RUN_ID.
+            Without either, an unfinished run of the same stage under the same parent is re-used,
+            so a restarted pod continues its curves instead of starting a second run.
+        tags: extra run tags.
+        data_hash: fingerprint of the input data, tagged ``diffucoder.data_hash``.
+
+    Yields:
+        A :class:`Tracker` on rank 0, a :class:`NullTracker` elsewhere.
+    """
+    if not is_rank_zero():
+        yield NullTracker()
+        return
+    from mlflow.exceptions import MlflowException
+
+    client = _client(cfg.tracking)
+    experiment_id = _experiment_id(client, cfg.tracking)
+    parent_run_id = parent_run_id or os.environ.get(PARENT_ENV) or None
+    resume_run_id = resume_run_id or os.environ.get("MLFLOW_RUN_ID") or None
+    if resume_run_id is None and parent_run_id is not None:
+        resume_run_id = _unfinished_stage_run(client, experiment_id, stage, parent_run_id)
+
+    if resume_run_id is not None:
+        try:
+            client.get_run(resume_run_id)
+        except MlflowException as exc:
+            raise ValueError(
+                f"stage {stage!r}: cannot resume MLflow run {resume_run_id!r} at {client.tracking_uri}: {exc}"
+            ) from exc
+        client.update_run(resume_run_id, status="RUNNING")
+        tracker = Tracker(client, resume_run_id)
+        tracker.set_tags({"diffucoder.resumed": "true", **(tags or {})})
+    else:
+        extra = {"diffucoder.stage": stage, **(tags or {})}
+        if parent_run_id is not None:
+            extra["mlflow.parentRunId"] = parent_run_id
+        run = client.create_run(experiment_id, run_name=stage, tags=_run_tags(cfg, data_hash, extra))
+        tracker = Tracker(client, run.info.run_id)
+    tracker.log_config(cfg)
+
+    status = "FAILED"
+    try:
+        yield tracker
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        client.set_terminated(tracker.run_id, status=status)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry and comparison
+# --------------------------------------------------------------------------------------------
+
+
+def register_model(
+    model_uri: str,
+    name: str,
+    alias: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+    cfg: TrackingConfig | None = None,
+) -> str:
+    """Register a model version whose source is ``model_uri`` (our sealed HF dir, local or s3://).
+
+    Creates the registered model on first use, then points ``alias`` (e.g. ``candidate``) at the
+    new version. Aliases replace MLflow's deprecated stages. Returns the version number.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from diffucoder.config import TrackingConfig
+
+    client = _client(cfg or TrackingConfig())
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(
+        name, source=model_uri, run_id=run_id, tags={k: str(v) for k, v in (tags or {}).items()}
+    )
+    if alias:
+        client.set_registered_model_alias(name, alias, version.version)
+    return str(version.version)
+
+
+@dataclass
+class RunComparison:
+    """Side-by-side view of runs: params that differ, and every metric's latest value per run."""
+
+    run_ids: list[str]
+    run_names: list[str]
+    statuses: list[str]
+    param_diffs: dict[str, list[str | None]] = field(default_factory=dict)
+    same_params: int = 0
+    metrics: dict[str, list[float | None]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_ids": self.run_ids,
+            "run_names": self.run_names,
+            "statuses": self.statuses,
+            "param_diffs": self.param_diffs,
+            "same_params": self.same_params,
+            "metrics": {
+                k: [None if v is None or math.isnan(v) else v for v in vs] for k, vs in self.metrics.items()
+            },
+        }
+
+
+def compare_runs(run_ids: list[str], cfg: TrackingConfig | None = None) -> RunComparison:
+    """Fetch runs and list params whose values differ (missing = None) and each metric's latest value."""
+    from diffucoder.config import TrackingConfig
+
+    if not run_ids:
+        raise ValueError("compare_runs: no run ids given")
+    client = _client(cfg or TrackingConfig())
+    runs = [client.get_run(rid) for rid in run_ids]
+    param_keys = sorted({k for r in runs for k in r.data.params})
+    diffs, same = {}, 0
+    for key in param_keys:
+        values = [r.data.params.get(key) for r in runs]
+        if len(set(values)) > 1:
+            diffs[key] = values
+        else:
+            same += 1
+    metric_keys = sorted({k for r in runs for k in r.data.metrics})
+    return RunComparison(
+        run_ids=list(run_ids),
+        run_names=[r.info.run_name for r in runs],
+        statuses=[r.info.status for r in runs],
+        param_diffs=diffs,
+        same_params=same,
+        metrics={k: [r.data.metrics.get(k) for r in runs] for k in metric_keys},
+    )
