@@ -1,0 +1,176 @@
+"""Entry point of stages 1-3: ``run(cfg, stage, data, out, init, resume) -> TrainResult``.
+
+The CLI (``diffucoder train``), torchrun workers (``python -m diffucoder.train.worker``, see
+:mod:`diffucoder.train.launch`) and pipeline components all call this one function. It resolves
+the model and data, hands a :class:`~diffucoder.train.stages.StageStep` to the shared
+:class:`~diffucoder.train.loop.Trainer`, tracks the stage as one MLflow child run, and writes the
+output layout of docs/interfaces.md::
+
+    <out>/checkpoints/step-NNNNNN/   (see diffucoder.train.checkpoint)
+    <out>/final/                      HF model dir via save_model (sealed)
+    <out>/config.yaml                 the resolved RunConfig
+    <out>/result.json                 steps, tokens, final metrics, URIs, MLflow run id
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from diffucoder import storage
+from diffucoder.config import RunConfig
+from diffucoder.train import distributed
+from diffucoder.train.batches import BatchStream
+from diffucoder.train.checkpoint import local_root_for
+from diffucoder.train.deepspeed_config import resolve_precision
+from diffucoder.train.loop import Trainer
+from diffucoder.train.packed_data import META_FILE, PackedShards
+from diffucoder.train.sft_data import SFTExamples
+from diffucoder.train.stages import PACKED_STAGES, SFT_STAGES, PackedDiffusionStep, SFTDiffusionStep
+
+STAGES = PACKED_STAGES + SFT_STAGES
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What ``result.json`` holds."""
+
+    stage: str
+    steps: int
+    tokens: int
+    final_model_uri: str
+    checkpoint_uri: str | None
+    metrics: dict[str, float]
+    run_id: str | None
+    world_size: int
+    wall_s: float
+
+
+def _tokenizer_uri(cfg: RunConfig, stage: str, data_uri: str) -> str:
+    """Where a from-scratch model's tokenizer comes from: the base model, else the packed data's meta.json."""
+    if cfg.model.base_model_uri:
+        return cfg.model.base_model_uri
+    if stage in PACKED_STAGES:
+        meta_uri = storage.join(data_uri, META_FILE)
+        if storage.exists(meta_uri):
+            tok = json.loads(storage.read_text(meta_uri)).get("tokenizer")
+            if tok:
+                return tok
+    raise ValueError(
+        f"stage {stage}: no model to start from; pass --init MODEL_URI (the previous stage's final/), "
+        "set model.base_model_uri, or use packed data whose meta.json names its tokenizer"
+    )
+
+
+def load_start_model(cfg: RunConfig, stage: str, data_uri: str, init: str | None):
+    """The model the stage starts from: ``--init`` (a diffusion LM dir), else a built/converted one.
+
+    Weight init of a from-scratch model draws from the global RNG, seeded identically on all ranks.
+    """
+    from diffucoder.data.tokenizer import load_tokenizer
+    from diffucoder.model import build_model, enable_gradient_checkpointing, load_model
+
+    if init:
+        if not storage.is_s3(init) and not Path(init).is_dir():
+            raise FileNotFoundError(f"--init {init}: no such model directory (expected a previous stage's final/)")
+        model, tokenizer = load_model(init)
+        if cfg.model.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+        return model, tokenizer
+    tokenizer = load_tokenizer(_tokenizer_uri(cfg, stage, data_uri))
+    torch.manual_seed(cfg.seed)
+    return build_model(cfg.model, tokenizer), tokenizer
+
+
+def build_step(cfg: RunConfig, stage: str, data_uri: str, model, tokenizer, dist, cache_dir: Path):
+    """The stage plug-in: its data stream and its loss."""
+    stage_cfg = getattr(cfg, stage)
+    max_positions = model.config.max_position_embeddings
+    if stage_cfg.seq_len > max_positions:
+        raise ValueError(
+            f"{stage}.seq_len={stage_cfg.seq_len} is longer than the model's max_position_embeddings={max_positions}"
+        )
+    if stage in PACKED_STAGES:
+        source = PackedShards(data_uri, stage_cfg.seq_len, model.config.vocab_size, cache_dir)
+    else:
+        source = SFTExamples(data_uri, tokenizer, stage_cfg.seq_len)
+    stream = BatchStream(source, stage_cfg.micro_batch_size, dist.rank, dist.world_size, cfg.seed)
+    if stage in PACKED_STAGES:
+        return PackedDiffusionStep(stage, stream, stage_cfg, model.mask_token_id, model.pad_token_id)
+    return SFTDiffusionStep(stage, stream, stage_cfg, model.mask_token_id)
+
+
+def _loss_figure(history: list[dict[str, float]], stage: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("ELBO loss per masked token")
+    ax.set_title(f"{stage} loss")
+    fig.tight_layout()
+    return fig
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        raise ValueError(f"--stage {stage!r}: expected one of {', '.join(STAGES)}")
+
+
+def run(cfg: RunConfig, stage: str, data_uri: str, out_uri: str, init: str | None = None, resume: str = "auto") -> TrainResult:
+    """Train one stage end to end (any number of ranks; a plain process is a world of one).
+
+    Raises:
+        ValueError / FileNotFoundError: bad stage, data, init model or resume checkpoint, naming the item.
+        diffucoder.storage.StorageError: the object store is unreachable or refuses (naming the URL).
+    """
+    from diffucoder import tracking
+
+    _check_stage(stage)
+    started = time.time()
+    storage.configure(cfg.storage)
+    dist = distributed.init_distributed(cfg.device)
+    stage_cfg = getattr(cfg, stage)
+    model, tokenizer = load_start_model(cfg, stage, data_uri, init)
+    model.to(dist.device)
+    local_root = local_root_for(out_uri)
+    step_fn = build_step(cfg, stage, data_uri, model, tokenizer, dist, local_root / "data-cache")
+    total = stage_cfg.total_steps(step_fn.stream.usable_per_epoch, dist.world_size)
+    precision = resolve_precision(stage_cfg, dist.device.type)
+    # per-rank global RNG for anything the model draws itself (the loop's noise uses its own generators)
+    torch.manual_seed(cfg.seed + dist.rank)
+    guard = {"model": cfg.model.model_dump(mode="json"), "stage": stage, "world_size": dist.world_size,
+             "seed": cfg.seed, "total_steps": total}
+    trainer = Trainer(stage_cfg, step_fn, model, tokenizer, out_uri, dist, total, precision, cfg.seed,
+                      cfg.to_yaml(), guard)
+    trainer.setup(resume)
+
+    tracking.configure(cfg.tracking)
+    parent = os.environ.get("DIFFUCODER_PARENT_RUN_ID")
+    with tracking.stage_run(stage, cfg, parent_run_id=parent, resume_run_id=trainer.state.run_id) as tr:
+        trainer.state.run_id = tr.run_id
+        tr.log_params({"world_size": dist.world_size, "precision": precision, "total_steps": total,
+                       "stage": stage, "data": data_uri, "init": init or "", "out": out_uri})
+        trainer.log_fn = tr.log_metrics
+        outcome = trainer.train()
+        final_uri = storage.join(out_uri, "final")
+        trainer.save_final(final_uri)
+        result = TrainResult(stage, outcome.steps, outcome.tokens, final_uri, outcome.checkpoint_uri,
+                             outcome.last_metrics, tr.run_id, dist.world_size, time.time() - started)
+        if dist.is_main:
+            storage.write_text(storage.join(out_uri, "config.yaml"), cfg.to_yaml())
+            storage.write_text(storage.join(out_uri, "result.json"), json.dumps(asdict(result), indent=1))
+            tr.set_tags({"final_model_uri": final_uri, "checkpoint_uri": outcome.checkpoint_uri or ""})
+            if outcome.history:
+                tr.log_figure(_loss_figure(outcome.history, stage), "plots/loss.png")
+    trainer.cleanup()
+    distributed.barrier()
+    return result

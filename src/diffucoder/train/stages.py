@@ -1,0 +1,121 @@
+"""What differs between stages 1-3: the data source and how a batch is noised (reference §1.3-1.4).
+
+A stage is a :class:`StageStep`: it owns a :class:`~diffucoder.train.batches.BatchStream` and a
+``loss(model, batch, ctx)`` that noises the batch and returns the ELBO. The shared loop
+(:mod:`diffucoder.train.loop`) does everything else. Stage 4 (GRPO) plugs in the same way with its
+own stream (rollouts) and loss.
+
+- Packed stages (pretrain, midtrain): every position maskable, except that ``truncate_prob`` of the
+  samples are cut to a random length (tail padded and hidden) and ``prefix_prob`` keep a random
+  prefix un-noised (paper §B.1); attention is annealed from causal to bidirectional over
+  ``anneal_steps`` optimizer steps (reference §1.2).
+- SFT (instruct): only response positions (pads included) are maskable, so the prompt is never
+  noised or scored; with ``conditional_mask: progressive`` the share of samples treated that way
+  rises from 0 to 1 over the first epoch and the rest are noised unconditionally, bridging from the
+  unconditional stages I-II (paper §B.1). Attention is full, pads attended (reference §1.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from diffucoder.model.masks import anneal_ratio, annealed_attention_mask
+from diffucoder.train.batches import BatchStream
+from diffucoder.train.config import TrainStageConfig
+from diffucoder.train.objective import elbo_loss, forward_noise, random_prefix_condition, random_truncation
+
+PACKED_STAGES = ("pretrain", "midtrain")
+SFT_STAGES = ("instruct",)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Where the loop is when it asks a stage for a loss.
+
+    Attributes:
+        step: the optimizer step being accumulated (0-based).
+        progress: epochs completed at the start of this micro-batch (0.5 = half of epoch 1).
+        generator: this rank's RNG for this micro-batch (noise draws), derived from (seed, rank, step, micro).
+        shared_generator: the same on every rank for this step (draws that must agree across ranks).
+    """
+
+    step: int
+    progress: float
+    generator: torch.Generator
+    shared_generator: torch.Generator
+
+
+class StageStep(Protocol):
+    """The plug-in point of the shared loop: data plus a loss."""
+
+    name: str
+    stream: BatchStream
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        """Scalar loss with grad for this rank's micro-batch, and float stats to log."""
+        ...
+
+
+def _with_token_stats(stats: dict[str, float], input_ids: torch.Tensor) -> dict[str, float]:
+    return {**stats, "elbo_per_masked_token": stats["loss"], "tokens": float(input_ids.numel())}
+
+
+@dataclass
+class PackedDiffusionStep:
+    """Unconditional masked-diffusion step over packed rows (pretrain, midtrain)."""
+
+    name: str
+    stream: BatchStream
+    cfg: TrainStageConfig
+    mask_token_id: int
+    pad_token_id: int
+
+    def loss(self, model, batch, ctx):
+        ids = batch["input_ids"].to(ctx.generator.device)  # (B, T)
+        ids, keep = random_truncation(ids, self.cfg.truncate_prob, self.pad_token_id, ctx.generator)
+        maskable = random_prefix_condition(keep, self.cfg.prefix_prob, ctx.generator)
+        noised = forward_noise(ids, maskable, self.mask_token_id, self.cfg.mask_eps, ctx.generator)
+        ratio = anneal_ratio(ctx.step, self.cfg.anneal_steps)
+        allowed = annealed_attention_mask(ids.shape[1], ratio, ctx.shared_generator, device=ids.device)
+        if not bool(keep.all()):
+            # hide the truncated tails as keys; rows still attend at least their kept prefix
+            padding = keep[:, None, None, :]  # (B, 1, 1, T)
+            allowed = padding if allowed is None else allowed & padding
+        logits = model(noised.noisy_ids, attention_mask=allowed)
+        loss, stats = elbo_loss(logits, ids, noised.masked, noised.t)
+        return loss, {**_with_token_stats(stats, ids), "anneal_ratio": ratio}
+
+
+def conditional_rows(batch_size: int, progress: float, mode: str, generator: torch.Generator) -> torch.Tensor:
+    """(B,) bool: which samples keep their prompt un-noised.
+
+    ``always``: every sample. ``progressive``: during the first epoch each sample independently with
+    probability equal to the epoch progress (0 -> 1), every sample afterwards.
+    """
+    if mode == "always" or progress >= 1.0:
+        return torch.ones(batch_size, dtype=torch.bool, device=generator.device)
+    return torch.rand(batch_size, generator=generator, device=generator.device) < progress
+
+
+@dataclass
+class SFTDiffusionStep:
+    """Conditional masked-diffusion step over fixed-length chat examples (instruct)."""
+
+    name: str
+    stream: BatchStream
+    cfg: TrainStageConfig
+    mask_token_id: int
+
+    def loss(self, model, batch, ctx):
+        ids = batch["input_ids"].to(ctx.generator.device)  # (B, T)
+        prompt = batch["prompt_mask"].to(ctx.generator.device)  # (B, T) bool
+        conditional = conditional_rows(ids.shape[0], ctx.progress, self.cfg.conditional_mask, ctx.generator)
+        maskable = ~(prompt & conditional[:, None])  # response (and pads) always; prompt only if unconditional
+        noised = forward_noise(ids, maskable, self.mask_token_id, self.cfg.mask_eps, ctx.generator)
+        logits = model(noised.noisy_ids)  # no attention mask: pads are attended like any token
+        loss, stats = elbo_loss(logits, ids, noised.masked, noised.t)
+        return loss, {**_with_token_stats(stats, ids), "conditional_share": float(conditional.float().mean())}
