@@ -34,7 +34,8 @@ def facts():
 
 @pytest.fixture(scope="session")
 def sandbox_cfg() -> SandboxConfig:
-    return SandboxConfig(workers=2, queue_size=128)
+    # a uid base of our own: other sandbox servers on this host (other test sessions) use the default
+    return SandboxConfig(workers=2, queue_size=128, sandbox_uid_base=62000)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=defaults.port)
     serve.add_argument("--workers", type=int, default=defaults.workers, help="warm executor slots")
     serve.add_argument("--queue-size", type=int, default=defaults.queue_size)
+    serve.add_argument("--uid-base", type=int, default=defaults.sandbox_uid_base,
+                       help="slot i runs code as uid BASE+i (root only); give servers on one host distinct bases")
     serve.add_argument("--no-bubblewrap", action="store_true", help="do not wrap slots in bubblewrap")
     serve.add_argument("--insecure-dev", action="store_true",
                        help="serve even when mandatory isolation layers are missing (never for untrusted code)")
@@ -43,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = SandboxConfig(host=args.host, port=args.port, workers=args.workers, queue_size=args.queue_size,
-                        bubblewrap=not args.no_bubblewrap)
+                        bubblewrap=not args.no_bubblewrap, sandbox_uid_base=args.uid_base)
     app = create_app(cfg, insecure_dev=args.insecure_dev)
     try:
         uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning",

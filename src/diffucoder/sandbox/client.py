@@ -156,7 +156,7 @@ class SandboxClient:
 
 
 def _wait_with_retry_after():
-    backoff = wait_exponential_jitter(initial=0.2, max=10)
+    backoff = wait_exponential_jitter(multiplier=0.2, max=10)
 
     def wait(state) -> float:
         exc = state.outcome.exception() if state.outcome else None

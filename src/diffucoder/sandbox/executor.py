@@ -242,6 +242,8 @@ def run_job(slot: Slot, job: dict) -> dict:
                 if ev.get("event") == "result" and isinstance(ev.get("index"), int) and start <= ev["index"] < n:
                     outcomes[ev["index"]] = {k: ev.get(k) for k in ("status", "value", "error", "seconds")}
             pending = [i for i in range(start, n) if outcomes[i] is None]
+            # a child that ended without reporting a test never passed it, whatever its exit status
+            fate = "crashed" if fate == "ok" else fate
             if not pending:
                 if not loaded and program["status"] == "ok":
                     program = {"status": fate, "error": f"the program ended before its tests ran ({fate})"}

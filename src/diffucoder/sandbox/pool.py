@@ -97,6 +97,11 @@ class ExecutorPool:
             self.idle.put_nowait(slot)
 
     @property
+    def slot_pids(self) -> list[int]:
+        """Host pids of the slot processes (bwrap or executor): every job process descends from one."""
+        return [s.proc.pid for s in self.slots if s.proc is not None]
+
+    @property
     def layers(self) -> dict[str, bool]:
         return self.slots[0].layers if self.slots else {}
 

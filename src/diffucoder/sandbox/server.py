@@ -178,6 +178,9 @@ def create_app(cfg: SandboxConfig, insecure_dev: bool = False) -> FastAPI:
             "workers": cfg.workers,
             "jobs_accepted": service.accepted,
             "capacity": service.capacity(),
+            "sandbox_uids": [cfg.sandbox_uid_base + i for i in range(cfg.workers)] if layers.get("unprivileged_uid")
+            and service.pool and service.pool.slots[0].layers.get("nproc_binds") else [],
+            "slot_pids": service.pool.slot_pids if service.pool else [],
         }
 
     @app.get("/metrics")

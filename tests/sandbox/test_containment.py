@@ -1,0 +1,20 @@
+"""Containment checks: must pass before any bomb runs (the bombs also depend on the session gate)."""
+
+from __future__ import annotations
+
+from conftest import containment_facts
+
+
+def test_code_runs_as_unprivileged_uid_with_binding_limits(client, sandbox_cfg):
+    facts = containment_facts(client)
+    assert facts["uid"] != 0 and facts["euid"] != 0 and facts["gid"] != 0 and facts["groups"] == []
+    assert facts["nproc"] <= sandbox_cfg.max_processes
+    assert facts["seccomp"] == "2" and facts["no_new_privs"] == "1"
+
+
+def test_healthz_reports_active_layers(client):
+    health = client.health()
+    assert health["mandatory_layers_active"] is True and health["insecure_dev"] is False
+    for layer in ("unprivileged_uid", "seccomp_no_network", "rlimits", "nproc_binds", "subreaper", "landlock_fs",
+                  "bubblewrap"):
+        assert health["layers"][layer] is True, layer

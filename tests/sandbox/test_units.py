@@ -1,0 +1,104 @@
+"""Pure-Python parts of the sandbox: codec, probes, EvalPlus comparison, reward formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from diffucoder.sandbox.codec import CodecError, decode, encode, outputs_match
+from diffucoder.sandbox.probes import probe_for_assert, probes_for_io
+from diffucoder.sandbox.rewards import extract_code, format_reward, total_reward
+
+FENCE = "```"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1, -(2**80), 1.5, float("inf"), True, None, "s", b"\x00b", (1, [2, (3,)]), {1, 2}, frozenset({"a"}),
+     {"k": [1.0], (1, 2): {3}}, 1 + 2j, [], ()],
+)
+def test_codec_round_trip_keeps_types(value):
+    back = decode(encode(value))
+    assert back == value and type(back) is type(value)
+
+
+def test_codec_nan_and_type_distinctions():
+    assert math.isnan(decode(encode(float("nan"))))
+    assert decode(encode((1, 2))) != [1, 2]
+    assert type(decode(encode(1))) is int and type(decode(encode(1.0))) is float
+
+
+def test_codec_rejects_objects_and_forged_payloads():
+    class Liar:
+        def __eq__(self, other):
+            return True
+
+    with pytest.raises(CodecError):
+        encode(Liar())
+    for forged in ({"x": 1}, {"i": "1"}, [1], {"l": 5}, {"d": [[{"l": []}, 1]]}):
+        with pytest.raises(CodecError):
+            decode(forged)
+
+
+def test_outputs_match_follows_evalplus():
+    assert outputs_match([1, 2], [1, 2]) and not outputs_match((1, 2), [1, 2])
+    assert outputs_match(0.1 + 0.2, 0.3)  # float expected: atol defaults to 1e-6
+    assert not outputs_match(0.31, 0.3) and outputs_match(0.31, 0.3, atol=0.02)
+    assert outputs_match([1.0, 2.0000001], [1.0, 2.0]) and not outputs_match([1.0], [1.0, 2.0])
+    assert not outputs_match(float("nan"), float("nan"))
+    assert not outputs_match("0.3", 0.3) and not outputs_match(1, 2)
+
+
+def test_probe_splits_assert_and_hides_expected():
+    probe = probe_for_assert("assert add(1, 2) == 3")
+    assert probe.mode == "value" and probe.source == "add(1, 2)" and "3" not in str(probe.wire())
+    assert probe.judge(3) and not probe.judge(4)
+    flipped = probe_for_assert("assert [1, 2] == f(x)")
+    assert flipped.source == "f(x)" and flipped.judge([1, 2])
+    assert probe_for_assert("assert f(x) != 'a'").judge("b")
+    assert probe_for_assert("assert f() is None").judge(None)
+    assert probe_for_assert("assert f(1, 2) == (1, 2)").judge((1, 2)) is True
+    assert probe_for_assert("assert f(1, 2) == (1, 2)").judge([1, 2]) is False  # tuple is not list
+
+
+@pytest.mark.parametrize("test", ["assert is_prime(7)", "assert f(1) < 3", "assert f(x) == g(y)",
+                                  "for i in range(3):\n    assert f(i) == i", "check(candidate)", "assert ("])
+def test_other_shapes_run_whole(test):
+    probe = probe_for_assert(test)
+    assert probe.mode == "exec" and probe.source == test
+
+
+def test_io_probes_validate():
+    probes = probes_for_io("f", [[1], [2]], [1, 4], 0.0)
+    assert [p.expected for p in probes] == [1, 4] and all("__diffucoder_input__" in p.source for p in probes)
+    with pytest.raises(ValueError, match="not a Python identifier"):
+        probes_for_io("f(); import os", [[1]], None, 0.0)
+    with pytest.raises(ValueError, match="expected has 1 items but inputs has 2"):
+        probes_for_io("f", [[1], [2]], [1], 0.0)
+
+
+# Reference cases from the issue: correct 1.0/1.0, syntax error 0/0.5, missing fence 0/0, two blocks 0/0.
+GOOD = f"Here is the code to solve this problem:\n{FENCE}python\ndef add(a, b):\n    return a + b\n{FENCE}\n"
+SYNTAX = f"{FENCE}python\ndef add(a, b)\n    return a + b\n{FENCE}\n"
+NO_FENCE = "def add(a, b):\n    return a + b\n"
+TWO_BLOCKS = f"{FENCE}python\nx = 1\n{FENCE}\n{FENCE}python\ndef add(a, b):\n    return a + b\n{FENCE}\n"
+
+
+@pytest.mark.parametrize(
+    ("completion", "fmt"),
+    [(GOOD, 1.0), (SYNTAX, 0.5), (NO_FENCE, 0.0), (TWO_BLOCKS, 0.0),
+     (GOOD.rstrip("\n"), 0.0),  # no newline after the closing fence (paper section 7.12)
+     (GOOD + "Hope this helps.\n", 0.0),  # prose after the block
+     (GOOD.replace("python", "py", 1), 0.0)],
+)
+def test_format_reward_reference_cases(completion, fmt):
+    assert format_reward(completion) == fmt
+
+
+def test_extract_and_total():
+    assert extract_code(GOOD) == "def add(a, b):\n    return a + b\n"
+    assert extract_code(NO_FENCE) is None
+    assert total_reward(1.0, 1.0) == 2.5 and total_reward(0.5, 1.0) == 1.5
+    assert total_reward(1.0, 1.0, code_weight=1.0, format_weight=0.0) == 1.0
+    assert total_reward(None, 1.0) is None
