@@ -128,6 +128,9 @@ def test_sandbox_is_restricted_and_read_only(overlay):
             assert any(m["mountPath"] == "/tmp" for m in c["volumeMounts"])
         tmp = next(v for v in spec["volumes"] if v["name"] == "tmp")
         assert tmp["emptyDir"]["medium"] == "Memory"
+        args = spec["containers"][0]["args"]
+        cpu = spec["containers"][0]["resources"]["limits"]["cpu"]
+        assert args[args.index("--workers") + 1] == cpu, f"{name}: one executor slot per CPU"
     assert find(objs, "HorizontalPodAutoscaler", "diffucoder-sandbox", SANDBOX_NS)
     assert find(objs, "PodDisruptionBudget", "diffucoder-sandbox", SANDBOX_NS)
 

@@ -88,6 +88,7 @@ def test_cpu_only_job_asks_for_no_gpu():
     assert "nvidia.com/gpu" not in trainer["resourcesPerNode"]["limits"]
     assert trainer["numNodes"] == 2 and trainer["numProcPerNode"] == 1
     assert "tolerations" not in _node_patch(objs.trainjob)["spec"]
+    assert {"name": "DS_ACCELERATOR", "value": "cpu"} in trainer["env"]
 
 
 def test_command_runs_the_train_cli_on_the_mounted_resolved_config():

@@ -47,6 +47,12 @@ def _labels(name: str, run_id: str | None) -> dict[str, str]:
     return labels
 
 
+def _cores(cpu: str) -> int:
+    """Executor slots per pod = whole CPUs of its limit (each slot runs one program at a time)."""
+    cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return max(1, int(cores))
+
+
 def build_deployment(
     name: str, namespace: str, image: str, cfg: SandboxDeployConfig, run_id: str | None = None
 ) -> dict[str, Any]:
@@ -68,7 +74,7 @@ def build_deployment(
             {
                 "name": "sandbox",
                 "image": image,
-                "args": ["--host", "0.0.0.0", "--port", str(PORT)],
+                "args": ["--host", "0.0.0.0", "--port", str(PORT), "--workers", str(_cores(cfg.cpu))],
                 "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
                 "env": [
                     {"name": "OMP_NUM_THREADS", "value": "1"},
@@ -76,8 +82,12 @@ def build_deployment(
                     {"name": "TMPDIR", "value": "/tmp"},
                 ],
                 "resources": {"requests": dict(amounts), "limits": dict(amounts)},
-                "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
-                "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 20, "failureThreshold": 6},
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5},
+                "livenessProbe": {
+                    "httpGet": {"path": "/healthz", "port": "http"},
+                    "periodSeconds": 20,
+                    "failureThreshold": 6,
+                },
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
                     "privileged": False,

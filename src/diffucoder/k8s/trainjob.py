@@ -20,6 +20,7 @@ from typing import Any
 from diffucoder.config import RunConfig
 from diffucoder.images import image_ref
 from diffucoder.k8s.config import STAGES, KubernetesConfig
+from diffucoder.train.launch import train_args
 
 API_GROUP = "trainer.kubeflow.org"
 API_VERSION = "v1alpha1"
@@ -74,28 +75,19 @@ def job_name(run_id: str, stage: str) -> str:
 
 
 def trainer_command(job: StageJob) -> tuple[list[str], list[str]]:
-    """(command, args) of the node container: ``torchrun`` over the ``diffucoder train`` CLI.
+    """(command, args) of the node container: torchrun over the same ``diffucoder train`` arguments
+    that local runs use (:func:`diffucoder.train.launch.train_args`, one entry point everywhere).
 
-    torchrun takes nnodes/nproc/rank/master from the PET_* variables the runtime injects.
+    No rendezvous flags: torchrun reads nnodes/nproc/rank/master from the PET_* variables the
+    runtime injects.
     """
-    args = [
+    return ["torchrun"], [
         "-m",
         "diffucoder.cli",
-        "train",
-        "--stage",
-        job.stage,
-        "--config",
-        CONFIG_FILE,
-        "--data",
-        job.data_uri,
-        "--out",
-        job.out_uri,
-        "--resume",
-        job.resume,
+        *train_args(
+            job.stage, CONFIG_FILE, job.data_uri, job.out_uri, init_uri=job.init_uri, resume=job.resume
+        ),
     ]
-    if job.init_uri:
-        args += ["--init", job.init_uri]
-    return ["torchrun"], args
 
 
 def _env(job: StageJob, cfg: RunConfig, k8s: KubernetesConfig) -> list[dict[str, Any]]:
@@ -108,6 +100,8 @@ def _env(job: StageJob, cfg: RunConfig, k8s: KubernetesConfig) -> list[dict[str,
         env.append({"name": "MLFLOW_RUN_ID", "value": job.mlflow_run_id})
     if job.parent_run_id:
         env.append({"name": "DIFFUCODER_PARENT_RUN_ID", "value": job.parent_run_id})
+    if not k8s.trainjob.gpus_per_node:
+        env.append({"name": "DS_ACCELERATOR", "value": "cpu"})  # DeepSpeed must not probe for CUDA
     for name, (key, optional) in _S3_ENV_KEYS.items():
         ref = {"name": k8s.s3_secret, "key": key, "optional": optional}
         env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
