@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from diffucoder.sandbox import isolation, judge
+from diffucoder.sandbox.codec import CodecError
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.pool import ExecutorPool
 from diffucoder.sandbox.protocol import BatchRequest, BatchResult, RunRequest, RunResult
@@ -95,14 +96,21 @@ class SandboxService:
         self.metrics.in_flight.set(self.accepted)
         self.metrics.queue_depth.set(max(self.accepted - self.running, 0))
 
-    async def run_one(self, req: RunRequest) -> RunResult:
+    @staticmethod
+    def probes_for(reqs: list[RunRequest]) -> list[list]:
+        """Validate every job before admitting any: a malformed batch is a 422 naming the job, not a run."""
+        out = []
+        for i, req in enumerate(reqs):
+            try:
+                out.append(judge.build_probes(req))
+            except (ValueError, CodecError) as exc:
+                raise HTTPException(422, f"jobs[{i}]: {exc}") from None
+        return out
+
+    async def run_one(self, req: RunRequest, probes: list) -> RunResult:
         """Run an admitted job; always releases its admission slot."""
         began = time.monotonic()
         try:
-            try:
-                probes = judge.build_probes(req)
-            except ValueError as exc:
-                raise HTTPException(422, str(exc)) from None
             job = judge.executor_job(req, probes, self.cfg)
             assert self.pool is not None
             self.running += 1
@@ -149,23 +157,16 @@ def create_app(cfg: SandboxConfig, insecure_dev: bool = False) -> FastAPI:
 
     @app.post("/v1/run", response_model=RunResult)
     async def run(req: RunRequest) -> RunResult:
+        (probes,) = service.probes_for([req])
         service.admit(1)
-        return await service.run_one(req)
+        return await service.run_one(req, probes)
 
     @app.post("/v1/run_batch", response_model=BatchResult)
     async def run_batch(req: BatchRequest) -> BatchResult:
+        probes = service.probes_for(req.jobs)
         service.admit(len(req.jobs))
-        tasks = [asyncio.ensure_future(service.run_one(job)) for job in req.jobs]
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        out = []
-        for job, res in zip(req.jobs, results, strict=True):
-            if isinstance(res, HTTPException):
-                out.append(judge.infra_result(f"rejected: {res.detail}", len(job.tests or job.inputs or [])))
-            elif isinstance(res, BaseException):
-                raise res
-            else:
-                out.append(res)
-        return BatchResult(results=out)
+        results = await asyncio.gather(*(service.run_one(job, p) for job, p in zip(req.jobs, probes, strict=True)))
+        return BatchResult(results=list(results))
 
     @app.get("/healthz")
     async def healthz() -> dict:

@@ -1,0 +1,119 @@
+"""The service end to end through the real server: rewards, io jobs, client behaviour, metrics, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import httpx
+import pytest
+from conftest import assert_honest
+from test_units import GOOD, NO_FENCE, SYNTAX, TWO_BLOCKS
+
+from diffucoder.sandbox.client import Job, SandboxClient, SandboxUnavailable
+from diffucoder.sandbox.config import SandboxConfig
+from diffucoder.sandbox.local import free_port, local_sandbox
+from diffucoder.sandbox.rewards import code_rewards, format_reward, total_reward
+
+ADD_TESTS = ["assert add(1, 2) == 3", "assert add(0, 0) == 0", "assert add(-2, 5) == 3"]
+
+
+def test_rewards_on_reference_cases(client):
+    completions = [GOOD, SYNTAX, NO_FENCE, TWO_BLOCKS, GOOD.replace("a + b", "a - b")]
+    codes = code_rewards(completions, [ADD_TESTS] * len(completions), client)
+    fmts = [format_reward(c) for c in completions]
+    assert list(zip(codes, fmts, strict=True)) == [(1.0, 1.0), (0.0, 0.5), (0.0, 0.0), (0.0, 0.0), (1 / 3, 1.0)]
+    assert [total_reward(c, f) for c, f in zip(codes, fmts, strict=True)] == [2.5, 0.25, 0.0, 0.0, 2 / 3 + 0.5]
+
+
+def test_verdict_kinds_and_bounded_output(client):
+    code = "import sys\ndef f(x):\n    if x == 3:\n        raise ValueError('boom')\n    return x\nprint('hi')\n"
+    r = client.run(Job(code=code, tests=["assert f(1) == 1", "assert f(2) == 3", "assert f(3) == 3", "assert g(1)"]))
+    assert r.verdicts == ["passed", "failed", "failed", "failed"] and r.stdout == "hi\n"
+    assert r.passed == 1 and r.total == 4 and r.pass_rate == 0.25 and len(r.test_seconds) == 4
+    syntax = client.run(Job(code="def f(:\n", tests=["assert f(1) == 1"]))
+    assert syntax.verdicts == ["syntax_error"] and syntax.program_status == "syntax_error"
+
+
+def test_humaneval_style_check_program(client):
+    code = "def inc(x):\n    return x + 1\n"
+    test = "def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(-1) == 0\ncheck(inc)\n"
+    assert client.run(Job(code=code, tests=[test])).verdicts == ["passed"]
+    assert client.run(Job(code=code.replace("+ 1", "+ 2"), tests=[test])).verdicts == ["failed"]
+
+
+def test_io_jobs_return_outputs_and_compare_like_evalplus(client):
+    canonical = "def f(xs, k):\n    return (sum(xs) / k, sorted(set(xs)))\n"
+    inputs = [[[1, 2, 2], 3], [[0.1, 0.2], 1], [[], 1]]
+    got = client.run(Job(code=canonical, entry_point="f", inputs=inputs))
+    assert got.verdicts == ["passed"] * 3
+    assert got.outputs == [(5 / 3, [1, 2]), (0.30000000000000004, [0.1, 0.2]), (0.0, [])]
+    assert isinstance(got.outputs[0], tuple)
+    same = client.run(Job(code=canonical, entry_point="f", inputs=inputs, expected=got.outputs))
+    assert same.verdicts == ["passed"] * 3
+    as_list = "def f(xs, k):\n    return [sum(xs) / k, sorted(set(xs))]\n"
+    assert client.run(Job(code=as_list, entry_point="f", inputs=inputs, expected=got.outputs)).passed == 0
+    floats = "def g(x):\n    return x / 3\n"
+    r = client.run(Job(code=floats, entry_point="g", inputs=[[1.0], [2.0]], expected=[0.3333334, 0.7], atol=1e-6))
+    assert r.verdicts == ["passed", "failed"]
+    mutating = "def h(xs):\n    xs.append(1)\n    return len(xs)\n"
+    assert client.run(Job(code=mutating, entry_point="h", inputs=[[[]], [[]]], expected=[1, 1])).passed == 2
+
+
+def test_bad_requests_are_rejected_with_the_field(client, sandbox_url):
+    with pytest.raises(ValueError, match="not a Python identifier"):
+        client.run(Job(code="x = 1", entry_point="f(); x", inputs=[[1]]))
+    response = httpx.post(f"{sandbox_url}/v1/run", json={"code": "x=1", "tests": "assert 1", "bogus": 1})
+    assert response.status_code == 422 and "bogus" in response.text
+
+
+def test_single_run_endpoint_and_metrics(sandbox_url, client):
+    response = httpx.post(f"{sandbox_url}/v1/run", json={"code": "x = 2", "tests": ["assert x == 2"]}, timeout=30)
+    assert response.status_code == 200 and response.json()["verdicts"] == ["passed"]
+    metrics = httpx.get(f"{sandbox_url}/metrics").text
+    assert 'sandbox_verdicts_total{verdict="passed"}' in metrics
+    assert "sandbox_job_seconds_bucket" in metrics and "sandbox_queue_depth" in metrics
+    assert 'sandbox_requests_total{code="200",endpoint="/v1/run"}' in metrics
+
+
+def test_unreachable_service_raises_sandbox_unavailable():
+    cfg = SandboxConfig(max_attempts=2, request_timeout_s=5)
+    with pytest.raises(SandboxUnavailable, match="127.0.0.1"):
+        SandboxClient(f"http://127.0.0.1:{free_port()}", cfg).run(Job(code="x=1", tests=["assert x == 1"]))
+    with pytest.raises(SandboxUnavailable):
+        SandboxClient(f"http://127.0.0.1:{free_port()}", cfg).health()
+
+
+def test_full_queue_answers_429_and_the_client_retries():
+    cfg = SandboxConfig(workers=1, queue_size=1, sandbox_uid_base=62100, max_attempts=30, batch_size=1,
+                        max_concurrent_requests=6)
+    slow = {"code": "import time\ntime.sleep(0.4)\n", "tests": ["assert 1 == 1"]}
+    with local_sandbox(cfg) as url:
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(timeout=30) as http:
+                responses = await asyncio.gather(*(http.post(f"{url}/v1/run", json=slow) for _ in range(6)))
+            return [r.status_code for r in responses], [r.headers.get("Retry-After") for r in responses]
+
+        codes, retry_after = asyncio.run(burst())
+        assert codes.count(200) >= 2 and codes.count(429) >= 1
+        assert all(ra == "1" for c, ra in zip(codes, retry_after, strict=True) if c == 429)
+        results = SandboxClient(url, cfg).run_batch([Job(code=slow["code"], tests=slow["tests"])] * 6)
+        assert [r.verdicts for r in results] == [["passed"]] * 6
+
+
+def test_cli_run_for_humans(tmp_path, sandbox_url):
+    solution = tmp_path / "sol.py"
+    solution.write_text("def add(a, b):\n    return a + b\nprint('side effect')\n")
+    tests = tmp_path / "tests.txt"
+    tests.write_text("# comment\nassert add(1, 2) == 3\nassert add(1, 1) == 3\n")
+    out = subprocess.run([sys.executable, "-m", "diffucoder.cli", "sandbox", "run", str(solution), "--tests",
+                          str(tests), "--url", sandbox_url], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert "passed  assert add(1, 2) == 3" in out.stdout and "failed  assert add(1, 1) == 3" in out.stdout
+    assert "passed 1/2" in out.stdout and "side effect" in out.stdout
+
+
+def test_honest_job_after_everything(client):
+    assert_honest(client)
