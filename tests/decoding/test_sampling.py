@@ -1,0 +1,84 @@
+"""Token choice and confidences match Dream's sample_tokens on hand-computed distributions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from diffucoder.decoding.sampling import choose_tokens, processed_probs, top_k_filter, top_p_filter
+
+PROBS = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+LOGITS = PROBS.log()
+
+
+def _choose(alg, temperature=0.0, top_p=None, top_k=None, logits=LOGITS, generator=None):
+    return choose_tokens(
+        logits, temperature=temperature, top_p=top_p, top_k=top_k, alg=alg, generator=generator
+    )
+
+
+def test_top_p_keeps_the_token_that_crosses_the_mass():
+    kept = top_p_filter(LOGITS, 0.7).softmax(-1)
+    # 0.5 < 0.7, 0.5 + 0.3 = 0.8 crosses it: two tokens survive, renormalised
+    assert torch.allclose(kept, torch.tensor([[0.625, 0.375, 0.0, 0.0]]), atol=1e-6)
+
+
+def test_top_p_always_keeps_the_most_likely_token():
+    assert torch.allclose(top_p_filter(LOGITS, 0.1).softmax(-1), torch.tensor([[1.0, 0, 0, 0]]))
+
+
+def test_top_k_keeps_k_tokens():
+    kept = top_k_filter(LOGITS, 3).softmax(-1)
+    assert torch.allclose(kept, torch.tensor([[0.5, 0.3, 0.15, 0.0]]) / 0.95, atol=1e-6)
+
+
+def test_temperature_sharpens_before_truncation():
+    probs = processed_probs(LOGITS, temperature=0.5, top_p=None, top_k=None)
+    squared = PROBS**2 / (PROBS**2).sum()
+    assert torch.allclose(probs, squared, atol=1e-6)
+
+
+def test_maskgit_plus_confidence_is_the_token_probability():
+    choice = _choose("maskgit_plus")
+    assert choice.tokens.tolist() == [0]
+    assert choice.confidence.item() == pytest.approx(0.5)
+
+
+def test_topk_margin_confidence_is_top1_minus_top2():
+    assert _choose("topk_margin").confidence.item() == pytest.approx(0.2)
+
+
+def test_entropy_confidence_is_negative_entropy():
+    expected = sum(p * math.log(p) for p in PROBS[0].tolist())
+    assert _choose("entropy").confidence.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_confidences_are_read_from_the_truncated_distribution():
+    # after top_p=0.7 the distribution is (0.625, 0.375): margin 0.25, not 0.2
+    assert _choose("topk_margin", top_p=0.7).confidence.item() == pytest.approx(0.25)
+    assert _choose("maskgit_plus", top_p=0.7).probability.item() == pytest.approx(0.625)
+
+
+def test_sampling_follows_the_distribution_and_the_generator():
+    logits = LOGITS.expand(4000, -1)
+    draws = _choose(
+        "maskgit_plus", temperature=1.0, logits=logits, generator=torch.Generator().manual_seed(1)
+    )
+    freq = torch.bincount(draws.tokens, minlength=4).float() / 4000
+    assert torch.allclose(freq, PROBS[0], atol=0.03)
+    again = _choose(
+        "maskgit_plus", temperature=1.0, logits=logits, generator=torch.Generator().manual_seed(1)
+    )
+    assert torch.equal(draws.tokens, again.tokens)
+    # the confidence is the probability of the *sampled* token
+    assert torch.allclose(draws.confidence, PROBS[0][draws.tokens])
+
+
+def test_truncated_tokens_are_never_sampled():
+    logits = LOGITS.expand(2000, -1)
+    draws = _choose(
+        "maskgit_plus", temperature=1.0, top_k=2, logits=logits, generator=torch.Generator().manual_seed(0)
+    )
+    assert set(draws.tokens.tolist()) == {0, 1}
