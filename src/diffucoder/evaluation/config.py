@@ -67,14 +67,13 @@ class EvaluationConfig(StrictModel):
 
     # --- execution (EvalPlus semantics) ---
     time_limit_factor: float = Field(
-        4.0, gt=0, description="a candidate gets factor x the canonical solution's time on the same inputs"
+        4.0, gt=0, description="a candidate's test gets factor x the canonical solution's time on it (EvalPlus: 4)"
     )
-    min_time_limit_s: float = Field(4.0, gt=0, description="floor of the per-problem time limit")
-    max_time_limit_s: float = Field(60.0, gt=0, description="cap of the per-problem time limit")
+    min_time_limit_s: float = Field(4.0, gt=0, le=60, description="floor of a test's time limit (EvalPlus: 4 s)")
+    max_time_limit_s: float = Field(
+        60.0, gt=0, le=600, description="cap of a candidate job's wall clock, all tests together (EvalPlus: 60 s)"
+    )
     memory_mb: int = Field(4096, ge=64, description="address-space limit of each candidate program")
-    sandbox_url: str | None = Field(
-        None, description="sandbox service URL; None starts a local sandbox subprocess for the run"
-    )
     max_io_inputs: int | None = Field(
         None, ge=1, description="cap on plus inputs per problem (None = all; smoke runs set it)"
     )

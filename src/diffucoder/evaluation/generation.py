@@ -1,0 +1,106 @@
+"""Batched completion generation through the decoding engine, for one point of the sampling grid.
+
+The grid (paper §5.4, App. C.3): "1x" decodes ``gen_length`` tokens in ``gen_length`` steps (one
+token per step), "2x" in half as many; each temperature is a separate point. Prompts are left-padded
+and decoded ``batch_size`` at a time; the decoding engine handles the padding mask and positions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from diffucoder.decoding.config import DecodingConfig
+from diffucoder.evaluation.config import EvaluationConfig
+
+# Dream-style post-processing splits a completion at the first of these (reference §2.1, §7 item 14).
+STOP_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|dlm_pad|>")
+
+
+@dataclass
+class Completion:
+    """One decoded completion: text cut at the first stop token, and its decode order (trace)."""
+
+    text: str
+    trace: list[int] | None
+
+
+def steps_for(speed: str, gen_length: int) -> int:
+    """Denoising steps of a speed label: '1x' = one token per step, '2x' = two."""
+    if speed == "1x":
+        return gen_length
+    if speed == "2x":
+        return gen_length // 2
+    raise ValueError(f"unknown speed {speed!r}; use '1x' or '2x'")
+
+
+def decoding_config_for(base: DecodingConfig, ev: EvaluationConfig, speed: str, temperature: float) -> DecodingConfig:
+    """The run's decoding section with the grid point's length, steps, temperature and fast switch."""
+    update = {
+        "max_new_tokens": ev.gen_length,
+        "steps": steps_for(speed, ev.gen_length),
+        "temperature": temperature,
+        "fast": base.fast.model_copy(update={"enabled": ev.fast_decoding}),
+    }
+    # model_validate re-runs the cross-field checks (e.g. fast-decoding block sizes vs steps).
+    return DecodingConfig.model_validate({**base.model_dump(), **update, "fast": update["fast"].model_dump()})
+
+
+def _stop_ids(tokenizer) -> set[int]:
+    ids = set()
+    for tok in STOP_TOKENS:
+        tid = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+            ids.add(tid)
+    return ids
+
+
+def _cut(ids: list[int], stop_ids: set[int]) -> list[int]:
+    for i, tid in enumerate(ids):
+        if tid in stop_ids:
+            return ids[:i]
+    return ids
+
+
+@torch.no_grad()
+def generate_completions(
+    model,
+    tokenizer,
+    prompts: list[str],
+    decoding: DecodingConfig,
+    *,
+    batch_size: int,
+    generator: torch.Generator | None,
+    return_trace: bool,
+    progress=None,
+) -> tuple[list[Completion], float]:
+    """Completions for ``prompts`` (in order) and the seconds spent decoding.
+
+    ``progress`` (a tqdm bar, optional) is advanced by the number of prompts of each batch.
+    """
+    from diffucoder.decoding import diffusion_generate
+
+    stop_ids = _stop_ids(tokenizer)
+    device = next(model.parameters()).device
+    completions: list[Completion] = []
+    seconds = 0.0
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        input_ids = enc["input_ids"].to(device)
+        attention_mask = enc["attention_mask"].to(device)
+        t0 = time.perf_counter()
+        out = diffusion_generate(model, input_ids, attention_mask, decoding, generator=generator, return_trace=return_trace)
+        seconds += time.perf_counter() - t0
+        generated = out.sequences[:, input_ids.shape[1] :].tolist()
+        for row, ids in enumerate(generated):
+            kept = _cut(ids, stop_ids)
+            trace = out.trace[row].tolist() if return_trace and out.trace is not None else None
+            completions.append(
+                Completion(text=tokenizer.decode(kept, skip_special_tokens=False), trace=trace)
+            )
+        if progress is not None:
+            progress.update(len(chunk))
+    return completions, seconds
