@@ -151,3 +151,18 @@ def test_bad_inputs_are_named():
         KubernetesConfig.model_validate({"trainjob": {"num_nodes": {"pretrain": 0}}})
     with pytest.raises(ValueError):
         Toleration(operator="Sometimes")
+
+
+def test_cli_render_prints_a_crd_valid_trainjob(capsys, crds):
+    import argparse
+
+    from diffucoder.k8s import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command"))
+    argv = ["k8s", "trainjob", "--stage", "instruct", "--data", "s3://b/sft", "--out", "s3://b/out"]
+    args = parser.parse_args([*argv, "--run-id", "r-42", "--render", "--config", "tiny", "seed=3"])
+    assert args.func(args) == 0
+    config_map, trainjob = yaml.safe_load_all(capsys.readouterr().out)
+    assert crds.errors(trainjob) == [] and trainjob["metadata"]["name"] == "diffucoder-r-42-instruct"
+    assert yaml.safe_load(config_map["data"]["config.yaml"])["seed"] == 3
