@@ -18,13 +18,14 @@ from diffucoder.data.tokenizer import train_tokenizer
 from diffucoder.model.config import ModelConfig
 
 
-def corpus_texts() -> list[str]:
+@pytest.fixture(scope="session")
+def corpus() -> list[str]:
     return [inspect.getsource(mod) for mod in (json.decoder, json.encoder, textwrap)]
 
 
 @pytest.fixture(scope="session")
-def tokenizer():
-    return train_tokenizer(corpus_texts(), vocab_size=512)
+def tokenizer(corpus):
+    return train_tokenizer(corpus, vocab_size=512)
 
 
 @pytest.fixture
