@@ -59,6 +59,10 @@ class GeneralFilterConfig(StrictModel):
     max_top_ngram_char_fraction: dict[int, float] | None = Field(
         {2: 0.20, 3: 0.18, 4: 0.16}, description="n -> max share of chars in the most frequent word n-gram"
     )
+    max_duplicate_ngram_char_fraction: dict[int, float] | None = Field(
+        {5: 0.80, 6: 0.70, 7: 0.70, 8: 0.70, 9: 0.70, 10: 0.60},
+        description="n -> max share of chars covered by word n-grams that occur more than once",
+    )
 
 
 class PythonFilterConfig(StrictModel):

@@ -1,0 +1,143 @@
+"""The data flow as per-shard steps with URIs in and out, plus a local process-pool driver.
+
+    ingest (source dirs -> raw shards)                      one task
+    filter_shard  x N: filter + decontaminate + signatures  fan-out (KFP ParallelFor)
+    dedup_step: exact + near-duplicate clusters             one task, signatures only
+    finalize_shard x N: drop duplicates, write output       fan-out
+    write_report: stats.json + report.md + report.html      one task
+
+Work layout under ``work``: ``raw/``, ``filtered/``, ``signatures/``, ``stats/`` (one file per
+shard; a shard's stats file is written last and marks it done, so a rerun skips it) and
+``dedup.json``. Output under ``out``: ``shard-NNNNN.parquet`` + ``stats.json`` + reports.
+Every decision is per document (filters, decontamination) or keyed on document ids (dedup keeps
+the smallest id per cluster), so the kept set is the same for 1 or N workers and any sharding.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from diffucoder.data import io
+from diffucoder.data.config import DataConfig, DecontamConfig
+from diffucoder.data.corpus import write_doc_shards
+from diffucoder.data.decontam import Decontaminator
+from diffucoder.data.dedup import find_duplicates, signature_table
+from diffucoder.data.filters import CodeFilter, FilterStats
+from diffucoder.data.readers import SkipLog, input_units, read_unit
+from diffucoder.data.report import merge_shard_stats, write_report
+
+
+def shard_files(prefix: str) -> list[str]:
+    """`shard-*.parquet` directly under ``prefix`` (not in sub-directories), sorted."""
+    base = prefix.rstrip("/") + "/"
+    if io.is_s3(prefix):
+        names = [u for u in io.list_files(prefix, ".parquet") if "/" not in u[len(base) :]]
+    else:
+        names = [str(p) for p in Path(prefix).glob("shard-*.parquet")]
+    return sorted(u for u in names if u.rsplit("/", 1)[-1].startswith("shard-"))
+
+
+def ingest(inputs: list[str], work: str, cfg: DataConfig) -> list[str]:
+    """Turn every input into shard-sized units: tabular files are used as they are; source dirs
+    and HF saved dirs are read once and cut into raw shards of ``shard_docs`` documents."""
+    units: list[str] = []
+    skips = SkipLog()
+    to_cut = []
+    for uri in inputs:
+        for unit in input_units(uri):
+            (units if unit.endswith((".jsonl", ".jsonl.gz", ".parquet")) else to_cut).append(unit)
+    if to_cut:
+        raw = Path(io.join(work, "raw")) if not io.is_s3(work) else None
+        if raw is None:
+            raise ValueError(f"ingest: source dirs need a local work dir, got {work}")
+        raw.mkdir(parents=True, exist_ok=True)
+        docs = (d for unit in to_cut for d in read_unit(unit, cfg.reader, skips))
+        units += [str(raw / name) for name in write_doc_shards(raw, docs, cfg.shard_docs)]
+        io.write_json(str(raw / "skipped.json"), skips.to_dict())
+    return units
+
+
+@functools.lru_cache(maxsize=2)
+def _decontaminator(cfg_json: str) -> Decontaminator:
+    """One index per process and config (building it reads and tokenises ~1,500 benchmark items)."""
+    return Decontaminator.build(DecontamConfig.model_validate_json(cfg_json))
+
+
+def filter_shard(input_uri: str, shard_id: int, work: str, cfg: DataConfig) -> dict:
+    """Per-shard step: read, filter, decontaminate, MinHash; idempotent (skips a finished shard)."""
+    stats_uri = io.join(work, "stats", f"shard-{shard_id:05d}.json")
+    if io.exists(stats_uri):
+        return io.read_json(stats_uri)
+    skips = SkipLog()
+    docs = list(read_unit(input_uri, cfg.reader, skips))
+    stats = FilterStats(cfg.examples_per_rule)
+    kept = CodeFilter(cfg.general, cfg.python).run(docs, stats)
+    if cfg.decontam.enabled:
+        decon = _decontaminator(cfg.decontam.model_dump_json())
+        clean = []
+        for doc in kept:
+            reason = decon.reason(doc["text"])
+            if reason is None:
+                clean.append(doc)
+            else:
+                stats.reclassify(doc, *reason.split(":", 1))
+        kept = clean
+    io.write_text_shard(io.join(work, "filtered", io.shard_name(shard_id)), kept)
+    io.write_table(io.join(work, "signatures", io.shard_name(shard_id)), signature_table(kept, cfg.dedup))
+    result = {"shard": shard_id, "input": input_uri, "filter": stats.to_dict(), "skipped": skips.to_dict()}
+    io.write_json(stats_uri, result)  # last: marks the shard done
+    return result
+
+
+def dedup_step(work: str, cfg: DataConfig) -> dict:
+    """Global step: duplicate clusters from every shard's signature table -> ``dedup.json``."""
+    sig_uris = shard_files(io.join(work, "signatures"))
+    result = find_duplicates(sig_uris, cfg.dedup)
+    io.write_json(io.join(work, "dedup.json"), result)
+    return result
+
+
+def finalize_shard(work: str, shard_id: int, out: str, removed: dict[str, dict]) -> tuple[int, int]:
+    """Per-shard step: write the shard's documents that survived dedup; returns (docs, bytes)."""
+    docs = io.read_text_shard(io.join(work, "filtered", io.shard_name(shard_id)))
+    kept = [d for d in docs if d["id"] not in removed]
+    io.write_text_shard(io.join(out, io.shard_name(shard_id)), kept)
+    return len(kept), sum(len(d["text"].encode("utf-8")) for d in kept)
+
+
+def _filter_task(args: tuple[str, int, str, str]) -> dict:
+    input_uri, shard_id, work, cfg_json = args
+    return filter_shard(input_uri, shard_id, work, DataConfig.model_validate_json(cfg_json))
+
+
+def prepare(
+    inputs: list[str], out: str, cfg: DataConfig, work: str | None = None, workers: int | None = None
+) -> dict:
+    """The whole local flow with a process pool; returns the merged stats (also in stats.json)."""
+    work = work or f"{out.rstrip('/')}-work"
+    workers = workers or cfg.workers
+    units = ingest(inputs, work, cfg)
+    tasks = [(unit, i, work, cfg.model_dump_json()) for i, unit in enumerate(units)]
+    if workers > 1 and len(tasks) > 1:
+        ctx = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            shard_stats = list(pool.map(_filter_task, tasks))
+    else:
+        shard_stats = [_filter_task(t) for t in tasks]
+    dedup = dedup_step(work, cfg)
+    removed = dedup["removed"]
+    with io.output_dir(out) as out_dir:
+        final = [finalize_shard(work, i, str(out_dir), removed) for i in range(len(units))]
+        raw_skips = io.join(work, "raw", "skipped.json")
+        ingest_skips = io.read_json(raw_skips) if io.exists(raw_skips) else None
+        stats = merge_shard_stats(shard_stats, dedup, final, ingest_skips, cfg)
+        write_report(str(out_dir), stats)
+    return stats
+
+
+def load_removed(work: str) -> dict[str, dict]:
+    return json.loads(io.read_bytes(io.join(work, "dedup.json")))["removed"]
