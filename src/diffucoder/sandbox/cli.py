@@ -20,11 +20,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=defaults.port)
     serve.add_argument("--workers", type=int, default=defaults.workers, help="warm executor slots")
     serve.add_argument("--queue-size", type=int, default=defaults.queue_size)
-    serve.add_argument("--uid-base", type=int, default=defaults.sandbox_uid_base,
-                       help="slot i runs code as uid BASE+i (root only); give servers on one host distinct bases")
+    serve.add_argument(
+        "--uid-base",
+        type=int,
+        default=defaults.sandbox_uid_base,
+        help="slot i runs code as uid BASE+i (root only); give servers on one host distinct bases",
+    )
     serve.add_argument("--no-bubblewrap", action="store_true", help="do not wrap slots in bubblewrap")
-    serve.add_argument("--insecure-dev", action="store_true",
-                       help="serve even when mandatory isolation layers are missing (never for untrusted code)")
+    serve.add_argument(
+        "--insecure-dev",
+        action="store_true",
+        help="serve even when mandatory isolation layers are missing (never for untrusted code)",
+    )
     serve.set_defaults(func=_serve)
 
     run = sub.add_parser("run", help="run a Python file against tests in a local sandbox and print verdicts")
@@ -44,12 +51,23 @@ def _serve(args: argparse.Namespace) -> int:
     from diffucoder.sandbox.server import InsecureHostError, create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = SandboxConfig(host=args.host, port=args.port, workers=args.workers, queue_size=args.queue_size,
-                        bubblewrap=not args.no_bubblewrap, sandbox_uid_base=args.uid_base)
+    cfg = SandboxConfig(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        queue_size=args.queue_size,
+        bubblewrap=not args.no_bubblewrap,
+        sandbox_uid_base=args.uid_base,
+    )
     app = create_app(cfg, insecure_dev=args.insecure_dev)
     try:
-        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning",
-                    timeout_graceful_shutdown=int(cfg.shutdown_grace_s))
+        uvicorn.run(
+            app,
+            host=cfg.host,
+            port=cfg.port,
+            log_level="warning",
+            timeout_graceful_shutdown=int(cfg.shutdown_grace_s),
+        )
     except InsecureHostError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -88,8 +106,10 @@ def _run(args: argparse.Namespace) -> int:
             return 3
         for test, verdict in zip(tests, result.verdicts, strict=True):
             print(f"{verdict:>12}  {test}")
-        print(f"passed {result.passed}/{result.total}  program: {result.program_status}"
-              + (f" ({result.program_error})" if result.program_error else ""))
+        print(
+            f"passed {result.passed}/{result.total}  program: {result.program_status}"
+            + (f" ({result.program_error})" if result.program_error else "")
+        )
         for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
             if text.strip():
                 print(f"--- {name} ---\n{text.rstrip()}")

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from diffucoder.sandbox.codec import decode, encode
 from diffucoder.sandbox.config import SandboxConfig
@@ -133,10 +139,13 @@ class SandboxClient:
                     response = await self._send(http, body)
         except _Retryable as exc:
             raise SandboxUnavailable(
-                f"sandbox at {self.url} failed after {self.cfg.max_attempts} attempts: {exc}") from exc
+                f"sandbox at {self.url} failed after {self.cfg.max_attempts} attempts: {exc}"
+            ) from exc
         results = response.json()["results"]
         if len(results) != len(chunk):
-            raise SandboxUnavailable(f"sandbox at {self.url} answered {len(results)} results for {len(chunk)} jobs")
+            raise SandboxUnavailable(
+                f"sandbox at {self.url} answered {len(results)} results for {len(chunk)} jobs"
+            )
         return [JobResult.from_json(r) for r in results]
 
     async def _send(self, http: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response:
@@ -146,12 +155,16 @@ class SandboxClient:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code == 429 or response.status_code >= 500:
             retry_after = response.headers.get("Retry-After")
-            raise _Retryable(f"HTTP {response.status_code}: {response.text[:200]}",
-                             float(retry_after) if retry_after and retry_after.isdigit() else None)
+            raise _Retryable(
+                f"HTTP {response.status_code}: {response.text[:200]}",
+                float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
         if response.status_code != 200:
             # a request the server rejects as malformed is a caller bug: say so, do not retry
-            raise ValueError(f"sandbox at {self.url} rejected the batch: HTTP {response.status_code}: "
-                             f"{response.text[:500]}")
+            raise ValueError(
+                f"sandbox at {self.url} rejected the batch: HTTP {response.status_code}: "
+                f"{response.text[:500]}"
+            )
         return response
 
 

@@ -47,7 +47,9 @@ def _encode(value: Any, depth: int, budget: list[int]) -> Any:
         tag = {list: "l", tuple: "t", set: "s", frozenset: "fs"}[kind]
         return {tag: items}
     if kind is dict:
-        return {"d": [[_encode(k, depth + 1, budget), _encode(v, depth + 1, budget)] for k, v in value.items()]}
+        return {
+            "d": [[_encode(k, depth + 1, budget), _encode(v, depth + 1, budget)] for k, v in value.items()]
+        }
     # numpy scalars/arrays are common in model code; keep their plain-Python meaning
     module = getattr(kind, "__module__", "")
     if module == "numpy" and hasattr(value, "tolist"):

@@ -15,7 +15,9 @@ class SandboxConfig(StrictModel):
     """Sandbox reward service: server, isolation limits and client behaviour."""
 
     # where trainers and evaluators send jobs; None = start a local server (`local_sandbox()`)
-    url: str | None = Field(None, description="base URL of a running sandbox server; None = start one locally")
+    url: str | None = Field(
+        None, description="base URL of a running sandbox server; None = start one locally"
+    )
 
     # server
     host: str = "127.0.0.1"
@@ -27,11 +29,15 @@ class SandboxConfig(StrictModel):
     sandbox_uid_base: int = Field(
         61000, ge=1000, description="slot i runs code as uid base+i (only used when the server runs as root)"
     )
-    bubblewrap: bool = Field(True, description="wrap each slot in bubblewrap namespaces when bwrap works here")
+    bubblewrap: bool = Field(
+        True, description="wrap each slot in bubblewrap namespaces when bwrap works here"
+    )
 
     # per-job limits (defaults for jobs that do not set their own)
     time_limit_s: float = Field(5.0, gt=0, description="per test case (paper: 5 s per assert)")
-    total_time_limit_s: float = Field(30.0, gt=0, description="wall-clock cap for one job, all tests together")
+    total_time_limit_s: float = Field(
+        30.0, gt=0, description="wall-clock cap for one job, all tests together"
+    )
     memory_mb: int = Field(1024, ge=64, description="address-space limit of the child")
     max_output_bytes: int = Field(65536, ge=1024, description="stdout and stderr kept per job, each")
     max_processes: int = Field(32, ge=4, description="processes (and threads) one job may hold")

@@ -185,17 +185,28 @@ def _child(slot: Slot, job: dict, start: int, tmp: str, channel_w: int, out_w: i
         os.closerange(4, 65536)
         os.chdir(tmp)
         os.environ.clear()
-        os.environ.update({"HOME": tmp, "TMPDIR": tmp, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
-                           # OpenBLAS reserves memory per thread and fails under RLIMIT_AS otherwise
-                           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        os.environ.update(
+            {
+                "HOME": tmp,
+                "TMPDIR": tmp,
+                "PATH": "/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                # OpenBLAS reserves memory per thread and fails under RLIMIT_AS otherwise
+                "OMP_NUM_THREADS": "1",
+                "OPENBLAS_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+            }
+        )
         tempfile.tempdir = tmp
-        isolation.apply_rlimits(isolation.Limits(
-            memory_mb=int(job["memory_mb"]),
-            cpu_seconds=int(job["total_time_limit_s"]) + 1,
-            file_mb=int(job["max_file_mb"]),
-            open_files=int(job["max_open_files"]),
-            processes=int(job["max_processes"]),
-        ))
+        isolation.apply_rlimits(
+            isolation.Limits(
+                memory_mb=int(job["memory_mb"]),
+                cpu_seconds=int(job["total_time_limit_s"]) + 1,
+                file_mb=int(job["max_file_mb"]),
+                open_files=int(job["max_open_files"]),
+                processes=int(job["max_processes"]),
+            )
+        )
         if slot.uid is not None:
             isolation.drop_privileges(slot.uid)
         isolation.set_no_new_privs()
@@ -229,8 +240,10 @@ def run_job(slot: Slot, job: dict) -> dict:
             events, fate = _attempt(slot, job, start, tmp, out, err, total_deadline)
             loaded = False
             if fate == "infra" and not any(ev.get("event") == "isolated" for ev in events):
-                return {"infra_error": "the sandbox child could not install its isolation layers: "
-                        + err.text()[-500:]}
+                return {
+                    "infra_error": "the sandbox child could not install its isolation layers: "
+                    + err.text()[-500:]
+                }
             for ev in events:
                 if ev.get("event") == "syntax_error":
                     program = {"status": "syntax_error", "error": str(ev.get("error"))[:500]}
@@ -239,7 +252,11 @@ def run_job(slot: Slot, job: dict) -> dict:
                     program = {"status": str(ev.get("status")), "error": str(ev.get("error"))[:500]}
                 if ev.get("event") == "loaded":
                     loaded = True
-                if ev.get("event") == "result" and isinstance(ev.get("index"), int) and start <= ev["index"] < n:
+                if (
+                    ev.get("event") == "result"
+                    and isinstance(ev.get("index"), int)
+                    and start <= ev["index"] < n
+                ):
                     outcomes[ev["index"]] = {k: ev.get(k) for k in ("status", "value", "error", "seconds")}
             pending = [i for i in range(start, n) if outcomes[i] is None]
             # a child that ended without reporting a test never passed it, whatever its exit status
@@ -265,8 +282,10 @@ def run_job(slot: Slot, job: dict) -> dict:
                     outcomes[i] = {"status": "timeout", "error": "job wall-clock limit reached"}
                 break
         return _finish(outcomes, program, out, err, began)
+    except BaseException:
+        kill_descendants()  # each attempt already cleans up after itself; this covers our own failures
+        raise
     finally:
-        kill_descendants()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

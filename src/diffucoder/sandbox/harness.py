@@ -9,6 +9,7 @@ the child never sees.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -61,10 +62,15 @@ def run(job: dict[str, Any], start: int, channel_fd: int) -> None:
     signal.signal(signal.SIGALRM, _on_alarm)
 
     def input_for(i: int) -> list[Any]:
-        return copy.deepcopy(inputs[i])  # EvalPlus deep-copies too: a mutating solution must not see its own edits
+        return copy.deepcopy(
+            inputs[i]
+        )  # EvalPlus deep-copies too: a mutating solution must not see its own edits
 
-    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__,
-                                 "__diffucoder_input__": input_for}
+    namespace: dict[str, Any] = {
+        "__name__": "__main__",
+        "__builtins__": __builtins__,
+        "__diffucoder_input__": input_for,
+    }
     try:
         code = compile(job["code"], "<solution>", "exec")
     except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
@@ -94,21 +100,31 @@ def run(job: dict[str, Any], start: int, channel_fd: int) -> None:
             try:
                 encoded = encode(value)
             except CodecError as exc:
-                channel.send(event="result", index=index, status="error", error=f"unencodable result: {exc}",
-                             seconds=time.perf_counter() - began)
+                channel.send(
+                    event="result",
+                    index=index,
+                    status="error",
+                    error=f"unencodable result: {exc}",
+                    seconds=time.perf_counter() - began,
+                )
                 continue
-            channel.send(event="result", index=index, status="ok", value=encoded, seconds=time.perf_counter() - began)
+            channel.send(
+                event="result", index=index, status="ok", value=encoded, seconds=time.perf_counter() - began
+            )
         except BaseException as exc:  # noqa: BLE001
             signal.setitimer(signal.ITIMER_REAL, 0)
-            channel.send(event="result", index=index, status=_status_of(exc), error=_describe(exc),
-                         seconds=time.perf_counter() - began)
+            channel.send(
+                event="result",
+                index=index,
+                status=_status_of(exc),
+                error=_describe(exc),
+                seconds=time.perf_counter() - began,
+            )
     _flush_and_exit()
 
 
 def _flush_and_exit() -> None:
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(BaseException):  # the solution may have replaced or closed the stream
             stream.flush()
-        except BaseException:  # noqa: BLE001 - the solution may have replaced or closed the stream
-            pass
     os._exit(0)

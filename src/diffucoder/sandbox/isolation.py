@@ -19,6 +19,7 @@ Layers (docs/sandbox.md has the threat model):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -87,9 +88,27 @@ def set_child_subreaper() -> None:
 
 _DENIED_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK, socket.AF_PACKET)
 _DENIED_SYSCALLS = (
-    "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root", "unshare", "setns",
-    "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "io_uring_setup", "userfaultfd",
-    "kexec_load", "init_module", "finit_module", "swapon", "swapoff", "reboot",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "unshare",
+    "setns",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "io_uring_setup",
+    "userfaultfd",
+    "kexec_load",
+    "init_module",
+    "finit_module",
+    "swapon",
+    "swapoff",
+    "reboot",
 )
 
 
@@ -104,10 +123,8 @@ def build_seccomp_filter():
     # unshare with CLONE_NEWUSER would give the code a fresh namespace with full capabilities in it
     flt.add_rule(eperm, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0x10000000, 0x10000000))
     for name in _DENIED_SYSCALLS:
-        try:
+        with contextlib.suppress(ValueError, RuntimeError, OSError):  # syscall unknown on this architecture
             flt.add_rule(eperm, name)
-        except (ValueError, RuntimeError, OSError):
-            pass  # syscall unknown on this architecture
     return flt
 
 
@@ -162,8 +179,16 @@ def landlock_restrict(writable: list[str], readable: list[str]) -> None:
                 try:
                     is_dir = os.path.isdir(path)
                     rule = _PathBeneathAttr(access if is_dir else access & ~_FS_READ_DIR & _FS_FILE_MASK, fd)
-                    if _libc.syscall(_SYS_LANDLOCK_ADD_RULE, ruleset, _LANDLOCK_RULE_PATH_BENEATH,
-                                     ctypes.byref(rule), 0) != 0:
+                    if (
+                        _libc.syscall(
+                            _SYS_LANDLOCK_ADD_RULE,
+                            ruleset,
+                            _LANDLOCK_RULE_PATH_BENEATH,
+                            ctypes.byref(rule),
+                            0,
+                        )
+                        != 0
+                    ):
                         raise IsolationError(f"landlock_add_rule({path}) failed: errno {ctypes.get_errno()}")
                 finally:
                     os.close(fd)
@@ -179,8 +204,19 @@ _FS_FILE_MASK = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE
 
 def runtime_read_paths() -> list[str]:
     """What Python and its libraries need to read: the interpreter's prefixes, system libraries."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr", "/lib", "/lib64", "/bin", "/etc",
-             "/dev/null", "/dev/urandom", "/dev/zero"}
+    paths = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        "/usr",
+        "/lib",
+        "/lib64",
+        "/bin",
+        "/etc",
+        "/dev/null",
+        "/dev/urandom",
+        "/dev/zero",
+    }
     paths.update(p for p in sys.path if p and os.path.isdir(p) and "site-packages" in p)
     return sorted(paths)
 
@@ -193,13 +229,41 @@ def bwrap_command() -> list[str] | None:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return None
-    prefix = [bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
-              "--ro-bind", "/", "/", "--size", str(512 * 1024 * 1024), "--tmpfs", "/tmp", "--proc", "/proc",
-              "--dev", "/dev"]
+    prefix = [
+        bwrap,
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--die-with-parent",
+        "--ro-bind",
+        "/",
+        "/",
+        "--size",
+        str(512 * 1024 * 1024),
+        "--tmpfs",
+        "/tmp",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+    ]
     prefix += _expose_runtime_binds()
     if os.geteuid() == 0:
-        prefix += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL",
-                   "--cap-add", "CAP_DAC_OVERRIDE", "--cap-add", "CAP_CHOWN", "--cap-add", "CAP_FOWNER"]
+        prefix += [
+            "--cap-add",
+            "CAP_SETUID",
+            "--cap-add",
+            "CAP_SETGID",
+            "--cap-add",
+            "CAP_KILL",
+            "--cap-add",
+            "CAP_DAC_OVERRIDE",
+            "--cap-add",
+            "CAP_CHOWN",
+            "--cap-add",
+            "CAP_FOWNER",
+        ]
     try:
         probe = subprocess.run([*prefix, "--", "/bin/true"], capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):

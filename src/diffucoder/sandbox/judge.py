@@ -13,8 +13,13 @@ from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.probes import Probe, probe_for_assert, probes_for_io
 from diffucoder.sandbox.protocol import RunRequest, RunResult
 
-_STATUS_VERDICT = {"error": "failed", "timeout": "timeout", "memory": "memory", "crashed": "crashed",
-                   "syntax_error": "syntax_error"}
+_STATUS_VERDICT = {
+    "error": "failed",
+    "timeout": "timeout",
+    "memory": "memory",
+    "crashed": "crashed",
+    "syntax_error": "syntax_error",
+}
 
 
 def build_probes(req: RunRequest) -> list[Probe]:
@@ -53,10 +58,17 @@ def verdicts_from(raw: dict[str, Any], probes: list[Probe], want_outputs: bool) 
     passed = verdicts.count("passed")
     program = raw.get("program") or {}
     return RunResult(
-        verdicts=verdicts, passed=passed, total=len(probes), pass_rate=passed / len(probes) if probes else 0.0,
-        program_status=str(program.get("status", "ok")), program_error=program.get("error"),
-        outputs=outputs if want_outputs else None, test_seconds=seconds,
-        stdout=raw.get("stdout", ""), stderr=raw.get("stderr", ""), duration_s=float(raw.get("duration_s", 0.0)),
+        verdicts=verdicts,
+        passed=passed,
+        total=len(probes),
+        pass_rate=passed / len(probes) if probes else 0.0,
+        program_status=str(program.get("status", "ok")),
+        program_error=program.get("error"),
+        outputs=outputs if want_outputs else None,
+        test_seconds=seconds,
+        stdout=raw.get("stdout", ""),
+        stderr=raw.get("stderr", ""),
+        duration_s=float(raw.get("duration_s", 0.0)),
     )
 
 

@@ -36,9 +36,23 @@ def local_sandbox(
     cfg = cfg or SandboxConfig()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "diffucoder.cli", "sandbox", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(cfg.workers), "--queue-size", str(cfg.queue_size),
-           "--uid-base", str(cfg.sandbox_uid_base)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "diffucoder.cli",
+        "sandbox",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(cfg.workers),
+        "--queue-size",
+        str(cfg.queue_size),
+        "--uid-base",
+        str(cfg.sandbox_uid_base),
+    ]
     if not cfg.bubblewrap:
         cmd.append("--no-bubblewrap")
     if insecure_dev:

@@ -33,15 +33,24 @@ class ExecutorSlot:
         self.layers: dict[str, bool] = {}
 
     async def start(self) -> None:
-        cmd = [sys.executable, "-m", "diffucoder.sandbox.executor", str(self.index),
-               str(self.cfg.sandbox_uid_base)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "diffucoder.sandbox.executor",
+            str(self.index),
+            str(self.cfg.sandbox_uid_base),
+        ]
         if self.bwrap_prefix:
             cmd = [*self.bwrap_prefix, "--", *cmd]
         # the executor gets no server secrets: only what it needs to find the interpreter and our package
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": _package_root()}
         self.proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
-            cwd="/", start_new_session=True,
+            *cmd,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            cwd="/",
+            start_new_session=True,
         )
         hello = await asyncio.wait_for(self._read(), timeout=60)
         if not hello.get("ready"):

@@ -79,7 +79,9 @@ def probe_for_assert(test: str) -> Probe:
     return Probe(source=test, mode="exec")
 
 
-def probes_for_io(entry_point: str, inputs: list[list[Any]], expected: list[Any] | None, atol: float) -> list[Probe]:
+def probes_for_io(
+    entry_point: str, inputs: list[list[Any]], expected: list[Any] | None, atol: float
+) -> list[Probe]:
     """EvalPlus-style io tests: call ``entry_point(*args)`` for each input; compare on the judge side,
     or just collect the outputs when ``expected`` is None (to compute them from a canonical solution)."""
     if not entry_point.isidentifier():

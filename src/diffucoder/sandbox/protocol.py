@@ -15,10 +15,14 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(max_length=1_000_000)
-    tests: list[str] = Field(default_factory=list, description="assert statements or test programs, one per case")
+    tests: list[str] = Field(
+        default_factory=list, description="assert statements or test programs, one per case"
+    )
     entry_point: str | None = Field(None, description="io jobs: the function to call with each input")
     inputs: list[Any] | None = Field(None, description="io jobs: codec-encoded argument lists (see codec.py)")
-    expected: list[Any] | None = Field(None, description="io jobs: codec-encoded outputs; None = return outputs")
+    expected: list[Any] | None = Field(
+        None, description="io jobs: codec-encoded outputs; None = return outputs"
+    )
     atol: float = Field(0.0, ge=0)
     time_limit_s: float | None = Field(None, gt=0, le=60, description="per test case")
     total_time_limit_s: float | None = Field(None, gt=0, le=600)

@@ -22,7 +22,9 @@ from diffucoder.sandbox.client import Job, SandboxClient
 # prose without ```, the ```python fence line, code without backticks, the closing fence and a newline
 # at the end. Flags as in the paper's code (re.match with DOTALL|MULTILINE): under MULTILINE the final
 # `$` also accepts blank lines after the fence, but never text.
-FORMAT_PATTERN = re.compile(r"^(?:(?!```)[\s\S])*?```python\n((?:(?!```)[\s\S])*?)```\n$", re.DOTALL | re.MULTILINE)
+FORMAT_PATTERN = re.compile(
+    r"^(?:(?!```)[\s\S])*?```python\n((?:(?!```)[\s\S])*?)```\n$", re.DOTALL | re.MULTILINE
+)
 
 
 def extract_code(completion: str) -> str | None:
@@ -54,7 +56,9 @@ def code_rewards(
     jobs, where = [], []
     for i, (completion, cases) in enumerate(zip(completions, tests, strict=True)):
         if format_reward(completion) == 1.0 and cases:
-            jobs.append(Job(code=extract_code(completion) or "", tests=list(cases), time_limit_s=time_limit_s))
+            jobs.append(
+                Job(code=extract_code(completion) or "", tests=list(cases), time_limit_s=time_limit_s)
+            )
             where.append(i)
     for i, result in zip(where, client.run_batch(jobs), strict=True):
         rewards[i] = None if result.infra_error else result.pass_rate
@@ -65,7 +69,9 @@ def code_reward(completion: str, tests: list[str], client: SandboxClient) -> flo
     return code_rewards([completion], [tests], client)[0]
 
 
-def total_reward(code: float | None, fmt: float, code_weight: float = 2.0, format_weight: float = 0.5) -> float | None:
+def total_reward(
+    code: float | None, fmt: float, code_weight: float = 2.0, format_weight: float = 0.5
+) -> float | None:
     """``code_weight * code + format_weight * format``; None when the code reward is unknown (infra error)."""
     if code is None:
         return None

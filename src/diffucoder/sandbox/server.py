@@ -16,7 +16,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from diffucoder.sandbox import isolation, judge
 from diffucoder.sandbox.codec import CodecError
@@ -27,8 +34,16 @@ from diffucoder.sandbox.protocol import BatchRequest, BatchResult, RunRequest, R
 log = logging.getLogger(__name__)
 
 # layers without which the service refuses to start (unless --insecure-dev)
-MANDATORY_LAYERS = ("unprivileged_uid", "rlimits", "nproc_binds", "seccomp_no_network", "subreaper",
-                    "empty_env", "private_tmp", "runtime_readable")
+MANDATORY_LAYERS = (
+    "unprivileged_uid",
+    "rlimits",
+    "nproc_binds",
+    "seccomp_no_network",
+    "subreaper",
+    "empty_env",
+    "private_tmp",
+    "runtime_readable",
+)
 
 
 class InsecureHostError(RuntimeError):
@@ -38,15 +53,27 @@ class InsecureHostError(RuntimeError):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("sandbox_requests_total", "HTTP requests", ["endpoint", "code"], registry=self.registry)
-        self.verdicts = Counter("sandbox_verdicts_total", "test verdicts", ["verdict"], registry=self.registry)
-        self.infra_errors = Counter("sandbox_infra_errors_total", "jobs that failed in the sandbox itself",
-                                    registry=self.registry)
-        self.job_seconds = Histogram("sandbox_job_seconds", "job latency, queueing included",
-                                     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60),
-                                     registry=self.registry)
-        self.queue_depth = Gauge("sandbox_queue_depth", "accepted jobs waiting for a slot", registry=self.registry)
-        self.in_flight = Gauge("sandbox_jobs_in_flight", "accepted jobs (waiting or running)", registry=self.registry)
+        self.requests = Counter(
+            "sandbox_requests_total", "HTTP requests", ["endpoint", "code"], registry=self.registry
+        )
+        self.verdicts = Counter(
+            "sandbox_verdicts_total", "test verdicts", ["verdict"], registry=self.registry
+        )
+        self.infra_errors = Counter(
+            "sandbox_infra_errors_total", "jobs that failed in the sandbox itself", registry=self.registry
+        )
+        self.job_seconds = Histogram(
+            "sandbox_job_seconds",
+            "job latency, queueing included",
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "sandbox_queue_depth", "accepted jobs waiting for a slot", registry=self.registry
+        )
+        self.in_flight = Gauge(
+            "sandbox_jobs_in_flight", "accepted jobs (waiting or running)", registry=self.registry
+        )
 
 
 class SandboxService:
@@ -70,7 +97,8 @@ class SandboxService:
             await self.pool.stop()
             raise InsecureHostError(
                 f"mandatory isolation layers unavailable: {', '.join(missing)}; fix the host or start with "
-                "--insecure-dev (never for untrusted code)")
+                "--insecure-dev (never for untrusted code)"
+            )
         log.info("sandbox ready: %d slots, layers %s", self.cfg.workers, self.pool.layers)
 
     async def stop(self) -> None:
@@ -83,12 +111,17 @@ class SandboxService:
 
     def admit(self, n: int) -> None:
         if self.draining:
-            raise HTTPException(503, "sandbox is shutting down", headers={"Retry-After": str(self.cfg.retry_after_s)})
+            raise HTTPException(
+                503, "sandbox is shutting down", headers={"Retry-After": str(self.cfg.retry_after_s)}
+            )
         if n > self.capacity():
             raise HTTPException(413, f"batch of {n} jobs exceeds the server capacity {self.capacity()}")
         if self.accepted + n > self.capacity():
-            raise HTTPException(429, f"queue full ({self.accepted} jobs accepted)",
-                                headers={"Retry-After": str(self.cfg.retry_after_s)})
+            raise HTTPException(
+                429,
+                f"queue full ({self.accepted} jobs accepted)",
+                headers={"Retry-After": str(self.cfg.retry_after_s)},
+            )
         self.accepted += n
         self._update_gauges()
 
@@ -121,7 +154,9 @@ class SandboxService:
                 raise
             finally:
                 self.running -= 1
-            result = judge.verdicts_from(raw, probes, want_outputs=req.expected is None and req.inputs is not None)
+            result = judge.verdicts_from(
+                raw, probes, want_outputs=req.expected is None and req.inputs is not None
+            )
         finally:
             self.accepted -= 1
             self._update_gauges()
@@ -165,7 +200,9 @@ def create_app(cfg: SandboxConfig, insecure_dev: bool = False) -> FastAPI:
     async def run_batch(req: BatchRequest) -> BatchResult:
         probes = service.probes_for(req.jobs)
         service.admit(len(req.jobs))
-        results = await asyncio.gather(*(service.run_one(job, p) for job, p in zip(req.jobs, probes, strict=True)))
+        results = await asyncio.gather(
+            *(service.run_one(job, p) for job, p in zip(req.jobs, probes, strict=True))
+        )
         return BatchResult(results=list(results))
 
     @app.get("/healthz")
@@ -179,8 +216,11 @@ def create_app(cfg: SandboxConfig, insecure_dev: bool = False) -> FastAPI:
             "workers": cfg.workers,
             "jobs_accepted": service.accepted,
             "capacity": service.capacity(),
-            "sandbox_uids": [cfg.sandbox_uid_base + i for i in range(cfg.workers)] if layers.get("unprivileged_uid")
-            and service.pool and service.pool.slots[0].layers.get("nproc_binds") else [],
+            "sandbox_uids": [cfg.sandbox_uid_base + i for i in range(cfg.workers)]
+            if layers.get("unprivileged_uid")
+            and service.pool
+            and service.pool.slots[0].layers.get("nproc_binds")
+            else [],
             "slot_pids": service.pool.slot_pids if service.pool else [],
         }
 

@@ -1,0 +1,149 @@
+"""Sandbox throughput and latency against the one-subprocess-per-assert baseline (open-r1's local path).
+
+Prints JSON. Workloads: (a) a trivial program with one assert, (b) HumanEval+ canonical solutions
+with their base inputs (io jobs). Baseline, measured in the same run: `python3 -c "<code>\\n<assert>"`
+per test with a 5 s timeout, on as many parallel workers as the server has slots. Also: the cost of
+each isolation layer of a fork-server child, measured in-process as layers are added one by one.
+
+    .venv/bin/python benchmarks/bench_sandbox.py [--tasks 40] [--trivial 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from diffucoder.sandbox import executor, harness, isolation
+from diffucoder.sandbox.client import Job, SandboxClient
+from diffucoder.sandbox.config import SandboxConfig
+from diffucoder.sandbox.local import local_sandbox
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "evalplus" / "HumanEvalPlus-v0.1.10.jsonl.gz"
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def summary(latencies: list[float], wall: float, n: int) -> dict:
+    return {"jobs": n, "executions_per_s": round(n / wall, 1), "p50_ms": round(1000 * pct(latencies, 0.5), 2),
+            "p99_ms": round(1000 * pct(latencies, 0.99), 2)}
+
+
+def run_service(url: str, jobs: list[Job], parallel: int) -> dict:
+    """Concurrent single-job requests on persistent connections: latency as a trainer sees it."""
+    payloads = [{"jobs": [j.payload()]} for j in jobs]
+    latencies: list[float] = []
+
+    def worker(chunk):
+        with httpx.Client(timeout=60) as http:
+            for body in chunk:
+                t = time.perf_counter()
+                r = http.post(f"{url}/v1/run_batch", json=body).json()["results"][0]
+                assert r["infra_error"] is None and "passed" in r["verdicts"], r
+                latencies.append(time.perf_counter() - t)
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(worker, [payloads[i::parallel] for i in range(parallel)]))
+    return summary(latencies, time.perf_counter() - started, len(jobs))
+
+
+def run_baseline(programs: list[str], parallel: int) -> dict:
+    latencies: list[float] = []
+
+    def one(program: str) -> None:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=5)
+        latencies.append(time.perf_counter() - t)
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(one, programs))
+    return summary(latencies, time.perf_counter() - started, len(programs))
+
+
+def humaneval_jobs(n_tasks: int) -> tuple[list[Job], list[str]]:
+    rows = [json.loads(line) for line in gzip.open(DATA, "rt")][:n_tasks]
+    jobs, baseline = [], []
+    for row in rows:
+        code = row["prompt"] + row["canonical_solution"]
+        jobs.append(Job(code=code, entry_point=row["entry_point"], inputs=row["base_input"]))
+        baseline += [f"{code}\n{row['entry_point']}(*{args!r})" for args in row["base_input"]]
+    return jobs, baseline
+
+
+def layer_costs(n: int = 200) -> dict:
+    """Median ms to fork a warm child, apply layers cumulatively, run `x = 1`, and reap it."""
+    slot = executor.Slot(0, 63000)
+    limits = isolation.Limits(memory_mb=1024, cpu_seconds=10, file_mb=16, open_files=64, processes=32)
+    steps = {
+        "fork_only": [],
+        "+rlimits": [lambda: isolation.apply_rlimits(limits)],
+        "+uid_drop": [lambda: isolation.drop_privileges(slot.uid)] if slot.uid else [],
+        "+seccomp": [isolation.set_no_new_privs, slot.seccomp.load],
+        "+landlock": [lambda: isolation.landlock_restrict(["/tmp"], slot.read_paths)] if slot.landlock else [],
+    }
+    out, applied = {}, []
+    for name, actions in steps.items():
+        applied += actions
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            pid = os.fork()
+            if pid == 0:
+                for action in applied:
+                    action()
+                exec("x = 1")
+                os._exit(0)
+            os.waitpid(pid, 0)
+            times.append(time.perf_counter() - t)
+        out[name] = round(1000 * statistics.median(times), 3)
+    t = time.perf_counter()
+    for _ in range(50):
+        executor.kill_descendants()
+    out["tree_scan_after_job"] = round(1000 * (time.perf_counter() - t) / 50, 3)
+    assert harness  # the executor imports it before forking, as measured here
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=40)
+    parser.add_argument("--trivial", type=int, default=300)
+    args = parser.parse_args()
+    cfg = SandboxConfig(workers=2, sandbox_uid_base=62200)
+    trivial = Job(code="def f(x):\n    return x + 1\n", tests=["assert f(1) == 2"])
+    he_jobs, he_baseline = humaneval_jobs(args.tasks)
+    report: dict = {"machine": f"{os.cpu_count()}-core CPU", "workers": cfg.workers}
+    with local_sandbox(cfg) as url:
+        report["layers_active"] = SandboxClient(url).health()["layers"]
+        run_service(url, [trivial] * 20, 2)  # warm-up
+        report["trivial_service"] = run_service(url, [trivial] * args.trivial, 4)
+        report["humaneval_plus_service"] = run_service(url, he_jobs, 4)
+    report["trivial_baseline"] = run_baseline(["def f(x):\n    return x + 1\nassert f(1) == 2"] * (args.trivial // 3), 2)
+    base = run_baseline(he_baseline, 2)
+    # the baseline runs one subprocess per input; express it per job too
+    base["jobs_per_s"] = round(base["executions_per_s"] * len(he_jobs) / len(he_baseline), 1)
+    report["humaneval_plus_baseline"] = base
+    report["speedup_trivial"] = round(report["trivial_service"]["executions_per_s"]
+                                      / report["trivial_baseline"]["executions_per_s"], 1)
+    report["speedup_humaneval_plus_jobs"] = round(report["humaneval_plus_service"]["executions_per_s"]
+                                                  / base["jobs_per_s"], 1)
+    report["layer_cost_ms"] = layer_costs()
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
