@@ -180,10 +180,22 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _stop(proc)
 
 
+@pytest.fixture(scope="session")
+def _mlflow_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite DB with the schema migrated once; creating one costs seconds."""
+    from mlflow import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
 @pytest.fixture
-def mlflow_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """An embedded SQLite tracking store for one test, exported as MLFLOW_TRACKING_URI."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def mlflow_sqlite(_mlflow_sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh embedded SQLite tracking store for one test, exported as MLFLOW_TRACKING_URI."""
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(_mlflow_sqlite_template, db)
+    uri = f"sqlite:///{db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("DIFFUCODER_PARENT_RUN_ID", raising=False)
