@@ -198,3 +198,19 @@ def test_bad_versions_file_names_file_and_section(tmp_path):
     bad.write_text("bases: {python: python:3.11.14-slim}\ntorch_index: {}\n")
     with pytest.raises(ValueError, match=rf"{bad}: section 'torch_index' is missing or empty"):
         load_versions(bad)
+
+
+def test_the_sandbox_server_starts_without_torch_or_transformers():
+    """The sandbox image has no torch: `diffucoder sandbox serve` must not import it."""
+    code = (
+        "import sys\n"
+        "for m in ('torch', 'transformers', 'deepspeed', 'mlflow'): sys.modules[m] = None\n"
+        "import diffucoder.sandbox.server\n"
+        "from diffucoder.cli import main\n"
+        "sys.exit(main(['sandbox', 'serve', '--help']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--workers" in proc.stdout
