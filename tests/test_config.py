@@ -1,0 +1,89 @@
+"""Config loading: presets validate, overrides apply, and every error names the offending key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from diffucoder.config import PRESETS, ConfigError, RunConfig, load_config, save_config
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_validates(preset: str) -> None:
+    cfg = load_config(preset)
+    assert isinstance(cfg, RunConfig)
+    assert cfg.preset == preset
+
+
+def test_presets_differ_where_they_should() -> None:
+    tiny, paper = load_config("tiny"), load_config("paper-7b")
+    assert tiny.device == "cpu" and paper.device == "cuda"
+    assert paper.output_root.startswith("s3://")
+    assert tiny.fingerprint() != paper.fingerprint()
+
+
+def test_overrides_are_typed_and_nested() -> None:
+    cfg = load_config("tiny", ["seed=123", "storage.max_attempts=2", "tracking.tracking_uri=sqlite:///x.db"])
+    assert cfg.seed == 123
+    assert cfg.storage.max_attempts == 2
+    assert cfg.tracking.tracking_uri == "sqlite:///x.db"
+    assert load_config("tiny", ["storage.retry_max_backoff_s=0.5"]).storage.retry_max_backoff_s == 0.5
+    assert load_config("tiny", ["tracking.tracking_uri=null"]).tracking.tracking_uri is None
+
+
+def test_unknown_keys_are_named() -> None:
+    with pytest.raises(ConfigError, match=r"storage\.max_atempts: unknown key"):
+        load_config("tiny", ["storage.max_atempts=3"])
+    with pytest.raises(ConfigError, match=r"trackin: unknown key"):
+        load_config("tiny", ["trackin.experiment=x"])
+
+
+def test_all_bad_keys_are_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config("tiny", ["seed=abc", "storage.max_concurrency=0", "nope=1"])
+    msg = str(err.value)
+    assert "seed:" in msg and "'abc'" in msg
+    assert "storage.max_concurrency:" in msg and "greater than or equal to 1" in msg
+    assert "nope: unknown key" in msg
+
+
+def test_wrong_type_in_yaml_file_names_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "my.yaml"
+    path.write_text("preset: mine\nstorage:\n  max_attempts: many\n")
+    with pytest.raises(ConfigError, match=r"my\.yaml(.|\n)*storage\.max_attempts: .*'many'"):
+        load_config(str(path))
+
+
+def test_bad_override_syntax_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"override 'seed' is not of the form key\.sub=value"):
+        load_config("tiny", ["seed"])
+    with pytest.raises(ConfigError, match=r"override '=3'"):
+        load_config("tiny", ["=3"])
+    with pytest.raises(ConfigError, match=r"override 'seed\.x=1': 'seed' is a value, not a section"):
+        load_config("tiny", ["seed.x=1"])
+
+
+def test_bad_preset_name_lists_the_presets() -> None:
+    with pytest.raises(ConfigError, match=r"'tinny' is neither a preset \(tiny, paper-7b\) nor a file"):
+        load_config("tinny")
+
+
+def test_invalid_yaml_and_non_mapping_are_named(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("seed: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: invalid YAML"):
+        load_config(str(broken))
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match=r"list\.yaml: top level must be a mapping, got list"):
+        load_config(str(listing))
+
+
+def test_saved_config_round_trips(tmp_path: Path) -> None:
+    cfg = load_config("tiny", ["seed=5", "storage.max_attempts=9"])
+    out = tmp_path / "run" / "config.yaml"
+    save_config(cfg, out)
+    assert load_config(str(out)) == cfg
+    assert load_config(str(out)).fingerprint() == cfg.fingerprint()
+    assert [p.name for p in out.parent.iterdir()] == ["config.yaml"]  # no temp file left behind
