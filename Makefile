@@ -20,8 +20,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# bubblewrap adds namespace isolation to the sandbox where the host allows it.
+# bubblewrap adds namespace isolation to the sandbox where the host allows it; libseccomp2 is what
+# pyseccomp loads for the sandbox's mandatory network-deny filter.
 system-deps:
+	@/sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libseccomp2) >/dev/null \
+	      || echo "warning: could not install libseccomp2; the sandbox will refuse to serve"; \
+	  else echo "note: libseccomp2 missing (apt-get install libseccomp2) - the sandbox will refuse to serve"; fi; }
 	@command -v bwrap >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null \

@@ -18,7 +18,9 @@ from diffucoder.sandbox.local import local_sandbox
 
 SERVER_SECRET = "diffucoder-test-secret-" + secrets.token_hex(8)
 
-HONEST = Job(code="def add(a, b):\n    return a + b\n", tests=["assert add(1, 2) == 3", "assert add(-1, 1) == 0"])
+HONEST = Job(
+    code="def add(a, b):\n    return a + b\n", tests=["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]
+)
 
 CONTAINMENT_PROBE = """
 import os, resource
@@ -40,7 +42,9 @@ def sandbox_cfg() -> SandboxConfig:
 
 @pytest.fixture(scope="session")
 def sandbox_url(sandbox_cfg):
-    os.environ["DIFFUCODER_SANDBOX_TEST_SECRET"] = SERVER_SECRET  # the server inherits it; the code must not see it
+    os.environ["DIFFUCODER_SANDBOX_TEST_SECRET"] = (
+        SERVER_SECRET  # the server inherits it; the code must not see it
+    )
     try:
         with local_sandbox(sandbox_cfg) as url:
             yield url
@@ -71,7 +75,9 @@ def contained_client(client, sandbox_cfg) -> SandboxClient:
     if facts["seccomp"] != "2":
         problems.append(f"no seccomp filter (Seccomp: {facts['seccomp']})")
     if problems:
-        pytest.fail("CONTAINMENT NOT VERIFIED - refusing to run bomb tests: " + "; ".join(problems), pytrace=False)
+        pytest.fail(
+            "CONTAINMENT NOT VERIFIED - refusing to run bomb tests: " + "; ".join(problems), pytrace=False
+        )
     return client
 
 

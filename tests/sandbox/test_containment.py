@@ -15,6 +15,13 @@ def test_code_runs_as_unprivileged_uid_with_binding_limits(client, sandbox_cfg):
 def test_healthz_reports_active_layers(client):
     health = client.health()
     assert health["mandatory_layers_active"] is True and health["insecure_dev"] is False
-    for layer in ("unprivileged_uid", "seccomp_no_network", "rlimits", "nproc_binds", "subreaper", "landlock_fs",
-                  "bubblewrap"):
+    for layer in (
+        "unprivileged_uid",
+        "seccomp_no_network",
+        "rlimits",
+        "nproc_binds",
+        "subreaper",
+        "landlock_fs",
+        "bubblewrap",
+    ):
         assert health["layers"][layer] is True, layer

@@ -24,6 +24,7 @@ from diffucoder.sandbox.client import Job
 
 pytestmark = pytest.mark.hostile
 
+
 def run(client, code, tests=("assert 1 == 1",), **kw):
     result = client.run(Job(code=code, tests=list(tests), **kw))
     assert result.infra_error is None, result.infra_error
@@ -63,30 +64,40 @@ def test_infinite_loop_times_out(contained_client):
 
 def test_loop_inside_test_costs_one_test(contained_client):
     code = "def f(x):\n    while x == 2:\n        pass\n    return x\n"
-    r = run(contained_client, code, ["assert f(1) == 1", "assert f(2) == 2", "assert f(3) == 3"], time_limit_s=0.5)
+    r = run(
+        contained_client, code, ["assert f(1) == 1", "assert f(2) == 2", "assert f(3) == 3"], time_limit_s=0.5
+    )
     assert r.verdicts == ["passed", "timeout", "passed"]
     assert_honest(contained_client)
 
 
 def test_swallowing_the_timer_and_blocking_sigalrm(contained_client):
-    code = ("import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n"
-            "while True:\n    try:\n        pass\n    except BaseException:\n        pass\n")
+    code = (
+        "import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n"
+        "while True:\n    try:\n        pass\n    except BaseException:\n        pass\n"
+    )
     r = run(contained_client, code, time_limit_s=0.5)
     assert r.verdicts == ["timeout"] and r.duration_s < 3
     assert_honest(contained_client)
 
 
 def test_sleep_past_timeout(contained_client):
-    r = run(contained_client, "import time\ndef f():\n    time.sleep(30)\n    return 1\n", ["assert f() == 1"],
-            time_limit_s=0.5)
+    r = run(
+        contained_client,
+        "import time\ndef f():\n    time.sleep(30)\n    return 1\n",
+        ["assert f() == 1"],
+        time_limit_s=0.5,
+    )
     assert r.verdicts == ["timeout"] and r.duration_s < 3
     assert_honest(contained_client)
 
 
 def test_fork_bomb_is_contained(contained_client, sandbox_cfg):
-    code = ("import os\nn = 0\nfor _ in range(100000):\n    try:\n        if os.fork() == 0:\n"
-            "            import time; time.sleep(60)\n        n += 1\n    except OSError:\n        break\n"
-            "def spawned():\n    return n\n")
+    code = (
+        "import os\nn = 0\nfor _ in range(100000):\n    try:\n        if os.fork() == 0:\n"
+        "            import time; time.sleep(60)\n        n += 1\n    except OSError:\n        break\n"
+        "def spawned():\n    return n\n"
+    )
     r = run(contained_client, code, ["assert spawned() == -1"], time_limit_s=3)
     assert r.verdicts == ["failed"]  # the program ran on, but could not fork without bound
     assert sandbox_uid_processes(contained_client) == []  # and nothing of it survived the job
@@ -94,9 +105,11 @@ def test_fork_bomb_is_contained(contained_client, sandbox_cfg):
 
 
 def test_fork_bomb_reports_processes_spawned_below_limit(contained_client, sandbox_cfg):
-    code = ("import os\ndef spawn():\n    n = 0\n    for _ in range(1000):\n        try:\n"
-            "            pid = os.fork()\n        except OSError:\n            return n\n"
-            "        if pid == 0:\n            import time; time.sleep(60)\n        n += 1\n    return n\n")
+    code = (
+        "import os\ndef spawn():\n    n = 0\n    for _ in range(1000):\n        try:\n"
+        "            pid = os.fork()\n        except OSError:\n            return n\n"
+        "        if pid == 0:\n            import time; time.sleep(60)\n        n += 1\n    return n\n"
+    )
     r = contained_client.run(Job(code=code, entry_point="spawn", inputs=[[]], time_limit_s=3))
     assert r.verdicts == ["passed"] and r.outputs[0] < sandbox_cfg.max_processes
     assert sandbox_uid_processes(contained_client) == []
@@ -106,16 +119,22 @@ def test_fork_bomb_reports_processes_spawned_below_limit(contained_client, sandb
 def test_memory_bomb(contained_client):
     r = run(contained_client, "x = bytearray(8 * 1024**3)\n", memory_mb=256)
     assert r.verdicts == ["memory"] and r.program_status == "memory"
-    r = run(contained_client, "def f():\n    a = []\n    while True:\n        a.append('x' * 10**6)\n",
-            ["assert f() == 1"], memory_mb=256)
+    r = run(
+        contained_client,
+        "def f():\n    a = []\n    while True:\n        a.append('x' * 10**6)\n",
+        ["assert f() == 1"],
+        memory_mb=256,
+    )
     assert r.verdicts == ["memory"]
     assert_honest(contained_client)
 
 
 def test_disk_fill_is_capped(contained_client):
-    code = ("import os\ndef fill():\n    try:\n        with open('big', 'wb') as f:\n"
-            "            for _ in range(1000):\n                f.write(b'0' * 1024 * 1024)\n"
-            "    except OSError as e:\n        return (e.errno, os.path.getsize('big'))\n    return (0, 0)\n")
+    code = (
+        "import os\ndef fill():\n    try:\n        with open('big', 'wb') as f:\n"
+        "            for _ in range(1000):\n                f.write(b'0' * 1024 * 1024)\n"
+        "    except OSError as e:\n        return (e.errno, os.path.getsize('big'))\n    return (0, 0)\n"
+    )
     r = contained_client.run(Job(code=code, entry_point="fill", inputs=[[]]))
     errno_, size = r.outputs[0]
     assert errno_ == 27 and size <= 16 * 1024 * 1024  # EFBIG at RLIMIT_FSIZE
@@ -137,13 +156,15 @@ def test_network_to_host_loopback_is_unreachable(contained_client):
     listener.settimeout(0.5)
     port = listener.getsockname()[1]
     try:
-        code = ("import socket\ndef attempts():\n    out = []\n"
-                "    for fam, addr in ((socket.AF_INET, ('127.0.0.1', PORT)), (socket.AF_INET6, ('::1', PORT))):\n"
-                "        try:\n            s = socket.socket(fam, socket.SOCK_STREAM)\n            s.settimeout(1)\n"
-                "            s.connect(addr)\n            out.append('connected')\n"
-                "        except OSError as e:\n            out.append(type(e).__name__)\n"
-                "    try:\n        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)\n        out.append('netlink')\n"
-                "    except OSError as e:\n        out.append(type(e).__name__)\n    return out\n").replace("PORT", str(port))
+        code = (
+            "import socket\ndef attempts():\n    out = []\n"
+            "    for fam, addr in ((socket.AF_INET, ('127.0.0.1', PORT)), (socket.AF_INET6, ('::1', PORT))):\n"
+            "        try:\n            s = socket.socket(fam, socket.SOCK_STREAM)\n            s.settimeout(1)\n"
+            "            s.connect(addr)\n            out.append('connected')\n"
+            "        except OSError as e:\n            out.append(type(e).__name__)\n"
+            "    try:\n        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)\n        out.append('netlink')\n"
+            "    except OSError as e:\n        out.append(type(e).__name__)\n    return out\n"
+        ).replace("PORT", str(port))
         r = contained_client.run(Job(code=code, entry_point="attempts", inputs=[[]]))
         assert r.outputs[0] == ["PermissionError", "PermissionError", "PermissionError"]
         with pytest.raises(TimeoutError):
@@ -154,10 +175,12 @@ def test_network_to_host_loopback_is_unreachable(contained_client):
 
 
 def test_server_environment_and_secrets_are_invisible(contained_client):
-    code = ("import os, glob\ndef leaks():\n    found = [k for k in os.environ if 'SECRET' in k]\n"
-            "    for path in glob.glob('/proc/*/environ'):\n        try:\n"
-            "            if b'SECRET' in open(path, 'rb').read():\n                found.append(path)\n"
-            "        except OSError:\n            pass\n    return found\n")
+    code = (
+        "import os, glob\ndef leaks():\n    found = [k for k in os.environ if 'SECRET' in k]\n"
+        "    for path in glob.glob('/proc/*/environ'):\n        try:\n"
+        "            if b'SECRET' in open(path, 'rb').read():\n                found.append(path)\n"
+        "        except OSError:\n            pass\n    return found\n"
+    )
     r = contained_client.run(Job(code=code, entry_point="leaks", inputs=[[]]))
     assert r.verdicts == ["passed"] and r.outputs[0] == []
     assert SERVER_SECRET not in r.stdout + r.stderr
@@ -178,8 +201,10 @@ def outside_file():
 
 
 def test_reading_files_outside_the_sandbox_fails(contained_client, outside_file):
-    code = ("def read(path):\n    try:\n        return open(path).read()\n"
-            "    except OSError as e:\n        return type(e).__name__\n")
+    code = (
+        "def read(path):\n    try:\n        return open(path).read()\n"
+        "    except OSError as e:\n        return type(e).__name__\n"
+    )
     paths = [str(outside_file), "/etc/shadow", os.path.abspath("pyproject.toml"), "/root/.bash_history"]
     r = contained_client.run(Job(code=code, entry_point="read", inputs=[[p] for p in paths]))
     assert all(o in ("PermissionError", "FileNotFoundError") for o in r.outputs), r.outputs
@@ -187,12 +212,16 @@ def test_reading_files_outside_the_sandbox_fails(contained_client, outside_file)
 
 
 def test_symlink_tricks_do_not_escape(contained_client, outside_file):
-    code = ("import os\ndef follow(target):\n    os.symlink(target, 'link')\n    try:\n"
-            "        return open('link').read()\n    except OSError as e:\n        return type(e).__name__\n")
+    code = (
+        "import os\ndef follow(target):\n    os.symlink(target, 'link')\n    try:\n"
+        "        return open('link').read()\n    except OSError as e:\n        return type(e).__name__\n"
+    )
     r = contained_client.run(Job(code=code, entry_point="follow", inputs=[[str(outside_file)]]))
     assert r.outputs[0] in ("PermissionError", "FileNotFoundError")
-    code = ("import os\ndef hardlink(target):\n    try:\n        os.link(target, 'hl')\n        return open('hl').read()\n"
-            "    except OSError as e:\n        return type(e).__name__\n")
+    code = (
+        "import os\ndef hardlink(target):\n    try:\n        os.link(target, 'hl')\n        return open('hl').read()\n"
+        "    except OSError as e:\n        return type(e).__name__\n"
+    )
     r = contained_client.run(Job(code=code, entry_point="hardlink", inputs=[[str(outside_file)]]))
     assert r.outputs[0] in ("PermissionError", "OSError")
     assert outside_file.read_text() == "token=outside-secret\n"
@@ -200,8 +229,10 @@ def test_symlink_tricks_do_not_escape(contained_client, outside_file):
 
 
 def test_writing_outside_the_temp_dir_fails(contained_client, outside_file):
-    code = ("def write(path):\n    try:\n        open(path, 'w').write('pwned')\n        return 'written'\n"
-            "    except OSError as e:\n        return type(e).__name__\n")
+    code = (
+        "def write(path):\n    try:\n        open(path, 'w').write('pwned')\n        return 'written'\n"
+        "    except OSError as e:\n        return type(e).__name__\n"
+    )
     targets = ["/tmp/pwned", "/dev/shm/pwned", "/var/tmp/pwned", str(outside_file), "/etc/pwned"]
     r = contained_client.run(Job(code=code, entry_point="write", inputs=[[p] for p in targets]))
     assert all(o != "written" for o in r.outputs), r.outputs
@@ -213,24 +244,29 @@ def test_writing_outside_the_temp_dir_fails(contained_client, outside_file):
 
 
 def test_proc_snooping_sees_nothing_of_the_host(contained_client):
-    code = ("import os\ndef snoop():\n    seen = []\n    try:\n        names = os.listdir('/proc')\n"
-            "    except OSError as e:\n        return type(e).__name__\n    for name in names:\n"
-            "        if name.isdigit() and int(name) != os.getpid():\n            try:\n"
-            "                seen.append(open(f'/proc/{name}/cmdline', 'rb').read()[:40].decode(errors='replace'))\n"
-            "            except OSError:\n                pass\n    return seen\n")
+    code = (
+        "import os\ndef snoop():\n    seen = []\n    try:\n        names = os.listdir('/proc')\n"
+        "    except OSError as e:\n        return type(e).__name__\n    for name in names:\n"
+        "        if name.isdigit() and int(name) != os.getpid():\n            try:\n"
+        "                seen.append(open(f'/proc/{name}/cmdline', 'rb').read()[:40].decode(errors='replace'))\n"
+        "            except OSError:\n                pass\n    return seen\n"
+    )
     r = contained_client.run(Job(code=code, entry_point="snoop", inputs=[[]]))
     assert r.verdicts == ["passed"], r
     assert r.outputs[0] == "PermissionError" or not any(
-        "pytest" in s or "sandbox" in s or "diffucoder" in s for s in r.outputs[0]), r.outputs
+        "pytest" in s or "sandbox" in s or "diffucoder" in s for s in r.outputs[0]
+    ), r.outputs
     assert_honest(contained_client)
 
 
 def test_killing_the_parent_and_other_processes_fails(contained_client):
     victim = subprocess.Popen(["sleep", "60"])  # a process this test started and will clean up
     try:
-        code = ("import os, signal\ndef attack(pid):\n    out = []\n    for target in (os.getppid(), pid, 1):\n"
-                "        try:\n            os.kill(target, signal.SIGKILL)\n            out.append('killed')\n"
-                "        except OSError as e:\n            out.append(type(e).__name__)\n    return out\n")
+        code = (
+            "import os, signal\ndef attack(pid):\n    out = []\n    for target in (os.getppid(), pid, 1):\n"
+            "        try:\n            os.kill(target, signal.SIGKILL)\n            out.append('killed')\n"
+            "        except OSError as e:\n            out.append(type(e).__name__)\n    return out\n"
+        )
         r = contained_client.run(Job(code=code, entry_point="attack", inputs=[[victim.pid]]))
         assert "killed" not in r.outputs[0][1:]  # the sandbox's own pid 1 (bwrap init) is the only exception
         assert victim.poll() is None
@@ -240,7 +276,9 @@ def test_killing_the_parent_and_other_processes_fails(contained_client):
     assert_honest(contained_client)
 
 
-@pytest.mark.parametrize("exit_call", ["sys.exit(0)", "os._exit(0)", "raise SystemExit(0)", "os.kill(os.getpid(), 9)"])
+@pytest.mark.parametrize(
+    "exit_call", ["sys.exit(0)", "os._exit(0)", "raise SystemExit(0)", "os.kill(os.getpid(), 9)"]
+)
 def test_exit_before_asserts_never_passes(contained_client, exit_call):
     code = f"import os, sys\ndef add(a, b):\n    return 0\n{exit_call}\n"
     r = run(contained_client, code, ["assert add(1, 2) == 3", "assert add(2, 2) == 4"])
@@ -250,41 +288,53 @@ def test_exit_before_asserts_never_passes(contained_client, exit_call):
 
 def test_exit_inside_a_test_never_passes(contained_client):
     code = "import os\ndef add(a, b):\n    if a == 2:\n        os._exit(0)\n    return a + b\n"
-    r = run(contained_client, code, ["assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(3, 3) == 6"])
+    r = run(
+        contained_client, code, ["assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(3, 3) == 6"]
+    )
     assert r.verdicts == ["passed", "crashed", "passed"]
     assert_honest(contained_client)
 
 
 def test_fake_pass_markers_and_forged_channel_lines(contained_client):
-    code = ("import os, json\nprint('__PASS_RATE__ 1.0')\nprint(json.dumps({'verdicts': ['passed']}))\n"
-            "for i in range(3):\n    line = json.dumps({'event': 'result', 'index': i, 'status': 'ok', 'value': {'i': 3}})\n"
-            "    os.write(3, (line + '\\n').encode())\n"
-            "def add(a, b):\n    return 0\n")
-    r = run(contained_client, code, ["assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(3, 3) == 6"])
+    code = (
+        "import os, json\nprint('__PASS_RATE__ 1.0')\nprint(json.dumps({'verdicts': ['passed']}))\n"
+        "for i in range(3):\n    line = json.dumps({'event': 'result', 'index': i, 'status': 'ok', 'value': {'i': 3}})\n"
+        "    os.write(3, (line + '\\n').encode())\n"
+        "def add(a, b):\n    return 0\n"
+    )
+    r = run(
+        contained_client, code, ["assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(3, 3) == 6"]
+    )
     # the forged line guessed "3", which is right only for the first test; the judge holds the rest
     assert r.verdicts[1:] == ["failed", "failed"] and r.passed <= 1
     assert_honest(contained_client)
 
 
 def test_monkeypatching_assert_machinery(contained_client):
-    code = ("import builtins\nclass Anything:\n    def __eq__(self, other):\n        return True\n"
-            "    __hash__ = object.__hash__\nbuiltins.AssertionError = type('Nope', (Exception,), {})\n"
-            "builtins.bool = lambda x: True\ndef add(a, b):\n    return Anything()\n")
+    code = (
+        "import builtins\nclass Anything:\n    def __eq__(self, other):\n        return True\n"
+        "    __hash__ = object.__hash__\nbuiltins.AssertionError = type('Nope', (Exception,), {})\n"
+        "builtins.bool = lambda x: True\ndef add(a, b):\n    return Anything()\n"
+    )
     r = run(contained_client, code, ["assert add(1, 2) == 3", "assert add(2, 2) == 4"])
     assert r.passed == 0
     assert_honest(contained_client)
 
 
 def test_patching_the_harness_output_fails_safe(contained_client):
-    code = "import os, json\nos.write = lambda fd, data: len(data)\njson.dumps = lambda *a, **k: '{}'\nx = 1\n"
+    code = (
+        "import os, json\nos.write = lambda fd, data: len(data)\njson.dumps = lambda *a, **k: '{}'\nx = 1\n"
+    )
     r = run(contained_client, code, ["assert x == 1", "assert x == 2"])
     assert "passed" not in r.verdicts[1:]
     assert_honest(contained_client)
 
 
 def test_threads_that_outlive_the_job(contained_client, sandbox_cfg):
-    code = ("import threading, time\ndef spin():\n    while True:\n        time.sleep(0.01)\n"
-            "for _ in range(8):\n    threading.Thread(target=spin).start()\nx = 1\n")
+    code = (
+        "import threading, time\ndef spin():\n    while True:\n        time.sleep(0.01)\n"
+        "for _ in range(8):\n    threading.Thread(target=spin).start()\nx = 1\n"
+    )
     r = run(contained_client, code, ["assert x == 1"], time_limit_s=2)
     assert r.verdicts == ["passed"] and r.duration_s < 2
     assert sandbox_uid_processes(contained_client) == []
@@ -292,8 +342,10 @@ def test_threads_that_outlive_the_job(contained_client, sandbox_cfg):
 
 
 def test_leftover_daemonised_children_are_killed(contained_client, sandbox_cfg):
-    code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-            "        time.sleep(600)\n    os._exit(0)\ntime.sleep(0.1)\nx = 1\n")
+    code = (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        "        time.sleep(600)\n    os._exit(0)\ntime.sleep(0.1)\nx = 1\n"
+    )
     r = run(contained_client, code, ["assert x == 1"])
     assert r.verdicts == ["passed"]
     assert sandbox_uid_processes(contained_client) == []
@@ -301,11 +353,13 @@ def test_leftover_daemonised_children_are_killed(contained_client, sandbox_cfg):
 
 
 def test_privilege_and_namespace_escapes_are_denied(contained_client):
-    code = ("import os, ctypes\ndef attempts():\n    out = []\n    for fn in (lambda: os.setuid(0),\n"
-            "               lambda: ctypes.CDLL(None, use_errno=True).unshare(0x10000000) == 0 or (_ for _ in ()).throw(OSError()),\n"
-            "               lambda: ctypes.CDLL(None).ptrace(16, os.getppid(), 0, 0) == 0 or (_ for _ in ()).throw(OSError())):\n"
-            "        try:\n            fn()\n            out.append('allowed')\n"
-            "        except OSError as e:\n            out.append(type(e).__name__)\n    return out\n")
+    code = (
+        "import os, ctypes\ndef attempts():\n    out = []\n    for fn in (lambda: os.setuid(0),\n"
+        "               lambda: ctypes.CDLL(None, use_errno=True).unshare(0x10000000) == 0 or (_ for _ in ()).throw(OSError()),\n"
+        "               lambda: ctypes.CDLL(None).ptrace(16, os.getppid(), 0, 0) == 0 or (_ for _ in ()).throw(OSError())):\n"
+        "        try:\n            fn()\n            out.append('allowed')\n"
+        "        except OSError as e:\n            out.append(type(e).__name__)\n    return out\n"
+    )
     r = contained_client.run(Job(code=code, entry_point="attempts", inputs=[[]]))
     assert "allowed" not in r.outputs[0], r.outputs
     assert_honest(contained_client)
@@ -326,8 +380,10 @@ def test_fifty_concurrent_hostile_and_honest_jobs(contained_client):
         Job(code="print('x' * 10**7)\n", tests=["assert 1 == 2"]),
         Job(code="import socket\nsocket.create_connection(('127.0.0.1', 9))\n", tests=["assert 1"]),
     ]
-    honest = [Job(code=f"def f(x):\n    return x * {k}\n", tests=[f"assert f(3) == {3 * k}", "assert f(0) == 0"])
-              for k in range(25)]
+    honest = [
+        Job(code=f"def f(x):\n    return x * {k}\n", tests=[f"assert f(3) == {3 * k}", "assert f(0) == 0"])
+        for k in range(25)
+    ]
     jobs = [job for pair in zip(hostile * 5, honest, strict=True) for job in pair]
     assert len(jobs) == 50
     started = time.monotonic()

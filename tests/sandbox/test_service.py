@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -23,13 +27,29 @@ def test_rewards_on_reference_cases(client):
     completions = [GOOD, SYNTAX, NO_FENCE, TWO_BLOCKS, GOOD.replace("a + b", "a - b")]
     codes = code_rewards(completions, [ADD_TESTS] * len(completions), client)
     fmts = [format_reward(c) for c in completions]
-    assert list(zip(codes, fmts, strict=True)) == [(1.0, 1.0), (0.0, 0.5), (0.0, 0.0), (0.0, 0.0), (1 / 3, 1.0)]
-    assert [total_reward(c, f) for c, f in zip(codes, fmts, strict=True)] == [2.5, 0.25, 0.0, 0.0, 2 / 3 + 0.5]
+    assert list(zip(codes, fmts, strict=True)) == [
+        (1.0, 1.0),
+        (0.0, 0.5),
+        (0.0, 0.0),
+        (0.0, 0.0),
+        (1 / 3, 1.0),
+    ]
+    assert [total_reward(c, f) for c, f in zip(codes, fmts, strict=True)] == [
+        2.5,
+        0.25,
+        0.0,
+        0.0,
+        2 / 3 + 0.5,
+    ]
 
 
 def test_verdict_kinds_and_bounded_output(client):
-    code = "import sys\ndef f(x):\n    if x == 3:\n        raise ValueError('boom')\n    return x\nprint('hi')\n"
-    r = client.run(Job(code=code, tests=["assert f(1) == 1", "assert f(2) == 3", "assert f(3) == 3", "assert g(1)"]))
+    code = (
+        "import sys\ndef f(x):\n    if x == 3:\n        raise ValueError('boom')\n    return x\nprint('hi')\n"
+    )
+    r = client.run(
+        Job(code=code, tests=["assert f(1) == 1", "assert f(2) == 3", "assert f(3) == 3", "assert g(1)"])
+    )
     assert r.verdicts == ["passed", "failed", "failed", "failed"] and r.stdout == "hi\n"
     assert r.passed == 1 and r.total == 4 and r.pass_rate == 0.25 and len(r.test_seconds) == 4
     syntax = client.run(Job(code="def f(:\n", tests=["assert f(1) == 1"]))
@@ -55,7 +75,9 @@ def test_io_jobs_return_outputs_and_compare_like_evalplus(client):
     as_list = "def f(xs, k):\n    return [sum(xs) / k, sorted(set(xs))]\n"
     assert client.run(Job(code=as_list, entry_point="f", inputs=inputs, expected=got.outputs)).passed == 0
     floats = "def g(x):\n    return x / 3\n"
-    r = client.run(Job(code=floats, entry_point="g", inputs=[[1.0], [2.0]], expected=[0.3333334, 0.7], atol=1e-6))
+    r = client.run(
+        Job(code=floats, entry_point="g", inputs=[[1.0], [2.0]], expected=[0.3333334, 0.7], atol=1e-6)
+    )
     assert r.verdicts == ["passed", "failed"]
     mutating = "def h(xs):\n    xs.append(1)\n    return len(xs)\n"
     assert client.run(Job(code=mutating, entry_point="h", inputs=[[[]], [[]]], expected=[1, 1])).passed == 2
@@ -69,7 +91,9 @@ def test_bad_requests_are_rejected_with_the_field(client, sandbox_url):
 
 
 def test_single_run_endpoint_and_metrics(sandbox_url, client):
-    response = httpx.post(f"{sandbox_url}/v1/run", json={"code": "x = 2", "tests": ["assert x == 2"]}, timeout=30)
+    response = httpx.post(
+        f"{sandbox_url}/v1/run", json={"code": "x = 2", "tests": ["assert x == 2"]}, timeout=30
+    )
     assert response.status_code == 200 and response.json()["verdicts"] == ["passed"]
     metrics = httpx.get(f"{sandbox_url}/metrics").text
     assert 'sandbox_verdicts_total{verdict="passed"}' in metrics
@@ -86,8 +110,14 @@ def test_unreachable_service_raises_sandbox_unavailable():
 
 
 def test_full_queue_answers_429_and_the_client_retries():
-    cfg = SandboxConfig(workers=1, queue_size=1, sandbox_uid_base=62100, max_attempts=30, batch_size=1,
-                        max_concurrent_requests=6)
+    cfg = SandboxConfig(
+        workers=1,
+        queue_size=1,
+        sandbox_uid_base=62100,
+        max_attempts=30,
+        batch_size=1,
+        max_concurrent_requests=6,
+    )
     slow = {"code": "import time\ntime.sleep(0.4)\n", "tests": ["assert 1 == 1"]}
     with local_sandbox(cfg) as url:
 
@@ -108,12 +138,65 @@ def test_cli_run_for_humans(tmp_path, sandbox_url):
     solution.write_text("def add(a, b):\n    return a + b\nprint('side effect')\n")
     tests = tmp_path / "tests.txt"
     tests.write_text("# comment\nassert add(1, 2) == 3\nassert add(1, 1) == 3\n")
-    out = subprocess.run([sys.executable, "-m", "diffucoder.cli", "sandbox", "run", str(solution), "--tests",
-                          str(tests), "--url", sandbox_url], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "diffucoder.cli",
+            "sandbox",
+            "run",
+            str(solution),
+            "--tests",
+            str(tests),
+            "--url",
+            sandbox_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1, out.stderr
     assert "passed  assert add(1, 2) == 3" in out.stdout and "failed  assert add(1, 1) == 3" in out.stdout
     assert "passed 1/2" in out.stdout and "side effect" in out.stdout
 
 
 def test_honest_job_after_everything(client):
+    assert_honest(client)
+
+
+def test_graceful_shutdown_finishes_in_flight_work(tmp_path):
+    """SIGTERM while a job runs: the job's answer still arrives, then the server and its slots exit."""
+    port = free_port()
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below, after the process ends
+    server = subprocess.Popen(
+        [sys.executable, "-m", "diffucoder.cli", "sandbox", "serve", "--port", str(port), "--workers", "1",
+         "--uid-base", "62300"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        job = {"code": "import time\ntime.sleep(1.0)\nx = 1\n", "tests": ["assert x == 1"]}
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(httpx.post, f"{url}/v1/run", json=job, timeout=30)
+            time.sleep(0.5)
+            server.send_signal(signal.SIGTERM)
+            response = pending.result()
+        assert response.status_code == 200 and response.json()["verdicts"] == ["passed"]
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+def test_flooding_the_result_channel_is_a_crash_not_a_pass(client):
+    code = "import os\nline = b'{\"event\": \"loaded\"}\\n'\nfor _ in range(100000):\n    os.write(3, line)\nx = 1\n"
+    r = client.run(Job(code=code, tests=["assert x == 1"]))
+    assert r.verdicts == ["crashed"] and r.infra_error is None
     assert_honest(client)

@@ -15,8 +15,23 @@ FENCE = "```"
 
 @pytest.mark.parametrize(
     "value",
-    [1, -(2**80), 1.5, float("inf"), True, None, "s", b"\x00b", (1, [2, (3,)]), {1, 2}, frozenset({"a"}),
-     {"k": [1.0], (1, 2): {3}}, 1 + 2j, [], ()],
+    [
+        1,
+        -(2**80),
+        1.5,
+        float("inf"),
+        True,
+        None,
+        "s",
+        b"\x00b",
+        (1, [2, (3,)]),
+        {1, 2},
+        frozenset({"a"}),
+        {"k": [1.0], (1, 2): {3}},
+        1 + 2j,
+        [],
+        (),
+    ],
 )
 def test_codec_round_trip_keeps_types(value):
     back = decode(encode(value))
@@ -62,8 +77,17 @@ def test_probe_splits_assert_and_hides_expected():
     assert probe_for_assert("assert f(1, 2) == (1, 2)").judge([1, 2]) is False  # tuple is not list
 
 
-@pytest.mark.parametrize("test", ["assert is_prime(7)", "assert f(1) < 3", "assert f(x) == g(y)",
-                                  "for i in range(3):\n    assert f(i) == i", "check(candidate)", "assert ("])
+@pytest.mark.parametrize(
+    "test",
+    [
+        "assert is_prime(7)",
+        "assert f(1) < 3",
+        "assert f(x) == g(y)",
+        "for i in range(3):\n    assert f(i) == i",
+        "check(candidate)",
+        "assert (",
+    ],
+)
 def test_other_shapes_run_whole(test):
     probe = probe_for_assert(test)
     assert probe.mode == "exec" and probe.source == test
@@ -87,10 +111,15 @@ TWO_BLOCKS = f"{FENCE}python\nx = 1\n{FENCE}\n{FENCE}python\ndef add(a, b):\n   
 
 @pytest.mark.parametrize(
     ("completion", "fmt"),
-    [(GOOD, 1.0), (SYNTAX, 0.5), (NO_FENCE, 0.0), (TWO_BLOCKS, 0.0),
-     (GOOD.rstrip("\n"), 0.0),  # no newline after the closing fence (paper section 7.12)
-     (GOOD + "Hope this helps.\n", 0.0),  # prose after the block
-     (GOOD.replace("python", "py", 1), 0.0)],
+    [
+        (GOOD, 1.0),
+        (SYNTAX, 0.5),
+        (NO_FENCE, 0.0),
+        (TWO_BLOCKS, 0.0),
+        (GOOD.rstrip("\n"), 0.0),  # no newline after the closing fence (paper section 7.12)
+        (GOOD + "Hope this helps.\n", 0.0),  # prose after the block
+        (GOOD.replace("python", "py", 1), 0.0),
+    ],
 )
 def test_format_reward_reference_cases(completion, fmt):
     assert format_reward(completion) == fmt

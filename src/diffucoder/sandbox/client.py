@@ -115,8 +115,7 @@ class SandboxClient:
         size = self.cfg.batch_size
         chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         limit = asyncio.Semaphore(self.cfg.max_concurrent_requests)
-        timeout = httpx.Timeout(self.cfg.request_timeout_s, connect=10)
-        async with httpx.AsyncClient(timeout=timeout) as http:
+        async with httpx.AsyncClient() as http:
 
             async def one(chunk: list[Job]) -> list[JobResult]:
                 async with limit:
@@ -125,18 +124,25 @@ class SandboxClient:
             parts = await asyncio.gather(*(one(c) for c in chunks))
         return [r for part in parts for r in part]
 
+    def _deadline(self, chunk: list[Job]) -> float:
+        """Seconds to wait for one batch: the configured deadline plus every job's own wall limit, so a
+        batch of slow (timing-out) programs is never mistaken for an unreachable sandbox."""
+        limits = sum(j.total_time_limit_s or self.cfg.total_time_limit_s for j in chunk)
+        return self.cfg.request_timeout_s + limits
+
     async def _post_batch(self, http: httpx.AsyncClient, chunk: list[Job]) -> list[JobResult]:
         body = {"jobs": [j.payload() for j in chunk]}
+        deadline = self._deadline(chunk)
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
-            stop=stop_after_attempt(self.cfg.max_attempts) | stop_after_delay(self.cfg.request_timeout_s),
+            stop=stop_after_attempt(self.cfg.max_attempts) | stop_after_delay(deadline),
             wait=_wait_with_retry_after(),
             reraise=True,
         )
         try:
             async for attempt in retrying:
                 with attempt:
-                    response = await self._send(http, body)
+                    response = await self._send(http, body, deadline)
         except _Retryable as exc:
             raise SandboxUnavailable(
                 f"sandbox at {self.url} failed after {self.cfg.max_attempts} attempts: {exc}"
@@ -148,9 +154,10 @@ class SandboxClient:
             )
         return [JobResult.from_json(r) for r in results]
 
-    async def _send(self, http: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response:
+    async def _send(self, http: httpx.AsyncClient, body: dict[str, Any], deadline: float) -> httpx.Response:
         try:
-            response = await http.post(f"{self.url}/v1/run_batch", json=body)
+            response = await http.post(f"{self.url}/v1/run_batch", json=body,
+                                       timeout=httpx.Timeout(deadline, connect=10))
         except (httpx.TransportError, httpx.TimeoutException) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code == 429 or response.status_code >= 500:

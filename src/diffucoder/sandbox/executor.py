@@ -315,6 +315,7 @@ def _attempt(slot, job, start, tmp, out, err, total_deadline) -> tuple[list[dict
     events: list[dict] = []
     partial = b""
     per_test = float(job["time_limit_s"]) + GRACE_S
+    max_events = 2 * len(job["probes"]) + 8
     test_deadline = time.monotonic() + per_test
     fate = "ok"
     streams = {channel_r: None, out_r: out, err_r: err}
@@ -341,7 +342,8 @@ def _attempt(slot, job, start, tmp, out, err, total_deadline) -> tuple[list[dict
                     for line in lines:
                         events.append(_parse_event(line))
                         test_deadline = time.monotonic() + per_test
-                    if len(partial) > 64 * 1024 * 1024:
+                    # the harness writes at most a few lines per test; more is the code flooding fd 3
+                    if len(partial) > 64 * 1024 * 1024 or len(events) > max_events:
                         fate = "crashed"
                         break
                 else:
