@@ -51,7 +51,7 @@ def render_unmasking(pieces: list[str], steps: list[int], frames: int = 8, hidde
     Args:
         pieces: the completion's tokens as text, one per position.
         steps: the step at which each position was unmasked (its trace row).
-        frames: how many snapshots to show (the last one is the finished text).
+        frames: how many snapshots to show, from the first step to the last (the finished text).
         hidden: the character drawn for each character of a still-masked token.
 
     Returns:
@@ -63,7 +63,10 @@ def render_unmasking(pieces: list[str], steps: list[int], frames: int = 8, hidde
     if not steps:
         return ""
     last = max(steps)
-    cut_points = sorted({round(last * (i + 1) / frames) for i in range(frames)})
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    # evenly spaced from the first step to the last (the finished text)
+    cut_points = sorted({last * i // (frames - 1) for i in range(frames)}) if frames > 1 else [last]
     blocks = []
     for upto in cut_points:
         shown = "".join(
