@@ -28,7 +28,13 @@ from diffucoder.sandbox.client import Job, SandboxClient
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.local import local_sandbox
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "evalplus" / "HumanEvalPlus-v0.1.10.jsonl.gz"
+DATA = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "data"
+    / "evalplus"
+    / "HumanEvalPlus-v0.1.10.jsonl.gz"
+)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -37,8 +43,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(latencies: list[float], wall: float, n: int) -> dict:
-    return {"jobs": n, "executions_per_s": round(n / wall, 1), "p50_ms": round(1000 * pct(latencies, 0.5), 2),
-            "p99_ms": round(1000 * pct(latencies, 0.99), 2)}
+    return {
+        "jobs": n,
+        "executions_per_s": round(n / wall, 1),
+        "p50_ms": round(1000 * pct(latencies, 0.5), 2),
+        "p99_ms": round(1000 * pct(latencies, 0.99), 2),
+    }
 
 
 def run_service(url: str, jobs: list[Job], parallel: int) -> dict:
@@ -75,7 +85,8 @@ def run_baseline(programs: list[str], parallel: int) -> dict:
 
 
 def humaneval_jobs(n_tasks: int) -> tuple[list[Job], list[str]]:
-    rows = [json.loads(line) for line in gzip.open(DATA, "rt")][:n_tasks]
+    with gzip.open(DATA, "rt") as f:
+        rows = [json.loads(line) for line in f][:n_tasks]
     jobs, baseline = [], []
     for row in rows:
         code = row["prompt"] + row["canonical_solution"]
@@ -93,7 +104,9 @@ def layer_costs(n: int = 200) -> dict:
         "+rlimits": [lambda: isolation.apply_rlimits(limits)],
         "+uid_drop": [lambda: isolation.drop_privileges(slot.uid)] if slot.uid else [],
         "+seccomp": [isolation.set_no_new_privs, slot.seccomp.load],
-        "+landlock": [lambda: isolation.landlock_restrict(["/tmp"], slot.read_paths)] if slot.landlock else [],
+        "+landlock": [lambda: isolation.landlock_restrict(["/tmp"], slot.read_paths)]
+        if slot.landlock
+        else [],
     }
     out, applied = {}, []
     for name, actions in steps.items():
@@ -132,15 +145,19 @@ def main() -> None:
         run_service(url, [trivial] * 20, 2)  # warm-up
         report["trivial_service"] = run_service(url, [trivial] * args.trivial, 4)
         report["humaneval_plus_service"] = run_service(url, he_jobs, 4)
-    report["trivial_baseline"] = run_baseline(["def f(x):\n    return x + 1\nassert f(1) == 2"] * (args.trivial // 3), 2)
+    report["trivial_baseline"] = run_baseline(
+        ["def f(x):\n    return x + 1\nassert f(1) == 2"] * (args.trivial // 3), 2
+    )
     base = run_baseline(he_baseline, 2)
     # the baseline runs one subprocess per input; express it per job too
     base["jobs_per_s"] = round(base["executions_per_s"] * len(he_jobs) / len(he_baseline), 1)
     report["humaneval_plus_baseline"] = base
-    report["speedup_trivial"] = round(report["trivial_service"]["executions_per_s"]
-                                      / report["trivial_baseline"]["executions_per_s"], 1)
-    report["speedup_humaneval_plus_jobs"] = round(report["humaneval_plus_service"]["executions_per_s"]
-                                                  / base["jobs_per_s"], 1)
+    report["speedup_trivial"] = round(
+        report["trivial_service"]["executions_per_s"] / report["trivial_baseline"]["executions_per_s"], 1
+    )
+    report["speedup_humaneval_plus_jobs"] = round(
+        report["humaneval_plus_service"]["executions_per_s"] / base["jobs_per_s"], 1
+    )
     report["layer_cost_ms"] = layer_costs()
     print(json.dumps(report, indent=2))
 

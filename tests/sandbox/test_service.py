@@ -169,8 +169,23 @@ def test_graceful_shutdown_finishes_in_flight_work(tmp_path):
     port = free_port()
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below, after the process ends
     server = subprocess.Popen(
-        [sys.executable, "-m", "diffucoder.cli", "sandbox", "serve", "--port", str(port), "--workers", "1",
-         "--uid-base", "62300"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "diffucoder.cli",
+            "sandbox",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--uid-base",
+            "62300",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -196,7 +211,7 @@ def test_graceful_shutdown_finishes_in_flight_work(tmp_path):
 
 
 def test_flooding_the_result_channel_is_a_crash_not_a_pass(client):
-    code = "import os\nline = b'{\"event\": \"loaded\"}\\n'\nfor _ in range(100000):\n    os.write(3, line)\nx = 1\n"
+    code = 'import os\nline = b\'{"event": "loaded"}\\n\'\nfor _ in range(100000):\n    os.write(3, line)\nx = 1\n'
     r = client.run(Job(code=code, tests=["assert x == 1"]))
     assert r.verdicts == ["crashed"] and r.infra_error is None
     assert_honest(client)

@@ -156,8 +156,9 @@ class SandboxClient:
 
     async def _send(self, http: httpx.AsyncClient, body: dict[str, Any], deadline: float) -> httpx.Response:
         try:
-            response = await http.post(f"{self.url}/v1/run_batch", json=body,
-                                       timeout=httpx.Timeout(deadline, connect=10))
+            response = await http.post(
+                f"{self.url}/v1/run_batch", json=body, timeout=httpx.Timeout(deadline, connect=10)
+            )
         except (httpx.TransportError, httpx.TimeoutException) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code == 429 or response.status_code >= 500:

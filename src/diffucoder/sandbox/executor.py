@@ -322,7 +322,7 @@ def _attempt(slot, job, start, tmp, out, err, total_deadline) -> tuple[list[dict
     exited = False
     status: int | None = None
     try:
-        while not exited:
+        while not exited and fate == "ok":  # fate changes when the code floods the channel
             now = time.monotonic()
             deadline = min(test_deadline, total_deadline)
             if now >= deadline:
