@@ -21,6 +21,7 @@ COMMANDS = {
     "pipeline": "diffucoder.pipeline_cli",
     "runs": "diffucoder.runs_cli",
     "config": "diffucoder.config_cli",
+    "k8s": "diffucoder.k8s.cli",
 }
 
 

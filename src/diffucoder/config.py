@@ -23,6 +23,7 @@ from diffucoder.config_base import StrictModel
 from diffucoder.data.config import DataConfig
 from diffucoder.decoding.config import DecodingConfig
 from diffucoder.evaluation.config import EvaluationConfig
+from diffucoder.k8s.config import KubernetesConfig
 from diffucoder.model.config import ModelConfig
 from diffucoder.rl.config import GRPOConfig
 from diffucoder.sandbox.config import SandboxConfig
@@ -79,6 +80,7 @@ class RunConfig(StrictModel):
     evaluation: EvaluationConfig = EvaluationConfig()
     tracking: TrackingConfig = TrackingConfig()
     storage: StorageConfig = StorageConfig()
+    k8s: KubernetesConfig = KubernetesConfig()
 
     def fingerprint(self) -> str:
         """Short, stable hash of the resolved config (used in cache keys and run tags)."""
