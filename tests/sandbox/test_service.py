@@ -215,3 +215,21 @@ def test_flooding_the_result_channel_is_a_crash_not_a_pass(client):
     r = client.run(Job(code=code, tests=["assert x == 1"]))
     assert r.verdicts == ["crashed"] and r.infra_error is None
     assert_honest(client)
+
+
+def test_a_dead_executor_is_an_infra_error_then_recovers():
+    """Kill the slot under a running job: that job reports infra_error (not a program failure) and
+    the restarted slot serves the next job. Only processes of this test's own server are touched."""
+    cfg = SandboxConfig(workers=1, sandbox_uid_base=62400, max_attempts=1)
+    with local_sandbox(cfg) as url:
+        client = SandboxClient(url, cfg)
+        (slot_pid,) = client.health()["slot_pids"]
+        job = Job(code="import time\ntime.sleep(3)\nx = 1\n", tests=["assert x == 1"])
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(client.run, job)
+            time.sleep(1.0)
+            os.kill(slot_pid, signal.SIGKILL)
+            result = pending.result(timeout=60)
+        assert result.infra_error and "slot 0" in result.infra_error and result.verdicts == []
+        assert client.run(Job(code="x = 1", tests=["assert x == 1"])).verdicts == ["passed"]
+        assert client.health()["slot_pids"] != [slot_pid]
