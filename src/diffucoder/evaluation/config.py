@@ -49,7 +49,11 @@ class EvaluationConfig(StrictModel):
         "instruct",
         description="instruct: Qwen chat template + pre-filled assistant turn; base: plain completion",
     )
-    system_prompt: str = Field("You are a helpful assistant.", description="system turn of instruct prompts")
+    system_prompt: str = Field(
+        "You are a helpful assistant.",
+        description="system turn of instruct prompts (paper, Qwen default); empty = no system turn, as in "
+        "the tiny SFT data",
+    )
 
     # --- generation grid ---
     gen_length: int = Field(512, ge=2, description="max_new_tokens; '1x' decodes it in gen_length steps")

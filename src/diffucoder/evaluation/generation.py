@@ -15,10 +15,6 @@ import torch
 from diffucoder.decoding.config import DecodingConfig
 from diffucoder.evaluation.config import EvaluationConfig
 
-# Dream-style post-processing splits a completion at the first of these (reference §2.1, §7 item 14).
-STOP_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|dlm_pad|>")
-
-
 @dataclass
 class Completion:
     """One decoded completion: text cut at the first stop token, and its decode order (trace)."""
@@ -48,22 +44,6 @@ def decoding_config_for(base: DecodingConfig, ev: EvaluationConfig, speed: str, 
     return DecodingConfig.model_validate({**base.model_dump(), **update, "fast": update["fast"].model_dump()})
 
 
-def _stop_ids(tokenizer) -> set[int]:
-    ids = set()
-    for tok in STOP_TOKENS:
-        tid = tokenizer.convert_tokens_to_ids(tok)
-        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
-            ids.add(tid)
-    return ids
-
-
-def _cut(ids: list[int], stop_ids: set[int]) -> list[int]:
-    for i, tid in enumerate(ids):
-        if tid in stop_ids:
-            return ids[:i]
-    return ids
-
-
 @torch.no_grad()
 def generate_completions(
     model,
@@ -81,8 +61,10 @@ def generate_completions(
     ``progress`` (a tqdm bar, optional) is advanced by the number of prompts of each batch.
     """
     from diffucoder.decoding import diffusion_generate
+    from diffucoder.decoding.postprocess import completion_length, stop_token_ids
 
-    stop_ids = _stop_ids(tokenizer)
+    # Dream-style post-processing: a completion ends at the first eos / <|im_end|> / <|dlm_pad|>.
+    stop_ids = stop_token_ids(tokenizer)
     device = next(model.parameters()).device
     completions: list[Completion] = []
     seconds = 0.0
@@ -96,7 +78,7 @@ def generate_completions(
         seconds += time.perf_counter() - t0
         generated = out.sequences[:, input_ids.shape[1] :].tolist()
         for row, ids in enumerate(generated):
-            kept = _cut(ids, stop_ids)
+            kept = ids[: completion_length(ids, stop_ids)]
             trace = out.trace[row].tolist() if return_trace and out.trace is not None else None
             completions.append(
                 Completion(text=tokenizer.decode(kept, skip_special_tokens=False), trace=trace)

@@ -2,9 +2,11 @@
 
 - ``base`` models complete the problem text: the HumanEval signature + docstring, or the MBPP task as
   a docstring; the program is that text followed by the completion.
-- ``instruct`` models get the Qwen chat template (system "You are a helpful assistant."). HumanEval's
-  user turn is "Please complete the following problem:" with the prompt in a plain fence; MBPP's and
-  the tiny tasks' user turn is the prompt in a plain fence with no lead-in. The assistant turn is
+- ``instruct`` models get the tokenizer's (Qwen-style) chat template, with the system turn
+  "You are a helpful assistant." unless configured empty. HumanEval's user turn is "Please complete
+  the following problem:" with the prompt in a plain fence; MBPP's is the prompt in a plain fence with
+  no lead-in; a tiny task's is its instruction exactly as the stage-3 SFT data shows it (data.formats),
+  so the held-out score measures the trained skill and not a prompt shift. The assistant turn is
   pre-filled with "Here is the code to solve this problem:" and an opening python fence, so the
   completion is code up to the closing fence.
 
@@ -21,13 +23,10 @@ ASSISTANT_PREFILL = "Here is the code to solve this problem:\n```python\n"
 HUMANEVAL_LEAD_IN = "Please complete the following problem:"
 
 
-def chat_turn(role: str, content: str) -> str:
-    """One Qwen-style chat turn (docs/interfaces.md, "Special tokens")."""
-    return f"<|im_start|>{role}\n{content}<|im_end|>\n"
-
-
 def user_message(problem: Problem) -> str:
     """The paper's user turn for a problem (Table 5 for HumanEval, Table 6 for MBPP)."""
+    if problem.benchmark == "tiny_heldout":
+        return problem.prompt
     fenced = f"```\n{problem.prompt.strip()}\n```"
     if problem.benchmark.startswith("humaneval"):
         return f"{HUMANEVAL_LEAD_IN}\n{fenced}"
@@ -42,17 +41,15 @@ def base_prompt(problem: Problem) -> str:
     return text if text.lstrip().startswith('"""') else f'"""\n{text.strip()}\n"""\n'
 
 
-def build_prompt(problem: Problem, style: str, system_prompt: str) -> str:
-    """The full prompt text fed to the model (special tokens included for ``instruct``)."""
+def build_prompt(problem: Problem, style: str, system_prompt: str, tokenizer) -> str:
+    """The full prompt text fed to the model (chat special tokens included for ``instruct``)."""
     if style == "base":
         return base_prompt(problem)
     if style == "instruct":
-        return (
-            chat_turn("system", system_prompt)
-            + chat_turn("user", user_message(problem))
-            + "<|im_start|>assistant\n"
-            + ASSISTANT_PREFILL
-        )
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        messages.append({"role": "user", "content": user_message(problem)})
+        chat = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return chat + ASSISTANT_PREFILL
     raise ValueError(f"prompt style {style!r} is not one of: instruct, base")
 
 
@@ -65,7 +62,7 @@ def code_from_completion(completion: str, style: str) -> str:
     if style == "instruct":
         from diffucoder.decoding.postprocess import extract_code_block
 
-        return extract_code_block(ASSISTANT_PREFILL.split("\n", 1)[1] + completion)
+        return extract_code_block(ASSISTANT_PREFILL.split("\n", 1)[1] + completion) or ""
     return completion
 
 

@@ -13,12 +13,10 @@ import html
 import io
 from collections import defaultdict
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: no display on CI / pipeline pods
-import matplotlib.pyplot as plt  # noqa: E402
-
-from diffucoder.evaluation.metrics import ProblemResult, temp_label  # noqa: E402
+from diffucoder.evaluation.metrics import ProblemResult, temp_label
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -29,10 +27,11 @@ img{max-width:100%}details{margin:4px 0}
 """
 
 
-def _png(fig) -> str:
+def _png(fig: Figure) -> str:
+    """An <img> with the figure inline. Figures are built with the object API (no pyplot state),
+    so rendering works headless on CI and pipeline pods and leaks nothing between reports."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
@@ -58,7 +57,8 @@ def _score_table(metrics: dict[str, float], benchmarks: list[str], speeds: list[
 
 
 def _speed_bars(metrics: dict[str, float], benchmarks: list[str], speeds: list[str], k: int) -> str:
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.add_subplot()
     width = 0.8 / max(len(speeds), 1)
     for i, speed in enumerate(speeds):
         values = [100 * metrics.get(f"{b}_pass_at_{k}_{speed}", 0.0) for b in benchmarks]
@@ -71,7 +71,8 @@ def _speed_bars(metrics: dict[str, float], benchmarks: list[str], speeds: list[s
 
 
 def _arness_curves(metrics: dict[str, float], speeds: list[str]) -> str:
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    fig = Figure(figsize=(8, 3))
+    axes = fig.subplots(1, 2)
     for ax, kind in zip(axes, ("local", "global"), strict=True):
         for speed in speeds:
             prefix = f"arness_{kind}_at_"
@@ -90,16 +91,19 @@ def _arness_curves(metrics: dict[str, float], speeds: list[str]) -> str:
 
 
 def _heatmaps(results: list[ProblemResult], count: int) -> str:
+    """Decode-order heatmap of the first ``count`` traced samples (one row each)."""
+    from diffucoder.decoding.visualize import decode_order_figure
+
     traced = [(r, s) for r in results for s in r.samples if s.trace][:count]
     if not traced:
         return "<p>No decode traces were recorded.</p>"
-    fig, axes = plt.subplots(len(traced), 1, figsize=(9, 1.2 * len(traced) + 0.4), squeeze=False)
-    for ax, (r, s) in zip(axes[:, 0], traced, strict=True):
-        ax.imshow([s.trace], aspect="auto", cmap="viridis", interpolation="nearest")
-        ax.set_yticks([])
-        ax.set_title(f"{r.benchmark} {r.task_id} ({r.speed}, T={r.temperature:g})", fontsize=9)
-    axes[-1, 0].set_xlabel("generated position (colour = decoding step at which it was unmasked)")
-    return _png(fig)
+    rows = "".join(
+        f"<li>row {i}: {html.escape(f'{r.benchmark} {r.task_id} ({r.speed}, T={r.temperature:g})')}</li>"
+        for i, (r, _) in enumerate(traced)
+    )
+    length = min(len(s.trace) for _, s in traced)
+    trace = torch.tensor([s.trace[:length] for _, s in traced])
+    return _png(decode_order_figure(trace, "decode order (colour = unmask step / last step)")) + f"<ol start=0>{rows}</ol>"
 
 
 def _failures(results: list[ProblemResult], limit: int) -> str:

@@ -68,9 +68,10 @@ def _arness(trace: list[int] | None, cfg: RunConfig) -> tuple[dict[int, float], 
     from diffucoder.decoding.arness import global_arness, local_arness
 
     ev = cfg.evaluation
+    steps = torch.tensor(trace)
     return (
-        {k: float(local_arness(trace, k)) for k in ev.arness_local_ks},
-        {k: float(global_arness(trace, k)) for k in ev.arness_global_ks},
+        {k: float(local_arness(steps, k)) for k in ev.arness_local_ks},
+        {k: float(global_arness(steps, k)) for k in ev.arness_global_ks},
     )
 
 
@@ -83,7 +84,7 @@ def _grid_point(
     ev = cfg.evaluation
     items = [p for p in problems for _ in range(ev.n_samples)]
     # Decode similar-length prompts together: less left padding, same results (order restored below).
-    prompts = [build_prompt(p, ev.prompt_style, ev.system_prompt) for p in items]
+    prompts = [build_prompt(p, ev.prompt_style, ev.system_prompt, tokenizer) for p in items]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     decoding = decoding_config_for(cfg.decoding, ev, speed, temperature)
     with tqdm(total=len(prompts), desc=f"decode {speed} T={temperature:g}", leave=False) as bar:
