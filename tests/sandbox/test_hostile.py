@@ -310,6 +310,16 @@ def test_fake_pass_markers_and_forged_channel_lines(contained_client):
     assert_honest(contained_client)
 
 
+def test_forged_results_before_loading_are_ignored(contained_client):
+    code = (
+        'import os\nos.write(3, b\'{"event": "result", "index": 0, "status": "ok", "value": null}\\n\')\n'
+        "os._exit(0)\n"
+    )
+    r = run(contained_client, code, ["assert is_ok()"])
+    assert r.verdicts == ["crashed"]
+    assert_honest(contained_client)
+
+
 def test_monkeypatching_assert_machinery(contained_client):
     code = (
         "import builtins\nclass Anything:\n    def __eq__(self, other):\n        return True\n"

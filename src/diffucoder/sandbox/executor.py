@@ -222,7 +222,7 @@ def _child(slot: Slot, job: dict, start: int, tmp: str, channel_w: int, out_w: i
 
 
 def run_job(slot: Slot, job: dict) -> dict:
-    """Run a job; returns raw per-probe outcomes (the judge in pool.py turns them into verdicts)."""
+    """Run a job; returns raw per-probe outcomes (judge.py in the server turns them into verdicts)."""
     n = len(job["probes"])
     outcomes: list[dict | None] = [None] * n
     out = CappedBuffer(int(job["max_output_bytes"]))
@@ -238,48 +238,34 @@ def run_job(slot: Slot, job: dict) -> dict:
         start = 0
         while True:
             events, fate = _attempt(slot, job, start, tmp, out, err, total_deadline)
-            loaded = False
             if fate == "infra" and not any(ev.get("event") == "isolated" for ev in events):
                 return {
                     "infra_error": "the sandbox child could not install its isolation layers: "
                     + err.text()[-500:]
                 }
-            for ev in events:
-                if ev.get("event") == "syntax_error":
-                    program = {"status": "syntax_error", "error": str(ev.get("error"))[:500]}
-                    return _finish([{"status": "syntax_error"}] * n, program, out, err, began)
-                if ev.get("event") == "load_failed":
-                    program = {"status": str(ev.get("status")), "error": str(ev.get("error"))[:500]}
-                if ev.get("event") == "loaded":
-                    loaded = True
-                if (
-                    ev.get("event") == "result"
-                    and isinstance(ev.get("index"), int)
-                    and start <= ev["index"] < n
-                ):
-                    outcomes[ev["index"]] = {k: ev.get(k) for k in ("status", "value", "error", "seconds")}
-            pending = [i for i in range(start, n) if outcomes[i] is None]
+            loaded, failure = _record(events, start, outcomes)
+            if failure is not None and failure["status"] == "syntax_error":
+                return _finish([{"status": "syntax_error"}] * n, failure, out, err, began)
             # a child that ended without reporting a test never passed it, whatever its exit status
             fate = "crashed" if fate == "ok" else fate
-            if not pending:
-                if not loaded and program["status"] == "ok":
-                    program = {"status": fate, "error": f"the program ended before its tests ran ({fate})"}
-                break
             if not loaded:
-                # the solution itself failed (or exited) before any test: every test shares that fate
-                status = program["status"] if program["status"] != "ok" else fate
-                if program["status"] == "ok":
-                    program = {"status": fate, "error": f"the program ended before its tests ran ({fate})"}
-                for i in pending:
-                    outcomes[i] = {"status": status, "error": program.get("error")}
+                # the solution failed or exited before its tests: every remaining test shares that fate
+                program = failure or {
+                    "status": fate,
+                    "error": f"the program ended before its tests ran ({fate})",
+                }
+                for i in range(start, n):
+                    outcomes[i] = outcomes[i] or {"status": program["status"], "error": program["error"]}
+                break
+            pending = [i for i in range(start, n) if outcomes[i] is None]
+            if not pending:
                 break
             outcomes[pending[0]] = {"status": fate, "error": f"the child ended during this test ({fate})"}
             start = pending[0] + 1
-            if start >= n:
-                break
-            if time.monotonic() >= total_deadline:
+            if start < n and time.monotonic() >= total_deadline:
                 for i in range(start, n):
                     outcomes[i] = {"status": "timeout", "error": "job wall-clock limit reached"}
+            if start >= n or time.monotonic() >= total_deadline:
                 break
         return _finish(outcomes, program, out, err, began)
     except BaseException:
@@ -287,6 +273,28 @@ def run_job(slot: Slot, job: dict) -> dict:
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _record(events: list[dict], start: int, outcomes: list[dict | None]) -> tuple[bool, dict | None]:
+    """Store the child's per-test results; returns (solution loaded, load failure or syntax error)."""
+    loaded, failure = False, None
+    for ev in events:
+        kind = ev.get("event")
+        if kind == "syntax_error":
+            return False, {"status": "syntax_error", "error": str(ev.get("error"))[:500]}
+        if kind == "load_failed":
+            failure = {"status": str(ev.get("status")), "error": str(ev.get("error"))[:500]}
+        elif kind == "loaded":
+            loaded = True
+        elif (
+            kind == "result"
+            and loaded
+            and type(ev.get("index")) is int
+            and start <= ev["index"] < len(outcomes)
+        ):
+            # (the harness reports results only after "loaded": earlier ones were written by the code)
+            outcomes[ev["index"]] = {k: ev.get(k) for k in ("status", "value", "error", "seconds")}
+    return loaded, failure
 
 
 def _finish(outcomes, program, out, err, began) -> dict:
