@@ -152,7 +152,7 @@ class Slot:
         self.index = index
         self.is_root = os.geteuid() == 0
         self.uid = uid_base + index if self.is_root else None
-        self.seccomp = isolation.build_seccomp_filter()
+        self.seccomp = isolation.build_seccomp_filter(protected_pids=(os.getpid(), os.getppid()))
         self.landlock = isolation.landlock_abi() >= 1
         self.read_paths = isolation.runtime_read_paths()
         self.tmp_root = isolation.private_tmp_root()

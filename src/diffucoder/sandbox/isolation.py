@@ -112,19 +112,37 @@ _DENIED_SYSCALLS = (
 )
 
 
-def build_seccomp_filter():
-    """Build the filter once (in the warm fork server); each child only calls ``.load()``."""
+_SIGNAL_SYSCALLS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open")
+
+
+def build_seccomp_filter(protected_pids: tuple[int, ...] = ()):
+    """Build the filter once (in the warm fork server); each child only calls ``.load()``.
+
+    ``protected_pids`` (the executor and the server) cannot be signalled, nor their process groups,
+    nor "every process" (pid -1): that matters when code and server share a uid (a non-root pod),
+    where the kernel's own permission check would allow it.
+    """
     import pyseccomp
 
     flt = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
     eperm = pyseccomp.ERRNO(errno.EPERM)
     for family in _DENIED_FAMILIES:
         flt.add_rule(eperm, "socket", pyseccomp.Arg(0, pyseccomp.EQ, int(family)))
-    # unshare with CLONE_NEWUSER would give the code a fresh namespace with full capabilities in it
+    # unshare with CLONE_NEWUSER would give the code a fresh namespace with full capabilities in it;
+    # clone3 passes its flags in memory seccomp cannot read, so it answers ENOSYS and libc falls back to clone
     flt.add_rule(eperm, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0x10000000, 0x10000000))
+    with contextlib.suppress(ValueError, RuntimeError, OSError):
+        flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
     for name in _DENIED_SYSCALLS:
         with contextlib.suppress(ValueError, RuntimeError, OSError):  # syscall unknown on this architecture
             flt.add_rule(eperm, name)
+    targets = {-1} | {p for pid in protected_pids for p in (pid, -pid)}
+    for name in _SIGNAL_SYSCALLS:
+        for target in sorted(targets):
+            # pid_t is 32-bit: compare the low half so -1 matches however the register was extended
+            arg = pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0xFFFFFFFF, target & 0xFFFFFFFF)
+            with contextlib.suppress(ValueError, RuntimeError, OSError):
+                flt.add_rule(eperm, name, arg)
     return flt
 
 
