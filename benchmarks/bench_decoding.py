@@ -64,7 +64,9 @@ def sources(names: list[str]) -> list[str]:
 
 def train(model, tokenizer, steps: int, seq_len: int, batch: int) -> list[float]:
     """Brief ELBO pre-training on stdlib source chunks."""
-    ids = [t for text in sources(TRAIN_MODULES) for t in tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]]
+    ids = [
+        t for text in sources(TRAIN_MODULES) for t in tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]
+    ]
     n = len(ids) // seq_len
     data = torch.tensor(ids[: n * seq_len]).reshape(n, seq_len)
     gen = torch.Generator().manual_seed(0)
@@ -118,13 +120,17 @@ def bench_speed(model, hf_causal, ids: torch.Tensor, gen_len: int, repeats: int,
             **base, steps=gen_len, fast=dict(enabled=True, threshold=0.9, block_length=block, kv_cache="none")
         ),
         "threshold0.9 block32 prefix-cache": DecodingConfig(
-            **base, steps=gen_len, fast=dict(enabled=True, threshold=0.9, block_length=block, kv_cache="prefix")
+            **base,
+            steps=gen_len,
+            fast=dict(enabled=True, threshold=0.9, block_length=block, kv_cache="prefix"),
         ),
         "threshold0.9 block32 dual-cache": DecodingConfig(
             **base, steps=gen_len, fast=dict(enabled=True, threshold=0.9, block_length=block, kv_cache="dual")
         ),
         "dual-cache only block32": DecodingConfig(
-            **base, steps=gen_len, fast=dict(enabled=True, threshold=None, block_length=block, kv_cache="dual")
+            **base,
+            steps=gen_len,
+            fast=dict(enabled=True, threshold=None, block_length=block, kv_cache="dual"),
         ),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -160,7 +166,9 @@ def bench_speed(model, hf_causal, ids: torch.Tensor, gen_len: int, repeats: int,
         if name in outputs:
             out = outputs[name]
             row["forward_passes"] = out.forward_passes
-            row["token_agreement_vs_plain_L"] = round((out.sequences[:, -gen_len:] == reference).float().mean().item(), 3)
+            row["token_agreement_vs_plain_L"] = round(
+                (out.sequences[:, -gen_len:] == reference).float().mean().item(), 3
+            )
         results[name] = row
     return results
 
@@ -169,7 +177,9 @@ def bench_arness(model, ids: torch.Tensor, gen_len: int, temperatures: list[floa
     """AR-ness per temperature, paper setting: steps = L (one token per step), low-confidence remasking."""
     results = {}
     for temp in temperatures:
-        cfg = DecodingConfig(max_new_tokens=gen_len, steps=gen_len, temperature=temp, top_p=0.95, alg="maskgit_plus")
+        cfg = DecodingConfig(
+            max_new_tokens=gen_len, steps=gen_len, temperature=temp, top_p=0.95, alg="maskgit_plus"
+        )
         traces = []
         for seed in range(seeds):
             gen = torch.Generator().manual_seed(seed)
@@ -208,7 +218,9 @@ def main() -> None:
     train_start = time.perf_counter()
     losses = train(model, tokenizer, args.train_steps, seq_len=256, batch=8)
     train_s = time.perf_counter() - train_start
-    hf_causal = Qwen2ForCausalLM(model.hf.config.__class__(**{**model.hf.config.to_dict(), "use_cache": True})).eval()
+    hf_causal = Qwen2ForCausalLM(
+        model.hf.config.__class__(**{**model.hf.config.to_dict(), "use_cache": True})
+    ).eval()
 
     ids = prompts(tokenizer, max(args.batch, args.arness_prompts), args.prompt_len)
     speed = bench_speed(model, hf_causal, ids[: args.batch], args.gen_len, args.repeats, block=32)
