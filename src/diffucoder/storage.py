@@ -20,7 +20,10 @@ Guarantees:
 
 boto3 is configured only through the standard ``AWS_*`` variables (``AWS_ENDPOINT_URL`` for
 S3-compatible stores such as MinIO, SeaweedFS or moto). A boto3 ``Session`` is not thread-safe, so
-each thread (and each forked process) lazily creates its own session and client.
+the client is created lazily under a lock from a session used only for that, and then shared by
+all threads of the process (boto3 clients are thread-safe; building one costs ~0.1-0.5 s of CPU,
+too much to pay per worker thread). A forked process, or a change of endpoint or credentials in
+the environment, gets a new client.
 """
 
 from __future__ import annotations
@@ -146,7 +149,8 @@ def join(uri: str | os.PathLike[str], *parts: str) -> str:
 # S3 client, retries and error translation
 # --------------------------------------------------------------------------------------------
 
-_local = threading.local()
+_client_lock = threading.Lock()
+_cached_client: tuple[tuple, Any] | None = None
 
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
@@ -176,10 +180,7 @@ def _endpoint() -> str:
 
 
 def _client() -> Any:
-    """This thread's S3 client, rebuilt when the endpoint, credentials or settings change."""
-    import boto3
-    from botocore.config import Config
-
+    """This process's S3 client, rebuilt when the endpoint, credentials or settings change."""
     cfg = _settings
     key = (
         os.getpid(),
@@ -194,9 +195,21 @@ def _client() -> Any:
         cfg.read_timeout_s,
         cfg.max_concurrency,
     )
-    cached = getattr(_local, "client", None)
+    global _cached_client
+    cached = _cached_client
     if cached is not None and cached[0] == key:
         return cached[1]
+    with _client_lock:
+        if _cached_client is not None and _cached_client[0] == key:
+            return _cached_client[1]
+        _cached_client = (key, _new_client(cfg))
+        return _cached_client[1]
+
+
+def _new_client(cfg: StorageConfig) -> Any:
+    import boto3
+    from botocore.config import Config
+
     config = Config(
         # One retry policy (ours, below) instead of botocore's nested inside tenacity's.
         retries={"total_max_attempts": 1, "mode": "standard"},
@@ -206,9 +219,7 @@ def _client() -> Any:
         # Path-style works with every S3-compatible server, including bare IPs and moto.
         s3={"addressing_style": "path"},
     )
-    client = boto3.session.Session().client("s3", config=config)
-    _local.client = (key, client)
-    return client
+    return boto3.session.Session().client("s3", config=config)
 
 
 def _root_error(exc: BaseException) -> BaseException:
@@ -295,10 +306,14 @@ def _s3_call(what: str, loc: S3Location, fn: Callable[[], T]) -> T:
         raise translated from exc
 
 
+def _multipart_bytes() -> int:
+    return _settings.multipart_chunk_mb * 1024 * 1024
+
+
 def _transfer_config(concurrency: int) -> Any:
     from boto3.s3.transfer import TransferConfig
 
-    chunk = _settings.multipart_chunk_mb * 1024 * 1024
+    chunk = _multipart_bytes()
     return TransferConfig(
         multipart_threshold=chunk, multipart_chunksize=chunk, max_concurrency=concurrency, use_threads=True
     )
@@ -408,6 +423,14 @@ def _put_file(src: Path, uri: str, concurrency: int) -> None:
         raise StorageNotFoundError(f"upload {src}: no such local file")
     if is_s3(uri):
         loc = _parse_s3(uri)
+        if src.stat().st_size < _multipart_bytes():
+            # One PUT; boto3's transfer manager would start a thread pool per file for the same call.
+            def _put() -> None:
+                with src.open("rb") as body:  # reopened per attempt so a retry sends the whole file
+                    _client().put_object(Bucket=loc.bucket, Key=loc.key, Body=body)
+
+            _s3_call("upload", loc, _put)
+            return
         config = _transfer_config(concurrency)
         _s3_call("upload", loc, lambda: _client().upload_file(str(src), loc.bucket, loc.key, Config=config))
         return
@@ -421,12 +444,23 @@ def get_file(uri: str | os.PathLike[str], local_path: str | os.PathLike[str]) ->
     return _get_file(str(uri), Path(local_path), _settings.max_concurrency)
 
 
-def _get_file(uri: str, dst: Path, concurrency: int) -> Path:
+def _get_object_to(loc: S3Location, tmp: Path) -> None:
+    with tmp.open("wb") as out:  # reopened (truncated) per attempt
+        body = _client().get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
+        for block in body.iter_chunks(_HASH_BLOCK):
+            out.write(block)
+
+
+def _get_file(uri: str, dst: Path, concurrency: int, size_hint: int | None = None) -> Path:
+    """Download to ``dst``; ``size_hint`` (from a manifest) lets small files skip the HEAD request."""
     if is_s3(uri):
         loc = _parse_s3(uri)
         config = _transfer_config(concurrency)
 
         def _download(tmp: Path) -> None:
+            if size_hint is not None and size_hint < _multipart_bytes():
+                _s3_call("download", loc, lambda: _get_object_to(loc, tmp))
+                return
             _s3_call(
                 "download",
                 loc,
@@ -618,7 +652,7 @@ def get_dir(uri: str | os.PathLike[str], local_dir: str | os.PathLike[str]) -> P
     def _fetch(entry: FileEntry) -> None:
         file_uri = join(src, *entry.path.split("/"))
         target = dest.joinpath(*entry.path.split("/"))
-        _get_file(file_uri, target, parts_per_file)
+        _get_file(file_uri, target, parts_per_file, size_hint=entry.size)
         _verify(target, entry, file_uri)
 
     _parallel(manifest.files, _fetch, files_in_flight)
