@@ -14,6 +14,7 @@ import torch
 
 from diffucoder.decoding.forward import DualCache, FullForward, PrefixCache
 from diffucoder.decoding.layout import make_canvas
+from diffucoder.model import build_model
 
 
 @pytest.fixture
@@ -65,3 +66,17 @@ def test_cache_is_rebuilt_each_step_so_windows_do_not_accumulate(model, canvas):
         source(canvas, start, end, refresh=False)
     assert [k.shape for k, _ in source.kept] == kept
     assert kept[0][2] == canvas.x.shape[1] - (end - start + 1)
+
+
+@torch.no_grad()
+def test_caches_work_with_eager_attention(tokenizer, small_model_cfg, padded_batch):
+    """Eager attention adds the mask to the scores, so the cache path must hand it an additive mask."""
+    torch.manual_seed(1)
+    eager = build_model(small_model_cfg.model_copy(update={"attn_implementation": "eager"}), tokenizer).eval()
+    ids, mask = padded_batch
+    canvas = make_canvas(ids, mask, 8, eager.mask_token_id)
+    start, end = canvas.prompt_len, canvas.prompt_len + 4
+    full = FullForward(eager)(canvas, start, end, refresh=True)
+    source = DualCache(eager)
+    source(canvas, start, end, refresh=True)
+    torch.testing.assert_close(source(canvas, start, end, refresh=False), full, rtol=1e-4, atol=1e-4)
