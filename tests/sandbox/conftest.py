@@ -8,30 +8,13 @@ any of that is not true it fails loudly and no fork/memory bomb is ever sent.
 from __future__ import annotations
 
 import os
-import secrets
 
 import pytest
+from sandbox_helpers import SERVER_SECRET, containment_facts
 
-from diffucoder.sandbox.client import Job, SandboxClient
+from diffucoder.sandbox.client import SandboxClient
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.local import local_sandbox
-
-SERVER_SECRET = "diffucoder-test-secret-" + secrets.token_hex(8)
-
-HONEST = Job(
-    code="def add(a, b):\n    return a + b\n", tests=["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]
-)
-
-CONTAINMENT_PROBE = """
-import os, resource
-def facts():
-    status = open('/proc/self/status').read()
-    seccomp = [l.split()[1] for l in status.splitlines() if l.startswith('Seccomp:')][0]
-    soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
-    return {'uid': os.getuid(), 'euid': os.geteuid(), 'gid': os.getgid(), 'groups': os.getgroups(),
-            'nproc': hard, 'seccomp': seccomp, 'no_new_privs': [l.split()[1] for l in status.splitlines()
-            if l.startswith('NoNewPrivs:')][0]}
-"""
 
 
 @pytest.fixture(scope="session")
@@ -57,13 +40,6 @@ def client(sandbox_url, sandbox_cfg) -> SandboxClient:
     return SandboxClient(sandbox_url, sandbox_cfg)
 
 
-def containment_facts(client: SandboxClient) -> dict:
-    result = client.run(Job(code=CONTAINMENT_PROBE, entry_point="facts", inputs=[[]]))
-    assert result.infra_error is None, result.infra_error
-    assert result.verdicts == ["passed"], (result.verdicts, result.program_error, result.stderr)
-    return result.outputs[0]
-
-
 @pytest.fixture(scope="session")
 def contained_client(client, sandbox_cfg) -> SandboxClient:
     facts = containment_facts(client)
@@ -79,10 +55,3 @@ def contained_client(client, sandbox_cfg) -> SandboxClient:
             "CONTAINMENT NOT VERIFIED - refusing to run bomb tests: " + "; ".join(problems), pytrace=False
         )
     return client
-
-
-def assert_honest(client: SandboxClient) -> None:
-    """The server still answers an honest job correctly."""
-    result = client.run(HONEST)
-    assert result.infra_error is None, result.infra_error
-    assert result.verdicts == ["passed", "passed"], (result.verdicts, result.program_error, result.stderr)

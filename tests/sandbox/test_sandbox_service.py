@@ -12,8 +12,7 @@ import time
 
 import httpx
 import pytest
-from conftest import assert_honest
-from test_units import GOOD, NO_FENCE, SYNTAX, TWO_BLOCKS
+from sandbox_helpers import GOOD, NO_FENCE, SYNTAX, TWO_BLOCKS, assert_honest
 
 from diffucoder.sandbox.client import Job, SandboxClient, SandboxUnavailable
 from diffucoder.sandbox.config import SandboxConfig

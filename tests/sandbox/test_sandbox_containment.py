@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import containment_facts
+from sandbox_helpers import containment_facts
 
 
 def test_code_runs_as_unprivileged_uid_with_binding_limits(client, sandbox_cfg):

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HONEST, SERVER_SECRET, assert_honest
+from sandbox_helpers import HONEST, SERVER_SECRET, assert_honest
 
 from diffucoder.sandbox.client import Job
 

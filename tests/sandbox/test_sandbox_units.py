@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from sandbox_helpers import GOOD, NO_FENCE, SYNTAX, TWO_BLOCKS
 
 from diffucoder.sandbox.codec import CodecError, decode, encode, outputs_match
 from diffucoder.sandbox.probes import probe_for_assert, probes_for_io
 from diffucoder.sandbox.rewards import extract_code, format_reward, total_reward
-
-FENCE = "```"
 
 
 @pytest.mark.parametrize(
@@ -100,13 +99,6 @@ def test_io_probes_validate():
         probes_for_io("f(); import os", [[1]], None, 0.0)
     with pytest.raises(ValueError, match="expected has 1 items but inputs has 2"):
         probes_for_io("f", [[1], [2]], [1], 0.0)
-
-
-# Reference cases from the issue: correct 1.0/1.0, syntax error 0/0.5, missing fence 0/0, two blocks 0/0.
-GOOD = f"Here is the code to solve this problem:\n{FENCE}python\ndef add(a, b):\n    return a + b\n{FENCE}\n"
-SYNTAX = f"{FENCE}python\ndef add(a, b)\n    return a + b\n{FENCE}\n"
-NO_FENCE = "def add(a, b):\n    return a + b\n"
-TWO_BLOCKS = f"{FENCE}python\nx = 1\n{FENCE}\n{FENCE}python\ndef add(a, b):\n    return a + b\n{FENCE}\n"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,47 @@
+"""Shared helpers of the sandbox tests (a module of its own: every test dir has a conftest.py, so
+``from conftest import ...`` would pick whichever was imported first)."""
+
+from __future__ import annotations
+
+import secrets
+
+from diffucoder.sandbox.client import Job, SandboxClient
+
+FENCE = "```"
+SERVER_SECRET = "diffucoder-test-secret-" + secrets.token_hex(8)
+
+HONEST = Job(
+    code="def add(a, b):\n    return a + b\n", tests=["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]
+)
+
+CONTAINMENT_PROBE = """
+import os, resource
+def facts():
+    status = open('/proc/self/status').read()
+    seccomp = [l.split()[1] for l in status.splitlines() if l.startswith('Seccomp:')][0]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    return {'uid': os.getuid(), 'euid': os.geteuid(), 'gid': os.getgid(), 'groups': os.getgroups(),
+            'nproc': hard, 'seccomp': seccomp, 'no_new_privs': [l.split()[1] for l in status.splitlines()
+            if l.startswith('NoNewPrivs:')][0]}
+"""
+
+
+def containment_facts(client: SandboxClient) -> dict:
+    result = client.run(Job(code=CONTAINMENT_PROBE, entry_point="facts", inputs=[[]]))
+    assert result.infra_error is None, result.infra_error
+    assert result.verdicts == ["passed"], (result.verdicts, result.program_error, result.stderr)
+    return result.outputs[0]
+
+
+def assert_honest(client: SandboxClient) -> None:
+    """The server still answers an honest job correctly."""
+    result = client.run(HONEST)
+    assert result.infra_error is None, result.infra_error
+    assert result.verdicts == ["passed", "passed"], (result.verdicts, result.program_error, result.stderr)
+
+
+# Reference cases from the issue: correct 1.0/1.0, syntax error 0/0.5, missing fence 0/0, two blocks 0/0.
+GOOD = f"Here is the code to solve this problem:\n{FENCE}python\ndef add(a, b):\n    return a + b\n{FENCE}\n"
+SYNTAX = f"{FENCE}python\ndef add(a, b)\n    return a + b\n{FENCE}\n"
+NO_FENCE = "def add(a, b):\n    return a + b\n"
+TWO_BLOCKS = f"{FENCE}python\nx = 1\n{FENCE}\n{FENCE}python\ndef add(a, b):\n    return a + b\n{FENCE}\n"
