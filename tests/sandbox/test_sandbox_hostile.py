@@ -141,6 +141,21 @@ def test_disk_fill_is_capped(contained_client):
     assert_honest(contained_client)
 
 
+def test_disk_fill_with_many_files_hits_the_slot_tmpfs_cap(contained_client):
+    if not contained_client.health()["layers"].get("bubblewrap"):
+        pytest.skip("without bubblewrap the job dir is on the host disk (only RLIMIT_FSIZE per file applies)")
+    code = (
+        "import os\ndef fill():\n    block = b'0' * (1024 * 1024)\n    for i in range(64):\n"
+        "        try:\n            with open(f'f{i}', 'wb') as f:\n                for _ in range(16):\n"
+        "                    f.write(block)\n        except OSError as e:\n            return (i, e.errno)\n"
+        "    return (64, 0)\n"
+    )
+    r = contained_client.run(Job(code=code, entry_point="fill", inputs=[[]], time_limit_s=20))
+    files, err = r.outputs[0]
+    assert err != 0 and files < 64  # stopped (ENOSPC) well before 1 GiB
+    assert_honest(contained_client)
+
+
 def test_huge_stdout_is_capped_without_stalling(contained_client, sandbox_cfg):
     code = "import sys\nfor _ in range(200):\n    sys.stdout.write('y' * 1024 * 1024)\nx = 1\n"
     r = run(contained_client, code, ["assert x == 1"], time_limit_s=5)

@@ -232,3 +232,33 @@ def test_a_dead_executor_is_an_infra_error_then_recovers():
         assert result.infra_error and "slot 0" in result.infra_error and result.verdicts == []
         assert client.run(Job(code="x = 1", tests=["assert x == 1"])).verdicts == ["passed"]
         assert client.health()["slot_pids"] != [slot_pid]
+
+
+def test_refuses_to_serve_without_mandatory_layers():
+    """Here, without bubblewrap the sandbox uid cannot read the interpreter (pyenv under /root), so
+    a server without --insecure-dev must refuse to start, naming the missing layer."""
+    from diffucoder.sandbox import isolation
+
+    if os.geteuid() != 0 or isolation._hidden_ancestor(sys.base_prefix) is None:
+        pytest.skip("every mandatory layer works here without bubblewrap")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "diffucoder.cli",
+            "sandbox",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--workers",
+            "1",
+            "--no-bubblewrap",
+            "--uid-base",
+            "62500",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0 and "runtime_readable" in out.stdout + out.stderr
+    assert "--insecure-dev" in out.stdout + out.stderr
