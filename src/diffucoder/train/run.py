@@ -1,4 +1,4 @@
-"""Entry point of stages 1-3: ``run(cfg, stage, data, out, init, resume) -> TrainResult``.
+"""Entry point of stages 1-4: ``run(cfg, stage, data, out, init, resume) -> TrainResult``.
 
 The CLI (``diffucoder train``), torchrun workers (``python -m diffucoder.train.worker``, see
 :mod:`diffucoder.train.launch`) and pipeline components all call this one function. It resolves
@@ -14,6 +14,7 @@ output layout of docs/interfaces.md::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -33,7 +34,8 @@ from diffucoder.train.packed_data import META_FILE, PackedShards
 from diffucoder.train.sft_data import SFTExamples
 from diffucoder.train.stages import PACKED_STAGES, SFT_STAGES, PackedDiffusionStep, SFTDiffusionStep
 
-STAGES = PACKED_STAGES + SFT_STAGES
+RL_STAGES = ("grpo",)  # stage 4 plugs in from diffucoder.rl.stage
+STAGES = PACKED_STAGES + SFT_STAGES + RL_STAGES
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,16 @@ def load_start_model(cfg: RunConfig, stage: str, data_uri: str, init: str | None
     return build_model(cfg.model, tokenizer), tokenizer
 
 
-def build_step(cfg: RunConfig, stage: str, data_uri: str, model, tokenizer, dist, cache_dir: Path):
-    """The stage plug-in: its data stream and its loss."""
+def build_step(cfg: RunConfig, stage: str, data_uri: str, model, tokenizer, dist, cache_dir: Path,
+               precision: str = "fp32", resources: contextlib.ExitStack | None = None):
+    """The stage plug-in: its data stream and its loss.
+
+    ``resources`` holds what a stage starts for its duration (stage 4: a local sandbox server).
+    """
+    if stage in RL_STAGES:
+        from diffucoder.rl.stage import build_grpo_step
+
+        return build_grpo_step(cfg, data_uri, model, tokenizer, dist, precision, resources or contextlib.ExitStack())
     stage_cfg = getattr(cfg, stage)
     max_positions = model.config.max_position_embeddings
     if stage_cfg.seq_len > max_positions:
@@ -137,40 +147,46 @@ def run(cfg: RunConfig, stage: str, data_uri: str, out_uri: str, init: str | Non
     _check_stage(stage)
     started = time.time()
     storage.configure(cfg.storage)
-    dist = distributed.init_distributed(cfg.device)
     stage_cfg = getattr(cfg, stage)
-    model, tokenizer = load_start_model(cfg, stage, data_uri, init)
+    model, tokenizer = load_start_model(cfg, stage, data_uri, init)  # bad --init fails before any rendezvous
+    dist = distributed.init_distributed(cfg.device)
     model.to(dist.device)
     local_root = local_root_for(out_uri)
-    step_fn = build_step(cfg, stage, data_uri, model, tokenizer, dist, local_root / "data-cache")
-    total = stage_cfg.total_steps(step_fn.stream.usable_per_epoch, dist.world_size)
     precision = resolve_precision(stage_cfg, dist.device.type)
-    # per-rank global RNG for anything the model draws itself (the loop's noise uses its own generators)
-    torch.manual_seed(cfg.seed + dist.rank)
-    guard = {"model": cfg.model.model_dump(mode="json"), "stage": stage, "world_size": dist.world_size,
-             "seed": cfg.seed, "total_steps": total}
-    trainer = Trainer(stage_cfg, step_fn, model, tokenizer, out_uri, dist, total, precision, cfg.seed,
-                      cfg.to_yaml(), guard)
-    trainer.setup(resume)
+    with contextlib.ExitStack() as resources:
+        step_fn = build_step(cfg, stage, data_uri, model, tokenizer, dist, local_root / "data-cache", precision,
+                             resources)
+        total = stage_cfg.total_steps(step_fn.stream.usable_per_epoch, dist.world_size)
+        # per-rank global RNG for anything the model draws itself (the loop's noise uses its own generators)
+        torch.manual_seed(cfg.seed + dist.rank)
+        guard = {"model": cfg.model.model_dump(mode="json"), "stage": stage, "world_size": dist.world_size,
+                 "seed": cfg.seed, "total_steps": total}
+        trainer = Trainer(stage_cfg, step_fn, model, tokenizer, out_uri, dist, total, precision, cfg.seed,
+                          cfg.to_yaml(), guard)
+        trainer.setup(resume)
 
-    tracking.configure(cfg.tracking)
-    parent = os.environ.get("DIFFUCODER_PARENT_RUN_ID")
-    with tracking.stage_run(stage, cfg, parent_run_id=parent, resume_run_id=trainer.state.run_id) as tr:
-        trainer.state.run_id = tr.run_id
-        tr.log_params({"world_size": dist.world_size, "precision": precision, "total_steps": total,
-                       "stage": stage, "data": data_uri, "init": init or "", "out": out_uri})
-        trainer.log_fn = tr.log_metrics
-        outcome = trainer.train()
-        final_uri = storage.join(out_uri, "final")
-        trainer.save_final(final_uri)
-        result = TrainResult(stage, outcome.steps, outcome.tokens, final_uri, outcome.checkpoint_uri,
-                             outcome.last_metrics, tr.run_id, dist.world_size, time.time() - started)
-        if dist.is_main:
-            storage.write_text(storage.join(out_uri, "config.yaml"), cfg.to_yaml())
-            storage.write_text(storage.join(out_uri, "result.json"), json.dumps(asdict(result), indent=1))
-            tr.set_tags({"final_model_uri": final_uri, "checkpoint_uri": outcome.checkpoint_uri or ""})
-            if outcome.history:
-                tr.log_figure(_loss_figure(outcome.history, stage), "plots/loss.png")
+        tracking.configure(cfg.tracking)
+        parent = os.environ.get("DIFFUCODER_PARENT_RUN_ID")
+        with tracking.stage_run(stage, cfg, parent_run_id=parent, resume_run_id=trainer.state.run_id) as tr:
+            trainer.state.run_id = tr.run_id
+            tr.log_params({"world_size": dist.world_size, "precision": precision, "total_steps": total,
+                           "stage": stage, "data": data_uri, "init": init or "", "out": out_uri})
+            trainer.log_fn = tr.log_metrics
+            if dist.is_main and hasattr(step_fn, "attach_tracker"):
+                step_fn.attach_tracker(tr)  # stage 4 logs sample rollouts as text artifacts
+            outcome = trainer.train()
+            final_uri = storage.join(out_uri, "final")
+            trainer.save_final(final_uri)
+            result = TrainResult(stage, outcome.steps, outcome.tokens, final_uri, outcome.checkpoint_uri,
+                                 outcome.last_metrics, tr.run_id, dist.world_size, time.time() - started)
+            if dist.is_main:
+                storage.write_text(storage.join(out_uri, "config.yaml"), cfg.to_yaml())
+                storage.write_text(storage.join(out_uri, "result.json"), json.dumps(asdict(result), indent=1))
+                tr.set_tags({"final_model_uri": final_uri, "checkpoint_uri": outcome.checkpoint_uri or ""})
+                if outcome.history:
+                    tr.log_figure(_loss_figure(outcome.history, stage), "plots/loss.png")
+                    for name, fig in getattr(step_fn, "figures", lambda h: {})(outcome.history).items():
+                        tr.log_figure(fig, name)
     trainer.cleanup()
     distributed.barrier()
     return result
