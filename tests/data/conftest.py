@@ -20,9 +20,9 @@ def data_cfg() -> DataConfig:
 
 @pytest.fixture(scope="session")
 def stdlib_subset() -> list[Path]:
-    """~120 real stdlib modules (top-level, non-test), in path order: the default-suite corpus."""
+    """~70 real stdlib modules (top-level, 2-40 kB), in path order: the default-suite corpus."""
     root = stdlib_root()
-    return sorted(p for p in root.glob("*.py"))[:120]
+    return [p for p in sorted(root.glob("*.py")) if 2_000 < p.stat().st_size < 40_000][:70]
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +33,9 @@ def tiny_tokenizer_dir(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("tok") / "tokenizer"
     save_tokenizer(train_tokenizer(texts, 512), str(out))
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data relative to the repo root (benchmarks for decontamination; never copied)."""
+    return SHARED_DATA

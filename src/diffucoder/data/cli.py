@@ -83,6 +83,69 @@ def _rl_hard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from diffucoder.data.pipeline import prepare
+
+    cfg = _cfg(args).data
+    print(
+        f"near-dedup: {cfg.dedup.bands} bands x {cfg.dedup.rows} rows, Jaccard threshold ~{cfg.dedup.threshold:.3f}"
+    )
+    stats = prepare(args.input, args.out, cfg, work=args.work, workers=args.workers)
+    _print(
+        {
+            "input": stats["input"]["documents"],
+            "kept_after_filter": stats["filter"]["kept"],
+            "output": stats["output"]["documents"],
+            "report": f"{args.out}/report.md",
+        }
+    )
+    return 0
+
+
+def _filter(args: argparse.Namespace) -> int:
+    from diffucoder.data.pipeline import filter_shard
+
+    result = filter_shard(args.input, args.shard, args.work, _cfg(args).data)
+    _print({"shard": args.shard, "total": result["filter"]["total"], "kept": result["filter"]["kept"]})
+    return 0
+
+
+def _dedup(args: argparse.Namespace) -> int:
+    from diffucoder.data.pipeline import dedup_step
+
+    cfg = _cfg(args).data
+    print(
+        f"near-dedup: {cfg.dedup.bands} bands x {cfg.dedup.rows} rows, Jaccard threshold ~{cfg.dedup.threshold:.3f}"
+    )
+    result = dedup_step(args.work, cfg)
+    _print({k: v for k, v in result.items() if k != "removed"})
+    return 0
+
+
+def _finalize(args: argparse.Namespace) -> int:
+    from diffucoder.data.pipeline import finalize_shard, load_removed
+
+    docs, size = finalize_shard(args.work, args.shard, args.out, load_removed(args.work))
+    _print({"shard": args.shard, "documents": docs, "bytes": size})
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from diffucoder.data.pipeline import ingest
+
+    units = ingest(args.input, args.work, _cfg(args).data)
+    _print({"shards": len(units), "units": units})
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from diffucoder.data.pipeline import report_step
+
+    stats = report_step(args.work, args.out, _cfg(args).data)
+    _print({"output": stats["output"]})
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("data", help="data stage: corpora, filters, dedup, decontamination, packing")
     inner = parser.add_subparsers(dest="data_command", required=True)
@@ -119,6 +182,51 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     add_config_args(p)
     p.set_defaults(func=_pack)
+
+    p = inner.add_parser("prepare", help="the whole local flow: ingest, filter, decontaminate, dedup, report")
+    p.add_argument(
+        "--input", required=True, action="append", help="source dir, JSONL/Parquet file or dir (repeatable)"
+    )
+    p.add_argument("--out", required=True)
+    p.add_argument("--work", default=None, help="intermediate files (default: <out>-work)")
+    p.add_argument("--workers", type=int, default=None, help="process-pool size (default data.workers)")
+    add_config_args(p)
+    p.set_defaults(func=_prepare)
+
+    p = inner.add_parser("ingest", help="per-run step: list input units, cutting source dirs into raw shards")
+    p.add_argument("--input", required=True, action="append")
+    p.add_argument("--work", required=True)
+    add_config_args(p)
+    p.set_defaults(func=_ingest)
+
+    p = inner.add_parser("filter", help="per-shard step: filters + decontamination + MinHash signatures")
+    p.add_argument("--input", required=True, help="one input unit (JSONL/Parquet file or source dir)")
+    p.add_argument("--shard", type=int, required=True, help="shard index (names the outputs)")
+    p.add_argument("--work", required=True)
+    add_config_args(p)
+    p.set_defaults(func=_filter)
+
+    p = inner.add_parser(
+        "dedup", help="global step: exact + MinHash LSH clusters over all shards' signatures"
+    )
+    p.add_argument("--work", required=True)
+    add_config_args(p)
+    p.set_defaults(func=_dedup)
+
+    p = inner.add_parser("finalize", help="per-shard step: drop duplicates and write the output shard")
+    p.add_argument("--work", required=True)
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--out", required=True)
+    add_config_args(p)
+    p.set_defaults(func=_finalize)
+
+    p = inner.add_parser(
+        "report", help="merge shard stats into stats.json + report.md/html and seal the output"
+    )
+    p.add_argument("--work", required=True)
+    p.add_argument("--out", required=True)
+    add_config_args(p)
+    p.set_defaults(func=_report)
 
     p = inner.add_parser(
         "rl-hard-filter", help="AceCode-like rows -> paper's hard split (+ signature copies)"

@@ -18,8 +18,6 @@ import numpy as np
 
 _TRIPLE = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'')
 _LINE_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
-_HEX_WORD = re.compile(r"^0[xX][0-9a-fA-F]+$")
-_URL = re.compile(r"https?://|www\.")
 _LETTERS = string.ascii_letters.encode()
 _DIGITS = string.digits.encode()
 
@@ -82,8 +80,11 @@ class CodeFile:
         return [_LINE_STRING.findall(line) if ('"' in line or "'" in line) else [] for line in self.lines]
 
     @cached_property
-    def string_chars(self) -> int:
-        return sum(len(s) for ss in self.line_strings for s in ss) + sum(len(s) for s in self.triple_quoted)
+    def string_literals(self) -> list[str]:
+        """Triple-quoted strings plus single-line literals outside them (quotes included)."""
+        without = _TRIPLE.sub(" ", self.text) if self.triple_quoted else self.text
+        single = _LINE_STRING.findall(without) if ('"' in without or "'" in without) else []
+        return self.triple_quoted + single
 
     @cached_property
     def code_part(self) -> str:
@@ -143,9 +144,3 @@ class CodeFile:
         covered = np.cumsum(delta[:-1]) > 0
         _, lengths = self.word_ids
         return float(lengths[covered].sum()) / self.nonspace_chars
-
-    def is_hex_word(self, word: str) -> bool:
-        return bool(_HEX_WORD.match(word))
-
-    def is_url(self, word: str) -> bool:
-        return bool(_URL.search(word))

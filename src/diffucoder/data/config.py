@@ -46,6 +46,10 @@ class GeneralFilterConfig(StrictModel):
     max_long_string_line_fraction: float | None = Field(
         0.2, description="lines with a > 20-word string literal"
     )
+    max_string_char_fraction: float | None = Field(0.6, description="share of chars inside string literals")
+    max_long_word_in_string_fraction: float | None = Field(
+        0.4, description="share of string chars in words > 20 chars (URLs excluded)"
+    )
     max_prompt_comment_fraction: float | None = Field(
         0.01, description="'your code here'/'fixme'/'todo' lines"
     )

@@ -28,6 +28,8 @@ _AUTOGEN = re.compile(
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/\n=])[A-Za-z0-9+/\n=]{64,}")
 _HEX_BYTES = re.compile(r"(?:\b(?:0x|\\x)?[0-9a-fA-F]{2}(?:,|\b\s*)){8,}")
 _UNICODE_ESC = re.compile(r"(?:\\u[0-9a-fA-F]{4}){8,}")
+_HEX_LITERAL = re.compile(r"\b0[xX][0-9a-fA-F]+\b")
+_URL = re.compile(r"https?://|www\.")
 _PROMPT_COMMENT = re.compile(r"#.*\b(your code here|fixme|todo)\b", re.I)
 _DEF = re.compile(r"^(?:async\s+)?def\s")
 _ASSIGN = re.compile(r"^[A-Za-z_][\w.\[\], ]*(?::[^=]+)?\s*(?:[-+*/%&|^@]|//|\*\*|>>|<<)?=(?!=)")
@@ -92,9 +94,16 @@ def _long_string_lines(f: CodeFile) -> float:
     return _ratio(hits, len(f.lines))
 
 
+def _long_words_in_strings(f: CodeFile) -> float:
+    words = [w for lit in f.string_literals for w in lit.split()]
+    long = sum(len(w) for w in words if len(w) > 20 and not _URL.search(w))
+    return _ratio(long, sum(map(len, words)))
+
+
 def _hex_fraction(f: CodeFile) -> float:
-    words = f.code_part.split()
-    return _ratio(sum(f.is_hex_word(w) for w in words), len(words))
+    """Hex literals (``0x..``) per whitespace-separated word of the code part."""
+    code = f.code_part
+    return _ratio(len(_HEX_LITERAL.findall(code)), len(code.split()))
 
 
 def _duplicate_lines(f: CodeFile) -> float:
@@ -147,6 +156,14 @@ def general_rules(cfg: GeneralFilterConfig) -> list[Rule]:
             langs={"python"},
         ),
         Threshold("hex_fraction", _hex_fraction, hi=cfg.max_hex_fraction),
+        Threshold(
+            "string_char_fraction",
+            lambda f: _ratio(sum(map(len, f.string_literals)), len(f.text)),
+            hi=cfg.max_string_char_fraction,
+        ),
+        Threshold(
+            "long_word_in_string_fraction", _long_words_in_strings, hi=cfg.max_long_word_in_string_fraction
+        ),
         Threshold("long_string_lines", _long_string_lines, hi=cfg.max_long_string_line_fraction),
         Threshold(
             "prompt_comment_fraction",
@@ -219,16 +236,30 @@ def _simple_functions(f: CodeFile) -> int:
     return count
 
 
+def _class_attributes(f: CodeFile) -> int:
+    """Simple assignments directly in a class body (by indentation; nested classes not tracked)."""
+    count, class_indent, body_indent = 0, None, None
+    for line in f.lines:
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        if class_indent is not None and indent <= class_indent:
+            class_indent = body_indent = None
+        if stripped.startswith("class ") and class_indent is None:
+            class_indent = indent
+            continue
+        if class_indent is not None:
+            body_indent = indent if body_indent is None else body_indent
+            count += indent == body_indent and bool(_CLASS_ATTR.match(stripped))
+    return count
+
+
 def _no_logic_score(f: CodeFile) -> float:
     """(defs + imports + classes + bare returns + simple class attributes) / code lines."""
-    n = 0
+    n = _class_attributes(f)
     for s in f.code_lines:
-        if (
-            _DEF.match(s)
-            or s.startswith(("class ", "import ", "from "))
-            or s == "return"
-            or _CLASS_ATTR.match(s)
-        ):
+        if _DEF.match(s) or s.startswith(("class ", "import ", "from ")) or s == "return":
             n += 1
     return _ratio(n, f.n_code_lines)
 

@@ -114,28 +114,66 @@ def _filter_task(args: tuple[str, int, str, str]) -> dict:
     return filter_shard(input_uri, shard_id, work, DataConfig.model_validate_json(cfg_json))
 
 
+def _check_work_config(work: str, inputs: list[str], cfg: DataConfig) -> None:
+    """Finished shards are reused on rerun, which is only sound for the same inputs and config."""
+    uri = io.join(work, "run.json")
+    run = {"inputs": inputs, "data": cfg.model_dump(mode="json", exclude={"workers"})}
+    if io.exists(uri):
+        if io.read_json(uri) != json.loads(json.dumps(run, sort_keys=True, default=str)):
+            raise ValueError(
+                f"work dir {work} holds results of other inputs or another data config; "
+                "remove it or pass a fresh --work"
+            )
+        return
+    io.write_json(uri, run)
+
+
 def prepare(
     inputs: list[str], out: str, cfg: DataConfig, work: str | None = None, workers: int | None = None
 ) -> dict:
-    """The whole local flow with a process pool; returns the merged stats (also in stats.json)."""
+    """The whole local flow with a process pool; returns the merged stats (also in stats.json).
+
+    A rerun with the same work dir skips finished shards. An s3:// ``out`` is staged locally and
+    uploaded with its manifest last.
+    """
     work = work or f"{out.rstrip('/')}-work"
     workers = workers or cfg.workers
+    _check_work_config(work, inputs, cfg)
     units = ingest(inputs, work, cfg)
     tasks = [(unit, i, work, cfg.model_dump_json()) for i, unit in enumerate(units)]
     if workers > 1 and len(tasks) > 1:
         ctx = multiprocessing.get_context("forkserver")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            shard_stats = list(pool.map(_filter_task, tasks))
+            list(pool.map(_filter_task, tasks))
     else:
-        shard_stats = [_filter_task(t) for t in tasks]
-    dedup = dedup_step(work, cfg)
-    removed = dedup["removed"]
+        for task in tasks:
+            _filter_task(task)
+    removed = dedup_step(work, cfg)["removed"]
     with io.output_dir(out) as out_dir:
-        final = [finalize_shard(work, i, str(out_dir), removed) for i in range(len(units))]
-        raw_skips = io.join(work, "raw", "skipped.json")
-        ingest_skips = io.read_json(raw_skips) if io.exists(raw_skips) else None
-        stats = merge_shard_stats(shard_stats, dedup, final, ingest_skips, cfg)
-        write_report(str(out_dir), stats)
+        for stale in Path(out_dir).glob("shard-*.parquet"):
+            stale.unlink()
+        for i in range(len(units)):
+            finalize_shard(work, i, str(out_dir), removed)
+        return report_step(work, str(out_dir), cfg, seal=False)
+
+
+def report_step(work: str, out: str, cfg: DataConfig, seal: bool = True) -> dict:
+    """Final step: merge every shard's stats with the dedup result and the output sizes into
+    stats.json + report.md + report.html under ``out``; ``seal`` marks a local ``out`` complete."""
+    shard_stats = [io.read_json(u) for u in sorted(io.list_files(io.join(work, "stats"), ".json"))]
+    dedup = io.read_json(io.join(work, "dedup.json"))
+    final = []
+    for uri in shard_files(out):
+        texts = io.read_table(uri, columns=["text"]).column("text").to_pylist()
+        final.append((len(texts), sum(len(t.encode("utf-8")) for t in texts)))
+    raw_skips = io.join(work, "raw", "skipped.json")
+    ingest_skips = io.read_json(raw_skips) if io.exists(raw_skips) else None
+    stats = merge_shard_stats(shard_stats, dedup, final, ingest_skips, cfg)
+    write_report(out, stats)
+    if seal and not io.is_s3(out):
+        from diffucoder import storage
+
+        storage.seal_dir(out)
     return stats
 
 

@@ -19,6 +19,7 @@ from diffucoder.data import io
 from diffucoder.data.config import ReaderConfig
 
 TEXT_FIELDS = ("text", "content", "code")
+TABULAR = (".jsonl", ".jsonl.gz", ".parquet")
 LANG_BY_SUFFIX = {
     ".py": "python",
     ".pyi": "python",
@@ -193,16 +194,16 @@ def is_hf_saved_dir(path: str) -> bool:
 def input_units(uri: str) -> list[str]:
     """Split an input URI into independently readable units (the sharding grain).
 
-    A file is one unit; a dir of JSONL/Parquet files gives one unit per file; an HF saved dir or a
-    source dir is one unit (source dirs are then cut into shards by document count).
+    A file is one unit; a dir or s3:// prefix of JSONL/Parquet files gives one unit per file; an
+    HF saved dir or a source dir is one unit (cut into shards by document count at ingest).
     """
-    if io.is_s3(uri) or Path(uri).is_file():
-        return (
-            io.list_files(uri) if io.is_s3(uri) and not uri.endswith((".jsonl", ".parquet", ".gz")) else [uri]
-        )
+    if uri.endswith(TABULAR) or (not io.is_s3(uri) and Path(uri).is_file()):
+        return [uri]
     if is_hf_saved_dir(uri):
         return [uri]
-    tabular = [u for u in io.list_files(uri) if u.endswith((".jsonl", ".jsonl.gz", ".parquet"))]
+    tabular = [u for u in io.list_files(uri) if u.endswith(TABULAR)]
+    if io.is_s3(uri) and not tabular:
+        raise ValueError(f"{uri}: no JSONL/Parquet files under this prefix")
     return tabular or [uri]
 
 

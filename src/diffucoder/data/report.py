@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 from collections import Counter, defaultdict
-from pathlib import Path
 
 from diffucoder.data import io
 from diffucoder.data.config import DataConfig
@@ -148,8 +147,8 @@ def render_html(markdown: str) -> str:
     return f"<!doctype html><html><head><meta charset='utf-8'><title>Data report</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
 
 
-def write_report(out_dir: str, stats: dict) -> None:
+def write_report(out: str, stats: dict) -> None:
     md = render_markdown(stats)
-    io.write_json(str(Path(out_dir) / "stats.json"), stats)
-    io.write_bytes(str(Path(out_dir) / "report.md"), md.encode())
-    io.write_bytes(str(Path(out_dir) / "report.html"), render_html(md).encode())
+    io.write_json(io.join(out, "stats.json"), stats)
+    io.write_bytes(io.join(out, "report.md"), md.encode())
+    io.write_bytes(io.join(out, "report.html"), render_html(md).encode())

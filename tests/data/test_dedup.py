@@ -1,0 +1,118 @@
+"""MinHash and the staged dedup on the real stdlib: known exact duplicates, injected near-copies."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+
+from diffucoder.data.config import DedupConfig
+from diffucoder.data.corpus import stdlib_root
+from diffucoder.data.dedup import find_duplicates, signature_table
+from diffucoder.data.io import write_table
+from diffucoder.data.minhash import MinHasher, token_hashes
+from diffucoder.data.readers import make_doc
+
+
+def _stdlib_doc(rel: str, doc_id: str | None = None, text: str | None = None) -> dict:
+    raw = (stdlib_root() / rel).read_bytes()
+    text = raw.decode() if text is None else text
+    return make_doc(text, "stdlib", rel, "PSF-2.0", "python", doc_id=doc_id or f"stdlib:{rel}")
+
+
+def _run(docs_per_shard: list[list[dict]], tmp_path, cfg: DedupConfig) -> dict:
+    uris = []
+    for i, docs in enumerate(docs_per_shard):
+        uri = str(tmp_path / f"shard-{i:05d}.parquet")
+        write_table(uri, signature_table(docs, cfg))
+        uris.append(uri)
+    return find_duplicates(uris, cfg)
+
+
+def test_tokens_are_case_insensitive_identifier_runs():
+    hashes, is_number = token_hashes("Foo = bar_1(42) + FOO")
+    assert len(hashes) == 4 and hashes[0] == hashes[3]
+    assert is_number.tolist() == [False, False, True, False]
+
+
+def test_signature_agreement_estimates_jaccard():
+    hasher = MinHasher(num_perm=512, shingle_size=5, seed=3)
+    text = (stdlib_root() / "textwrap.py").read_text()
+    edited = re.sub(r"\bself\b", "this", text)
+    a, b = hasher.shingles(text), hasher.shingles(edited)
+    true = len(np.intersect1d(a, b)) / len(np.union1d(a, b))
+    estimate = float(np.mean(hasher.signature(text) == hasher.signature(edited)))
+    assert abs(true - estimate) < 0.05, (true, estimate)
+    assert np.array_equal(hasher.signature(text), MinHasher(512, 5, 3).signature(text))
+
+
+def test_exact_dedup_finds_known_stdlib_duplicates(tmp_path):
+    # identical files shipped in CPython 3.11's stdlib
+    rels = [
+        "concurrent/__init__.py",
+        "xmlrpc/__init__.py",
+        "__phello__/__init__.py",
+        "__phello__/spam.py",
+        "test/test_asyncio/__main__.py",
+        "test/test_importlib/__main__.py",
+        "textwrap.py",
+        "shlex.py",
+    ]
+    docs = [_stdlib_doc(r) for r in rels]
+    result = _run([docs[:3], docs[3:]], tmp_path, DedupConfig())
+    assert result["removed"] == {
+        "stdlib:xmlrpc/__init__.py": {"reason": "exact_duplicate", "kept": "stdlib:concurrent/__init__.py"},
+        "stdlib:__phello__/spam.py": {"reason": "exact_duplicate", "kept": "stdlib:__phello__/__init__.py"},
+        "stdlib:test/test_importlib/__main__.py": {
+            "reason": "exact_duplicate",
+            "kept": "stdlib:test/test_asyncio/__main__.py",
+        },
+    }
+
+
+def _rename_variables(text: str) -> str:
+    """A near-copy: a few identifiers renamed and the code re-indented."""
+    names = sorted(set(re.findall(r"^\s*([a-z_][a-z0-9_]{3,})\s*=", text, re.M)))[:4]
+    for i, name in enumerate(names):
+        text = re.sub(rf"\b{name}\b", f"renamed_{i}", text)
+    return text.replace("    ", "  ")
+
+
+def test_near_copies_removed_distinct_files_kept(tmp_path):
+    modules = sorted(
+        p.name for p in stdlib_root().glob("*.py") if 400 < len(p.read_text().splitlines()) < 3000
+    )
+    originals = [_stdlib_doc(m) for m in modules[:30]]
+    copies = [
+        make_doc(
+            _rename_variables(d["text"]), "copies", d["path"], None, "python", doc_id=f"zcopy:{d['path']}"
+        )
+        for d in originals[:6]
+    ]
+    cfg = DedupConfig()
+    result = _run([originals[:15] + copies[:3], originals[15:] + copies[3:]], tmp_path, cfg)
+    removed = result["removed"]
+    assert set(removed) == {c["id"] for c in copies}, sorted(removed)
+    for copy, original in zip(copies, originals, strict=False):
+        assert removed[copy["id"]] == {"reason": "near_duplicate", "kept": original["id"]}
+    assert result["threshold"] == round((1 / cfg.bands) ** (1 / cfg.rows), 4)
+
+
+def test_result_does_not_depend_on_sharding(tmp_path):
+    rels = sorted(p.relative_to(stdlib_root()).as_posix() for p in stdlib_root().glob("encodings/cp*.py"))[
+        :24
+    ]
+    docs = [_stdlib_doc(r) for r in rels] + [_stdlib_doc(rels[0], doc_id="dup:0")]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = _run([docs], tmp_path / "a", DedupConfig())
+    shuffled = docs[::-1]
+    many = _run([shuffled[i::5] for i in range(5)], tmp_path / "b", DedupConfig())
+    assert one["removed"] == many["removed"]
+    assert one["near_duplicate_docs"] > 0 and one["exact_duplicate_docs"] == 1
+
+
+def test_signature_table_schema():
+    table = signature_table([_stdlib_doc("textwrap.py")], DedupConfig(bands=4, rows=2))
+    assert table.schema.field("signature").type == pa.binary(4 * 8)
