@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +43,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def isolate_env(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Unset ``names`` for one test AND restore them afterwards, even if code under test sets them.
+
+    ``monkeypatch.delenv`` on an unset variable records nothing, so a variable the code sets
+    during the test (e.g. $DIFFUCODER_PARENT_RUN_ID) would leak into later tests; setting it
+    first makes monkeypatch remember that it was absent.
+    """
+    for name in names:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -93,6 +105,22 @@ def _start_server(cmd: list[str], health_url: str, log: Path, timeout_s: float, 
         _stop(proc)
         raise
     return proc
+
+
+# Helpers reach tests as fixtures, not via ``from conftest import``: several test folders have a
+# conftest.py, and that import would pick whichever one Python loaded last.
+
+
+@pytest.fixture
+def unused_port() -> Callable[[], int]:
+    """Call it for a loopback port nothing listens on (e.g. to test an unreachable endpoint)."""
+    return free_port
+
+
+@pytest.fixture
+def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Call it with variable names to unset them for the test and restore them afterwards."""
+    return lambda *names: isolate_env(monkeypatch, *names)
 
 
 @pytest.fixture(scope="session")
@@ -196,7 +224,6 @@ def mlflow_sqlite(_mlflow_sqlite_template: Path, tmp_path: Path, monkeypatch: py
     db = tmp_path / "mlflow.db"
     shutil.copyfile(_mlflow_sqlite_template, db)
     uri = f"sqlite:///{db}"
+    isolate_env(monkeypatch, "MLFLOW_RUN_ID", "DIFFUCODER_PARENT_RUN_ID")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    monkeypatch.delenv("DIFFUCODER_PARENT_RUN_ID", raising=False)
     return uri

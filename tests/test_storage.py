@@ -418,10 +418,8 @@ def test_rejected_access_key_is_a_credentials_error_without_retries(
     assert len(px.log) == 1  # a credential error is not transient: no retries
 
 
-def test_unreachable_endpoint_fails_fast_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import free_port
-
-    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens here
+def test_unreachable_endpoint_fails_fast_naming_it(monkeypatch: pytest.MonkeyPatch, unused_port) -> None:
+    endpoint = f"http://127.0.0.1:{unused_port()}"  # nothing listens here
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -20,10 +21,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(params=["sqlite", "server"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, isolated_env) -> str:
     """Tracking URI of the backend under test, exported as MLFLOW_TRACKING_URI; no ranks, no parent."""
-    for var in ("RANK", "LOCAL_RANK", "MLFLOW_RUN_ID", tracking.PARENT_ENV, tracking.KFP_RUN_ID_ENV):
-        monkeypatch.delenv(var, raising=False)
+    isolated_env("RANK", "LOCAL_RANK", "MLFLOW_RUN_ID", tracking.PARENT_ENV, tracking.KFP_RUN_ID_ENV)
     if request.param == "sqlite":
         return request.getfixturevalue("mlflow_sqlite")
     url = request.getfixturevalue("mlflow_server")
@@ -45,7 +45,7 @@ def experiment_runs(client: MlflowClient, cfg: RunConfig) -> list:
 def test_pipeline_parent_with_nested_stage_runs(cfg: RunConfig, backend: str) -> None:
     parent = tracking.start_pipeline_run(cfg, tags={"trigger": "test"}, data_hash="d41d8cd9")
     assert parent is not None
-    assert tracking.os.environ[tracking.PARENT_ENV] == parent
+    assert os.environ[tracking.PARENT_ENV] == parent
     children = {}
     for stage in ("pretrain", "instruct"):
         with tracking.stage_run(stage, cfg) as tr:  # parent taken from $DIFFUCODER_PARENT_RUN_ID
@@ -253,9 +253,11 @@ def test_tags_carry_git_sha_and_kfp_run_id(
 # ------------------------------------------------------------------------------------------------
 
 
-def test_default_tracking_uri_is_sqlite_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_tracking_uri_is_sqlite_in_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_env
+) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    isolated_env("MLFLOW_TRACKING_URI")
     tcfg = load_config("tiny").tracking
     assert tracking.configure(tcfg) == f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")

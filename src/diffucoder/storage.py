@@ -315,7 +315,11 @@ def _transfer_config(concurrency: int) -> Any:
 
     chunk = _multipart_bytes()
     return TransferConfig(
-        multipart_threshold=chunk, multipart_chunksize=chunk, max_concurrency=concurrency, use_threads=True
+        multipart_threshold=chunk,
+        multipart_chunksize=chunk,
+        max_concurrency=concurrency,
+        use_threads=True,
+        num_download_attempts=1,  # our retry policy wraps the whole transfer; no second one inside
     )
 
 

@@ -124,14 +124,12 @@ def resolve_tracking_uri(cfg: TrackingConfig) -> str:
 
 
 def configure(cfg: TrackingConfig) -> str:
-    """Point mlflow at the tracking store and export it, so subprocesses (torchrun ranks) agree.
+    """Resolve the tracking store and export it as $MLFLOW_TRACKING_URI, so subprocesses agree.
 
-    Returns the resolved tracking URI.
+    Every call here goes through an ``MlflowClient`` bound to this URI; mlflow's process-global
+    fluent state is deliberately left alone. Returns the resolved tracking URI.
     """
-    import mlflow
-
     uri = resolve_tracking_uri(cfg)
-    mlflow.set_tracking_uri(uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     return uri
 
