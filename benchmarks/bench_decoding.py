@@ -200,6 +200,7 @@ def bench_arness(model, ids: torch.Tensor, gen_len: int, temperatures: list[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--train-seq-len", type=int, default=256)
     parser.add_argument("--gen-len", type=int, default=128)
     parser.add_argument("--prompt-len", type=int, default=32)
     parser.add_argument("--batch", type=int, default=4, help="prompts decoded together (speed runs)")
@@ -216,7 +217,7 @@ def main() -> None:
     tokenizer = train_tokenizer(sources(TRAIN_MODULES), vocab_size=4096)
     model = build_model(cfg.model, tokenizer)
     train_start = time.perf_counter()
-    losses = train(model, tokenizer, args.train_steps, seq_len=256, batch=8)
+    losses = train(model, tokenizer, args.train_steps, seq_len=args.train_seq_len, batch=8)
     train_s = time.perf_counter() - train_start
     hf_causal = Qwen2ForCausalLM(
         model.hf.config.__class__(**{**model.hf.config.to_dict(), "use_cache": True})
