@@ -80,6 +80,50 @@ def run_batched(url: str, jobs: list[Job], batch: int) -> dict:
     return {"jobs": len(jobs), "batch": batch, "executions_per_s": round(len(jobs) / wall, 1)}
 
 
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds used by ``root`` and every process below it, reaped children included. On a shared
+    machine wall-clock rates move with other people's load; CPU per job does not."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats, parents = {}, {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    raw = f.read()
+            except OSError:
+                continue
+            fields = raw[raw.rfind(b")") + 2 :].split()
+            parents[int(name)] = int(fields[1])
+            stats[int(name)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    total = 0
+    for pid in stats:
+        p = pid
+        while p and p != root:
+            p = parents.get(p)
+        if p == root:
+            total += stats[pid]
+    return total / ticks
+
+
+def service_cpu_ms_per_job(url: str, jobs: list[Job]) -> float:
+    slot_pid = SandboxClient(url).health()["slot_pids"][0]
+    with open(f"/proc/{slot_pid}/stat") as f:
+        server = int(f.read().split(") ")[1].split()[1])  # the slot's parent is the server
+    before = tree_cpu_s(server)
+    run_batched(url, jobs, 64)
+    return round(1000 * (tree_cpu_s(server) - before) / len(jobs), 2)
+
+
+def baseline_cpu_ms_per_program(programs: list[str]) -> float:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run_baseline(programs, 2)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return round(1000 * used / len(programs), 2)
+
+
 def run_baseline(programs: list[str], parallel: int) -> dict:
     latencies: list[float] = []
 
@@ -157,6 +201,10 @@ def main() -> None:
         report["humaneval_plus_service"] = run_service(url, he_jobs, 4)
         report["trivial_service_batched"] = run_batched(url, [trivial] * args.trivial, 64)
         report["humaneval_plus_service_batched"] = run_batched(url, he_jobs, 64)
+        report["cpu_ms_per_job"] = {
+            "trivial_service": service_cpu_ms_per_job(url, [trivial] * args.trivial),
+            "humaneval_plus_service": service_cpu_ms_per_job(url, he_jobs),
+        }
     report["trivial_baseline"] = run_baseline(
         ["def f(x):\n    return x + 1\nassert f(1) == 2"] * (args.trivial // 3), 2
     )
@@ -169,6 +217,17 @@ def main() -> None:
     )
     report["speedup_humaneval_plus_jobs"] = round(
         report["humaneval_plus_service"]["executions_per_s"] / base["jobs_per_s"], 1
+    )
+    cpu = report["cpu_ms_per_job"]
+    cpu["trivial_baseline"] = baseline_cpu_ms_per_program(
+        ["def f(x):\n    return x + 1\nassert f(1) == 2"] * 60
+    )
+    cpu["humaneval_plus_baseline_per_job"] = round(
+        baseline_cpu_ms_per_program(he_baseline[:120]) * len(he_baseline) / len(he_jobs), 2
+    )
+    cpu["ratio_trivial"] = round(cpu["trivial_baseline"] / cpu["trivial_service"], 1)
+    cpu["ratio_humaneval_plus"] = round(
+        cpu["humaneval_plus_baseline_per_job"] / cpu["humaneval_plus_service"], 1
     )
     report["layer_cost_ms"] = layer_costs()
     print(json.dumps(report, indent=2))

@@ -29,7 +29,7 @@ def test_seccomp_protects_named_pids_even_for_the_same_uid():
 
     def probe() -> int:
         isolation.set_no_new_privs()
-        isolation.build_seccomp_filter(protected_pids=(me,)).load()
+        isolation.compile_seccomp_filter(protected_pids=(me,)).load()
         codes = 0
         for target, bit in ((me, 1), (-me, 2), (-1, 4)):
             try:
@@ -50,7 +50,7 @@ def test_seccomp_protects_named_pids_even_for_the_same_uid():
 def test_seccomp_denies_network_sockets_and_user_namespaces():
     def probe() -> int:
         isolation.set_no_new_privs()
-        isolation.build_seccomp_filter().load()
+        isolation.compile_seccomp_filter().load()
         denied = 0
         for bit, family in ((1, socket.AF_INET), (2, socket.AF_INET6), (4, socket.AF_NETLINK)):
             try:

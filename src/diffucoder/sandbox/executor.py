@@ -118,8 +118,12 @@ def kill_descendants() -> int:
     """
     killed = 0
     for _ in range(1000):
-        pids = descendants(os.getpid())
         _reap()
+        if not _has_children():
+            # every survivor would descend from one of our children (orphans are re-parented to us),
+            # so with no children left there is nothing to kill and no need to scan /proc
+            return killed
+        pids = descendants(os.getpid())
         if not pids:
             return killed
         for pid in pids:
@@ -130,6 +134,14 @@ def kill_descendants() -> int:
                 pass
         time.sleep(0.001)
     raise isolation.IsolationError("could not kill the job's processes after 1000 rounds")
+
+
+def _has_children() -> bool:
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def _reap() -> None:
@@ -152,7 +164,7 @@ class Slot:
         self.index = index
         self.is_root = os.geteuid() == 0
         self.uid = uid_base + index if self.is_root else None
-        self.seccomp = isolation.build_seccomp_filter(protected_pids=(os.getpid(), os.getppid()))
+        self.seccomp = isolation.compile_seccomp_filter(protected_pids=(os.getpid(), os.getppid()))
         self.landlock = isolation.landlock_abi() >= 1
         self.read_paths = isolation.runtime_read_paths()
         self.tmp_root = isolation.private_tmp_root()

@@ -115,8 +115,50 @@ _DENIED_SYSCALLS = (
 _SIGNAL_SYSCALLS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open")
 
 
+class _SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+class CompiledSeccomp:
+    """A seccomp program compiled once by libseccomp in the fork server.
+
+    Children install it with one prctl instead of asking libseccomp to regenerate the same BPF in
+    every child (``seccomp_load`` compiles on each call).
+    """
+
+    PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+
+    def __init__(self, bpf: bytes):
+        count = len(bpf) // ctypes.sizeof(_SockFilter)
+        self._program = (_SockFilter * count).from_buffer_copy(bpf)
+        self._fprog = _SockFprog(count, ctypes.cast(self._program, ctypes.POINTER(_SockFilter)))
+
+    def load(self) -> None:
+        """Install in the calling process; NO_NEW_PRIVS must already be set."""
+        if _libc.prctl(self.PR_SET_SECCOMP, self.SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0) != 0:
+            raise IsolationError(f"prctl(PR_SET_SECCOMP) failed: errno {ctypes.get_errno()}")
+
+
+def compile_seccomp_filter(protected_pids: tuple[int, ...] = ()) -> CompiledSeccomp:
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:
+        build_seccomp_filter(protected_pids).export_bpf(f)
+        f.seek(0)
+        return CompiledSeccomp(f.read())
+
+
 def build_seccomp_filter(protected_pids: tuple[int, ...] = ()):
-    """Build the filter once (in the warm fork server); each child only calls ``.load()``.
+    """The libseccomp filter object (see :func:`compile_seccomp_filter` for what children load).
 
     ``protected_pids`` (the executor and the server) cannot be signalled, nor their process groups,
     nor "every process" (pid -1): that matters when code and server share a uid (a non-root pod),
