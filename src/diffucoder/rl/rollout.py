@@ -1,0 +1,147 @@
+"""Rollouts: chat prompts, G diffusion-sampled completions per prompt, completion masks (reference §4.2).
+
+- Prompt: the tokenizer's chat template (optional system turn, the question as the user turn, the
+  generation prompt), tokenized without extra special tokens and **left-truncated** to the last
+  ``max_prompt_length`` tokens, then left-padded into one batch.
+- Sampling: Dream's ``diffusion_generate`` with the paper's rollout settings (entropy order,
+  temperature 1.2, top-p 0.95, steps = completion length) or the decoding section's fast settings;
+  traces are kept for AR-ness.
+- Completion mask: positions up to and **including** the first ``<|im_end|>``; all positions when
+  there is none. Trailing pads are outside the loss.
+- Text for the rewards: the whole completion decoded with special tokens dropped, as the released
+  code does; the format reward therefore sees the newline the chat template puts after
+  ``<|im_end|>``, and anything the model wrote after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from diffucoder.data.tokenizer import IM_END
+from diffucoder.decoding import DecodingConfig, diffusion_generate
+from diffucoder.rl.config import RolloutConfig
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One RL problem (a row of the stage-4 set)."""
+
+    id: str
+    question: str
+    tests: list[str]
+    entry_point: str | None = None
+
+
+@dataclass
+class RolloutBatch:
+    """The G completions of each prompt of one generation round, for one rank.
+
+    Attributes:
+        sequences: [N, P + L] long, left-padded prompts then completions, N = prompts x G (groups consecutive).
+        prompt_valid: [N, P] bool, real prompt tokens.
+        completion_mask: [N, L] bool, scored completion tokens (through the first <|im_end|>).
+        trace: [N, L] long, decode step of each completion position.
+        texts: N completion texts (special tokens dropped) for the rewards.
+        problems: N problems (each repeated G times).
+        forward_passes: model forwards the sampler ran.
+    """
+
+    sequences: torch.Tensor
+    prompt_valid: torch.Tensor
+    completion_mask: torch.Tensor
+    trace: torch.Tensor
+    texts: list[str]
+    problems: list[Problem]
+    forward_passes: int
+
+    @property
+    def prompt_len(self) -> int:
+        return self.prompt_valid.shape[1]
+
+
+def user_message(problem: Problem, append_first_test: bool) -> str:
+    """The user turn: the question, plus its first test case when the question has no code fence (§4.5)."""
+    if append_first_test and "```" not in problem.question and problem.tests:
+        return f"{problem.question}\nTest cases: {problem.tests[0]}"
+    return problem.question
+
+
+def encode_prompts(problems: list[Problem], tokenizer, cfg: RolloutConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chat-template, left-truncate and left-pad prompts -> (ids [B, P], attention [B, P])."""
+    rows = []
+    for problem in problems:
+        messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
+        messages.append({"role": "user", "content": user_message(problem, cfg.append_first_test)})
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        rows.append(ids[-cfg.max_prompt_length :])  # keep the end: the generation prompt must survive
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        attention[i, width - len(row) :] = 1
+    return ids, attention
+
+
+def completion_mask(completions: torch.Tensor, im_end_id: int) -> torch.Tensor:
+    """[N, L] bool: True up to and including the first ``im_end_id`` of each row (all True without one)."""
+    is_end = completions == im_end_id
+    length = completions.shape[1]
+    first = torch.where(is_end.any(dim=1), is_end.float().argmax(dim=1), torch.full_like(is_end[:, 0], length, dtype=torch.long))
+    return torch.arange(length, device=completions.device)[None, :] <= first[:, None]
+
+
+def rollout_decoding(cfg: RolloutConfig, decoding: DecodingConfig) -> DecodingConfig:
+    """The sampler settings of rollouts: the decoding section with the rollout's length, temperature and order."""
+    return decoding.model_copy(
+        update={
+            "max_new_tokens": cfg.max_completion_length,
+            "steps": cfg.steps or cfg.max_completion_length,
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "alg": cfg.alg,
+            "fast": decoding.fast.model_copy(update={"enabled": cfg.fast}),
+        }
+    )
+
+
+@torch.no_grad()
+def generate_rollouts(
+    model,
+    tokenizer,
+    problems: list[Problem],
+    group_size: int,
+    cfg: RolloutConfig,
+    decoding: DecodingConfig,
+    generator: torch.Generator,
+) -> RolloutBatch:
+    """Sample ``group_size`` completions for each problem (one batched sampler call).
+
+    Args:
+        model: the current policy (a DiffusionLM; under ZeRO-3 its parameters are gathered per forward).
+        generator: the rollout RNG on the model's device (seeded per round by the caller).
+    """
+    repeated = [p for p in problems for _ in range(group_size)]
+    ids, attention = encode_prompts(repeated, tokenizer, cfg)
+    device = generator.device
+    out = diffusion_generate(
+        model, ids.to(device), attention.to(device), rollout_decoding(cfg, decoding), generator=generator,
+        return_trace=True,
+    )
+    prompt_len = ids.shape[1]
+    completions = out.sequences[:, prompt_len:]
+    im_end = tokenizer.convert_tokens_to_ids(IM_END)
+    texts = tokenizer.batch_decode(completions.tolist(), skip_special_tokens=True)
+    return RolloutBatch(
+        sequences=out.sequences,
+        prompt_valid=attention.bool().to(device),
+        completion_mask=completion_mask(completions, im_end),
+        trace=out.trace,
+        texts=texts,
+        problems=repeated,
+        forward_passes=out.forward_passes,
+    )

@@ -1,0 +1,303 @@
+"""Coupled-GRPO as a stage of the shared DeepSpeed loop (reference §4.1 Algorithm 1, §4.2; STYLE rule 6).
+
+The loop (:mod:`diffucoder.train.loop`) asks the stage for one micro-batch and its loss at a time.
+Stage 4 answers from a buffer of *generation rounds*; each round goes through named steps:
+
+    rollout()     G completions per prompt with the current policy (diffusion sampler, traces)
+    score()       format + code rewards through the sandbox
+    advantages()  group-relative (mean or leave-one-out, optional std scaling)
+    estimate()    old-policy and reference log-prob estimates for every (iteration, micro-batch)
+                  under its mask seed, without gradients
+
+and the loop's micro-steps then call :meth:`GRPOStep.loss` (policy estimate under the same seed ->
+clipped objective); DeepSpeed does backward, accumulation, clipping and the optimizer step. A round
+feeds ``num_iterations`` (mu) optimizer steps of ``grad_accum_steps`` micro-batches each.
+
+Randomness: rollouts draw from a generator keyed by (seed, rank, round); mask seeds are keyed by
+(seed, rank, round, iteration, micro-batch). Both are pure functions of the round counter, which
+the checkpoint stores, so "the rollout RNG" resumes exactly. Checkpoints fall between rounds
+(``save_every_steps`` and the total are multiples of mu), so no half-used round needs saving.
+Groups never span ranks: every rank samples all G completions of its own prompts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffucoder.config import RunConfig
+from diffucoder.decoding.arness import global_arness, local_arness
+from diffucoder.rl.advantages import group_advantages, zero_std_fraction
+from diffucoder.rl.config import GRPOConfig
+from diffucoder.rl.data import ProblemSource
+from diffucoder.rl.estimators import estimate_logps
+from diffucoder.rl.loss import grpo_loss
+from diffucoder.rl.reference import load_reference, save_reference, sync_reference
+from diffucoder.rl.rewards import RewardBatch, score_completions
+from diffucoder.rl.rollout import RolloutBatch, generate_rollouts
+from diffucoder.sandbox.client import SandboxClient
+from diffucoder.train.batches import BatchStream
+from diffucoder.train.loop import step_generator
+
+log = logging.getLogger(__name__)
+
+_ROLLOUT_SALT = 0xA11
+_MASK_SALT = 0x3A5C
+REFERENCE_FILE = "grpo/reference.pt"
+
+
+@dataclass
+class MicroBatch:
+    """One micro-batch of a round, as the loop hands it to :meth:`GRPOStep.loss`.
+
+    Attributes:
+        sequences: [M, P + L] prompts and completions.
+        prompt_valid: [M, P] bool.
+        completion_mask: [M, L] bool.
+        advantages: [M].
+        mask_seed: seed of this (iteration, micro-batch)'s noised copies.
+        old_logp / ref_logp: [M, L] estimates under that seed, or None (mu = 1 / beta = 0).
+        round_metrics: the round's reward/AR-ness/time metrics, repeated on each of its micro-batches.
+    """
+
+    sequences: torch.Tensor
+    prompt_valid: torch.Tensor
+    completion_mask: torch.Tensor
+    advantages: torch.Tensor
+    mask_seed: int
+    old_logp: torch.Tensor | None
+    ref_logp: torch.Tensor | None
+    round_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def mask_seed(seed: int, rank: int, round_index: int, iteration: int, micro: int) -> int:
+    """The seed of one (iteration, micro-batch)'s masks: same for policy, old policy and reference."""
+    state = np.random.SeedSequence([seed, _MASK_SALT, rank, round_index, iteration, micro])
+    return int(state.generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def rollout_metrics(rollouts: RolloutBatch, rewards: RewardBatch, group_size: int) -> dict[str, float]:
+    """What a round reports besides time: rewards, zero-variance groups, lengths, AR-ness of the decode order."""
+    lengths = rollouts.completion_mask.sum(dim=1).float()
+    trace = rollouts.trace.cpu()
+    return {
+        **rewards.metrics(),
+        "frac_reward_zero_std": zero_std_fraction(rewards.total, group_size),
+        "completion_length": float(lengths.mean()),
+        "completion_length_max": float(lengths.max()),
+        "arness/local@1": float(local_arness(trace, 1).mean()),
+        "arness/global@1": float(global_arness(trace, 1).mean()),
+    }
+
+
+def format_samples(rollouts: RolloutBatch, rewards: RewardBatch, advantages: torch.Tensor, limit: int, step: int) -> str:
+    """A readable dump of the first ``limit`` rollouts with their rewards (logged as a text artifact)."""
+    parts = [f"# rollouts at optimizer step {step}\n"]
+    for i in range(min(limit, len(rollouts.texts))):
+        parts.append(
+            f"--- {rollouts.problems[i].id} | total {rewards.total[i]:.2f} code {rewards.code[i]:.2f} "
+            f"format {rewards.format[i]:.2f} advantage {advantages[i]:+.3f}\n"
+            f"[question] {rollouts.problems[i].question}\n[completion]\n{rollouts.texts[i]}\n"
+        )
+    return "\n".join(parts)
+
+
+class GRPOStep:
+    """Stage 4's plug-in for :class:`~diffucoder.train.loop.Trainer`: a round buffer and the GRPO loss.
+
+    Args:
+        cfg: the run config (``grpo``, ``decoding``, ``sandbox`` sections are read).
+        problems: this stage's problem source.
+        policy: the DiffusionLM being trained (the module the DeepSpeed engine wraps).
+        reference: frozen reference copy (None when ``beta == 0``).
+        tokenizer: for prompts and decoding completions.
+        client: sandbox client for the rewards.
+        rank, world_size, device: this rank.
+    """
+
+    name = "grpo"
+
+    def __init__(self, cfg: RunConfig, problems: ProblemSource, policy, reference, tokenizer,
+                 client: SandboxClient, rank: int, world_size: int, device: torch.device):
+        self.cfg = cfg
+        self.g: GRPOConfig = cfg.grpo
+        self.problems = problems
+        self.policy = policy
+        self.reference = reference
+        self.tokenizer = tokenizer
+        self.client = client
+        self.rank = rank
+        self.device = device
+        self.prompts = BatchStream(problems, self.g.prompts_per_round, rank, world_size, cfg.seed)
+        self.round_index = 0
+        self.buffer: list[MicroBatch] = []
+        self.tracker = None
+
+    # ----------------------------------------------------------------------------- the loop's API
+    @property
+    def stream(self) -> GRPOStep:
+        """The loop's batch stream: the step itself, since micro-batches come out of generation rounds."""
+        return self
+
+    @property
+    def usable_per_epoch(self) -> int:
+        """Prompts used per epoch (``GRPOConfig.total_steps`` turns them into optimizer steps)."""
+        return self.prompts.usable_per_epoch
+
+    def next_batch(self) -> MicroBatch:
+        """The next micro-batch; starts a new generation round when the last one is used up."""
+        if not self.buffer:
+            self.buffer = self._round()
+            self.round_index += 1
+        return self.buffer.pop(0)
+
+    def loss(self, model, batch: MicroBatch, ctx) -> tuple[torch.Tensor, dict[str, float]]:
+        """Policy estimate under the batch's mask seed, then the clipped GRPO objective."""
+        start = time.perf_counter()
+        logp = self._estimate(model, batch, batch.mask_seed)
+        old = batch.old_logp if batch.old_logp is not None else logp.detach()
+        loss, stats = grpo_loss(
+            logp, old, batch.ref_logp, batch.advantages, batch.completion_mask,
+            self.g.epsilon_low, self.g.epsilon_high, self.g.beta, self.g.normalization,
+        )
+        tokens = float(batch.completion_mask.sum())
+        return loss, {**stats.as_dict(), **batch.round_metrics, "tokens": tokens,
+                      "time/policy_estimate_s": time.perf_counter() - start}
+
+    # ----------------------------------------------------------------------------- a round
+    def _estimate(self, model, batch: MicroBatch, seed: int) -> torch.Tensor:
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        return estimate_logps(
+            model, batch.sequences, batch.sequences.shape[1] - batch.completion_mask.shape[1], batch.prompt_valid,
+            self.policy.mask_token_id, self.g.estimator, generator, self.g.coupled_pairs, self.g.t_min,
+            self.g.p_mask_prompt,
+        )
+
+    def rollout(self) -> RolloutBatch:
+        index = self.prompts.next_batch()["index"][:, 0].tolist()
+        problems = [self.problems.problems[i] for i in index]
+        generator = step_generator(self.cfg.seed, self.device, _ROLLOUT_SALT, self.rank, self.round_index)
+        was_training = self.policy.training
+        self.policy.eval()
+        try:
+            return generate_rollouts(self.policy, self.tokenizer, problems, self.g.num_generations,
+                                     self.g.rollout, self.cfg.decoding, generator)
+        finally:
+            self.policy.train(was_training)
+
+    def score(self, rollouts: RolloutBatch) -> RewardBatch:
+        return score_completions(rollouts.texts, [p.tests for p in rollouts.problems], self.client, self.cfg.sandbox)
+
+    def advantages(self, rewards: RewardBatch) -> torch.Tensor:
+        return group_advantages(rewards.total, self.g.num_generations, self.g.advantage, self.g.scale_rewards)
+
+    def _split(self, rollouts: RolloutBatch, advantages: torch.Tensor) -> list[MicroBatch]:
+        m = self.g.micro_batch_size
+        parts = []
+        for iteration in range(self.g.num_iterations):
+            for micro in range(self.g.grad_accum_steps):
+                rows = slice(micro * m, (micro + 1) * m)
+                parts.append(MicroBatch(
+                    sequences=rollouts.sequences[rows], prompt_valid=rollouts.prompt_valid[rows],
+                    completion_mask=rollouts.completion_mask[rows], advantages=advantages[rows].to(self.device),
+                    mask_seed=mask_seed(self.cfg.seed, self.rank, self.round_index, iteration, micro),
+                    old_logp=None, ref_logp=None,
+                ))
+        return parts
+
+    @torch.no_grad()
+    def estimate(self, parts: list[MicroBatch]) -> None:
+        """Old-policy (mu > 1) and reference (beta > 0) estimates, each under its micro-batch's seed."""
+        for part in parts:
+            if self.g.num_iterations > 1:
+                part.old_logp = self._estimate(self.policy, part, part.mask_seed)
+            if self.reference is not None and self.g.beta > 0:
+                part.ref_logp = self._estimate(self.reference, part, part.mask_seed)
+
+    def _maybe_sync_reference(self, step: int) -> bool:
+        """Sync at the first round start after each multiple of ``ref_sync_steps`` optimizer steps."""
+        k, mu = self.g.ref_sync_steps, self.g.num_iterations
+        if self.reference is None or step == 0 or step // k == (step - mu) // k:
+            return False
+        sync_reference(self.reference, self.policy, self.g.ref_mixup_alpha, self.g.zero_stage)
+        return True
+
+    def _round(self) -> list[MicroBatch]:
+        step = self.round_index * self.g.num_iterations
+        synced = self._maybe_sync_reference(step)
+        t0 = time.perf_counter()
+        rollouts = self.rollout()
+        t1 = time.perf_counter()
+        rewards = self.score(rollouts)
+        t2 = time.perf_counter()
+        advantages = self.advantages(rewards)
+        parts = self._split(rollouts, advantages)
+        self.estimate(parts)
+        t3 = time.perf_counter()
+        metrics = {
+            **rollout_metrics(rollouts, rewards, self.g.num_generations),
+            "round/rollout_s": t1 - t0, "round/reward_s": t2 - t1, "round/old_ref_estimate_s": t3 - t2,
+            "round/rollout_forward_passes": float(rollouts.forward_passes), "ref_synced": float(synced),
+        }
+        for part in parts:
+            part.round_metrics = metrics
+        if self.tracker is not None and self.g.sample_rollouts and step % self.g.log_every_steps < self.g.num_iterations:
+            self.tracker.log_text(format_samples(rollouts, rewards, advantages, self.g.sample_rollouts, step),
+                                  f"rollouts/step-{step:06d}.txt")
+        return parts
+
+    # ----------------------------------------------------------------------------- stream state
+    @property
+    def progress(self) -> float:
+        return self.prompts.progress
+
+    @property
+    def batch_progress(self) -> float:
+        return self.prompts.batch_progress
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.buffer:
+            raise RuntimeError(f"GRPO checkpoint inside round {self.round_index} ({len(self.buffer)} micro-batches left)")
+        return {**self.prompts.state_dict(), "round": self.round_index}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.prompts.load_state_dict(state)
+        self.round_index = int(state["round"])
+
+    # ----------------------------------------------------------------------------- checkpoint extras
+    def save_extra(self, ckpt_dir: Path, is_main: bool) -> None:
+        """The reference model (it drifts from every saved policy under mixup)."""
+        if self.reference is not None and is_main:
+            save_reference(self.reference, ckpt_dir / REFERENCE_FILE)
+
+    def load_extra(self, ckpt_dir: Path) -> None:
+        if self.reference is not None:
+            load_reference(self.reference, ckpt_dir / REFERENCE_FILE)
+
+    def attach_tracker(self, tracker) -> None:
+        self.tracker = tracker
+
+    def figures(self, history: list[dict[str, float]]) -> dict[str, Any]:
+        """Reward curves for the stage's MLflow run."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        steps = [h["step"] for h in history]
+        for key, label in (("reward/total/mean", "total"), ("reward/code/mean", "code (pass rate)"),
+                           ("reward/format/mean", "format")):
+            ax.plot(steps, [h.get(key, float("nan")) for h in history], marker=".", label=label)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("mean reward")
+        ax.set_title("GRPO rewards")
+        ax.legend()
+        fig.tight_layout()
+        return {"plots/reward.png": fig}
