@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from diffucoder.data.config import DedupConfig
 from diffucoder.data.corpus import stdlib_root
@@ -116,3 +117,32 @@ def test_result_does_not_depend_on_sharding(tmp_path):
 def test_signature_table_schema():
     table = signature_table([_stdlib_doc("textwrap.py")], DedupConfig(bands=4, rows=2))
     assert table.schema.field("signature").type == pa.binary(4 * 8)
+
+
+@pytest.mark.slow
+def test_exact_dedup_on_the_whole_stdlib(tmp_path):
+    """Every group of byte-identical stdlib files collapses to its smallest id."""
+    import hashlib
+    from collections import defaultdict
+
+    root = stdlib_root()
+    paths = [
+        p
+        for p in sorted(root.rglob("*.py"))
+        if "site-packages" not in p.parts and "__pycache__" not in p.parts
+    ]
+    groups = defaultdict(list)
+    docs = []
+    for p in paths:
+        raw = p.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        rel = p.relative_to(root).as_posix()
+        groups[hashlib.sha256(raw).hexdigest()].append(f"stdlib:{rel}")
+        docs.append(make_doc(text, "stdlib", rel, "PSF-2.0", "python", doc_id=f"stdlib:{rel}"))
+    result = _run([docs[i::4] for i in range(4)], tmp_path, DedupConfig(near=False))
+    expected = {m: min(g) for g in groups.values() if len(g) > 1 for m in g if m != min(g)}
+    assert {k: v["kept"] for k, v in result["removed"].items()} == expected
+    assert len(expected) >= 40

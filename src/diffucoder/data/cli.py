@@ -49,21 +49,21 @@ def _stdlib_corpus(args: argparse.Namespace) -> int:
 
 
 def _midtrain_mix(args: argparse.Namespace) -> int:
-    from diffucoder.data import io
     from diffucoder.data.corpus import build_midtrain_mix
+    from diffucoder.data.pipeline import shard_files
 
     cfg = _cfg(args)
-    shards = [u for u in io.list_files(args.corpus, ".parquet") if "shard-" in u]
+    shards = shard_files(args.corpus)
     _print(build_midtrain_mix(shards, args.tasks, args.out, cfg.data, seed=cfg.seed))
     return 0
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from diffucoder.data import io
     from diffucoder.data.pack import pack_shards
+    from diffucoder.data.pipeline import shard_files
 
     cfg = _cfg(args).data.pack
-    shards = [u for src in args.input for u in io.list_files(src, ".parquet") if "shard-" in u]
+    shards = [u for src in args.input for u in shard_files(src)]
     meta = pack_shards(shards, args.tokenizer, args.seq_len or cfg.seq_len, args.out, cfg.rows_per_shard)
     _print({k: v for k, v in meta.items() if k not in ("shards", "inputs")})
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
 
@@ -198,10 +199,10 @@ def general_rules(cfg: GeneralFilterConfig) -> list[Rule]:
 
 def _parses(f: CodeFile) -> bool:
     try:
-        compile(f.text, f.doc.get("path") or "<doc>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError):  # ValueError: source with NUL bytes
-        return False
-    except RecursionError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarnings of valid code are not our business
+            compile(f.text, f.doc.get("path") or "<doc>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError):  # ValueError: NUL bytes; RecursionError: deep nesting
         return False
     return True
 
