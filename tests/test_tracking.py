@@ -217,6 +217,20 @@ def test_register_model_sets_alias_to_newest_version(cfg: RunConfig, backend: st
     assert version.tags == {"pass_at_1": "0.41"}
 
 
+def test_register_local_path_works_locally_and_is_explained_on_a_server(
+    cfg: RunConfig, backend: str, tmp_path: Path
+) -> None:
+    model_dir = tmp_path / "final"
+    model_dir.mkdir()
+    name = f"local-{uuid.uuid4().hex[:6]}"
+    if backend.startswith("sqlite"):
+        assert tracking.register_model(str(model_dir), name, alias="candidate") == "1"
+        assert MlflowClient(backend).get_model_version_by_alias(name, "candidate").source == str(model_dir)
+    else:
+        with pytest.raises(ValueError, match=r"does not accept the local model path .*final.*s3://"):
+            tracking.register_model(str(model_dir), name, alias="candidate")
+
+
 def test_compare_runs_reports_param_diffs_and_metrics(cfg: RunConfig, backend: str) -> None:
     other = cfg.model_copy(update={"seed": 99})
     ids = []

@@ -443,9 +443,19 @@ def register_model(
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = client.create_model_version(
-        name, source=model_uri, run_id=run_id, tags={k: str(v) for k, v in (tags or {}).items()}
-    )
+    try:
+        version = client.create_model_version(
+            name, source=model_uri, run_id=run_id, tags={k: str(v) for k, v in (tags or {}).items()}
+        )
+    except MlflowException as exc:
+        if exc.error_code == "INVALID_PARAMETER_VALUE" and "://" not in model_uri.removeprefix("file://"):
+            # A tracking server refuses local paths (they would point into the server's own disk).
+            raise ValueError(
+                f"register_model: the tracking server {client.tracking_uri} does not accept the local "
+                f"model path {model_uri!r}; upload it first (storage.put_dir to an s3:// URI) and "
+                "register that URI"
+            ) from exc
+        raise
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return str(version.version)
