@@ -115,9 +115,11 @@ def test_resume_by_explicit_run_id_and_env(
     with tracking.stage_run("grpo", cfg) as tr:
         run_id = tr.run_id
         tr.log_metrics({"reward/code/mean": 0.1}, step=1)
+        tr.log_params({"total_steps": 100})
     with tracking.stage_run("grpo", cfg, resume_run_id=run_id) as tr:
         assert tr.run_id == run_id
         tr.log_metrics({"reward/code/mean": 0.2}, step=2)
+        tr.log_params({"total_steps": 200})  # a resumed stage trains longer: no MLflow error
     monkeypatch.setenv("MLFLOW_RUN_ID", run_id)  # what KFP's MLflow integration injects
     changed = cfg.model_copy(update={"seed": 8})
     with tracking.stage_run("grpo", changed) as tr:
@@ -125,7 +127,8 @@ def test_resume_by_explicit_run_id_and_env(
         tr.log_metrics({"reward/code/mean": 0.3}, step=3)
     run = MlflowClient(backend).get_run(run_id)
     assert run.data.params["seed"] == "7"  # params are immutable; the change is recorded instead
-    assert run.data.tags["diffucoder.resume_changed_params"] == "seed"
+    assert run.data.params["total_steps"] == "100"
+    assert run.data.tags["diffucoder.resume_changed_params"] == "seed,total_steps"
     history = MlflowClient(backend).get_metric_history(run_id, "reward/code/mean")
     assert [m.value for m in history] == [0.1, 0.2, 0.3]
 

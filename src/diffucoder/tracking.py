@@ -46,6 +46,7 @@ KFP_PIPELINE_ENV = "KFP_PIPELINE_NAME"
 # Set at image build time where the code is installed without its .git directory.
 GIT_SHA_ENV = "DIFFUCODER_GIT_SHA"
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
+CHANGED_PARAMS_TAG = "diffucoder.resume_changed_params"
 
 # --------------------------------------------------------------------------------------------
 # Names, params and ranks
@@ -219,12 +220,24 @@ class Tracker:
         """Log (nested) params, flattened to dotted names, batched and clipped to MLflow's limits.
 
         Values longer than MLflow's limit are truncated with a marker; the untruncated config is
-        always in the run's ``config.yaml``.
+        always in the run's ``config.yaml``. MLflow params are immutable, which a resumed run
+        would trip over, so keys already logged are skipped; those whose value changed (e.g. a
+        raised ``max_steps`` to train longer) are listed in the tag ``diffucoder.resume_changed_params``.
         """
         from mlflow.entities import Param
         from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
-        entries = [Param(key, _clip_param(value)) for key, value in flatten_params(params).items()]
+        flat = {key: _clip_param(value) for key, value in flatten_params(params).items()}
+        run = self.client.get_run(self.run_id)
+        existing = run.data.params
+        changed = {k for k, v in flat.items() if k in existing and existing[k] != v}
+        if changed:
+            log.warning(
+                "run %s: params changed since first logged: %s", self.run_id, ", ".join(sorted(changed))
+            )
+            earlier = set(filter(None, run.data.tags.get(CHANGED_PARAMS_TAG, "").split(",")))
+            self.set_tags({CHANGED_PARAMS_TAG: ",".join(sorted(earlier | changed))})
+        entries = [Param(k, v) for k, v in flat.items() if k not in existing]
         for chunk in _chunks(entries, MAX_PARAMS_TAGS_PER_BATCH):
             self.client.log_batch(self.run_id, params=chunk)
 
@@ -253,19 +266,8 @@ class Tracker:
         self.client.log_text(self.run_id, text, artifact_file)
 
     def log_config(self, cfg: RunConfig) -> None:
-        """The resolved config as flattened params and as ``config.yaml``.
-
-        Params are immutable in MLflow, so on a resumed run only new keys are logged; keys whose
-        value changed (e.g. a raised ``max_steps`` to train longer) are listed in the tag
-        ``diffucoder.resume_changed_params`` and the new config.yaml replaces the old one.
-        """
-        params = flatten_params(cfg.model_dump(mode="json"))
-        existing = self.client.get_run(self.run_id).data.params
-        changed = sorted(k for k, v in params.items() if k in existing and existing[k] != _clip_param(v))
-        if changed:
-            log.warning("run %s resumed with changed params: %s", self.run_id, ", ".join(changed))
-            self.set_tags({"diffucoder.resume_changed_params": ",".join(changed)})
-        self.log_params({k: v for k, v in params.items() if k not in existing})
+        """The resolved config as flattened params and as ``config.yaml`` (replaced on resume)."""
+        self.log_params(cfg.model_dump(mode="json"))
         self.log_text(cfg.to_yaml(), "config.yaml")
 
 
