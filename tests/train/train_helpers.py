@@ -71,3 +71,36 @@ def final_state_dict(out: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(Path(out) / "final" / "model.safetensors"))
+
+
+def fixed_mask_loss(model, packed_dir: str, n_batches: int = 4, batch_size: int = 8) -> float:
+    """ELBO of ``model`` on the first packed rows under masks drawn from a fixed seed.
+
+    The same rows and masks for every model, so two models' values compare like for like (the
+    per-step training loss is too noisy for that: t and the masks are redrawn every step).
+    """
+    import numpy as np
+
+    from diffucoder.train.objective import elbo_loss, forward_noise
+    from diffucoder.train.packed_data import PackedShards
+
+    source = PackedShards(packed_dir, SEQ_LEN, model.config.vocab_size, Path(packed_dir) / "cache")
+    gen = torch.Generator().manual_seed(1234)
+    total = 0.0
+    with torch.no_grad():
+        for b in range(n_batches):
+            rows = [source.get(i)["input_ids"] for i in range(b * batch_size, (b + 1) * batch_size)]
+            ids = torch.from_numpy(np.stack(rows))
+            noised = forward_noise(ids, None, model.mask_token_id, generator=gen)
+            loss, _ = elbo_loss(model(noised.noisy_ids), ids, noised.masked, noised.t)
+            total += float(loss)
+    return total / n_batches
+
+
+def initial_model(overrides: list[str], packed_dir: str):
+    """The from-scratch model a pretrain run with these overrides starts from (same seed, same init)."""
+    from diffucoder.config import load_config
+    from diffucoder.train.run import load_start_model
+
+    model, _ = load_start_model(load_config("tiny", overrides), "pretrain", packed_dir, None)
+    return model.float().eval()
