@@ -421,7 +421,7 @@ def main() -> None:
             result = run_job(slot, job)
         except Exception as exc:  # noqa: BLE001 - reported as an infrastructure error, never a verdict
             result = {"infra_error": f"executor failed: {exc!r}"}
-        write_frame(proto_out, result)
+        write_frame(proto_out, dict(result, seq=job.get("seq")))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ class ExecutorSlot:
         self.bwrap_prefix = bwrap_prefix
         self.proc: asyncio.subprocess.Process | None = None
         self.layers: dict[str, bool] = {}
+        self.sequence = 0
+        self.broken = False
 
     async def start(self) -> None:
         cmd = [
@@ -52,6 +54,7 @@ class ExecutorSlot:
             cwd="/",
             start_new_session=True,
         )
+        self.broken = False
         hello = await asyncio.wait_for(self._read(), timeout=60)
         if not hello.get("ready"):
             raise SlotError(f"executor slot {self.index} did not start: {hello}")
@@ -68,11 +71,25 @@ class ExecutorSlot:
 
     async def run(self, job: dict[str, Any]) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdin is not None
-        data = json.dumps(job).encode()
+        self.sequence += 1
+        data = json.dumps(dict(job, seq=self.sequence)).encode()
         self.proc.stdin.write(struct.pack(">I", len(data)) + data)
         await self.proc.stdin.drain()
         # the executor enforces the job's limits itself; this outer deadline only catches a hung executor
-        return await asyncio.wait_for(self._read(), timeout=float(job["total_time_limit_s"]) + 30)
+        result = await asyncio.wait_for(self._read(), timeout=float(job["total_time_limit_s"]) + 30)
+        if result.get("seq") != self.sequence:  # never hand one job's answer to another
+            raise SlotError(
+                f"executor slot {self.index} answered job {result.get('seq')}, expected {self.sequence}"
+            )
+        return result
+
+    def alive(self) -> bool:
+        return not self.broken and self.proc is not None and self.proc.returncode is None
+
+    def kill(self) -> None:
+        self.broken = True
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
 
     async def stop(self) -> None:
         if self.proc is None or self.proc.returncode is not None:
@@ -117,11 +134,18 @@ class ExecutorPool:
     async def run(self, job: dict[str, Any]) -> dict[str, Any]:
         slot = await self.idle.get()
         try:
+            if not slot.alive():  # killed when a request was cancelled mid-job, or died between jobs
+                await self._restart(slot)
             return await slot.run(job)
         except (SlotError, TimeoutError, ConnectionError, BrokenPipeError) as exc:
             log.error("executor slot %d failed: %r; restarting it", slot.index, exc)
             await self._restart(slot)
             return {"infra_error": f"executor slot {slot.index} failed: {exc}"}
+        except asyncio.CancelledError:
+            # the request went away (shutdown past its grace): the slot is mid-job and would answer
+            # the next caller with this job's result, so it is killed and restarted before reuse
+            slot.kill()
+            raise
         finally:
             self.idle.put_nowait(slot)
 
