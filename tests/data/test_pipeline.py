@@ -150,3 +150,26 @@ def test_s3_in_and_out(s3_env, tmp_path, shared_data):
     names = storage.list_files(f"{s3_env}/clean")
     assert sum(n.endswith(".parquet") for n in names) == stats["shards"] == 3
     assert stats["input"]["documents"] == 25
+
+
+@pytest.mark.slow
+def test_per_shard_steps_with_s3_work_and_out(s3_env, tmp_path, shared_data, stdlib_subset):
+    """The KFP path: every step by itself, intermediate and final artifacts on s3://."""
+    from diffucoder import storage
+    from diffucoder.data.corpus import build_stdlib_corpus
+    from diffucoder.data.pipeline import dedup_step, filter_shard, finalize_shard, ingest, report_step
+
+    cfg = _cfg(shared_data, shard_docs=8)
+    build_stdlib_corpus(f"{s3_env}/raw", cfg, max_files=20)
+    storage.write_bytes(f"{s3_env}/raw/extra/copy.jsonl", b"")  # nested files are units too
+    units = ingest([f"{s3_env}/raw"], f"{s3_env}/work", cfg)
+    assert len(units) == 4
+    for i, unit in enumerate(units):
+        filter_shard(unit, i, f"{s3_env}/work", cfg)
+    removed = dedup_step(f"{s3_env}/work", cfg)["removed"]
+    for i in range(len(units)):
+        finalize_shard(f"{s3_env}/work", i, f"{s3_env}/out", removed)
+    stats = report_step(f"{s3_env}/work", f"{s3_env}/out", cfg)
+    local = prepare([f"{s3_env}/raw"], str(tmp_path / "local"), cfg, workers=1)
+    assert stats["output"] == local["output"] and stats["filter"] == local["filter"]
+    assert storage.exists(f"{s3_env}/out/report.html")

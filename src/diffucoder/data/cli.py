@@ -69,6 +69,24 @@ def _pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _to_sft(args: argparse.Namespace) -> int:
+    from diffucoder.data import io
+    from diffucoder.data.formats import opencoder_to_sft
+
+    lines = io.read_bytes(args.input).decode().splitlines()
+    rows = []
+    for lineno, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{args.input}:{lineno}: invalid JSON: {exc.msg}") from exc
+    out = opencoder_to_sft(rows, args.input)
+    io.write_jsonl(args.out, out)
+    _print({"rows": len(out)})
+    return 0
+
+
 def _rl_hard(args: argparse.Namespace) -> int:
     from diffucoder.data import io
     from diffucoder.data.formats import augment_with_signature, hard_sample_filter
@@ -227,6 +245,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     add_config_args(p)
     p.set_defaults(func=_report)
+
+    p = inner.add_parser("to-sft", help="OpenCoder-SFT-like JSONL (instruction, output) -> stage-3 chat rows")
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_to_sft)
 
     p = inner.add_parser(
         "rl-hard-filter", help="AceCode-like rows -> paper's hard split (+ signature copies)"
