@@ -110,6 +110,7 @@ def test_unreachable_service_raises_sandbox_unavailable():
 
 def test_full_queue_answers_429_and_the_client_retries():
     cfg = SandboxConfig(
+        max_output_bytes=2048,
         workers=1,
         queue_size=1,
         sandbox_uid_base=62100,
@@ -130,6 +131,9 @@ def test_full_queue_answers_429_and_the_client_retries():
         assert all(ra == "1" for c, ra in zip(codes, retry_after, strict=True) if c == 429)
         results = SandboxClient(url, cfg).run_batch([Job(code=slow["code"], tests=slow["tests"])] * 6)
         assert [r.verdicts for r in results] == [["passed"]] * 6
+        # server-side limits travel from the caller's config to the subprocess server
+        chatty = SandboxClient(url, cfg).run(Job(code="print('z' * 100000)", tests=["assert 1 == 1"]))
+        assert chatty.stdout.startswith("z" * 2048) and "[... 97953 more bytes dropped]" in chatty.stdout
 
 
 def test_cli_run_for_humans(tmp_path, sandbox_url):

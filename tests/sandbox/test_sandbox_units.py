@@ -8,6 +8,7 @@ import pytest
 from sandbox_helpers import GOOD, NO_FENCE, SYNTAX, TWO_BLOCKS
 
 from diffucoder.sandbox.codec import CodecError, decode, encode, outputs_match
+from diffucoder.sandbox.config import load_sandbox_config
 from diffucoder.sandbox.probes import probe_for_assert, probes_for_io
 from diffucoder.sandbox.rewards import extract_code, format_reward, total_reward
 
@@ -123,3 +124,16 @@ def test_extract_and_total():
     assert total_reward(1.0, 1.0) == 2.5 and total_reward(0.5, 1.0) == 1.5
     assert total_reward(1.0, 1.0, code_weight=1.0, format_weight=0.0) == 1.0
     assert total_reward(None, 1.0) is None
+
+
+def test_load_sandbox_config_reads_the_section_and_names_bad_keys(tmp_path):
+    assert load_sandbox_config("paper-7b").workers == 8
+    cfg = load_sandbox_config("tiny", ["sandbox.workers=3", "memory_mb=512"])
+    assert (cfg.workers, cfg.memory_mb) == (3, 512)
+    custom = tmp_path / "run.yaml"
+    custom.write_text("sandbox:\n  max_processes: 16\nmodel: {}\n")
+    assert load_sandbox_config(str(custom)).max_processes == 16
+    with pytest.raises(ValueError, match="sandbox.wokers"):
+        load_sandbox_config(None, ["wokers=2"])
+    with pytest.raises(ValueError, match="neither a preset nor a file"):
+        load_sandbox_config("no-such-preset")

@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from diffucoder.sandbox.config import SandboxConfig
+from pydantic import ValidationError
+
+from diffucoder.sandbox.config import SandboxConfig, load_sandbox_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,14 +18,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = SandboxConfig()
 
     serve = sub.add_parser("serve", help="run the sandbox HTTP service")
-    serve.add_argument("--host", default=defaults.host)
-    serve.add_argument("--port", type=int, default=defaults.port)
-    serve.add_argument("--workers", type=int, default=defaults.workers, help="warm executor slots")
-    serve.add_argument("--queue-size", type=int, default=defaults.queue_size)
+    serve.add_argument("--config", help="preset name or YAML file whose `sandbox:` section to use")
+    serve.add_argument("overrides", nargs="*", metavar="key=value", help="sandbox config overrides")
+    serve.add_argument("--host", help=f"default {defaults.host}")
+    serve.add_argument("--port", type=int, help=f"default {defaults.port}")
+    serve.add_argument("--workers", type=int, help=f"warm executor slots (default {defaults.workers})")
+    serve.add_argument("--queue-size", type=int)
     serve.add_argument(
         "--uid-base",
         type=int,
-        default=defaults.sandbox_uid_base,
         help="slot i runs code as uid BASE+i (root only); give servers on one host distinct bases",
     )
     serve.add_argument("--no-bubblewrap", action="store_true", help="do not wrap slots in bubblewrap")
@@ -51,14 +54,22 @@ def _serve(args: argparse.Namespace) -> int:
     from diffucoder.sandbox.server import InsecureHostError, create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = SandboxConfig(
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        queue_size=args.queue_size,
-        bubblewrap=not args.no_bubblewrap,
-        sandbox_uid_base=args.uid_base,
-    )
+    try:
+        cfg = load_sandbox_config(args.config, args.overrides)
+        flags = {
+            "host": args.host,
+            "port": args.port,
+            "workers": args.workers,
+            "queue_size": args.queue_size,
+            "sandbox_uid_base": args.uid_base,
+            "bubblewrap": False if args.no_bubblewrap else None,
+        }
+        for key, value in flags.items():
+            if value is not None:  # explicit flags win over the config
+                setattr(cfg, key, value)
+    except (ValueError, ValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     app = create_app(cfg, insecure_dev=args.insecure_dev)
     try:
         uvicorn.run(

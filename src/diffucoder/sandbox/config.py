@@ -6,7 +6,11 @@ limits measured in ../shared/reference/sandbox.md section 4 (1 GiB address space
 
 from __future__ import annotations
 
-from pydantic import Field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import Field, ValidationError
 
 from diffucoder.config_base import StrictModel
 
@@ -53,3 +57,35 @@ class SandboxConfig(StrictModel):
     # rewards (paper: reward_weights [2.0, 0.5] for [code, code_format])
     code_reward_weight: float = 2.0
     format_reward_weight: float = 0.5
+
+
+def load_sandbox_config(config: str | None = None, overrides: list[str] | None = None) -> SandboxConfig:
+    """The ``sandbox:`` section of a preset name or YAML file, plus ``key=value`` overrides.
+
+    Why not ``diffucoder.config.load_config``: composing the whole RunConfig imports every package's
+    config (torch among them), and the sandbox image deliberately ships without torch.
+    """
+    data: dict = {}
+    if config is not None:
+        if Path(config).is_file():
+            text, source = Path(config).read_text(), config
+        else:
+            try:
+                text = resources.files("diffucoder.presets").joinpath(f"{config}.yaml").read_text()
+            except FileNotFoundError:
+                raise ValueError(f"config {config!r} is neither a preset nor a file") from None
+            source = f"preset {config!r}"
+        try:
+            data = dict((yaml.safe_load(text) or {}).get("sandbox") or {})
+        except (yaml.YAMLError, AttributeError) as exc:
+            raise ValueError(f"{source}: cannot read its sandbox section: {exc}") from None
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        data[key.strip().removeprefix("sandbox.")] = yaml.safe_load(raw) if raw else ""
+    try:
+        return SandboxConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"sandbox.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"invalid sandbox config: {problems}") from None

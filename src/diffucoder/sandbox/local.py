@@ -7,6 +7,7 @@ subprocess rather than a thread so the server's work never competes with the cal
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -36,6 +37,8 @@ def local_sandbox(
     cfg = cfg or SandboxConfig()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    # every field travels as an override, so server-side limits (processes, output, files) match cfg
+    overrides = [f"{k}={json.dumps(v)}" for k, v in cfg.model_dump(mode="json").items()]
     cmd = [
         sys.executable,
         "-m",
@@ -46,15 +49,8 @@ def local_sandbox(
         "127.0.0.1",
         "--port",
         str(port),
-        "--workers",
-        str(cfg.workers),
-        "--queue-size",
-        str(cfg.queue_size),
-        "--uid-base",
-        str(cfg.sandbox_uid_base),
+        *overrides,
     ]
-    if not cfg.bubblewrap:
-        cmd.append("--no-bubblewrap")
     if insecure_dev:
         cmd.append("--insecure-dev")
     with tempfile.TemporaryFile() as log:
