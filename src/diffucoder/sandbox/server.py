@@ -150,8 +150,6 @@ class SandboxService:
             self._update_gauges()
             try:
                 raw = await self.pool.run(job)
-            except asyncio.CancelledError:
-                raise
             finally:
                 self.running -= 1
             result = judge.verdicts_from(
