@@ -4,11 +4,13 @@ Diffusion step: forward_noise + bidirectional forward + ELBO + backward (diffuco
 Baseline, measured in the same run on the same weights and batch: the HF Qwen2ForCausalLM with its
 own causal attention and built-in shifted cross-entropy (``labels=input_ids``) + backward. The
 optimizer step is left out of both (it is the same cost for both). Repeats alternate between the two
-so that load from other processes hits both alike; the median step time is reported.
+so that load from other processes hits both alike. The headline ratio is the median of the per-repeat
+paired ratios (each diffusion step against the causal step run right after it), which cancels slow
+drifts in machine load; median and best-of-N tokens/s are reported beside it.
 
 Target: diffusion tokens/s >= 0.95 x causal-LM tokens/s.
 
-    .venv/bin/python benchmarks/bench_model.py [--repeats 12] [--device cpu|cuda]
+    .venv/bin/python benchmarks/bench_model.py [--repeats 8] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from diffucoder.train.objective import elbo_loss, forward_noise
 
 # name -> (model overrides on the tiny preset, batch, seq_len)
 SETUPS = {
-    "tiny": ({}, 8, 256),
+    "tiny": ({}, 4, 256),
     "cpu-35m": (
         {"hidden_size": 512, "num_hidden_layers": 10, "num_attention_heads": 8, "num_key_value_heads": 4,
          "intermediate_size": 1408},
@@ -97,6 +99,8 @@ def bench_setup(
             times[key].append(timed(fn, device))
     tokens = batch * seq_len
     tps = {k: tokens / statistics.median(v) for k, v in times.items()}
+    best = {k: tokens / min(v) for k, v in times.items()}
+    paired = [c / d for d, c in zip(times["diffusion"], times["causal_lm"], strict=True)]
     params = sum(p.numel() for p in model.parameters())
     result = {
         "params_m": round(params / 1e6, 2),
@@ -105,7 +109,9 @@ def bench_setup(
         "dtype": cfg.dtype,
         "diffusion_tokens_per_s": round(tps["diffusion"], 1),
         "causal_lm_tokens_per_s": round(tps["causal_lm"], 1),
-        "ratio": round(tps["diffusion"] / tps["causal_lm"], 3),
+        "ratio": round(statistics.median(paired), 3),
+        "ratio_of_medians": round(tps["diffusion"] / tps["causal_lm"], 3),
+        "ratio_best_of_n": round(best["diffusion"] / best["causal_lm"], 3),
         "diffusion_step_ms_median": round(1000 * statistics.median(times["diffusion"]), 1),
         "causal_lm_step_ms_median": round(1000 * statistics.median(times["causal_lm"]), 1),
     }
@@ -115,7 +121,7 @@ def bench_setup(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = parser.parse_args()
@@ -136,7 +142,7 @@ def main() -> None:
                 if device.type == "cpu"
                 else torch.cuda.get_device_name(device),
                 "config": {"repeats": args.repeats, "setups": list(SETUPS)},
-                "metric": "min diffusion/causal-LM tokens-per-s ratio",
+                "metric": "min over setups of the median paired diffusion/causal-LM tokens-per-s ratio",
                 "value": worst,
                 "unit": "ratio",
                 "target": 0.95,
