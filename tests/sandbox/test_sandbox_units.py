@@ -75,6 +75,10 @@ def test_probe_splits_assert_and_hides_expected():
     assert probe_for_assert("assert f() is None").judge(None)
     assert probe_for_assert("assert f(1, 2) == (1, 2)").judge((1, 2)) is True
     assert probe_for_assert("assert f(1, 2) == (1, 2)").judge([1, 2]) is False  # tuple is not list
+    # a split assert keeps Python's exact semantics (as running the assert would); only io jobs get atol
+    assert probe_for_assert("assert f() == 0.3").judge(0.1 + 0.2) is False
+    assert probe_for_assert("assert f() == 3.0").judge(3) is True
+    assert probes_for_io("f", [[1]], [0.3], 0.0)[0].judge(0.1 + 0.2) is True
 
 
 @pytest.mark.parametrize(

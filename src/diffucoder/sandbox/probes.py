@@ -31,17 +31,21 @@ class Probe:
     op: Literal["==", "!=", "is", "is not", "truthy", "completed", "output"] = "completed"
     expected: Any = field(default=None, compare=False)
     atol: float = 0.0
+    # io jobs compare like EvalPlus (float tolerance); a split assert keeps Python's exact `==`
+    tolerant: bool = False
 
     def wire(self) -> dict[str, str]:
         """What the child receives: the source and mode, never the expected value."""
         return {"source": self.source, "mode": self.mode}
 
     def judge(self, value: Any) -> bool:
-        """Verdict for a value the child reported (already decoded from the tagged codec)."""
-        if self.op == "==":
-            return outputs_match(value, self.expected, self.atol)
-        if self.op == "!=":
-            return not outputs_match(value, self.expected, self.atol)
+        """Verdict for a value the child reported (already decoded from the tagged codec, so plain
+        builtin data whose ``==`` runs no code of the solution's)."""
+        if self.op in ("==", "!="):
+            equal = (
+                outputs_match(value, self.expected, self.atol) if self.tolerant else value == self.expected
+            )
+            return equal if self.op == "==" else not equal
         if self.op == "is":
             return value is self.expected
         if self.op == "is not":
@@ -95,5 +99,7 @@ def probes_for_io(
         if expected is None:
             probes.append(Probe(source=source, mode="value", op="output"))
         else:
-            probes.append(Probe(source=source, mode="value", op="==", expected=expected[i], atol=atol))
+            probes.append(
+                Probe(source=source, mode="value", op="==", expected=expected[i], atol=atol, tolerant=True)
+            )
     return probes
