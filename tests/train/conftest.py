@@ -10,13 +10,11 @@ from __future__ import annotations
 import inspect
 import json
 import textwrap
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-
 from train_helpers import SEQ_LEN
 
 

@@ -17,7 +17,7 @@ def test_warmup_is_linear_and_reaches_peak():
 
 def test_cosine_ends_at_floor_and_is_monotone():
     values = [lr_factor(s, 4, 20, 0.1) for s in range(4, 21)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
     assert values[-1] == pytest.approx(0.1)
     assert lr_factor(12, 4, 20, 0.1) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert lr_factor(100, 4, 20, 0.1) == pytest.approx(0.1)  # past the end stays at the floor

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
-
 from train_helpers import SFT_LEN
 
 from diffucoder.train.sft_data import SFTExamples, encode_example
@@ -27,7 +27,7 @@ def test_template_padding_and_prompt_mask(tokenizer):
 
 def test_reads_the_data_stage_rows(sft_file, tokenizer):
     src = SFTExamples(sft_file, tokenizer, SFT_LEN)
-    rows = sum(1 for _ in open(sft_file))
+    rows = len(Path(sft_file).read_text().splitlines())
     assert len(src) == rows and src.input_ids.shape == (rows, SFT_LEN)
     assert (src.input_ids == tokenizer.pad_token_id).any(axis=1).all()  # every example carries pads
     assert sorted(src.order(0, 0).tolist()) == list(range(rows))

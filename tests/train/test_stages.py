@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from train_helpers import SFT_LEN
 
 from diffucoder.model import build_model
@@ -87,8 +86,9 @@ def test_progressive_conditional_share_ramps_over_epoch_one():
 
 
 def test_packed_annealing_then_bidirectional(packed_dir, tokenizer, tmp_path):
-    from diffucoder.train.packed_data import PackedShards
     from train_helpers import SEQ_LEN
+
+    from diffucoder.train.packed_data import PackedShards
 
     torch.manual_seed(0)
     model = Recorder(build_model(SMALL, tokenizer))
@@ -110,8 +110,9 @@ def test_packed_annealing_then_bidirectional(packed_dir, tokenizer, tmp_path):
 
 
 def test_packed_truncation_hides_the_cut_tail(packed_dir, tokenizer, tmp_path):
-    from diffucoder.train.packed_data import PackedShards
     from train_helpers import SEQ_LEN
+
+    from diffucoder.train.packed_data import PackedShards
 
     model = Recorder(build_model(SMALL, tokenizer))
     cfg = TrainStageConfig(seq_len=SEQ_LEN, anneal_steps=0, truncate_prob=1.0, prefix_prob=1.0)
