@@ -93,9 +93,15 @@ def bench_end_to_end(sandbox_url: str, n_problems: int, gen_length: int, workdir
     for label, batch in (("batched", 16), ("batch_size_1", 1)):
         cfg = load_config(
             "tiny",
-            [f"evaluation.data_root={DATA_ROOT}", f"evaluation.tiny_heldout_uri={heldout}",
-             f"evaluation.max_problems={n_problems}", f"evaluation.gen_length={gen_length}",
-             "evaluation.speeds=[1x]", f"evaluation.batch_size={batch}", f"sandbox.url={sandbox_url}"],
+            [
+                f"evaluation.data_root={DATA_ROOT}",
+                f"evaluation.tiny_heldout_uri={heldout}",
+                f"evaluation.max_problems={n_problems}",
+                f"evaluation.gen_length={gen_length}",
+                "evaluation.speeds=[1x]",
+                f"evaluation.batch_size={batch}",
+                f"sandbox.url={sandbox_url}",
+            ],
         )
         result = run_evaluation(cfg, str(workdir / "model"), benchmarks, str(workdir / f"eval-{label}"))
         t = result.timings
@@ -130,18 +136,27 @@ def main() -> None:
         execution = bench_execution(client, args.problems)
         log("end-to-end pass ...")
         end_to_end = bench_end_to_end(url, args.problems, args.gen_length, Path(tmp))
-    print(json.dumps({
-        "name": "evaluation_throughput",
-        "device": f"cpu ({os.cpu_count()} cores), torch threads {torch.get_num_threads()}",
-        "config": {"problems_per_benchmark": args.problems, "gen_length": args.gen_length, "sandbox_workers": 2},
-        "metric": "problems_per_s_excluding_generation",
-        "value": execution["problems_per_s_batched"],
-        "unit": "problems/s",
-        "baseline": execution["problems_per_s_one_request_per_job"],
-        "execution_only": execution,
-        "end_to_end": end_to_end,
-        "git_sha": git_sha(),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "name": "evaluation_throughput",
+                "device": f"cpu ({os.cpu_count()} cores), torch threads {torch.get_num_threads()}",
+                "config": {
+                    "problems_per_benchmark": args.problems,
+                    "gen_length": args.gen_length,
+                    "sandbox_workers": 2,
+                },
+                "metric": "problems_per_s_excluding_generation",
+                "value": execution["problems_per_s_batched"],
+                "unit": "problems/s",
+                "baseline": execution["problems_per_s_one_request_per_job"],
+                "execution_only": execution,
+                "end_to_end": end_to_end,
+                "git_sha": git_sha(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

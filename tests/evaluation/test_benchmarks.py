@@ -18,7 +18,9 @@ from diffucoder.evaluation.config import EvaluationConfig
 
 def test_full_sets_load_with_expected_sizes(data_root):
     cfg = EvaluationConfig(data_root=data_root)
-    sizes = {name: len(load_benchmark(name, cfg)) for name in ("humaneval", "humaneval_plus", "mbpp", "mbpp_plus")}
+    sizes = {
+        name: len(load_benchmark(name, cfg)) for name in ("humaneval", "humaneval_plus", "mbpp", "mbpp_plus")
+    }
     assert sizes == {"humaneval": 164, "humaneval_plus": 164, "mbpp": 500, "mbpp_plus": 378}
 
 
@@ -46,6 +48,8 @@ def test_mbpp_plus_inputs_get_the_types_of_the_example_call(data_root):
 def test_coerce_to_template_nested_and_mixed():
     assert coerce_to_template([2, 9, [5, 7], 11, [1]], (2, 9, (5, 7), 11)) == (2, 9, (5, 7), 11, (1,))
     assert coerce_to_template([[1, 2], [3]], [(0, 0)]) == [(1, 2), (3,)]
+    # nesting deeper than the example keeps the enclosing container type (Mbpp/580)
+    assert coerce_to_template([1, [2, [3, [4]]]], (4, 5, (7, 6, (2, 4)))) == (1, (2, (3, (4,))))
     assert coerce_to_template({"a": [1, 2]}, {"x": (1,)}) == {"a": (1, 2)}
     assert coerce_to_template([1, 2], {1}) == {1, 2}
     assert example_call_args("assert f((1, 2), 'a') == 3", "f") == [(1, 2), "a"]
@@ -54,15 +58,24 @@ def test_coerce_to_template_nested_and_mixed():
 def test_mbpp_prompt_shape_and_reference(data_root):
     p = load_benchmark("mbpp", EvaluationConfig(data_root=data_root, max_problems=1))[0]
     assert p.task_id == "Mbpp/11" and p.entry_point == "remove_Occ"
-    assert p.prompt.startswith('"""\n') and p.tests[0] in p.prompt
+    assert p.prompt.startswith('"""\n') and "assert remove_Occ(" in p.prompt
     assert "\r" not in p.reference
+    # asserts run verbatim (exact Python semantics), wrapped so the sandbox does not split them
+    assert p.tests[0].startswith("def _mbpp_check():\n    assert remove_Occ(")
 
 
 def test_bad_rows_name_the_file_line_and_field(tmp_path):
     path = tmp_path / "he.jsonl.gz"
     rows = [
-        {"task_id": "X/0", "prompt": "def f():\n", "entry_point": "f", "canonical_solution": "  return 1\n",
-         "base_input": [[]], "plus_input": [], "atol": 0},
+        {
+            "task_id": "X/0",
+            "prompt": "def f():\n",
+            "entry_point": "f",
+            "canonical_solution": "  return 1\n",
+            "base_input": [[]],
+            "plus_input": [],
+            "atol": 0,
+        },
         {"task_id": "X/1", "prompt": "def g():\n", "entry_point": "g", "base_input": [[]], "atol": 0},
     ]
     path.write_bytes(gzip.compress("\n".join(json.dumps(r) for r in rows).encode()))
@@ -70,7 +83,9 @@ def test_bad_rows_name_the_file_line_and_field(tmp_path):
         load_evalplus(str(path), "humaneval_plus", with_plus=True)
 
     bad_json = tmp_path / "tiny.jsonl"
-    bad_json.write_text('{"task_id": "t0", "prompt": "p", "entry_point": "f", "solution": "s", "tests": []}\n{oops\n')
+    bad_json.write_text(
+        '{"task_id": "t0", "prompt": "p", "entry_point": "f", "solution": "s", "tests": []}\n{oops\n'
+    )
     with pytest.raises(BenchmarkFormatError, match=rf"{bad_json} line 2: invalid JSON"):
         load_tiny_tasks(str(bad_json))
 

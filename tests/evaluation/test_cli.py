@@ -14,8 +14,19 @@ def test_unknown_benchmark_is_rejected_with_the_choices(capsys):
 
 def test_tiny_heldout_without_its_uri_fails_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="evaluation.tiny_heldout_uri"):
-        main(["evaluate", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "out"),
-              "--benchmarks", "tiny_heldout", "--config", "tiny"])
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tmp_path / "missing"),
+                "--out",
+                str(tmp_path / "out"),
+                "--benchmarks",
+                "tiny_heldout",
+                "--config",
+                "tiny",
+            ]
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -23,4 +34,6 @@ def test_bad_override_names_the_key(tmp_path):
     from diffucoder.config import ConfigError
 
     with pytest.raises(ConfigError, match="evaluation.pass_k"):
-        main(["evaluate", "--model", "m", "--out", str(tmp_path), "--config", "tiny", "evaluation.pass_k=[5]"])
+        main(
+            ["evaluate", "--model", "m", "--out", str(tmp_path), "--config", "tiny", "evaluation.pass_k=[5]"]
+        )

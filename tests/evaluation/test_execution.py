@@ -86,9 +86,12 @@ def test_empty_and_wrong_solutions_score_0(name, client, subsets):
 
 def test_time_limits_scale_with_the_reference_time():
     cfg = EvaluationConfig(time_limit_factor=4.0, min_time_limit_s=1.0, max_time_limit_s=30.0)
-    fast = scaled_time_limits([0.01, 0.02], cfg)
+    fast = scaled_time_limits([0.01, 0.02], 0.05, cfg)
     assert (fast.per_test_s, fast.total_s) == (1.0, 2.0)
-    slow = scaled_time_limits([0.5, 2.0], cfg)
-    assert slow.per_test_s == pytest.approx(8.0) and slow.total_s == pytest.approx(2.0 + 8.0)
-    capped = scaled_time_limits([5.0] * 10, cfg)
-    assert capped.per_test_s == pytest.approx(20.0) and capped.total_s == 30.0
+    slow = scaled_time_limits([0.5, 2.0], 2.6, cfg)
+    assert slow.per_test_s == pytest.approx(8.0) and slow.total_s == pytest.approx(4 * 2.6 + 1.0)
+    capped = scaled_time_limits([0.5] * 100, 1.0, cfg)
+    assert capped.per_test_s == pytest.approx(2.0) and capped.total_s == 30.0
+    # a reference that alone needs most of the cap keeps factor x its own time
+    heavy = scaled_time_limits([0.01] * 10 + [20.0], 21.0, cfg)
+    assert heavy.per_test_s == 60.0 and heavy.total_s == pytest.approx(4 * 21.0 + 1.0)

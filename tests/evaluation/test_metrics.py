@@ -9,9 +9,15 @@ from diffucoder.evaluation.metrics import ProblemResult, SampleResult, aggregate
 
 def _sample(passed: bool, tokens: int = 10, local=None, glob=None) -> SampleResult:
     return SampleResult(
-        completion="c", program="p", passed=passed, verdict="passed" if passed else "failed",
-        n_passed=int(passed), n_tests=1, gen_tokens=tokens,
-        arness_local=local or {}, arness_global=glob or {},
+        completion="c",
+        program="p",
+        passed=passed,
+        verdict="passed" if passed else "failed",
+        n_passed=int(passed),
+        n_tests=1,
+        gen_tokens=tokens,
+        arness_local=local or {},
+        arness_global=glob or {},
     )
 
 
@@ -54,7 +60,10 @@ def test_rel_drop_is_omitted_when_1x_score_is_zero():
 
 def test_pass_at_k_uses_all_samples_and_arness_means():
     r = ProblemResult(
-        "tiny_heldout", "t/0", "1x", 1.0,
+        "tiny_heldout",
+        "t/0",
+        "1x",
+        1.0,
         [_sample(True, local={1: 1.0}, glob={1: 0.5}), _sample(False, local={1: 0.0}, glob={1: 1.0})],
     )
     m = aggregate([r], ks=[1, 2])

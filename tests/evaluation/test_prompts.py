@@ -12,15 +12,30 @@ from diffucoder.evaluation.prompts import (
 )
 
 HE = Problem(
-    benchmark="humaneval_plus", task_id="HumanEval/0", prompt="from typing import List\n\ndef f(x: List[int]):\n    \"\"\"doc\"\"\"\n",
-    entry_point="f", reference="", kind="io", code_prompt="from typing import List\n\ndef f(x: List[int]):\n    \"\"\"doc\"\"\"\n",
+    benchmark="humaneval_plus",
+    task_id="HumanEval/0",
+    prompt='from typing import List\n\ndef f(x: List[int]):\n    """doc"""\n',
+    entry_point="f",
+    reference="",
+    kind="io",
+    code_prompt='from typing import List\n\ndef f(x: List[int]):\n    """doc"""\n',
 )
 MBPP = Problem(
-    benchmark="mbpp_plus", task_id="Mbpp/2", prompt='"""\nWrite g.\nassert g(1) == 2\n"""\n', entry_point="g",
-    reference="", kind="io",
+    benchmark="mbpp_plus",
+    task_id="Mbpp/2",
+    prompt='"""\nWrite g.\nassert g(1) == 2\n"""\n',
+    entry_point="g",
+    reference="",
+    kind="io",
 )
-TINY = Problem(benchmark="tiny_heldout", task_id="t0", prompt="Write `h(n)` that adds 1.", entry_point="h",
-               reference="", kind="asserts")
+TINY = Problem(
+    benchmark="tiny_heldout",
+    task_id="t0",
+    prompt="Write `h(n)` that adds 1.",
+    entry_point="h",
+    reference="",
+    kind="asserts",
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +47,9 @@ def test_instruct_prompt_matches_the_paper_templates(tokenizer):
     he = build_prompt(HE, "instruct", "You are a helpful assistant.", tokenizer)
     assert he == (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-        "<|im_start|>user\nPlease complete the following problem:\n```\n" + HE.prompt.strip() + "\n```<|im_end|>\n"
+        "<|im_start|>user\nPlease complete the following problem:\n```\n"
+        + HE.prompt.strip()
+        + "\n```<|im_end|>\n"
         "<|im_start|>assistant\nHere is the code to solve this problem:\n```python\n"
     )
     mbpp = build_prompt(MBPP, "instruct", "You are a helpful assistant.", tokenizer)

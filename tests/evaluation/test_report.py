@@ -8,8 +8,15 @@ from diffucoder.evaluation.report import render_report
 
 def test_report_is_self_contained_and_escapes_programs():
     bad = SampleResult(
-        completion="x", program="print('<script>alert(1)</script>')", passed=False, verdict="failed",
-        n_passed=0, n_tests=3, trace=[3, 1, 2, 0], arness_local={1: 0.5, 2: 0.25}, arness_global={1: 0.75},
+        completion="x",
+        program="print('<script>alert(1)</script>')",
+        passed=False,
+        verdict="failed",
+        n_passed=0,
+        n_tests=3,
+        trace=[3, 1, 2, 0],
+        arness_local={1: 0.5, 2: 0.25},
+        arness_global={1: 0.75},
     )
     good = SampleResult(completion="y", program="ok", passed=True, verdict="passed", n_passed=3, n_tests=3)
     results = [
@@ -19,8 +26,16 @@ def test_report_is_self_contained_and_escapes_programs():
     ]
     metrics = aggregate(results, ks=[1])
     page = render_report(
-        metrics, results, title="eval <run>", benchmarks=["humaneval_plus"], speeds=["1x", "2x"],
-        temperatures=[0.2], ks=[1], heatmap_problems=2, failure_limit=5, notes={"model": "s3://m"},
+        metrics,
+        results,
+        title="eval <run>",
+        benchmarks=["humaneval_plus"],
+        speeds=["1x", "2x"],
+        temperatures=[0.2],
+        ks=[1],
+        heatmap_problems=2,
+        failure_limit=5,
+        notes={"model": "s3://m"},
     )
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "eval &lt;run&gt;" in page

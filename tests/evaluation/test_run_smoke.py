@@ -65,8 +65,13 @@ def test_tiny_model_evaluates_end_to_end(tiny_setup, data_root, mlflow_sqlite):
     saved = json.loads((out / "metrics.json").read_text())
     metrics = saved["metrics"]
     for name in (
-        "humaneval_pass_at_1_1x", "humaneval_plus_pass_at_2_2x", "mbpp_pass_at_1_1x_temp0.4",
-        "evalplus_pass_at_1_1x", "tiny_heldout_pass_at_1_2x", "arness_local_at_1_1x", "arness_global_at_4_2x",
+        "humaneval_pass_at_1_1x",
+        "humaneval_plus_pass_at_2_2x",
+        "mbpp_pass_at_1_1x_temp0.4",
+        "evalplus_pass_at_1_1x",
+        "tiny_heldout_pass_at_1_2x",
+        "arness_local_at_1_1x",
+        "arness_global_at_4_2x",
         "tokens_per_s_1x",
     ):
         assert name in metrics, name

@@ -19,6 +19,7 @@ import ast
 import builtins
 import gzip
 import json
+import textwrap
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ class Problem:
     """One benchmark problem, ready for prompting and execution.
 
     ``kind="io"``: call ``entry_point`` on each of ``inputs`` and compare with the reference's outputs
-    (``atol`` for floats). ``kind="asserts"``: run ``setup + program`` followed by each of ``tests``.
+    (``atol`` for floats). ``kind="asserts"``: run ``program + setup`` followed by each of ``tests``.
     ``code_prompt`` is code the program is built on (the HumanEval signature + docstring, which also
     defines helpers such as ``poly``); it is empty for the text-only benchmarks.
     """
@@ -78,7 +79,9 @@ def _read_jsonl(uri: str) -> list[dict[str, Any]]:
         except json.JSONDecodeError as exc:
             raise BenchmarkFormatError(f"{uri} line {lineno}: invalid JSON ({exc.msg})") from None
         if not isinstance(row, dict):
-            raise BenchmarkFormatError(f"{uri} line {lineno}: expected a JSON object, got {type(row).__name__}")
+            raise BenchmarkFormatError(
+                f"{uri} line {lineno}: expected a JSON object, got {type(row).__name__}"
+            )
         row["__line__"] = lineno
         rows.append(row)
     if not rows:
@@ -120,11 +123,14 @@ def example_call_args(assertion: str, entry_point: str) -> list[Any] | None:
     return None
 
 
+def _is_container(value: Any) -> bool:
+    return isinstance(value, list | tuple | set | frozenset | dict)
+
+
 def _template_for(value: Any, candidates: list[Any]) -> Any:
     """The template element of the same kind as ``value`` (container vs scalar), if any."""
-    is_container = isinstance(value, list | dict)
     for cand in candidates:
-        if isinstance(cand, list | tuple | set | frozenset | dict) == is_container:
+        if _is_container(cand) == _is_container(value):
             return cand
     return None
 
@@ -133,10 +139,15 @@ def coerce_to_template(value: Any, template: Any) -> Any:
     """Rebuild a JSON-decoded ``value`` with the container/number types of ``template``."""
     if isinstance(template, tuple | list | set | frozenset) and isinstance(value, list):
         elems = list(template)
-        if isinstance(template, tuple) and len(elems) == len(value):
-            items = [coerce_to_template(v, t) for v, t in zip(value, elems, strict=True)]
-        else:
-            items = [coerce_to_template(v, _template_for(v, elems)) for v in value]
+        positional = isinstance(template, tuple) and len(elems) == len(value)
+        items = []
+        for i, v in enumerate(value):
+            t = elems[i] if positional else None
+            if t is None or _is_container(t) != _is_container(v):
+                # A nested list deeper than the example's nesting takes the enclosing container's
+                # type (recursive structures such as Mbpp/580's tuples of tuples of ...).
+                t = _template_for(v, elems) or template
+            items.append(coerce_to_template(v, t))
         return items if isinstance(template, list) else type(template)(items)
     if isinstance(template, dict) and isinstance(value, dict) and template:
         inner = next(iter(template.values()))
@@ -144,7 +155,12 @@ def coerce_to_template(value: Any, template: Any) -> Any:
     # Numbers JSON could not hold (complex, or a float saved as text) come back as strings; a string
     # that does not parse is a genuine string input (MBPP+ mixes types inside one argument).
     numeric = isinstance(template, int | float | complex) and not isinstance(template, bool)
-    if numeric and isinstance(template, complex) and isinstance(value, int | float) and not isinstance(value, bool):
+    if (
+        numeric
+        and isinstance(template, complex)
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+    ):
         return complex(value)
     if numeric and isinstance(value, str):
         for parse in (float, complex):
@@ -159,7 +175,9 @@ def _restore_input_types(inputs: list, template: list[Any] | None) -> list:
     if template is None:
         return inputs
     return [
-        [coerce_to_template(v, t) for v, t in zip(args, template, strict=True)] if len(args) == len(template) else args
+        [coerce_to_template(v, t) for v, t in zip(args, template, strict=True)]
+        if len(args) == len(template)
+        else args
         for args in inputs
     ]
 
@@ -172,7 +190,9 @@ def _inputs(row: dict, name: str, uri: str) -> list:
     if value == {}:  # MbppPlus v0.2.0 Mbpp/793 stores "no plus inputs" as {}
         return []
     if not isinstance(value, list) or not all(isinstance(args, list) for args in value):
-        raise BenchmarkFormatError(f"{uri} line {row['__line__']}: field {name!r} must be a list of argument lists")
+        raise BenchmarkFormatError(
+            f"{uri} line {row['__line__']}: field {name!r} must be a list of argument lists"
+        )
     return value
 
 
@@ -212,6 +232,13 @@ def mbpp_prompt(text: str, first_test: str) -> str:
     return f'"""\n{text.strip()}\n{first_test.strip()}\n"""\n'
 
 
+def verbatim_test(test: str) -> str:
+    """An MBPP assert as a small program the sandbox runs as written (exact Python semantics, as in
+    MBPP's own harness) instead of splitting it into a value comparison with float tolerance; this
+    also lets results the sandbox codec cannot carry (a ``Counter`` in Mbpp/40, /88) be compared."""
+    return "def _mbpp_check():\n" + textwrap.indent(test.strip(), "    ") + "\n\n\n_mbpp_check()\n"
+
+
 def load_mbpp(uri: str, task_ids: tuple[int, int]) -> list[Problem]:
     """Original MBPP rows with ``task_ids[0] <= task_id <= task_ids[1]`` (asserts kind)."""
     problems = []
@@ -222,9 +249,14 @@ def load_mbpp(uri: str, task_ids: tuple[int, int]) -> list[Problem]:
             continue
         tests = _field(row, "test_list", uri, list)
         if not tests or not all(isinstance(t, str) for t in tests):
-            raise BenchmarkFormatError(f"{uri} line {row['__line__']}: field 'test_list' must be non-empty strings")
+            raise BenchmarkFormatError(
+                f"{uri} line {row['__line__']}: field 'test_list' must be non-empty strings"
+            )
         code = _field(row, "code", uri).replace("\r\n", "\n")
         entry_point = _entry_point_of(tests[0])
+        # MBPP's setup code may use the solution's definitions (Mbpp/367 builds trees of its Node
+        # class), so it runs after the program (see execution._job).
+        setup = (row.get("test_setup_code") or "").replace("\r\n", "\n")
         problems.append(
             Problem(
                 benchmark="mbpp",
@@ -233,8 +265,8 @@ def load_mbpp(uri: str, task_ids: tuple[int, int]) -> list[Problem]:
                 entry_point=entry_point,
                 reference=code,
                 kind="asserts",
-                tests=tuple(tests),
-                setup=row.get("test_setup_code") or "",
+                tests=tuple(verbatim_test(t) for t in tests),
+                setup=setup,
             )
         )
     return problems
@@ -247,7 +279,11 @@ def _entry_point_of(assert_line: str) -> str:
     except SyntaxError:
         return ""
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not hasattr(builtins, node.func.id):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and not hasattr(builtins, node.func.id)
+        ):
             return node.func.id
     return ""
 
@@ -289,7 +325,9 @@ def load_benchmark(name: str, cfg: EvaluationConfig) -> list[Problem]:
         problems = load_mbpp(_resolve(cfg.data_root, cfg.mbpp_file), cfg.mbpp_task_ids)
     elif name == "tiny_heldout":
         if not cfg.tiny_heldout_uri:
-            raise ValueError("benchmark tiny_heldout needs evaluation.tiny_heldout_uri (the data stage's heldout.jsonl)")
+            raise ValueError(
+                "benchmark tiny_heldout needs evaluation.tiny_heldout_uri (the data stage's heldout.jsonl)"
+            )
         problems = load_tiny_tasks(cfg.tiny_heldout_uri)
     else:
         raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(ALL_BENCHMARKS)}")

@@ -41,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("evaluate", help="evaluate a model on code benchmarks (pass@k, AR-ness, report)")
     parser.add_argument("--model", required=True, help="model dir or s3:// URI (HF format via save_model)")
     parser.add_argument(
-        "--benchmarks", type=_benchmarks, default=None,
+        "--benchmarks",
+        type=_benchmarks,
+        default=None,
         help=f"comma-separated subset of {','.join(ALL_BENCHMARKS)} (default: evaluation.benchmarks)",
     )
     parser.add_argument("--out", required=True, help="output dir or s3:// prefix")

@@ -57,12 +57,17 @@ class EvaluationConfig(StrictModel):
 
     # --- generation grid ---
     gen_length: int = Field(512, ge=2, description="max_new_tokens; '1x' decodes it in gen_length steps")
-    speeds: list[Speed] = Field(["1x", "2x"], description="1x: steps = gen_length; 2x: steps = gen_length / 2")
+    speeds: list[Speed] = Field(
+        ["1x", "2x"], description="1x: steps = gen_length; 2x: steps = gen_length / 2"
+    )
     temperatures: list[float] = Field(
-        [0.2, 0.3, 0.4], description="sampling temperatures; the best per benchmark is reported (paper Table 2)"
+        [0.2, 0.3, 0.4],
+        description="sampling temperatures; the best per benchmark is reported (paper Table 2)",
     )
     n_samples: int = Field(1, ge=1, description="completions per problem for each (speed, temperature)")
-    pass_k: list[int] = Field([1], description="k values of the unbiased pass@k estimator (each <= n_samples)")
+    pass_k: list[int] = Field(
+        [1], description="k values of the unbiased pass@k estimator (each <= n_samples)"
+    )
     batch_size: int = Field(8, ge=1, description="prompts decoded together (left-padded)")
     fast_decoding: bool = Field(
         False, description="decode with the decoding section's fast (Fast-dLLM style) sampler"
@@ -71,11 +76,18 @@ class EvaluationConfig(StrictModel):
 
     # --- execution (EvalPlus semantics) ---
     time_limit_factor: float = Field(
-        4.0, gt=0, description="a candidate's test gets factor x the canonical solution's time on it (EvalPlus: 4)"
+        4.0,
+        gt=0,
+        description="a candidate's test gets factor x the canonical solution's time on it (EvalPlus: 4)",
     )
-    min_time_limit_s: float = Field(4.0, gt=0, le=60, description="floor of a test's time limit (EvalPlus: 4 s)")
+    min_time_limit_s: float = Field(
+        4.0, gt=0, le=60, description="floor of a test's time limit (EvalPlus: 4 s)"
+    )
     max_time_limit_s: float = Field(
-        60.0, gt=0, le=600, description="cap of a candidate job's wall clock, all tests together (EvalPlus: 60 s)"
+        60.0,
+        gt=0,
+        le=600,
+        description="cap of a candidate job's wall clock, all tests together (EvalPlus: 60 s)",
     )
     memory_mb: int = Field(4096, ge=64, description="address-space limit of each candidate program")
     max_io_inputs: int | None = Field(

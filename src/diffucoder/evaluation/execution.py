@@ -7,7 +7,8 @@ Plan (reference sandbox.md §1.2):
    reference must pass its own tests. A reference that fails is a data problem and is reported,
    never silently scored.
 2. Time limits (EvalPlus): each test gets ``time_limit_factor`` x the reference's time on it, at
-   least ``min_time_limit_s``; the job's wall-clock cap is the sum, at most ``max_time_limit_s``.
+   least ``min_time_limit_s``; the job's wall-clock cap is the sum, at most ``max_time_limit_s``
+   (but never below factor x the reference's own job time).
 3. Candidate pass: one job per (problem, sample); the verdicts, pass count and any infrastructure
    error come back per sample. An infrastructure error is kept apart from a failing program.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 from diffucoder.evaluation.benchmarks import Problem
 from diffucoder.evaluation.config import EvaluationConfig
-from diffucoder.evaluation.oracles import oracle_for
+from diffucoder.evaluation.oracles import ENTRY_NAME, entry_wrapper
 
 
 class ReferenceFailure(RuntimeError):
@@ -61,16 +62,11 @@ def _job(problem: Problem, program: str, *, reference: bool, expected: list | No
         "memory_mb": cfg.memory_mb,
     }
     if problem.kind == "asserts":
-        code = (problem.setup + "\n" + program) if problem.setup else program
+        code = (program + "\n\n" + problem.setup) if problem.setup else program
         return Job(code=code, tests=list(problem.tests), **common)
-    oracle = oracle_for(problem)
-    entry_point = problem.entry_point
-    if oracle is not None:
-        program = program + (oracle.reference if reference else oracle.candidate)
-        entry_point = oracle.entry_point
     return Job(
-        code=program,
-        entry_point=entry_point,
+        code=program + entry_wrapper(problem, reference),
+        entry_point=ENTRY_NAME,
         inputs=[list(args) for args in problem.inputs],
         expected=expected,
         atol=problem.atol,
@@ -78,20 +74,29 @@ def _job(problem: Problem, program: str, *, reference: bool, expected: list | No
     )
 
 
-def scaled_time_limits(test_seconds: list[float | None], cfg: EvaluationConfig) -> TimeLimits:
-    """A candidate's limits from the reference's per-test times (EvalPlus: each input gets
-    max(floor, factor x reference time); the job's wall cap is the sum of those, capped).
+def scaled_time_limits(
+    test_seconds: list[float | None], job_seconds: float, cfg: EvaluationConfig
+) -> TimeLimits:
+    """A candidate's limits from the reference's run (EvalPlus: each input gets max(floor, factor x
+    the reference's time on it); the job's wall cap is the sum of those, at most ``max_time_limit_s``).
 
-    The sandbox takes one per-test limit per job, so every test gets the largest per-input limit.
+    The sandbox takes one per-test limit per job, so every test gets the largest per-input limit. The
+    wall cap never drops below factor x the reference's whole job (+ the floor): a problem whose
+    reference alone needs most of the cap (Mbpp/255 builds 1.6M tuples) stays solvable.
     """
-    per_input = [max(cfg.min_time_limit_s, cfg.time_limit_factor * (t or 0.0)) for t in test_seconds] or [
-        cfg.min_time_limit_s
-    ]
-    per_test = min(MAX_PER_TEST_S, max(per_input))
-    return TimeLimits(per_test_s=per_test, total_s=min(cfg.max_time_limit_s, max(sum(per_input), per_test)))
+    per_input = [max(cfg.min_time_limit_s, cfg.time_limit_factor * (t or 0.0)) for t in test_seconds]
+    per_test = min(MAX_PER_TEST_S, max(per_input, default=cfg.min_time_limit_s))
+    total = max(
+        min(cfg.max_time_limit_s, sum(per_input)),
+        cfg.time_limit_factor * job_seconds + cfg.min_time_limit_s,
+        per_test,
+    )
+    return TimeLimits(per_test_s=per_test, total_s=min(MAX_TOTAL_S, total))
 
 
-def run_references(problems: list[Problem], client, cfg: EvaluationConfig) -> dict[tuple[str, str], Reference]:
+def run_references(
+    problems: list[Problem], client, cfg: EvaluationConfig
+) -> dict[tuple[str, str], Reference]:
     """Run every reference once; returns expected outputs and time limits keyed by :func:`problem_key`.
 
     Raises:
@@ -111,7 +116,9 @@ def run_references(problems: list[Problem], client, cfg: EvaluationConfig) -> di
         if problem.kind == "io":
             outputs = result.outputs
             if outputs is None or len(outputs) != len(problem.inputs) or result.passed != result.total:
-                failures.append(f"{where}: reference did not return an output for every input {_summary(result)}")
+                failures.append(
+                    f"{where}: reference did not return an output for every input {_summary(result)}"
+                )
                 continue
             expected = list(outputs)
         else:
@@ -119,7 +126,9 @@ def run_references(problems: list[Problem], client, cfg: EvaluationConfig) -> di
                 failures.append(f"{where}: reference fails its own tests {_summary(result)}")
                 continue
             expected = None
-        references[problem_key(problem)] = Reference(expected, scaled_time_limits(result.test_seconds, cfg))
+        references[problem_key(problem)] = Reference(
+            expected, scaled_time_limits(result.test_seconds, result.duration_s, cfg)
+        )
     if failures:
         raise ReferenceFailure(f"{len(failures)} reference solution(s) failed:\n  " + "\n  ".join(failures))
     return references

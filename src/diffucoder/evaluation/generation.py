@@ -15,6 +15,7 @@ import torch
 from diffucoder.decoding.config import DecodingConfig
 from diffucoder.evaluation.config import EvaluationConfig
 
+
 @dataclass
 class Completion:
     """One decoded completion: text cut at the first stop token, and its decode order (trace)."""
@@ -32,7 +33,9 @@ def steps_for(speed: str, gen_length: int) -> int:
     raise ValueError(f"unknown speed {speed!r}; use '1x' or '2x'")
 
 
-def decoding_config_for(base: DecodingConfig, ev: EvaluationConfig, speed: str, temperature: float) -> DecodingConfig:
+def decoding_config_for(
+    base: DecodingConfig, ev: EvaluationConfig, speed: str, temperature: float
+) -> DecodingConfig:
     """The run's decoding section with the grid point's length, steps, temperature and fast switch."""
     update = {
         "max_new_tokens": ev.gen_length,
@@ -70,11 +73,15 @@ def generate_completions(
     seconds = 0.0
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        enc = tokenizer(
+            chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+        )
         input_ids = enc["input_ids"].to(device)
         attention_mask = enc["attention_mask"].to(device)
         t0 = time.perf_counter()
-        out = diffusion_generate(model, input_ids, attention_mask, decoding, generator=generator, return_trace=return_trace)
+        out = diffusion_generate(
+            model, input_ids, attention_mask, decoding, generator=generator, return_trace=return_trace
+        )
         seconds += time.perf_counter() - t0
         generated = out.sequences[:, input_ids.shape[1] :].tolist()
         for row, ids in enumerate(generated):

@@ -35,7 +35,9 @@ def _png(fig: Figure) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
-def _score_table(metrics: dict[str, float], benchmarks: list[str], speeds: list[str], temps: list[float], k: int) -> str:
+def _score_table(
+    metrics: dict[str, float], benchmarks: list[str], speeds: list[str], temps: list[float], k: int
+) -> str:
     head = "".join(f"<th>{s} {temp_label(t)}</th>" for s in speeds for t in temps)
     best_head = "".join(f"<th>{s} best</th>" for s in speeds)
     rows = []
@@ -103,7 +105,10 @@ def _heatmaps(results: list[ProblemResult], count: int) -> str:
     )
     length = min(len(s.trace) for _, s in traced)
     trace = torch.tensor([s.trace[:length] for _, s in traced])
-    return _png(decode_order_figure(trace, "decode order (colour = unmask step / last step)")) + f"<ol start=0>{rows}</ol>"
+    return (
+        _png(decode_order_figure(trace, "decode order (colour = unmask step / last step)"))
+        + f"<ol start=0>{rows}</ol>"
+    )
 
 
 def _failures(results: list[ProblemResult], limit: int) -> str:
@@ -143,7 +148,10 @@ def render_report(
     notes: dict[str, str] | None = None,
 ) -> str:
     """The report as one HTML string."""
-    meta = "".join(f"<tr><td class=l>{html.escape(k)}</td><td class=l>{html.escape(v)}</td></tr>" for k, v in (notes or {}).items())
+    meta = "".join(
+        f"<tr><td class=l>{html.escape(k)}</td><td class=l>{html.escape(v)}</td></tr>"
+        for k, v in (notes or {}).items()
+    )
     tables = "".join(_score_table(metrics, benchmarks, speeds, temperatures, k) for k in ks)
     body = [
         f"<h1>{html.escape(title)}</h1>",

@@ -76,7 +76,14 @@ def _arness(trace: list[int] | None, cfg: RunConfig) -> tuple[dict[int, float], 
 
 
 def _grid_point(
-    cfg: RunConfig, model, tokenizer, problems: list[Problem], client, references, speed: str, temperature: float,
+    cfg: RunConfig,
+    model,
+    tokenizer,
+    problems: list[Problem],
+    client,
+    references,
+    speed: str,
+    temperature: float,
     generator: torch.Generator,
 ) -> tuple[list[ProblemResult], float, float]:
     """Decode, execute and score every problem at one grid point; returns results and the seconds of
@@ -89,8 +96,14 @@ def _grid_point(
     decoding = decoding_config_for(cfg.decoding, ev, speed, temperature)
     with tqdm(total=len(prompts), desc=f"decode {speed} T={temperature:g}", leave=False) as bar:
         decoded, gen_seconds = generate_completions(
-            model, tokenizer, [prompts[i] for i in order], decoding,
-            batch_size=ev.batch_size, generator=generator, return_trace=True, progress=bar,
+            model,
+            tokenizer,
+            [prompts[i] for i in order],
+            decoding,
+            batch_size=ev.batch_size,
+            generator=generator,
+            return_trace=True,
+            progress=bar,
         )
     completions = [None] * len(items)
     for i, completion in zip(order, decoded, strict=True):
@@ -110,9 +123,17 @@ def _grid_point(
         local, global_ = _arness(completion.trace, cfg)
         grouped.setdefault(problem_key(problem), []).append(
             SampleResult(
-                completion=completion.text, program=program, passed=passed, verdict=verdict,
-                n_passed=result.passed, n_tests=result.total, infra_error=result.infra_error,
-                gen_tokens=ev.gen_length, arness_local=local, arness_global=global_, trace=completion.trace,
+                completion=completion.text,
+                program=program,
+                passed=passed,
+                verdict=verdict,
+                n_passed=result.passed,
+                n_tests=result.total,
+                infra_error=result.infra_error,
+                gen_tokens=ev.gen_length,
+                arness_local=local,
+                arness_global=global_,
+                trace=completion.trace,
             )
         )
     results = [
@@ -121,22 +142,24 @@ def _grid_point(
     return results, gen_seconds, sandbox_seconds
 
 
-def _write_outputs(cfg: RunConfig, out_uri: str, metrics, results, timings, report_html: str) -> dict[str, str]:
+def _write_outputs(
+    cfg: RunConfig, out_uri: str, metrics, timings, per_problem: str, report_html: str
+) -> dict[str, str]:
     from diffucoder import storage
 
-    ev = cfg.evaluation
     files = {
         "per_problem": storage.join(out_uri, "per_problem.jsonl"),
         "metrics": storage.join(out_uri, "metrics.json"),
         "report": storage.join(out_uri, "report.html"),
         "config": storage.join(out_uri, "config.yaml"),
     }
-    rows = "".join(json.dumps(r.to_row(ev.pass_k)) + "\n" for r in results)
-    storage.write_text(files["per_problem"], rows)
+    storage.write_text(files["per_problem"], per_problem)
     storage.write_text(files["report"], report_html)
     storage.write_text(files["config"], cfg.to_yaml())
     # metrics.json last: its presence marks a complete evaluation output.
-    storage.write_text(files["metrics"], json.dumps({"metrics": metrics, "timings": timings}, indent=2, sort_keys=True))
+    storage.write_text(
+        files["metrics"], json.dumps({"metrics": metrics, "timings": timings}, indent=2, sort_keys=True)
+    )
     return files
 
 
@@ -177,7 +200,9 @@ def run_evaluation(
         generator = torch.Generator(device=_device(cfg)).manual_seed(cfg.seed + ev.seed_offset)
         for speed in ev.speeds:
             for temperature in ev.temperatures:
-                point, g_s, s_s = _grid_point(cfg, model, tokenizer, problems, client, references, speed, temperature, generator)
+                point, g_s, s_s = _grid_point(
+                    cfg, model, tokenizer, problems, client, references, speed, temperature, generator
+                )
                 results.extend(point)
                 gen_seconds[speed] = gen_seconds.get(speed, 0.0) + g_s
                 timings["generation_s"] += g_s
@@ -187,19 +212,31 @@ def run_evaluation(
     timings["problems"] = float(len(problems))
     timings["samples"] = float(sum(r.n for r in results))
     report_html = render_report(
-        metrics, results, title=f"DiffuCoder evaluation: {model_uri}", benchmarks=names, speeds=ev.speeds,
-        temperatures=ev.temperatures, ks=ev.pass_k, heatmap_problems=ev.heatmap_problems,
+        metrics,
+        results,
+        title=f"DiffuCoder evaluation: {model_uri}",
+        benchmarks=names,
+        speeds=ev.speeds,
+        temperatures=ev.temperatures,
+        ks=ev.pass_k,
+        heatmap_problems=ev.heatmap_problems,
         failure_limit=ev.report_failures,
-        notes={"model": model_uri, "prompt style": ev.prompt_style, "gen length": str(ev.gen_length),
-               "samples per problem": str(ev.n_samples), "fast decoding": str(ev.fast_decoding),
-               "config fingerprint": cfg.fingerprint()},
+        notes={
+            "model": model_uri,
+            "prompt style": ev.prompt_style,
+            "gen length": str(ev.gen_length),
+            "samples per problem": str(ev.n_samples),
+            "fast decoding": str(ev.fast_decoding),
+            "config fingerprint": cfg.fingerprint(),
+        },
     )
-    files = _write_outputs(cfg, out_uri, metrics, results, timings, report_html)
+    per_problem = "".join(json.dumps(r.to_row(ev.pass_k)) + "\n" for r in results)
+    files = _write_outputs(cfg, out_uri, metrics, timings, per_problem, report_html)
 
     tracking.configure(cfg.tracking)
     with tracking.stage_run("evaluate", cfg, parent_run_id=parent_run_id) as tr:
         tr.log_metrics({**metrics, **{f"time_{k}": v for k, v in timings.items()}})
         tr.log_text(report_html, "evaluation/report.html")
-        tr.log_text("".join(json.dumps(r.to_row(ev.pass_k)) + "\n" for r in results), "evaluation/per_problem.jsonl")
+        tr.log_text(per_problem, "evaluation/per_problem.jsonl")
         run_id = tr.run_id
     return EvalResult(metrics, results, out_uri, files, timings, run_id)
