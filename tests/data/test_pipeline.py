@@ -4,8 +4,6 @@ named, reruns, the CLI, and s3:// in and out (real moto server on loopback)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -118,24 +116,13 @@ def test_malformed_jsonl_rows_are_skipped_counted_and_named(tmp_path, shared_dat
     assert _kept(tmp_path / "out")[0][0] == "ok-1"
 
 
-def test_cli_prepare(tmp_path, corpus_dir, shared_data):
-    cmd = [
-        sys.executable,
-        "-m",
-        "diffucoder.cli",
-        "data",
-        "prepare",
-        "--input",
-        str(corpus_dir),
-        "--out",
-        str(tmp_path / "out"),
-        "--workers",
-        "1",
-        f"data.decontam.benchmarks_dir={shared_data}",
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "25 bands x 10 rows, Jaccard threshold ~0.725" in done.stdout
+def test_cli_prepare(tmp_path, corpus_dir, shared_data, capsys):
+    from diffucoder.cli import main
+
+    argv = ["data", "prepare", "--input", str(corpus_dir), "--out", str(tmp_path / "out"), "--workers", "1",
+            f"data.decontam.benchmarks_dir={shared_data}"]  # fmt: skip
+    assert main(argv) == 0
+    assert "25 bands x 10 rows, Jaccard threshold ~0.725" in capsys.readouterr().out
     assert (tmp_path / "out" / "stats.json").is_file()
 
 

@@ -92,9 +92,14 @@ class CodeFile:
         without = _TRIPLE.sub(" ", self.text)
         return "\n".join(_LINE_STRING.sub(" ", line.split("#", 1)[0]) for line in without.splitlines())
 
+    @cached_property
+    def lower_code_lines(self) -> list[str]:
+        return [s.lower() for s in self.code_lines]
+
     def lines_containing(self, needle: str, lower: bool = True) -> int:
         """Code lines containing ``needle`` as a plain substring (RefineCode semantics: 'password' counts)."""
-        return sum(needle in (s.lower() if lower else s) for s in self.code_lines)
+        lines = self.lower_code_lines if lower else self.code_lines
+        return sum(needle in s for s in lines)
 
     @cached_property
     def word_ids(self) -> tuple[np.ndarray, np.ndarray]:

@@ -328,24 +328,25 @@ def _sample_split(
     rng = random.Random(f"{seed}:{split}")
     seen: set[str] = set()
     tasks: list[TinyTask] = []
-    attempts = 0
+    misses = 0  # consecutive draws that gave no new chain: the space is exhausted when this grows
     while len(tasks) < n:
-        attempts += 1
-        if attempts > 200 * n + 10_000:
+        if misses > max(20_000, 20 * n):
             raise ValueError(
                 f"tiny tasks: only {len(tasks)} distinct {split} tasks found at difficulty {difficulty}; "
                 f"asked for {n} (raise data.tiny_tasks.difficulty or lower the count)"
             )
         chain = sample_chain(rng, rng.randint(1, difficulty))
         key = task_key(chain)
+        misses += 1
         if key in seen or split_of(key, heldout_fraction) != split:
             continue
+        seen.add(key)
         if known_steps is not None and not {step.slug for step in chain} <= known_steps:
             continue  # a step never seen in training cannot be learned, only guessed
-        seen.add(key)
         task = _build_task(rng, chain, split, len(tasks))
         if task is not None:
             tasks.append(task)
+            misses = 0
     return tasks
 
 
