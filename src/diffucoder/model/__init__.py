@@ -1,14 +1,14 @@
 """The masked-diffusion model: an HF Qwen2 causal LM with bidirectional attention and the AR shift kept.
 
-The public names are resolved lazily (PEP 562): ``diffucoder.config`` imports
-``diffucoder.model.config`` for ``ModelConfig``, and that must not pull in torch/transformers for
-commands that never touch a model (e.g. ``diffucoder sandbox serve``).
+Public names resolve lazily (see ``diffucoder.lazy``) so that importing ``diffucoder.config``
+does not pull in torch/transformers.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from diffucoder.lazy import lazy_exports
 
 _EXPORTS = {
     "DiffusionLM": "diffucoder.model.diffusion_lm",
@@ -19,24 +19,11 @@ _EXPORTS = {
     "anneal_ratio": "diffucoder.model.masks",
     "annealed_attention_mask": "diffucoder.model.masks",
 }
-__all__ = [
-    "DiffusionLM",
-    "anneal_ratio",
-    "annealed_attention_mask",
-    "build_model",
-    "enable_gradient_checkpointing",
-    "load_model",
-    "save_model",
-]
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from diffucoder.model.build import build_model, enable_gradient_checkpointing
     from diffucoder.model.diffusion_lm import DiffusionLM
     from diffucoder.model.io import load_model, save_model
     from diffucoder.model.masks import anneal_ratio, annealed_attention_mask
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'diffucoder.model' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
