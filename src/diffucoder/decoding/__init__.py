@@ -16,7 +16,13 @@ _EXPORTS = {
     "diffusion_generate": "diffucoder.decoding.sampler",
     "unmask_schedule": "diffucoder.decoding.schedule",
 }
-__all__ = ["DecodingConfig", "FastDecodingConfig", *sorted(_EXPORTS)]
+__all__ = [
+    "DecodingConfig",
+    "FastDecodingConfig",
+    "GenerationOutput",
+    "diffusion_generate",
+    "unmask_schedule",
+]
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:

@@ -19,7 +19,15 @@ _EXPORTS = {
     "anneal_ratio": "diffucoder.model.masks",
     "annealed_attention_mask": "diffucoder.model.masks",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DiffusionLM",
+    "anneal_ratio",
+    "annealed_attention_mask",
+    "build_model",
+    "enable_gradient_checkpointing",
+    "load_model",
+    "save_model",
+]
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
