@@ -112,4 +112,7 @@ class MinHasher:
         return (sig >> np.uint64(32)).astype(np.uint32)
 
     def signature(self, text: str) -> np.ndarray:
-        return self.signature_of_shingles(self.shingles(text))
+        # The minimum over a multiset equals the minimum over its set, so the de-duplicating sort
+        # that ``shingles`` needs for exact Jaccard is skipped here.
+        tokens, _ = token_hashes(text)
+        return self.signature_of_shingles(ngram_hashes(tokens, self.shingle_size))
