@@ -58,9 +58,10 @@ def test_reason_names_the_benchmark_item(decon, rows):
     assert reason.startswith("decontam_") and "HumanEvalPlus" in reason and "HumanEval/0" in reason
 
 
-def test_ngram_check_ignores_number_only_ngrams(decon):
+def test_ngram_check_ignores_number_and_single_char_ngrams(decon):
     numbers = "TABLE = [" + ", ".join(str(i) for i in range(200)) + "]\n"
-    assert decon.reason(HEADER + numbers) is None
+    letters = "LETTERS = [" + ", ".join(repr(c) for c in "abcdefghijklmnopqrstuvwxyz") + "]\n"
+    assert decon.reason(HEADER + numbers + letters) is None
 
 
 @pytest.mark.parametrize("subset", ["top", "packages"])

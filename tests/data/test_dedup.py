@@ -32,9 +32,9 @@ def _run(docs_per_shard: list[list[dict]], tmp_path, cfg: DedupConfig) -> dict:
 
 
 def test_tokens_are_case_insensitive_identifier_runs():
-    hashes, is_number = token_hashes("Foo = bar_1(42) + FOO")
-    assert len(hashes) == 4 and hashes[0] == hashes[3]
-    assert is_number.tolist() == [False, False, True, False]
+    hashes, trivial = token_hashes("Foo = bar_1(42) + FOO - x")
+    assert len(hashes) == 5 and hashes[0] == hashes[3]
+    assert trivial.tolist() == [False, False, True, False, True]
 
 
 def test_signature_agreement_estimates_jaccard():

@@ -7,8 +7,9 @@ Two checks (reference data.md 1.8):
    shorter than ``min_substring_chars`` are not used: one-liners such as ``return x + y`` occur in
    honest code everywhere (BigCode excludes the same kind by hand).
 2. n-gram overlap: drop a document sharing more than ``max_ngram_hits`` code-token n-grams
-   (n >= 13) with any benchmark prompt/solution; n-grams made only of numbers are ignored, since
-   `0 1 2 3 ...` sequences are what produce false hits on the stdlib at smaller n.
+   (n >= 13) with any benchmark prompt/solution; n-grams made only of numbers and single characters
+   are ignored, since `0 1 2 3 ...` and `a b c d ...` sequences are what produce false hits on the
+   stdlib (MBPP/265's `['a', 'b', ..., 'n']` matches test_doctest.py at n = 13).
 
 Why an anchor pre-filter for (1): testing ~1,500 benchmark strings with ``in`` on every document
 costs ~15 ms per file; a string can only occur in a document that contains its interior token
@@ -113,9 +114,9 @@ class Decontaminator:
         strings, anchors, anchored, always = [], [], [], []
         ngram_item: dict[int, str] = {}
         for item, text in pairs:
-            tokens, is_number = token_hashes(text)
+            tokens, trivial = token_hashes(text)
             grams = ngram_hashes(tokens, cfg.ngram)
-            numeric = _all_numbers(is_number, cfg.ngram)
+            numeric = _all_trivial(trivial, cfg.ngram)
             for g in grams[~numeric].tolist():
                 ngram_item.setdefault(g, item)
             norm = normalise(text)
@@ -139,7 +140,7 @@ class Decontaminator:
 
     def reason(self, text: str) -> str | None:
         """None when clean, else ``decontam_substring:<item>`` or ``decontam_ngram:<item>``."""
-        tokens, is_number = token_hashes(text)
+        tokens, trivial = token_hashes(text)
         doc_grams = np.unique(ngram_hashes(tokens, _ANCHOR))
         candidates = [self.anchored[i] for i in np.flatnonzero(np.isin(self.anchors, doc_grams))]
         if candidates or self.always:
@@ -149,16 +150,16 @@ class Decontaminator:
                 if needle in norm:
                     return f"decontam_substring:{item}"
         grams = ngram_hashes(tokens, self.cfg.ngram)
-        grams = np.unique(grams[~_all_numbers(is_number, self.cfg.ngram)])
+        grams = np.unique(grams[~_all_trivial(trivial, self.cfg.ngram)])
         hits = grams[np.isin(grams, self.ngrams)]
         if hits.size > self.cfg.max_ngram_hits:
             return f"decontam_ngram:{self.ngram_item[int(hits[0])]}"
         return None
 
 
-def _all_numbers(is_number: np.ndarray, n: int) -> np.ndarray:
-    """Per n-gram window: True when every token in it is a number."""
-    if is_number.size < n:
+def _all_trivial(trivial: np.ndarray, n: int) -> np.ndarray:
+    """Per n-gram window: True when every token in it is trivial (a number or a single character)."""
+    if trivial.size < n:
         return np.zeros(0, dtype=bool)
-    counts = np.concatenate(([0], np.cumsum(~is_number)))
+    counts = np.concatenate(([0], np.cumsum(~trivial)))
     return (counts[n:] - counts[:-n]) == 0

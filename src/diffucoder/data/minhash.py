@@ -12,7 +12,7 @@ whole chain runs as array operations on the document's bytes:
 4. signature: ``num_perm`` multiply-shift hash functions ``(a*x + b) >> 32`` (a odd, arithmetic
    mod 2^64), minimum over the shingles, as one (shingles x perms) array operation.
 
-The same token hashes feed the decontamination n-gram check.
+The same token hashes (and their number/single-char flags) feed the decontamination n-gram check.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def _powers(base: np.uint64, n: int) -> np.ndarray:
 
 
 def token_hashes(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """(hashes uint64, is_number bool) for each code token of ``text``, in order."""
+    """(hashes uint64, trivial bool) for each code token of ``text``, in order; trivial = a number
+    or a single character."""
     raw = np.frombuffer(text.encode("utf-8", errors="replace"), dtype=np.uint8)
     if raw.size == 0:
         return np.empty(0, dtype=np.uint64), np.empty(0, dtype=bool)
@@ -68,8 +69,10 @@ def token_hashes(text: str) -> tuple[np.ndarray, np.ndarray]:
         inv = _powers(_BASE_INV, raw.size)
         hashes = (prefix[ends] - prefix[starts]) * inv[starts]
     nondigit = np.concatenate(([0], np.cumsum(~_DIGIT[raw])))
-    is_number = (nondigit[ends] - nondigit[starts]) == 0
-    return hashes, is_number
+    # "trivial" tokens: numbers and single characters (digit runs and `a b c ...` alphabets are
+    # what make n-gram decontamination flag honest code)
+    trivial = ((nondigit[ends] - nondigit[starts]) == 0) | ((ends - starts) == 1)
+    return hashes, trivial
 
 
 def ngram_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
