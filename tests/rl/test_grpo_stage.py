@@ -1,0 +1,90 @@
+"""End to end: ``diffucoder train --stage grpo`` on a small model with a real local sandbox subprocess.
+
+The run starts its own sandbox server (no URL given), samples rollouts with the diffusion sampler,
+scores them in the sandbox, trains with the coupled estimator and writes the stage's outputs; a
+second invocation resumes from the last checkpoint, reference model included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _overrides(**extra) -> list[str]:
+    base = {
+        "grpo.max_steps": 4, "grpo.micro_batch_size": 4, "grpo.grad_accum_steps": 2, "grpo.num_generations": 4,
+        "grpo.num_iterations": 2, "grpo.save_every_steps": 2, "grpo.log_every_steps": 2, "grpo.ref_sync_steps": 2,
+        "grpo.rollout.max_completion_length": 16, "grpo.rollout.max_prompt_length": 48, "grpo.lr": 1e-3,
+        "sandbox.workers": 1,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+@pytest.fixture(scope="module")
+def grpo_inputs(tmp_path_factory, small_model, tokenizer):
+    from diffucoder.data.formats import tasks_to_rl
+    from diffucoder.data.tiny_tasks import generate_tasks
+    from diffucoder.model import save_model
+
+    root = tmp_path_factory.mktemp("grpo")
+    save_model(small_model, tokenizer, str(root / "init"))
+    rows = tasks_to_rl(generate_tasks(0, 16, 4, 2)["train"])
+    (root / "rl.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def _run(root: Path, out: Path, overrides: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    cmd = [sys.executable, "-m", "diffucoder.cli", "train", "--stage", "grpo", "--config", "tiny",
+           "--data", str(root / "rl.jsonl"), "--init", str(root / "init"), "--out", str(out), *overrides]
+    return subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_grpo_stage_runs_with_local_sandbox_and_resumes(grpo_inputs):
+    out = grpo_inputs / "out"
+    proc = _run(grpo_inputs, out, _overrides())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["steps"] == 4 and Path(result["final_model_uri"], "MANIFEST.json").is_file()
+    ckpts = sorted((out / "checkpoints").glob("step-*"))
+    assert [c.name for c in ckpts] == ["step-000002", "step-000004"]
+    state = json.loads((ckpts[-1] / "trainer_state.json").read_text())
+    assert state["data"]["round"] == 2  # 4 steps / mu 2
+    assert (ckpts[-1] / "grpo" / "reference.pt").is_file()
+    logged = state["history"][-1]
+    for key in ("loss", "kl", "clip_frac", "reward/total/mean", "reward/code/mean", "reward/format/std",
+                "pass_rate", "format_rate", "completion_length", "arness/local@1", "round/rollout_s",
+                "frac_reward_zero_std", "time/policy_estimate_s"):
+        assert key in logged, key
+    assert 0 <= logged["reward/total/mean"] <= 2.5
+    # the sandbox subprocess the stage started is gone
+    assert "sandbox serve" not in subprocess.run(["ps", "-o", "args=", "--ppid", str(os.getpid())],
+                                                capture_output=True, text=True).stdout
+
+    # resume: a longer run continues from step 4 with the saved reference (weights differ from final/
+    # after a mixup sync, so it must come from the checkpoint) and ends at step 6
+    ref_saved = torch.load(ckpts[-1] / "grpo" / "reference.pt", weights_only=True)
+    from safetensors.torch import load_file
+
+    policy = load_file(str(ckpts[-1] / "model" / "model.safetensors"))
+    name = next(k for k in ref_saved if k.endswith("mlp.up_proj.weight"))
+    assert not torch.equal(ref_saved[name], policy[name.removeprefix("hf.")])
+    proc = _run(grpo_inputs, out, _overrides(**{"grpo.max_steps": 6}))
+    assert proc.returncode != 0 and "total_steps" in proc.stderr  # the guard refuses a changed length
+
+
+def test_unreachable_sandbox_fails_fast(grpo_inputs):
+    proc = _run(grpo_inputs, grpo_inputs / "bad", _overrides(**{"sandbox.url": "http://127.0.0.1:9"}), timeout=120)
+    assert proc.returncode != 0
+    assert "127.0.0.1:9" in proc.stderr and "unreachable" in proc.stderr
