@@ -1,8 +1,10 @@
-"""``diffucoder train``: run stage 1-3 training in-process, or under torchrun with N ranks.
+"""``diffucoder train``: run stage 1-4 training in-process, or under torchrun with N ranks.
 
     diffucoder train --stage pretrain --config tiny --data runs/tiny/data/packed --out runs/tiny/pretrain
     diffucoder train --stage instruct --config tiny --data runs/tiny/data/sft.jsonl \\
         --init runs/tiny/midtrain/final --out runs/tiny/instruct --nproc-per-node 2 instruct.max_steps=50
+    diffucoder train --stage grpo --config tiny --data runs/tiny/data/tasks/rl/train.jsonl \
+        --init runs/tiny/instruct/final --out runs/tiny/grpo
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 
 from diffucoder.config_cli import add_config_args
 
-STAGES = ("pretrain", "midtrain", "instruct")
+STAGES = ("pretrain", "midtrain", "instruct", "grpo")
 
 
 def _resume_arg(text: str) -> str:
@@ -64,9 +66,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("train", help="stages 1-3: pretrain, mid-train, instruct-tune (DeepSpeed)")
+    parser = sub.add_parser("train", help="stages 1-4: pretrain, mid-train, instruct-tune, coupled-GRPO (DeepSpeed)")
     parser.add_argument("--stage", required=True, choices=STAGES)
-    parser.add_argument("--data", required=True, help="packed shard dir (stages 1-2) or SFT JSONL/Parquet (stage 3)")
+    parser.add_argument("--data", required=True, help="packed shard dir (stages 1-2), SFT JSONL/Parquet (stage 3) or RL problems (stage 4)")
     parser.add_argument("--out", required=True, help="output dir or s3:// prefix of this stage")
     parser.add_argument("--init", default=None, help="model to start from (a previous stage's final/)")
     parser.add_argument("--resume", default="auto", type=_resume_arg,

@@ -191,6 +191,8 @@ class Trainer:
         if load_path is None:
             raise ValueError(f"{path}/deepspeed: DeepSpeed found no engine state to load")
         self.step_fn.stream.load_state_dict(saved["data"])
+        if hasattr(self.step_fn, "load_extra"):
+            self.step_fn.load_extra(path)  # stage state beyond the engine (GRPO: the reference model)
         _set_rng_state(torch.load(path / "rng" / f"rank-{self.dist.rank:05d}.pt", weights_only=False))
         self.state = TrainState(
             step=saved["step"], tokens=saved["tokens"], history=saved["history"], run_id=saved.get("run_id")
@@ -299,6 +301,8 @@ class Trainer:
         self.engine.save_checkpoint(str(tmp / "deepspeed"), tag="state", save_latest=False)
         (tmp / "rng").mkdir(parents=True, exist_ok=True)
         torch.save(_rng_state(), tmp / "rng" / f"rank-{self.dist.rank:05d}.pt")
+        if hasattr(self.step_fn, "save_extra"):
+            self.step_fn.save_extra(tmp, self.dist.is_main)
         self._save_model(str(tmp / "model"))
         uri = None
         distributed.barrier()

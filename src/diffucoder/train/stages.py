@@ -50,7 +50,12 @@ class StepContext:
 
 
 class StageStep(Protocol):
-    """The plug-in point of the shared loop: data plus a loss."""
+    """The plug-in point of the shared loop: data plus a loss.
+
+    A stage with state beyond the engine and the stream position may also define
+    ``save_extra(ckpt_dir, is_main)`` and ``load_extra(ckpt_dir)``; the loop calls them when it writes
+    and restores a checkpoint (stage 4 keeps its reference model there).
+    """
 
     name: str
     stream: BatchStream
