@@ -1,0 +1,130 @@
+"""Data steps: raw sources -> per-shard filter (ParallelFor) -> dedup -> per-shard finalize -> report,
+plus the tiny task sets, the tokenizer (tiny only), the mid-training mix and packing."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components.images import TOOLS_IMAGE
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def ingest(config_yaml: str, data_root: str, raw_uris: list, stdlib_max_files: int) -> list:
+    """The fan-outs' items: ``[{"uri", "shard", "data_root"}]`` (the stdlib cut into raw shards when no URIs)."""
+    from diffucoder import pipeline_steps as steps
+
+    cfg = steps.config_from_yaml(config_yaml)
+    inputs = steps.raw_sources(cfg, data_root, [str(u) for u in raw_uris], stdlib_max_files)
+    return steps.ingest_units(cfg, data_root, inputs)
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def filter_shard(data_root: str, uri: str, shard: int) -> int:
+    """One shard: filters + decontamination + MinHash signatures; returns the documents kept."""
+    from diffucoder import pipeline_steps as steps
+
+    result = steps.filter_unit(data_root, uri, int(shard))
+    print(result)
+    return int(result["kept"])
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def dedup(config_yaml: str, data_root: str, kept_per_shard: list) -> int:
+    """Global exact + MinHash dedup over every shard's signatures; returns the documents removed."""
+    from diffucoder import pipeline_steps as steps
+
+    result = steps.dedup(steps.config_from_yaml(config_yaml), data_root)
+    print({"kept_after_filter": int(sum(kept_per_shard)), **result})
+    return int(result["exact_duplicate_docs"] + result["near_duplicate_docs"])
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def finalize_shard(data_root: str, shard: int) -> int:
+    """One shard: drop the duplicates dedup chose and write the output shard."""
+    from diffucoder import pipeline_steps as steps
+
+    return steps.finalize_unit(data_root, int(shard))
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def data_report(config_yaml: str, data_root: str, docs_per_shard: list, corpus: Output[Dataset]):
+    """Merge the shard stats into stats.json + report.md/html and seal the corpus."""
+    import json
+
+    from diffucoder import pipeline_steps as steps
+
+    cfg = steps.config_from_yaml(config_yaml)
+    with steps.timed_step(data_root, "data") as rec:
+        output = steps.data_report(cfg, data_root)
+        uri = steps.corpus_uri(data_root)
+        corpus.metadata.update(steps.artifact_metadata(uri, cfg, documents=int(sum(docs_per_shard))))
+        rec["metrics"] = {k: v for k, v in output.items() if isinstance(v, int | float)}
+        rec["uris"] = {"corpus": uri, "report": f"{uri}/report.html"}
+    with open(corpus.path, "w") as f:
+        json.dump(corpus.metadata, f)
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def tiny_tasks(config_yaml: str, data_root: str, tasks: Output[Dataset]):
+    """The tiny task family: train/held-out tasks, the SFT set (stage 3) and the RL set (stage 4)."""
+    import json
+
+    from diffucoder import pipeline_steps as steps
+
+    cfg = steps.config_from_yaml(config_yaml)
+    with steps.timed_step(data_root, "tiny-tasks") as rec:
+        uri = steps.tiny_tasks(cfg, data_root)
+        tasks.metadata.update(steps.artifact_metadata(uri, cfg))
+        rec["uris"] = {"tasks": uri}
+    with open(tasks.path, "w") as f:
+        json.dump(tasks.metadata, f)
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def tokenizer(config_yaml: str, data_root: str, vocab_size: int, corpus: Input[Dataset],
+              tokenizer: Output[dsl.Artifact]):
+    """Train the tiny BPE tokenizer on the filtered corpus (or take the base model's)."""
+    import json
+
+    from diffucoder import pipeline_steps as steps
+
+    cfg = steps.config_from_yaml(config_yaml)
+    with steps.timed_step(data_root, "tokenizer") as rec:
+        uri = steps.tokenizer(cfg, data_root, corpus.metadata["uri"], vocab_size)
+        tokenizer.metadata.update(steps.artifact_metadata(uri, cfg, vocab_size=vocab_size))
+        rec["uris"] = {"tokenizer": uri}
+    with open(tokenizer.path, "w") as f:
+        json.dump(tokenizer.metadata, f)
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def midtrain_mix(config_yaml: str, data_root: str, corpus: Input[Dataset], tasks: Input[Dataset],
+                 mix: Output[Dataset]):
+    """Stage-2 text: the filtered corpus interleaved with the train tasks written as code."""
+    import json
+
+    from diffucoder import pipeline_steps as steps
+
+    cfg = steps.config_from_yaml(config_yaml)
+    with steps.timed_step(data_root, "midtrain-mix") as rec:
+        uri = steps.midtrain_mix(cfg, data_root, corpus.metadata["uri"], tasks.metadata["uri"])
+        mix.metadata.update(steps.artifact_metadata(uri, cfg))
+        rec["uris"] = {"midtrain_mix": uri}
+    with open(mix.path, "w") as f:
+        json.dump(mix.metadata, f)
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def pack(config_yaml: str, data_root: str, stage: str, text: Input[Dataset], tokenizer: Input[dsl.Artifact],
+         packed: Output[Dataset]):
+    """Tokenise text shards into fixed-length rows for a packed stage (pretrain / midtrain)."""
+    import json
+
+    from diffucoder import pipeline_steps as steps
+
+    cfg = steps.config_from_yaml(config_yaml)
+    with steps.timed_step(data_root, f"pack-{stage}") as rec:
+        meta = steps.pack(cfg, data_root, text.metadata["uri"], tokenizer.metadata["uri"], stage)
+        packed.metadata.update(steps.artifact_metadata(meta.pop("uri"), cfg, **meta))
+        rec["metrics"], rec["uris"] = meta, {"packed": packed.metadata["uri"]}
+    with open(packed.path, "w") as f:
+        json.dump(packed.metadata, f)

@@ -1,0 +1,64 @@
+"""Evaluation and registration of a trained model."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+
+from components.images import TOOLS_IMAGE, TRAINER_IMAGE
+
+
+@dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
+def evaluate(
+    label: str,
+    config_yaml: str,
+    run_root: str,
+    parent_run_id: str,
+    kfp_run_id: str,
+    pipeline_name: str,
+    benchmarks: str,
+    sandbox_url: str,
+    model: Input[Model],
+    tasks: Input[Dataset],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    results: Output[dsl.Artifact],
+):
+    """pass@k (and AR-ness) of ``model`` on ``benchmarks`` ("" = evaluation.benchmarks), sandbox-scored."""
+    import json
+
+    from diffucoder import pipeline_steps as steps
+    from diffucoder import storage
+
+    cfg = steps.config_from_yaml(config_yaml)
+    steps.export_run_env(parent_run_id, kfp_run_id, pipeline_name)
+    with steps.timed_step(run_root, f"eval-{label}") as rec:
+        out = steps.evaluate(cfg, run_root, label, model.metadata["uri"], tasks.metadata["uri"], benchmarks,
+                             sandbox_url, parent_run_id)
+        for name, value in sorted(out["metrics"].items()):
+            metrics.log_metric(name, float(value))
+        rec["metrics"], rec["uris"] = out["metrics"], out["files"]
+    storage.get_file(out["files"]["report"], report.path)
+    results.metadata.update({"uri": out["files"]["metrics"], "files": out["files"], "model": model.metadata["uri"],
+                             "mlflow_run_id": out["mlflow_run_id"] or "", "metrics": out["metrics"],
+                             "config_fingerprint": cfg.fingerprint()})
+    with open(results.path, "w") as f:
+        json.dump(results.metadata, f)
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def register_model(
+    config_yaml: str,
+    run_root: str,
+    parent_run_id: str,
+    model: Input[Model],
+    evaluation: Input[dsl.Artifact],
+) -> str:
+    """Register the final model in MLflow (tracking.registered_model_name) and move the alias to it."""
+    from diffucoder import pipeline_steps as steps
+
+    cfg = steps.config_from_yaml(config_yaml)
+    with steps.timed_step(run_root, "register") as rec:
+        version = steps.register(cfg, model.metadata["uri"], evaluation.metadata["metrics"], parent_run_id)
+        name = cfg.tracking.registered_model_name
+        rec["metrics"] = {"version": int(version)}
+        rec["uris"] = {"registered": f"models:/{name}@{cfg.tracking.registered_model_alias}"}
+    return version

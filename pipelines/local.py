@@ -1,0 +1,115 @@
+"""Run the whole DAG on this machine through ``kfp.local`` and print what it produced.
+
+``kfp.local.SubprocessRunner(use_venv=False)`` runs every lightweight component in this
+interpreter's environment (no per-task pip install; reference kfp.md section 2). Local runs use
+``sandbox_mode=local`` (the RL and evaluation steps start a sandbox subprocess) and
+``launcher=in-process``; kfp-kubernetes settings (GPUs, node selectors, timeouts) are ignored
+locally by design.
+"""
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from diffucoder import pipeline_steps as steps
+from diffucoder import storage
+from diffucoder.config import RunConfig
+
+# The metrics the summary shows per step (first match wins; the rest stay in MLflow / steps/*.json).
+KEY_METRICS = (
+    "tiny_heldout_pass_at_1_1x", "evalplus_pass_at_1_1x", "humaneval_pass_at_1_1x", "mbpp_pass_at_1_1x",
+    "loss", "reward_mean", "pass_rate", "steps", "documents", "rows", "version",
+)
+HELDOUT = "tiny_heldout_pass_at_1_1x"
+
+
+def _absolute(uri: str) -> str:
+    return uri if storage.is_s3(uri) else str(Path(uri).resolve())
+
+
+def default_tracking_uri(cfg: RunConfig) -> str:
+    """cfg / $MLFLOW_TRACKING_URI, else an embedded SQLite file beside a local output root."""
+    if cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
+        return cfg.tracking.tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
+    base = Path(cfg.output_root) if not storage.is_s3(cfg.output_root) else Path("runs")
+    return f"sqlite:///{(base / 'mlflow.db').resolve()}"
+
+
+def local_arguments(cfg: RunConfig, preset: str, overrides: list[str], config_yaml: str = "",
+                    **params: Any) -> dict[str, Any]:
+    """Pipeline arguments for a local run: absolute local paths, embedded tracking, local sandbox."""
+    args = {
+        "preset": preset,
+        "overrides": list(overrides),
+        "config_yaml": config_yaml,
+        "output_root": _absolute(cfg.output_root),
+        "tracking_uri": default_tracking_uri(cfg),
+        "benchmark_root": _absolute(cfg.evaluation.data_root),
+        "sandbox_mode": "local",
+        "launcher": "in-process",
+    }
+    args.update({k: v for k, v in params.items() if v is not None})
+    return args
+
+
+def default_kfp_root(output_root: str) -> str:
+    """kfp.local's own outputs (small KFP artifacts, executor logs): beside a local output root."""
+    return str(Path(output_root) / "kfp-local") if not storage.is_s3(output_root) else str(Path("runs/kfp-local").resolve())
+
+
+def find_run_root(output_root: str, started_after: float) -> str:
+    """The run root that a local run just created (kfp.local names the job itself)."""
+    candidates = []
+    for uri in storage.list_files(output_root):
+        if uri.endswith("/" + steps.PIPELINE_RECORD) and "/data/" not in uri:
+            root = uri[: -len(steps.PIPELINE_RECORD) - 1]
+            record = steps.read_pipeline_record(root)
+            if record.get("started_at", 0) >= started_after:
+                candidates.append((record["started_at"], root))
+    if not candidates:
+        raise FileNotFoundError(f"no pipeline run under {output_root} started after {time.ctime(started_after)}")
+    return max(candidates)[1]
+
+
+def run_local(arguments: dict[str, Any], pipeline_root: str) -> str:
+    """Execute the pipeline with kfp.local; returns the run root. Raises if any task failed."""
+    from kfp import local
+
+    from pipelines.diffucoder import diffucoder
+
+    local.init(local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
+    started = time.time()
+    diffucoder(**arguments)
+    return find_run_root(arguments["output_root"], started)
+
+
+def _key_metrics(metrics: dict[str, Any], limit: int = 3) -> str:
+    shown = [f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
+             for k in KEY_METRICS if k in metrics]
+    return ", ".join(shown[:limit])
+
+
+def summary(run_root: str) -> str:
+    """The final table: every step's time, key metrics and artifact URIs; then the learning signal."""
+    record = steps.read_pipeline_record(run_root)
+    rows = steps.read_step_records(record["data_root"]) + steps.read_step_records(run_root)
+    lines = [f"diffucoder pipeline run {run_root}  (status: {record.get('status', 'unknown')})", ""]
+    width = max(len(r["step"]) for r in rows) if rows else 8
+    lines.append(f"{'step':<{width}}  {'time':>8}  {'key metrics':<60}  artifacts")
+    for r in rows:
+        uris = " ".join(f"{k}={v}" for k, v in r["uris"].items())
+        lines.append(f"{r['step']:<{width}}  {r['seconds']:>7.1f}s  {_key_metrics(r['metrics']):<60}  {uris}")
+    by_step = {r["step"]: r["metrics"] for r in rows}
+    before, after = by_step.get("eval-instruct", {}).get(HELDOUT), by_step.get("eval-grpo", {}).get(HELDOUT)
+    lines.append("")
+    if before is not None and after is not None:
+        lines.append(f"learning signal: held-out tiny tasks pass@1 {before:.3f} after instruct -> "
+                     f"{after:.3f} after coupled-GRPO ({after - before:+.3f})")
+    lines.append(f"MLflow: parent run {record['parent_run_id']} in experiment {record['experiment']!r}; "
+                 f"open the UI with\n  mlflow ui --backend-store-uri {record['tracking_uri']}")
+    reports = [r["uris"]["report"] for r in rows if r["step"].startswith("eval-") and "report" in r["uris"]]
+    if reports:
+        lines.append(f"HTML report: {reports[-1]}")
+    lines.append(f"rerun with the same resolved config: diffucoder pipeline rerun {run_root}")
+    return "\n".join(lines)

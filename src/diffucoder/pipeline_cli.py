@@ -1,0 +1,144 @@
+"""``diffucoder pipeline run-local|compile|submit|rerun``: the KFP pipeline's entry points.
+
+    diffucoder pipeline run-local --preset tiny [key.sub=value ...]     (= make run)
+    diffucoder pipeline compile                                         (= make compile)
+    diffucoder pipeline submit --host URL [--experiment E] [--param k=v ...] [--preset P] [key=value ...]
+    diffucoder pipeline rerun RUN_ROOT [--host URL]
+
+The DAG and the components live in the repository's ``pipelines/`` and ``components/`` folders (not
+in the installed library, which never imports kfp), so these commands run from a checkout; the
+checkout is found upward from the working directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _checkout_on_path() -> None:
+    from diffucoder.images import find_repo_root
+
+    root = str(find_repo_root())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
+def _params(items: list[str]) -> dict[str, Any]:
+    """``--param k=v`` pairs; values parsed as YAML (numbers, bools, lists)."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--param {item!r}: expected name=value")
+        out[key] = yaml.safe_load(raw) if raw else ""
+    return out
+
+
+def _run_local(args: argparse.Namespace) -> int:
+    _checkout_on_path()
+    from diffucoder import pipeline_steps as steps
+    from pipelines import local
+
+    cfg = steps.resolve_config(args.preset, args.overrides)
+    if args.output_root:
+        cfg.output_root = args.output_root
+    if args.tracking_uri:
+        cfg.tracking.tracking_uri = args.tracking_uri
+    arguments = local.local_arguments(cfg, args.preset, args.overrides, **_params(args.param))
+    print(f"running the diffucoder pipeline locally (kfp.local, {args.preset}); task logs follow", flush=True)
+    started = time.time()
+    root = local.run_local(arguments, args.kfp_root or local.default_kfp_root(arguments["output_root"]))
+    print(local.summary(root))
+    print(f"total wall time {time.time() - started:.0f}s")
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    _checkout_on_path()
+    from pipelines.compile import IR_PATH, compile_pipeline
+
+    print(compile_pipeline(args.out or IR_PATH))
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    _checkout_on_path()
+    from pipelines.remote import submit
+
+    arguments = {"preset": args.preset, "overrides": list(args.overrides), **_params(args.param)}
+    url = submit(args.host, arguments, experiment=args.experiment, run_name=args.run_name,
+                 namespace=args.namespace)
+    print(url)
+    return 0
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    _checkout_on_path()
+    from pipelines import local, remote
+
+    arguments = remote.rerun_arguments(args.run)
+    arguments.update(_params(args.param))
+    if args.host:
+        print(remote.submit(args.host, arguments, experiment=args.experiment, namespace=args.namespace))
+        return 0
+    print(f"re-running {args.run} locally with its resolved config", flush=True)
+    root = local.run_local(arguments, args.kfp_root or local.default_kfp_root(arguments["output_root"]))
+    print(local.summary(root))
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    _checkout_on_path()
+    from pipelines import local
+
+    print(local.summary(args.run))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("pipeline", help="the KFP pipeline: run locally, compile, submit, rerun")
+    inner = parser.add_subparsers(dest="pipeline_command", required=True)
+
+    p = inner.add_parser("run-local", help="run the whole DAG here through kfp.local (make run)")
+    p.add_argument("--preset", default="tiny", help="preset name or YAML path")
+    p.add_argument("--output-root", default=None, help="local dir or s3:// prefix (default: the preset's)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow URI (default: $MLFLOW_TRACKING_URI, else <output root>/mlflow.db)")
+    p.add_argument("--kfp-root", default=None, help="kfp.local's own task outputs (default: beside the output root)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="pipeline parameter, e.g. run_grpo=false or stdlib_max_files=200")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    p.set_defaults(func=_run_local)
+
+    p = inner.add_parser("compile", help="write the IR YAML (pipelines/diffucoder.yaml)")
+    p.add_argument("--out", default=None, type=Path)
+    p.set_defaults(func=_compile)
+
+    p = inner.add_parser("submit", help="start a run on a Kubeflow Pipelines endpoint; prints its URL")
+    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
+    p.add_argument("--experiment", default=None)
+    p.add_argument("--run-name", default=None)
+    p.add_argument("--namespace", default=None)
+    p.add_argument("--preset", default="paper-7b")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    p.set_defaults(func=_submit)
+
+    p = inner.add_parser("rerun", help="run a past pipeline run again with its exact resolved config")
+    p.add_argument("run", help="the past run's root (printed in its summary; holds pipeline.json)")
+    p.add_argument("--host", default=None, help="submit to this KFP endpoint instead of running locally")
+    p.add_argument("--experiment", default=None)
+    p.add_argument("--namespace", default=None)
+    p.add_argument("--kfp-root", default=None)
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.set_defaults(func=_rerun)
+
+    p = inner.add_parser("summary", help="print a finished run's summary table again")
+    p.add_argument("run", help="run root")
+    p.set_defaults(func=_summary)

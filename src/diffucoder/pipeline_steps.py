@@ -1,0 +1,475 @@
+"""The bodies of the KFP pipeline's steps, as plain functions (the library never imports kfp).
+
+Each component in ``components/`` parses its inputs and calls exactly one function here, so the
+step logic is importable and unit-testable without KFP, and the components stay thin (STYLE rule
+10). Large data never travels through KFP: every step writes its output under the run root (a
+local dir or ``s3://`` prefix) with :mod:`diffucoder.storage`, and hands the next step a small KFP
+artifact whose metadata (:func:`artifact_metadata`) carries the URI, sizes, checksums and the
+resolved config.
+
+Run layout under ``<output_root>/<run name>/``::
+
+    pipeline.json        parent MLflow run id, tracking URI, pipeline arguments, resolved config
+    config.yaml          the resolved RunConfig every step reads
+    steps/<step>.json    one record per finished step: seconds, key metrics, artifact URIs
+    pretrain/ midtrain/ instruct/ grpo/ eval-<label>/   the stages' artifacts
+
+Data artifacts live under ``<output_root>/data/<data fingerprint>/`` (:func:`data_root`): raw/,
+work/, corpus/, tasks/, tokenizer/, midtrain-mix/, <stage>-packed/, steps/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import yaml
+
+from diffucoder import storage
+from diffucoder.config import RunConfig, load_config, validate_config
+
+PIPELINE_RECORD = "pipeline.json"
+STEP_DIR = "steps"
+SANDBOX_MODES = ("local", "shared", "per-run")
+LAUNCHERS = ("in-process", "trainjob")
+TRAIN_STAGES = ("pretrain", "midtrain", "instruct", "grpo")
+
+# --------------------------------------------------------------------------------------------
+# Config and run identity
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_config(
+    preset: str,
+    overrides: list[str],
+    config_yaml: str = "",
+    output_root: str = "",
+    seed: int = -1,
+    tracking_uri: str = "",
+    experiment: str = "",
+    base_model_uri: str = "",
+    benchmark_root: str = "",
+) -> RunConfig:
+    """The run's config: ``config_yaml`` verbatim when given (reruns), else preset + overrides.
+
+    The explicit pipeline parameters (output root, seed, tracking, base model, benchmark data) win
+    over both; empty / -1 = keep the config's value.
+    """
+    cfg = config_from_yaml(config_yaml) if config_yaml.strip() else load_config(preset, list(overrides))
+    if output_root:
+        cfg.output_root = output_root
+    if seed >= 0:
+        cfg.seed = seed
+    if tracking_uri:
+        cfg.tracking.tracking_uri = tracking_uri
+    if experiment:
+        cfg.tracking.experiment = experiment
+    if base_model_uri:
+        cfg.model.base_model_uri = base_model_uri
+    if benchmark_root:
+        cfg.evaluation.data_root = benchmark_root
+    return cfg
+
+
+def config_from_yaml(text: str | dict) -> RunConfig:
+    """Rebuild the RunConfig a previous step resolved (validated again, so a bad edit fails here).
+
+    Accepts the mapping too: kfp.local hands a string parameter that passed through a ParallelFor
+    to the task already parsed (YAML is a JSON superset to its loader).
+    """
+    data = yaml.safe_load(text) if isinstance(text, str) else text
+    if not isinstance(data, dict):
+        raise ValueError(f"config_yaml must be a YAML mapping, got {type(data).__name__}")
+    return validate_config(data, source="pipeline config_yaml")
+
+
+def run_name(job_name: str) -> str:
+    """A path-safe name for one pipeline run (KFP job names carry the timestamp locally)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", job_name).strip("-.")
+    if not slug:
+        raise ValueError(f"pipeline job name {job_name!r} has no usable characters for a run directory")
+    return slug
+
+
+def run_root(cfg: RunConfig, job_name: str) -> str:
+    return storage.join(cfg.output_root, run_name(job_name))
+
+
+def data_root(cfg: RunConfig, raw_uris: list[str], stdlib_max_files: int, vocab_size: int) -> str:
+    """Where the data steps write: keyed by everything that shapes the data, not by the run, so a
+    rerun with the same data settings finds (and KFP's cache can reuse) the same artifacts."""
+    key = {"data": cfg.data.model_dump(mode="json"), "seed": cfg.seed, "raw": list(raw_uris),
+           "stdlib_max_files": stdlib_max_files, "vocab_size": vocab_size,
+           "base_model": cfg.model.base_model_uri,
+           "seq_len": {s: getattr(cfg, s).seq_len for s in ("pretrain", "midtrain")}}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return storage.join(cfg.output_root, "data", digest)
+
+
+def export_run_env(parent_run_id: str = "", kfp_run_id: str = "", pipeline_name: str = "") -> None:
+    """The variables tracking.py reads to link a stage's MLflow run to the pipeline run."""
+    from diffucoder import tracking
+
+    for var, value in (
+        (tracking.PARENT_ENV, parent_run_id),
+        (tracking.KFP_RUN_ID_ENV, kfp_run_id),
+        (tracking.KFP_PIPELINE_ENV, pipeline_name),
+    ):
+        if value:
+            os.environ[var] = value
+
+
+# --------------------------------------------------------------------------------------------
+# Artifact metadata and step records
+# --------------------------------------------------------------------------------------------
+
+
+def artifact_metadata(uri: str, cfg: RunConfig, **extra: Any) -> dict[str, Any]:
+    """What a KFP artifact carries for a directory artifact: URI, file count, bytes, checksums, config.
+
+    ``manifest_sha256`` hashes the sealed MANIFEST.json, which lists every file's sha256, so two
+    artifacts with equal ``manifest_sha256`` hold byte-identical files. Refuses an incomplete
+    (unsealed) directory: a step must never hand on a half-written artifact.
+    """
+    if not storage.is_complete(uri):
+        raise storage.IncompleteArtifactError(f"{uri}: no MANIFEST.json; the step did not finish writing it")
+    manifest = storage.read_manifest(uri)
+    blob = storage.read_bytes(storage.join(uri, "MANIFEST.json"))
+    files = manifest.files
+    meta: dict[str, Any] = {
+        "uri": uri,
+        "files": len(files),
+        "bytes": sum(f.size for f in files),
+        "manifest_sha256": hashlib.sha256(blob).hexdigest(),
+        "config_fingerprint": cfg.fingerprint(),
+        "config": cfg.model_dump(mode="json"),
+    }
+    if len(files) <= 16:  # small artifacts list each file's checksum directly
+        meta["sha256"] = {f.path: f.sha256 for f in files}
+    meta.update(extra)
+    return meta
+
+
+def record_step(root: str, step: str, seconds: float, metrics: dict[str, Any], uris: dict[str, str]) -> dict:
+    """Write ``steps/<step>.json`` (read by the run summary); returns the record."""
+    record = {"step": step, "seconds": round(seconds, 2), "metrics": metrics, "uris": uris,
+              "finished_at": time.time()}
+    storage.write_text(storage.join(root, STEP_DIR, f"{step}.json"), json.dumps(record, indent=1, default=str))
+    return record
+
+
+def read_step_records(root: str) -> list[dict]:
+    """Every step record of a run, in the order the steps finished."""
+    prefix = storage.join(root, STEP_DIR)
+    records = [json.loads(storage.read_text(u)) for u in storage.list_files(prefix) if u.endswith(".json")]
+    return sorted(records, key=lambda r: r["finished_at"])
+
+
+@contextmanager
+def timed_step(root: str, step: str) -> Iterator[dict]:
+    """Time a step body; on success write its record from what the body put in the yielded dict."""
+    started = time.time()
+    out: dict[str, Any] = {"metrics": {}, "uris": {}}
+    yield out
+    record_step(root, step, time.time() - started, out["metrics"], out["uris"])
+
+
+# --------------------------------------------------------------------------------------------
+# Pipeline run: open / close
+# --------------------------------------------------------------------------------------------
+
+
+def open_pipeline(cfg: RunConfig, root: str, data: str, arguments: dict[str, Any], kfp_run_id: str,
+                  pipeline_name: str) -> str:
+    """Start the MLflow parent run and write ``pipeline.json`` + ``config.yaml`` under the run root.
+
+    ``pipeline.json`` holds everything `diffucoder pipeline rerun` needs: the resolved config and
+    the pipeline arguments. Returns the parent run id.
+    """
+    from diffucoder import tracking
+
+    export_run_env(kfp_run_id=kfp_run_id, pipeline_name=pipeline_name)
+    uri = tracking.configure(cfg.tracking)
+    tags = {"diffucoder.run_root": root, "diffucoder.data_root": data}
+    parent = tracking.start_pipeline_run(cfg, run_name=root.rstrip("/").rsplit("/", 1)[-1], tags=tags,
+                                         data_hash=data.rstrip("/").rsplit("/", 1)[-1])
+    record = {"parent_run_id": parent, "tracking_uri": uri, "experiment": cfg.tracking.experiment,
+              "kfp_run_id": kfp_run_id, "pipeline": pipeline_name, "run_root": root, "data_root": data,
+              "arguments": arguments, "config_yaml": cfg.to_yaml(), "started_at": time.time()}
+    storage.write_text(storage.join(root, "config.yaml"), cfg.to_yaml())
+    storage.write_text(storage.join(root, PIPELINE_RECORD), json.dumps(record, indent=1))
+    return parent
+
+
+def read_pipeline_record(root: str) -> dict[str, Any]:
+    uri = storage.join(root, PIPELINE_RECORD)
+    if not storage.exists(uri):
+        raise FileNotFoundError(f"{uri}: not a pipeline run root (no {PIPELINE_RECORD}; did the run start?)")
+    return json.loads(storage.read_text(uri))
+
+
+def close_pipeline(cfg: RunConfig, root: str, state: str, kfp_run_id: str, sandbox_mode: str,
+                   launcher: str) -> str:
+    """Exit-handler body: delete what the run launched, then close the parent run FINISHED/FAILED.
+
+    Cleanup comes first and never masks the status: a failed delete is reported after the parent
+    run is closed. Returns the MLflow status written (or "" when the run never opened).
+    """
+    from diffucoder import tracking
+
+    errors = []
+    if sandbox_mode == "per-run" or launcher == "trainjob":
+        try:
+            cleanup_cluster(cfg, kfp_run_id, sandbox_mode, launcher)
+        except Exception as exc:  # report after closing the run; a leak must not hide the status
+            errors.append(f"cleanup of run {kfp_run_id}: {exc}")
+    status = "FINISHED" if state.upper() == "SUCCEEDED" else "FAILED"
+    record_uri = storage.join(root, PIPELINE_RECORD)
+    if not storage.exists(record_uri):
+        status = ""  # failed before the parent run existed: nothing to close
+    else:
+        record = json.loads(storage.read_text(record_uri))
+        cfg.tracking.tracking_uri = record["tracking_uri"]
+        tracking.end_pipeline_run(record["parent_run_id"], status=status, cfg=cfg.tracking)
+        record.update({"status": status, "kfp_state": state, "finished_at": time.time()})
+        storage.write_text(record_uri, json.dumps(record, indent=1))
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    return status
+
+
+def cleanup_cluster(cfg: RunConfig, kfp_run_id: str, sandbox_mode: str, launcher: str) -> None:
+    """Delete this run's per-run sandbox and any TrainJob it launched (names are deterministic)."""
+    from diffucoder.k8s.launcher import TrainJobLauncher, load_api_client
+    from diffucoder.k8s.sandbox_deploy import SandboxDeployer
+    from diffucoder.k8s.trainjob import job_name
+
+    api = load_api_client()
+    if sandbox_mode == "per-run":
+        SandboxDeployer(api, cfg.k8s).down(kfp_run_id)
+    if launcher == "trainjob":
+        jobs = TrainJobLauncher(api, cfg.k8s.namespace)
+        for stage in TRAIN_STAGES:
+            jobs.delete(job_name(kfp_run_id, stage))
+
+
+def sandbox_endpoint(cfg: RunConfig, mode: str, url: str, kfp_run_id: str) -> str:
+    """The sandbox URL the RL and evaluation steps use; "" = each starts a local subprocess server."""
+    if mode not in SANDBOX_MODES:
+        raise ValueError(f"sandbox_mode {mode!r}: expected one of {', '.join(SANDBOX_MODES)}")
+    if mode == "local":
+        return ""
+    if mode == "shared":
+        if not url:
+            raise ValueError("sandbox_mode=shared needs sandbox_url (the shared sandbox Service URL)")
+        return url
+    from diffucoder.k8s.launcher import load_api_client
+    from diffucoder.k8s.sandbox_deploy import SandboxDeployer
+
+    return SandboxDeployer(load_api_client(), cfg.k8s).up(kfp_run_id)
+
+
+# --------------------------------------------------------------------------------------------
+# Data steps (docs/data.md "Scale-out: the per-shard steps")
+# --------------------------------------------------------------------------------------------
+
+
+def raw_sources(cfg: RunConfig, root: str, raw_uris: list[str], stdlib_max_files: int) -> list[str]:
+    """The raw inputs: the given URIs, else the CPython stdlib cut into raw shards (tiny preset)."""
+    if raw_uris:
+        return list(raw_uris)
+    from diffucoder.data.corpus import build_stdlib_corpus
+
+    out = storage.join(root, "raw")
+    build_stdlib_corpus(out, cfg.data, max_files=stdlib_max_files or None)
+    return [out]
+
+
+def ingest_units(cfg: RunConfig, root: str, inputs: list[str]) -> list[dict[str, Any]]:
+    """``[{"uri", "shard", "data_root"}]``, one per task of the fan-outs.
+
+    Each item carries all its task needs, and the config goes to ``<data_root>/config.yaml``:
+    kfp.local (2.17.3) hands a ParallelFor body the loop item in place of any other task output,
+    so the fan-out tasks take nothing but item fields.
+    """
+    from diffucoder.data.pipeline import ingest
+
+    storage.write_text(storage.join(root, "config.yaml"), cfg.to_yaml())
+    units = ingest(inputs, storage.join(root, "work"), cfg.data)
+    if not units:
+        raise ValueError(f"no input documents found in {inputs}")
+    return [{"uri": u, "shard": i, "data_root": root} for i, u in enumerate(units)]
+
+
+def data_config(root: str) -> RunConfig:
+    """The config the ingest step stored for the fan-out tasks."""
+    return config_from_yaml(storage.read_text(storage.join(root, "config.yaml")))
+
+
+def filter_unit(root: str, uri: str, shard: int) -> dict[str, Any]:
+    from diffucoder.data.pipeline import filter_shard
+
+    stats = filter_shard(uri, shard, storage.join(root, "work"), data_config(root).data)
+    return {"total": stats["filter"]["total"], "kept": stats["filter"]["kept"]}
+
+
+def dedup(cfg: RunConfig, root: str) -> dict[str, Any]:
+    from diffucoder.data.pipeline import dedup_step
+
+    result = dedup_step(storage.join(root, "work"), cfg.data)
+    return {k: v for k, v in result.items() if isinstance(v, int | float)}
+
+
+def finalize_unit(root: str, shard: int) -> int:
+    from diffucoder.data.pipeline import finalize_shard, load_removed
+
+    work = storage.join(root, "work")
+    docs, _ = finalize_shard(work, shard, corpus_uri(root), load_removed(work))
+    return docs
+
+
+def corpus_uri(root: str) -> str:
+    return storage.join(root, "corpus")
+
+
+def seal_remote(uri: str) -> storage.Manifest:
+    """Write MANIFEST.json (every file's size and sha256) under an s3:// dir whose files were written
+    one by one by fan-out tasks; storage.seal_dir only seals local dirs. Reads each file once."""
+    prefix = uri.rstrip("/") + "/"
+    entries = []
+    for file_uri in sorted(storage.list_files(uri)):
+        rel = file_uri[len(prefix):]
+        if rel == "MANIFEST.json":
+            continue
+        data = storage.read_bytes(file_uri)
+        entries.append(storage.FileEntry(rel, len(data), hashlib.sha256(data).hexdigest()))
+    manifest = storage.Manifest(entries)
+    storage.write_text(storage.join(uri, "MANIFEST.json"), manifest.to_json())  # last: marks it complete
+    return manifest
+
+
+def data_report(cfg: RunConfig, root: str) -> dict[str, Any]:
+    """stats.json + reports for the corpus, then seal it (the data package seals local dirs only)."""
+    from diffucoder.data.pipeline import report_step
+
+    out = corpus_uri(root)
+    stats = report_step(storage.join(root, "work"), out, cfg.data)
+    if storage.is_s3(out):
+        seal_remote(out)
+    return stats["output"]
+
+
+def tiny_tasks(cfg: RunConfig, root: str) -> str:
+    from diffucoder.data.formats import write_tiny_task_sets
+
+    t = cfg.data.tiny_tasks
+    out = storage.join(root, "tasks")
+    write_tiny_task_sets(out, t.seed, t.n_train, t.n_heldout, t.difficulty, t.heldout_fraction)
+    return out
+
+
+def tokenizer(cfg: RunConfig, root: str, corpus: str, vocab_size: int) -> str:
+    """The base model's tokenizer when there is one, else a BPE trained on the filtered corpus."""
+    if cfg.model.base_model_uri:
+        return cfg.model.base_model_uri
+    from diffucoder.data.pipeline import shard_files
+    from diffucoder.data.tokenizer import train_tokenizer_from_shards
+
+    out = storage.join(root, "tokenizer")
+    train_tokenizer_from_shards(shard_files(corpus), vocab_size, out)
+    return out
+
+
+def midtrain_mix(cfg: RunConfig, root: str, corpus: str, tasks: str) -> str:
+    from diffucoder.data.corpus import build_midtrain_mix
+    from diffucoder.data.pipeline import shard_files
+
+    out = storage.join(root, "midtrain-mix")
+    build_midtrain_mix(shard_files(corpus), storage.join(tasks, "train.jsonl"), out, cfg.data, seed=cfg.seed)
+    return out
+
+
+def pack(cfg: RunConfig, root: str, text: str, tokenizer_uri: str, stage: str) -> dict[str, Any]:
+    from diffucoder.data.pack import pack_shards
+    from diffucoder.data.pipeline import shard_files
+
+    out = storage.join(root, f"{stage}-packed")
+    seq_len = getattr(cfg, stage).seq_len
+    meta = pack_shards(shard_files(text), tokenizer_uri, seq_len, out, cfg.data.pack.rows_per_shard)
+    return {"uri": out, **{k: v for k, v in meta.items() if isinstance(v, int | float)}}
+
+
+# --------------------------------------------------------------------------------------------
+# Training, evaluation, registration
+# --------------------------------------------------------------------------------------------
+
+STAGE_DATA = {"instruct": "sft/train.jsonl", "grpo": "rl/train.jsonl"}
+
+
+def stage_data_uri(stage: str, artifact_uri: str, override: str = "") -> str:
+    """The stage's input: an explicit URI, else the packed dir (1-2) or the task set's file (3-4)."""
+    if override:
+        return override
+    sub = STAGE_DATA.get(stage)
+    return storage.join(artifact_uri, sub) if sub else artifact_uri
+
+
+def train(cfg: RunConfig, root: str, stage: str, data_uri: str, init_uri: str, launcher: str,
+          kfp_run_id: str, parent_run_id: str, sandbox_url: str = "") -> dict[str, Any]:
+    """Run one training stage in this process, or as a Kubeflow Trainer TrainJob; return result.json."""
+    if stage not in TRAIN_STAGES:
+        raise ValueError(f"stage {stage!r}: expected one of {', '.join(TRAIN_STAGES)}")
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+    if sandbox_url:
+        cfg.sandbox.url = sandbox_url
+    out = storage.join(root, stage)
+    if launcher == "in-process":
+        from diffucoder.train.run import run
+
+        run(cfg, stage, data_uri, out, init=init_uri or None, resume="auto")
+    else:
+        from diffucoder.k8s.launcher import TrainJobLauncher, launch_trainjob, load_api_client
+        from diffucoder.k8s.trainjob import StageJob, build_trainjob
+
+        job = StageJob(stage, data_uri, out, kfp_run_id, init_uri=init_uri or None,
+                       parent_run_id=parent_run_id or None)
+        objs = build_trainjob(job, cfg, cfg.k8s)
+        jobs = TrainJobLauncher(load_api_client(), cfg.k8s.namespace, cfg.k8s.trainjob.poll_interval_s)
+        launch_trainjob(objs, jobs, timeout_s=cfg.k8s.trainjob.timeout_s)
+    result_uri = storage.join(out, "result.json")
+    if not storage.exists(result_uri):
+        raise FileNotFoundError(f"stage {stage}: {result_uri} missing after training finished")
+    return json.loads(storage.read_text(result_uri))
+
+
+def evaluate(cfg: RunConfig, root: str, label: str, model_uri: str, tasks_uri: str, benchmarks: str,
+             sandbox_url: str, parent_run_id: str) -> dict[str, Any]:
+    """Evaluate a model (tiny held-out tasks from the run's task set); returns metrics + file URIs."""
+    from diffucoder.evaluation.run import run_evaluation
+
+    cfg.evaluation.tiny_heldout_uri = storage.join(tasks_uri, "heldout.jsonl")
+    if sandbox_url:
+        cfg.sandbox.url = sandbox_url
+    names = [b.strip() for b in benchmarks.split(",") if b.strip()] or None
+    result = run_evaluation(cfg, model_uri, names, storage.join(root, f"eval-{label}"),
+                            parent_run_id=parent_run_id or None)
+    return {"metrics": result.metrics, "files": result.files, "mlflow_run_id": result.mlflow_run_id}
+
+
+def register(cfg: RunConfig, model_uri: str, metrics: dict[str, float], parent_run_id: str) -> str:
+    """Register the final model under ``tracking.registered_model_name`` and point the alias at it."""
+    from diffucoder import tracking
+
+    tracking.configure(cfg.tracking)
+    tags = {"config_fingerprint": cfg.fingerprint(), "preset": cfg.preset,
+            **{tracking.metric_name(k): f"{v:.4f}" for k, v in metrics.items() if "pass_at_1" in k}}
+    return tracking.register_model(model_uri, cfg.tracking.registered_model_name,
+                                   alias=cfg.tracking.registered_model_alias, tags=tags,
+                                   run_id=parent_run_id or None, cfg=cfg.tracking)
