@@ -80,8 +80,9 @@ def tiny_tasks(config_yaml: str, data_root: str, tasks: Output[Dataset]):
 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
-def tokenizer(config_yaml: str, data_root: str, vocab_size: int, corpus: Input[Dataset],
-              tokenizer: Output[dsl.Artifact]):
+def tokenizer(
+    config_yaml: str, data_root: str, vocab_size: int, corpus: Input[Dataset], tokenizer: Output[dsl.Artifact]
+):
     """Train the tiny BPE tokenizer on the filtered corpus (or take the base model's)."""
     import json
 
@@ -97,8 +98,9 @@ def tokenizer(config_yaml: str, data_root: str, vocab_size: int, corpus: Input[D
 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
-def midtrain_mix(config_yaml: str, data_root: str, corpus: Input[Dataset], tasks: Input[Dataset],
-                 mix: Output[Dataset]):
+def midtrain_mix(
+    config_yaml: str, data_root: str, corpus: Input[Dataset], tasks: Input[Dataset], mix: Output[Dataset]
+):
     """Stage-2 text: the filtered corpus interleaved with the train tasks written as code."""
     import json
 
@@ -114,8 +116,14 @@ def midtrain_mix(config_yaml: str, data_root: str, corpus: Input[Dataset], tasks
 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
-def pack(config_yaml: str, data_root: str, stage: str, text: Input[Dataset], tokenizer: Input[dsl.Artifact],
-         packed: Output[Dataset]):
+def pack(
+    config_yaml: str,
+    data_root: str,
+    stage: str,
+    text: Input[Dataset],
+    tokenizer: Input[dsl.Artifact],
+    packed: Output[Dataset],
+):
     """Tokenise text shards into fixed-length rows for a packed stage (pretrain / midtrain)."""
     import json
 

@@ -31,15 +31,30 @@ def evaluate(
     cfg = steps.config_from_yaml(config_yaml)
     steps.export_run_env(parent_run_id, kfp_run_id, pipeline_name)
     with steps.timed_step(run_root, f"eval-{label}") as rec:
-        out = steps.evaluate(cfg, run_root, label, model.metadata["uri"], tasks.metadata["uri"], benchmarks,
-                             sandbox_url, parent_run_id)
+        out = steps.evaluate(
+            cfg,
+            run_root,
+            label,
+            model.metadata["uri"],
+            tasks.metadata["uri"],
+            benchmarks,
+            sandbox_url,
+            parent_run_id,
+        )
         for name, value in sorted(out["metrics"].items()):
             metrics.log_metric(name, float(value))
         rec["metrics"], rec["uris"] = out["metrics"], out["files"]
     storage.get_file(out["files"]["report"], report.path)
-    results.metadata.update({"uri": out["files"]["metrics"], "files": out["files"], "model": model.metadata["uri"],
-                             "mlflow_run_id": out["mlflow_run_id"] or "", "metrics": out["metrics"],
-                             "config_fingerprint": cfg.fingerprint()})
+    results.metadata.update(
+        {
+            "uri": out["files"]["metrics"],
+            "files": out["files"],
+            "model": model.metadata["uri"],
+            "mlflow_run_id": out["mlflow_run_id"] or "",
+            "metrics": out["metrics"],
+            "config_fingerprint": cfg.fingerprint(),
+        }
+    )
     with open(results.path, "w") as f:
         json.dump(results.metadata, f)
 

@@ -28,8 +28,17 @@ def open_run(
     """Resolve the config once; start the MLflow parent run; return what every later step needs."""
     from diffucoder import pipeline_steps as steps
 
-    cfg = steps.resolve_config(preset, overrides, config_yaml, output_root, seed, tracking_uri, experiment,
-                               base_model_uri, benchmark_root)
+    cfg = steps.resolve_config(
+        preset,
+        overrides,
+        config_yaml,
+        output_root,
+        seed,
+        tracking_uri,
+        experiment,
+        base_model_uri,
+        benchmark_root,
+    )
     root = steps.run_root(cfg, job_name)
     data = steps.data_root(cfg, [str(u) for u in raw_uris], stdlib_max_files, vocab_size)
     parent = steps.open_pipeline(cfg, root, data, arguments, kfp_run_id, job_name)
@@ -72,7 +81,16 @@ def close_run(
     """
     from diffucoder import pipeline_steps as steps
 
-    cfg = steps.resolve_config(preset, overrides, config_yaml, output_root, seed, tracking_uri, experiment,
-                               base_model_uri, benchmark_root)
+    cfg = steps.resolve_config(
+        preset,
+        overrides,
+        config_yaml,
+        output_root,
+        seed,
+        tracking_uri,
+        experiment,
+        base_model_uri,
+        benchmark_root,
+    )
     root = steps.run_root(cfg, job_name)
     return steps.close_pipeline(cfg, root, status.state, kfp_run_id, sandbox_mode, launcher)

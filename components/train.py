@@ -40,12 +40,24 @@ def train_stage(
     start = init.metadata["uri"] if init is not None else init_uri
     with steps.timed_step(run_root, stage) as rec:
         src = steps.stage_data_uri(stage, data.metadata["uri"], data_uri)
-        result = steps.train(cfg, run_root, stage, src, start, launcher, kfp_run_id, parent_run_id, sandbox_url)
+        result = steps.train(
+            cfg, run_root, stage, src, start, launcher, kfp_run_id, parent_run_id, sandbox_url
+        )
         final = result["final_model_uri"]
-        model.metadata.update(steps.artifact_metadata(
-            final, cfg, stage=stage, steps=result["steps"], tokens=result["tokens"], init=start or "",
-            data=src, mlflow_run_id=result["run_id"] or "", checkpoint_uri=result["checkpoint_uri"] or "",
-            metrics=result["metrics"]))
+        model.metadata.update(
+            steps.artifact_metadata(
+                final,
+                cfg,
+                stage=stage,
+                steps=result["steps"],
+                tokens=result["tokens"],
+                init=start or "",
+                data=src,
+                mlflow_run_id=result["run_id"] or "",
+                checkpoint_uri=result["checkpoint_uri"] or "",
+                metrics=result["metrics"],
+            )
+        )
         rec["metrics"] = {"steps": result["steps"], **result["metrics"]}
         rec["uris"] = {"model": final}
     with open(model.path, "w") as f:

@@ -72,8 +72,9 @@ class _Placement:
             kubernetes.add_node_selector(task, key, value)
         for t in b.gpu_tolerations:
             kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
-        kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
-                                   size_limit=b.shm_size)
+        kubernetes.empty_dir_mount(
+            task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=b.shm_size
+        )
         kubernetes.set_timeout(task, timeout_s)
         return self._cluster_access(task)
 
@@ -124,66 +125,156 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
         run_grpo: bool = True,
     ):
         job_id, job_name = dsl.PIPELINE_JOB_ID_PLACEHOLDER, dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-        config_args = dict(preset=preset, overrides=overrides, config_yaml=config_yaml, output_root=output_root,
-                           seed=seed, tracking_uri=tracking_uri, experiment=experiment,
-                           base_model_uri=base_model_uri, benchmark_root=benchmark_root)
-        exit_task = place.control(close_run(**config_args, sandbox_mode=sandbox_mode, launcher=launcher,
-                                            kfp_run_id=job_id, job_name=job_name))
+        config_args = dict(
+            preset=preset,
+            overrides=overrides,
+            config_yaml=config_yaml,
+            output_root=output_root,
+            seed=seed,
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+            base_model_uri=base_model_uri,
+            benchmark_root=benchmark_root,
+        )
+        exit_task = place.control(
+            close_run(
+                **config_args,
+                sandbox_mode=sandbox_mode,
+                launcher=launcher,
+                kfp_run_id=job_id,
+                job_name=job_name,
+            )
+        )
         with dsl.ExitHandler(exit_task, name="diffucoder-run"):
-            run = place.control(open_run(
-                **config_args, kfp_run_id=job_id, job_name=job_name, raw_uris=raw_data_uris,
-                stdlib_max_files=stdlib_max_files, vocab_size=tokenizer_vocab_size,
-                arguments=dict(sft_data_uri=sft_data_uri, rl_data_uri=rl_data_uri, sandbox_mode=sandbox_mode,
-                               sandbox_url=sandbox_url, launcher=launcher, start_from=start_from,
-                               start_model_uri=start_model_uri, run_grpo=run_grpo,
-                               raw_data_uris=raw_data_uris, stdlib_max_files=stdlib_max_files,
-                               tokenizer_vocab_size=tokenizer_vocab_size,
-                               checkpoint_eval_benchmarks=checkpoint_eval_benchmarks,
-                               final_eval_benchmarks=final_eval_benchmarks)))
+            run = place.control(
+                open_run(
+                    **config_args,
+                    kfp_run_id=job_id,
+                    job_name=job_name,
+                    raw_uris=raw_data_uris,
+                    stdlib_max_files=stdlib_max_files,
+                    vocab_size=tokenizer_vocab_size,
+                    arguments=dict(
+                        sft_data_uri=sft_data_uri,
+                        rl_data_uri=rl_data_uri,
+                        sandbox_mode=sandbox_mode,
+                        sandbox_url=sandbox_url,
+                        launcher=launcher,
+                        start_from=start_from,
+                        start_model_uri=start_model_uri,
+                        run_grpo=run_grpo,
+                        raw_data_uris=raw_data_uris,
+                        stdlib_max_files=stdlib_max_files,
+                        tokenizer_vocab_size=tokenizer_vocab_size,
+                        checkpoint_eval_benchmarks=checkpoint_eval_benchmarks,
+                        final_eval_benchmarks=final_eval_benchmarks,
+                    ),
+                )
+            )
             cfg_yaml, run_root = run.outputs["config_yaml"], run.outputs["run_root"]
             data_root, parent = run.outputs["data_root"], run.outputs["parent_run_id"]
 
             # ---- data: fan-out over shards, global dedup, fan-out finalize, report ----
-            units = place.data(data_steps.ingest(config_yaml=cfg_yaml, data_root=data_root,
-                                                 raw_uris=raw_data_uris, stdlib_max_files=stdlib_max_files))
-            with dsl.ParallelFor(units.output, parallelism=build.shard_parallelism, name="filter-shards") as unit:
+            units = place.data(
+                data_steps.ingest(
+                    config_yaml=cfg_yaml,
+                    data_root=data_root,
+                    raw_uris=raw_data_uris,
+                    stdlib_max_files=stdlib_max_files,
+                )
+            )
+            with dsl.ParallelFor(
+                units.output, parallelism=build.shard_parallelism, name="filter-shards"
+            ) as unit:
                 # loop bodies take item fields only (see pipeline_steps.ingest_units)
-                filtered = place.data(data_steps.filter_shard(data_root=unit.data_root, uri=unit.uri,
-                                                              shard=unit.shard))
-            dedup = place.data(data_steps.dedup(config_yaml=cfg_yaml, data_root=data_root,
-                                                kept_per_shard=dsl.Collected(filtered.output)))
-            with dsl.ParallelFor(units.output, parallelism=build.shard_parallelism, name="finalize-shards") as unit:
-                final = place.data(data_steps.finalize_shard(data_root=unit.data_root, shard=unit.shard).after(dedup))
-            corpus = place.data(data_steps.data_report(config_yaml=cfg_yaml, data_root=data_root,
-                                                       docs_per_shard=dsl.Collected(final.output)))
+                filtered = place.data(
+                    data_steps.filter_shard(data_root=unit.data_root, uri=unit.uri, shard=unit.shard)
+                )
+            dedup = place.data(
+                data_steps.dedup(
+                    config_yaml=cfg_yaml, data_root=data_root, kept_per_shard=dsl.Collected(filtered.output)
+                )
+            )
+            with dsl.ParallelFor(
+                units.output, parallelism=build.shard_parallelism, name="finalize-shards"
+            ) as unit:
+                final = place.data(
+                    data_steps.finalize_shard(data_root=unit.data_root, shard=unit.shard).after(dedup)
+                )
+            corpus = place.data(
+                data_steps.data_report(
+                    config_yaml=cfg_yaml, data_root=data_root, docs_per_shard=dsl.Collected(final.output)
+                )
+            )
             tasks = place.data(data_steps.tiny_tasks(config_yaml=cfg_yaml, data_root=data_root))
-            tok = place.data(data_steps.tokenizer(config_yaml=cfg_yaml, data_root=data_root,
-                                                  vocab_size=tokenizer_vocab_size, corpus=corpus.outputs["corpus"]))
-            mix = place.data(data_steps.midtrain_mix(config_yaml=cfg_yaml, data_root=data_root,
-                                                     corpus=corpus.outputs["corpus"], tasks=tasks.outputs["tasks"]))
+            tok = place.data(
+                data_steps.tokenizer(
+                    config_yaml=cfg_yaml,
+                    data_root=data_root,
+                    vocab_size=tokenizer_vocab_size,
+                    corpus=corpus.outputs["corpus"],
+                )
+            )
+            mix = place.data(
+                data_steps.midtrain_mix(
+                    config_yaml=cfg_yaml,
+                    data_root=data_root,
+                    corpus=corpus.outputs["corpus"],
+                    tasks=tasks.outputs["tasks"],
+                )
+            )
             packed = {
-                "pretrain": place.data(_named(data_steps.pack, "pack-pretrain")(
-                    config_yaml=cfg_yaml, data_root=data_root, stage="pretrain", text=corpus.outputs["corpus"],
-                    tokenizer=tok.outputs["tokenizer"])).outputs["packed"],
-                "midtrain": place.data(_named(data_steps.pack, "pack-midtrain")(
-                    config_yaml=cfg_yaml, data_root=data_root, stage="midtrain", text=mix.outputs["mix"],
-                    tokenizer=tok.outputs["tokenizer"])).outputs["packed"],
+                "pretrain": place.data(
+                    _named(data_steps.pack, "pack-pretrain")(
+                        config_yaml=cfg_yaml,
+                        data_root=data_root,
+                        stage="pretrain",
+                        text=corpus.outputs["corpus"],
+                        tokenizer=tok.outputs["tokenizer"],
+                    )
+                ).outputs["packed"],
+                "midtrain": place.data(
+                    _named(data_steps.pack, "pack-midtrain")(
+                        config_yaml=cfg_yaml,
+                        data_root=data_root,
+                        stage="midtrain",
+                        text=mix.outputs["mix"],
+                        tokenizer=tok.outputs["tokenizer"],
+                    )
+                ).outputs["packed"],
                 "instruct": tasks.outputs["tasks"],
                 "grpo": tasks.outputs["tasks"],
             }
             data_uris = {"instruct": sft_data_uri, "grpo": rl_data_uri}
-            sandbox = place.control(sandbox_endpoint(config_yaml=cfg_yaml, sandbox_mode=sandbox_mode,
-                                                     sandbox_url=sandbox_url, kfp_run_id=job_id))
-            common = dict(config_yaml=cfg_yaml, run_root=run_root, parent_run_id=parent, kfp_run_id=job_id,
-                          pipeline_name=job_name)
+            sandbox = place.control(
+                sandbox_endpoint(
+                    config_yaml=cfg_yaml,
+                    sandbox_mode=sandbox_mode,
+                    sandbox_url=sandbox_url,
+                    kfp_run_id=job_id,
+                )
+            )
+            common = dict(
+                config_yaml=cfg_yaml,
+                run_root=run_root,
+                parent_run_id=parent,
+                kfp_run_id=job_id,
+                pipeline_name=job_name,
+            )
 
             def train(stage: str, init_task, stage_launcher):
                 task = STAGE_COMPONENTS[stage](
-                    stage=stage, **common, launcher=stage_launcher, data=packed[stage],
+                    stage=stage,
+                    **common,
+                    launcher=stage_launcher,
+                    data=packed[stage],
                     data_uri=data_uris.get(stage, ""),
                     sandbox_url=sandbox.output if stage == "grpo" else "",
-                    **({"init": init_task.outputs["model"]} if init_task is not None
-                       else {"init_uri": start_model_uri}),
+                    **(
+                        {"init": init_task.outputs["model"]}
+                        if init_task is not None
+                        else {"init_uri": start_model_uri}
+                    ),
                 )
                 timeout = build.stage_timeout_s[stage]
                 if stage in multi_node:
@@ -192,19 +283,30 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
 
             def evaluate_model(label: str, model_task, benchmarks):
                 task = _named(evaluate, f"evaluate-{label}")(
-                    label=label, **common, benchmarks=benchmarks, sandbox_url=sandbox.output,
-                    model=model_task.outputs["model"], tasks=tasks.outputs["tasks"])
+                    label=label,
+                    **common,
+                    benchmarks=benchmarks,
+                    sandbox_url=sandbox.output,
+                    model=model_task.outputs["model"],
+                    tasks=tasks.outputs["tasks"],
+                )
                 return place.gpu(task, build.eval_gpus, build.eval_timeout_s)
 
             def register(model_task, eval_task):
-                return place.control(register_model(config_yaml=cfg_yaml, run_root=run_root, parent_run_id=parent,
-                                                    model=model_task.outputs["model"],
-                                                    evaluation=eval_task.outputs["results"]))
+                return place.control(
+                    register_model(
+                        config_yaml=cfg_yaml,
+                        run_root=run_root,
+                        parent_run_id=parent,
+                        model=model_task.outputs["model"],
+                        evaluation=eval_task.outputs["results"],
+                    )
+                )
 
             for first in STAGES:
                 with dsl.If(start_from == first, name=f"from-{first}"):
                     model = None
-                    for stage in STAGES[STAGES.index(first):-1]:  # stages 1-3
+                    for stage in STAGES[STAGES.index(first) : -1]:  # stages 1-3
                         model = train(stage, model, launcher if stage in multi_node else "in-process")
                     if model is None:  # starting at GRPO: stage 4 is the whole chain
                         grpo = train("grpo", None, "in-process")

@@ -18,10 +18,20 @@ from diffucoder.config import RunConfig
 
 # The metrics the summary shows per step (first match wins; the rest stay in MLflow / steps/*.json).
 KEY_METRICS = (
-    "tiny_heldout_pass_at_1_1x", "evalplus_pass_at_1_1x", "humaneval_pass_at_1_1x", "mbpp_pass_at_1_1x",
-    "loss", "reward_mean", "pass_rate", "steps", "documents", "rows", "version",
+    "tiny_heldout_pass_at_1_1x",
+    "evalplus_pass_at_1_1x",
+    "humaneval_pass_at_1_1x",
+    "mbpp_pass_at_1_1x",
+    "loss",
+    "reward_mean",
+    "pass_rate",
+    "steps",
+    "documents",
+    "rows",
+    "version",
 )
 HELDOUT = "tiny_heldout_pass_at_1_1x"
+DETAIL_FILES = ("per_problem", "metrics", "config")  # evaluation files that sit beside report.html
 
 
 def _absolute(uri: str) -> str:
@@ -36,8 +46,9 @@ def default_tracking_uri(cfg: RunConfig) -> str:
     return f"sqlite:///{(base / 'mlflow.db').resolve()}"
 
 
-def local_arguments(cfg: RunConfig, preset: str, overrides: list[str], config_yaml: str = "",
-                    **params: Any) -> dict[str, Any]:
+def local_arguments(
+    cfg: RunConfig, preset: str, overrides: list[str], config_yaml: str = "", **params: Any
+) -> dict[str, Any]:
     """Pipeline arguments for a local run: absolute local paths, embedded tracking, local sandbox."""
     args = {
         "preset": preset,
@@ -55,7 +66,11 @@ def local_arguments(cfg: RunConfig, preset: str, overrides: list[str], config_ya
 
 def default_kfp_root(output_root: str) -> str:
     """kfp.local's own outputs (small KFP artifacts, executor logs): beside a local output root."""
-    return str(Path(output_root) / "kfp-local") if not storage.is_s3(output_root) else str(Path("runs/kfp-local").resolve())
+    return (
+        str(Path(output_root) / "kfp-local")
+        if not storage.is_s3(output_root)
+        else str(Path("runs/kfp-local").resolve())
+    )
 
 
 def find_run_root(output_root: str, started_after: float) -> str:
@@ -68,7 +83,9 @@ def find_run_root(output_root: str, started_after: float) -> str:
             if record.get("started_at", 0) >= started_after:
                 candidates.append((record["started_at"], root))
     if not candidates:
-        raise FileNotFoundError(f"no pipeline run under {output_root} started after {time.ctime(started_after)}")
+        raise FileNotFoundError(
+            f"no pipeline run under {output_root} started after {time.ctime(started_after)}"
+        )
     return max(candidates)[1]
 
 
@@ -85,8 +102,11 @@ def run_local(arguments: dict[str, Any], pipeline_root: str) -> str:
 
 
 def _key_metrics(metrics: dict[str, Any], limit: int = 3) -> str:
-    shown = [f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
-             for k in KEY_METRICS if k in metrics]
+    shown = [
+        f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
+        for k in KEY_METRICS
+        if k in metrics
+    ]
     return ", ".join(shown[:limit])
 
 
@@ -98,18 +118,27 @@ def summary(run_root: str) -> str:
     width = max(len(r["step"]) for r in rows) if rows else 8
     lines.append(f"{'step':<{width}}  {'time':>8}  {'key metrics':<60}  artifacts")
     for r in rows:
-        uris = " ".join(f"{k}={v}" for k, v in r["uris"].items())
+        uris = " ".join(f"{k}={v}" for k, v in r["uris"].items() if k not in DETAIL_FILES)
         lines.append(f"{r['step']:<{width}}  {r['seconds']:>7.1f}s  {_key_metrics(r['metrics']):<60}  {uris}")
     by_step = {r["step"]: r["metrics"] for r in rows}
     before, after = by_step.get("eval-instruct", {}).get(HELDOUT), by_step.get("eval-grpo", {}).get(HELDOUT)
     lines.append("")
     if before is not None and after is not None:
-        lines.append(f"learning signal: held-out tiny tasks pass@1 {before:.3f} after instruct -> "
-                     f"{after:.3f} after coupled-GRPO ({after - before:+.3f})")
-    lines.append(f"MLflow: parent run {record['parent_run_id']} in experiment {record['experiment']!r}; "
-                 f"open the UI with\n  mlflow ui --backend-store-uri {record['tracking_uri']}")
-    reports = [r["uris"]["report"] for r in rows if r["step"].startswith("eval-") and "report" in r["uris"]]
-    if reports:
-        lines.append(f"HTML report: {reports[-1]}")
+        lines.append(
+            f"learning signal: held-out tiny tasks pass@1 {before:.3f} after instruct -> "
+            f"{after:.3f} after coupled-GRPO ({after - before:+.3f})"
+        )
+    lines.append(
+        f"MLflow: parent run {record['parent_run_id']} in experiment {record['experiment']!r}; "
+        f"open the UI with\n  mlflow ui --backend-store-uri {record['tracking_uri']}"
+    )
+    reports = {
+        r["step"]: r["uris"]["report"]
+        for r in rows
+        if r["step"].startswith("eval-") and "report" in r["uris"]
+    }
+    final = reports.get("eval-grpo") or reports.get("eval-final") or next(iter(reports.values()), None)
+    if final:
+        lines.append(f"HTML report: {final}")
     lines.append(f"rerun with the same resolved config: diffucoder pipeline rerun {run_root}")
     return "\n".join(lines)

@@ -10,15 +10,24 @@ def run_url(host: str, run_id: str) -> str:
     return f"{host.rstrip('/')}/#/runs/details/{run_id}"
 
 
-def submit(host: str, arguments: dict[str, Any], experiment: str | None = None, run_name: str | None = None,
-           enable_caching: bool | None = None, namespace: str | None = None) -> str:
+def submit(
+    host: str,
+    arguments: dict[str, Any],
+    experiment: str | None = None,
+    run_name: str | None = None,
+    enable_caching: bool | None = None,
+    namespace: str | None = None,
+) -> str:
     """Create a run from the compiled IR (recompiled first so it matches this checkout); returns its URL."""
     import kfp
 
     compile_pipeline(IR_PATH)
     client = kfp.Client(host=host, namespace=namespace) if namespace else kfp.Client(host=host)
     run = client.create_run_from_pipeline_package(
-        str(IR_PATH), arguments=arguments, run_name=run_name, experiment_name=experiment,
+        str(IR_PATH),
+        arguments=arguments,
+        run_name=run_name,
+        experiment_name=experiment,
         enable_caching=enable_caching,
     )
     return run_url(host, run.run_id)
@@ -33,6 +42,10 @@ def rerun_arguments(run_root: str) -> dict[str, Any]:
     record = steps.read_pipeline_record(run_root)
     cfg = steps.config_from_yaml(record["config_yaml"])
     args = dict(record["arguments"])
-    args.update(config_yaml=record["config_yaml"], output_root=cfg.output_root,
-                tracking_uri=record["tracking_uri"], experiment=record["experiment"])
+    args.update(
+        config_yaml=record["config_yaml"],
+        output_root=cfg.output_root,
+        tracking_uri=record["tracking_uri"],
+        experiment=record["experiment"],
+    )
     return args

@@ -72,8 +72,9 @@ def _submit(args: argparse.Namespace) -> int:
     from pipelines.remote import submit
 
     arguments = {"preset": args.preset, "overrides": list(args.overrides), **_params(args.param)}
-    url = submit(args.host, arguments, experiment=args.experiment, run_name=args.run_name,
-                 namespace=args.namespace)
+    url = submit(
+        args.host, arguments, experiment=args.experiment, run_name=args.run_name, namespace=args.namespace
+    )
     print(url)
     return 0
 
@@ -108,11 +109,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = inner.add_parser("run-local", help="run the whole DAG here through kfp.local (make run)")
     p.add_argument("--preset", default="tiny", help="preset name or YAML path")
     p.add_argument("--output-root", default=None, help="local dir or s3:// prefix (default: the preset's)")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow URI (default: $MLFLOW_TRACKING_URI, else <output root>/mlflow.db)")
-    p.add_argument("--kfp-root", default=None, help="kfp.local's own task outputs (default: beside the output root)")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="pipeline parameter, e.g. run_grpo=false or stdlib_max_files=200")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow URI (default: $MLFLOW_TRACKING_URI, else <output root>/mlflow.db)",
+    )
+    p.add_argument(
+        "--kfp-root", default=None, help="kfp.local's own task outputs (default: beside the output root)"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pipeline parameter, e.g. run_grpo=false or stdlib_max_files=200",
+    )
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     p.set_defaults(func=_run_local)
 

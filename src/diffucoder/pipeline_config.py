@@ -34,12 +34,18 @@ class PipelineBuildConfig(StrictModel):
 
     # --- timeouts and retries ---
     stage_timeout_s: dict[str, int] = Field(
-        default_factory=lambda: {"pretrain": 14 * 86400, "midtrain": 7 * 86400, "instruct": 3 * 86400,
-                                 "grpo": 3 * 86400},
+        default_factory=lambda: {
+            "pretrain": 14 * 86400,
+            "midtrain": 7 * 86400,
+            "instruct": 3 * 86400,
+            "grpo": 3 * 86400,
+        },
         description="pod activeDeadlineSeconds per training stage (launcher pods follow their TrainJob)",
     )
     eval_timeout_s: int = Field(12 * 3600, ge=60)
-    retries: int = Field(2, ge=0, description="retries of data, control and launcher tasks (transient failures)")
+    retries: int = Field(
+        2, ge=0, description="retries of data, control and launcher tasks (transient failures)"
+    )
 
     # --- data fan-out ---
     shard_parallelism: int = Field(16, ge=1, description="filter/finalize pods at once (ParallelFor)")
@@ -49,7 +55,9 @@ class PipelineBuildConfig(StrictModel):
     # --- cluster plumbing ---
     s3_secret: str = Field("diffucoder-s3", description="Secret with the object store's AWS_* keys")
     s3_secret_env: dict[str, str] = Field(
-        default_factory=lambda: {k: k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")},
+        default_factory=lambda: {
+            k: k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
+        },
         description="Secret key -> env variable in every pod that reads or writes artifacts",
     )
     shared_sandbox_url: str = Field(

@@ -104,10 +104,15 @@ def run_root(cfg: RunConfig, job_name: str) -> str:
 def data_root(cfg: RunConfig, raw_uris: list[str], stdlib_max_files: int, vocab_size: int) -> str:
     """Where the data steps write: keyed by everything that shapes the data, not by the run, so a
     rerun with the same data settings finds (and KFP's cache can reuse) the same artifacts."""
-    key = {"data": cfg.data.model_dump(mode="json"), "seed": cfg.seed, "raw": list(raw_uris),
-           "stdlib_max_files": stdlib_max_files, "vocab_size": vocab_size,
-           "base_model": cfg.model.base_model_uri,
-           "seq_len": {s: getattr(cfg, s).seq_len for s in ("pretrain", "midtrain")}}
+    key = {
+        "data": cfg.data.model_dump(mode="json"),
+        "seed": cfg.seed,
+        "raw": list(raw_uris),
+        "stdlib_max_files": stdlib_max_files,
+        "vocab_size": vocab_size,
+        "base_model": cfg.model.base_model_uri,
+        "seq_len": {s: getattr(cfg, s).seq_len for s in ("pretrain", "midtrain")},
+    }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return storage.join(cfg.output_root, "data", digest)
 
@@ -158,9 +163,16 @@ def artifact_metadata(uri: str, cfg: RunConfig, **extra: Any) -> dict[str, Any]:
 
 def record_step(root: str, step: str, seconds: float, metrics: dict[str, Any], uris: dict[str, str]) -> dict:
     """Write ``steps/<step>.json`` (read by the run summary); returns the record."""
-    record = {"step": step, "seconds": round(seconds, 2), "metrics": metrics, "uris": uris,
-              "finished_at": time.time()}
-    storage.write_text(storage.join(root, STEP_DIR, f"{step}.json"), json.dumps(record, indent=1, default=str))
+    record = {
+        "step": step,
+        "seconds": round(seconds, 2),
+        "metrics": metrics,
+        "uris": uris,
+        "finished_at": time.time(),
+    }
+    storage.write_text(
+        storage.join(root, STEP_DIR, f"{step}.json"), json.dumps(record, indent=1, default=str)
+    )
     return record
 
 
@@ -185,8 +197,9 @@ def timed_step(root: str, step: str) -> Iterator[dict]:
 # --------------------------------------------------------------------------------------------
 
 
-def open_pipeline(cfg: RunConfig, root: str, data: str, arguments: dict[str, Any], kfp_run_id: str,
-                  pipeline_name: str) -> str:
+def open_pipeline(
+    cfg: RunConfig, root: str, data: str, arguments: dict[str, Any], kfp_run_id: str, pipeline_name: str
+) -> str:
     """Start the MLflow parent run and write ``pipeline.json`` + ``config.yaml`` under the run root.
 
     ``pipeline.json`` holds everything `diffucoder pipeline rerun` needs: the resolved config and
@@ -197,11 +210,24 @@ def open_pipeline(cfg: RunConfig, root: str, data: str, arguments: dict[str, Any
     export_run_env(kfp_run_id=kfp_run_id, pipeline_name=pipeline_name)
     uri = tracking.configure(cfg.tracking)
     tags = {"diffucoder.run_root": root, "diffucoder.data_root": data}
-    parent = tracking.start_pipeline_run(cfg, run_name=root.rstrip("/").rsplit("/", 1)[-1], tags=tags,
-                                         data_hash=data.rstrip("/").rsplit("/", 1)[-1])
-    record = {"parent_run_id": parent, "tracking_uri": uri, "experiment": cfg.tracking.experiment,
-              "kfp_run_id": kfp_run_id, "pipeline": pipeline_name, "run_root": root, "data_root": data,
-              "arguments": arguments, "config_yaml": cfg.to_yaml(), "started_at": time.time()}
+    parent = tracking.start_pipeline_run(
+        cfg,
+        run_name=root.rstrip("/").rsplit("/", 1)[-1],
+        tags=tags,
+        data_hash=data.rstrip("/").rsplit("/", 1)[-1],
+    )
+    record = {
+        "parent_run_id": parent,
+        "tracking_uri": uri,
+        "experiment": cfg.tracking.experiment,
+        "kfp_run_id": kfp_run_id,
+        "pipeline": pipeline_name,
+        "run_root": root,
+        "data_root": data,
+        "arguments": arguments,
+        "config_yaml": cfg.to_yaml(),
+        "started_at": time.time(),
+    }
     storage.write_text(storage.join(root, "config.yaml"), cfg.to_yaml())
     storage.write_text(storage.join(root, PIPELINE_RECORD), json.dumps(record, indent=1))
     return parent
@@ -214,8 +240,9 @@ def read_pipeline_record(root: str) -> dict[str, Any]:
     return json.loads(storage.read_text(uri))
 
 
-def close_pipeline(cfg: RunConfig, root: str, state: str, kfp_run_id: str, sandbox_mode: str,
-                   launcher: str) -> str:
+def close_pipeline(
+    cfg: RunConfig, root: str, state: str, kfp_run_id: str, sandbox_mode: str, launcher: str
+) -> str:
     """Exit-handler body: delete what the run launched, then close the parent run FINISHED/FAILED.
 
     Cleanup comes first and never masks the status: a failed delete is reported after the parent
@@ -344,7 +371,7 @@ def seal_remote(uri: str) -> storage.Manifest:
     prefix = uri.rstrip("/") + "/"
     entries = []
     for file_uri in sorted(storage.list_files(uri)):
-        rel = file_uri[len(prefix):]
+        rel = file_uri[len(prefix) :]
         if rel == "MANIFEST.json":
             continue
         data = storage.read_bytes(file_uri)
@@ -420,8 +447,17 @@ def stage_data_uri(stage: str, artifact_uri: str, override: str = "") -> str:
     return storage.join(artifact_uri, sub) if sub else artifact_uri
 
 
-def train(cfg: RunConfig, root: str, stage: str, data_uri: str, init_uri: str, launcher: str,
-          kfp_run_id: str, parent_run_id: str, sandbox_url: str = "") -> dict[str, Any]:
+def train(
+    cfg: RunConfig,
+    root: str,
+    stage: str,
+    data_uri: str,
+    init_uri: str,
+    launcher: str,
+    kfp_run_id: str,
+    parent_run_id: str,
+    sandbox_url: str = "",
+) -> dict[str, Any]:
     """Run one training stage in this process, or as a Kubeflow Trainer TrainJob; return result.json."""
     if stage not in TRAIN_STAGES:
         raise ValueError(f"stage {stage!r}: expected one of {', '.join(TRAIN_STAGES)}")
@@ -438,8 +474,9 @@ def train(cfg: RunConfig, root: str, stage: str, data_uri: str, init_uri: str, l
         from diffucoder.k8s.launcher import TrainJobLauncher, launch_trainjob, load_api_client
         from diffucoder.k8s.trainjob import StageJob, build_trainjob
 
-        job = StageJob(stage, data_uri, out, kfp_run_id, init_uri=init_uri or None,
-                       parent_run_id=parent_run_id or None)
+        job = StageJob(
+            stage, data_uri, out, kfp_run_id, init_uri=init_uri or None, parent_run_id=parent_run_id or None
+        )
         objs = build_trainjob(job, cfg, cfg.k8s)
         jobs = TrainJobLauncher(load_api_client(), cfg.k8s.namespace, cfg.k8s.trainjob.poll_interval_s)
         launch_trainjob(objs, jobs, timeout_s=cfg.k8s.trainjob.timeout_s)
@@ -449,8 +486,16 @@ def train(cfg: RunConfig, root: str, stage: str, data_uri: str, init_uri: str, l
     return json.loads(storage.read_text(result_uri))
 
 
-def evaluate(cfg: RunConfig, root: str, label: str, model_uri: str, tasks_uri: str, benchmarks: str,
-             sandbox_url: str, parent_run_id: str) -> dict[str, Any]:
+def evaluate(
+    cfg: RunConfig,
+    root: str,
+    label: str,
+    model_uri: str,
+    tasks_uri: str,
+    benchmarks: str,
+    sandbox_url: str,
+    parent_run_id: str,
+) -> dict[str, Any]:
     """Evaluate a model (tiny held-out tasks from the run's task set); returns metrics + file URIs."""
     from diffucoder.evaluation.run import run_evaluation
 
@@ -458,8 +503,9 @@ def evaluate(cfg: RunConfig, root: str, label: str, model_uri: str, tasks_uri: s
     if sandbox_url:
         cfg.sandbox.url = sandbox_url
     names = [b.strip() for b in benchmarks.split(",") if b.strip()] or None
-    result = run_evaluation(cfg, model_uri, names, storage.join(root, f"eval-{label}"),
-                            parent_run_id=parent_run_id or None)
+    result = run_evaluation(
+        cfg, model_uri, names, storage.join(root, f"eval-{label}"), parent_run_id=parent_run_id or None
+    )
     return {"metrics": result.metrics, "files": result.files, "mlflow_run_id": result.mlflow_run_id}
 
 
@@ -468,8 +514,16 @@ def register(cfg: RunConfig, model_uri: str, metrics: dict[str, float], parent_r
     from diffucoder import tracking
 
     tracking.configure(cfg.tracking)
-    tags = {"config_fingerprint": cfg.fingerprint(), "preset": cfg.preset,
-            **{tracking.metric_name(k): f"{v:.4f}" for k, v in metrics.items() if "pass_at_1" in k}}
-    return tracking.register_model(model_uri, cfg.tracking.registered_model_name,
-                                   alias=cfg.tracking.registered_model_alias, tags=tags,
-                                   run_id=parent_run_id or None, cfg=cfg.tracking)
+    tags = {
+        "config_fingerprint": cfg.fingerprint(),
+        "preset": cfg.preset,
+        **{tracking.metric_name(k): f"{v:.4f}" for k, v in metrics.items() if "pass_at_1" in k},
+    }
+    return tracking.register_model(
+        model_uri,
+        cfg.tracking.registered_model_name,
+        alias=cfg.tracking.registered_model_alias,
+        tags=tags,
+        run_id=parent_run_id or None,
+        cfg=cfg.tracking,
+    )

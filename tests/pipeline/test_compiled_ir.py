@@ -101,14 +101,23 @@ def test_full_chain_from_pretrain(compiled_ir):
     assert set(grpo) == {"grpo", "evaluate-grpo", "register-model"}
     assert "grpo" in grpo_deps["evaluate-grpo"]
     assert {"grpo", "evaluate-grpo"} <= grpo_deps["register-model"]
-    assert chain["pretrain"]["inputs"]["artifacts"]["data"]["componentInputArtifact"].endswith("pack-pretrain-packed")
+    assert chain["pretrain"]["inputs"]["artifacts"]["data"]["componentInputArtifact"].endswith(
+        "pack-pretrain-packed"
+    )
     skip = _nested(spec, chain, "evaluate-final")
-    assert {n.rsplit("-", 1)[0] if n[-1].isdigit() else n for n in skip} == {"evaluate-final", "register-model"}
+    assert {n.rsplit("-", 1)[0] if n[-1].isdigit() else n for n in skip} == {
+        "evaluate-final",
+        "register-model",
+    }
 
 
 @pytest.mark.parametrize(
-    "start, skipped", [("midtrain", {"pretrain"}), ("instruct", {"pretrain", "midtrain"}),
-                       ("grpo", {"pretrain", "midtrain", "instruct"})]
+    "start, skipped",
+    [
+        ("midtrain", {"pretrain"}),
+        ("instruct", {"pretrain", "midtrain"}),
+        ("grpo", {"pretrain", "midtrain", "instruct"}),
+    ],
 )
 def test_later_start_branches_begin_at_their_stage(compiled_ir, start, skipped):
     _, spec, _ = compiled_ir
@@ -147,16 +156,28 @@ def test_multi_node_stages_are_cpu_launchers(compiled_ir):
     for stage in ("pretrain", "midtrain", "instruct"):
         assert PAPER_K8S.trainjob.num_nodes[stage] > 1
         label = _executor(spec, chain, stage)
-        assert "accelerator" not in spec["deploymentSpec"]["executors"][label]["container"].get("resources", {})
+        assert "accelerator" not in spec["deploymentSpec"]["executors"][label]["container"].get(
+            "resources", {}
+        )
         assert int(executors[label]["activeDeadlineSeconds"]) == BUILD.stage_timeout_s[stage]
         assert chain[stage]["retryPolicy"]["maxRetryCount"] == BUILD.retries
-        assert chain[stage]["inputs"]["parameters"]["launcher"]["componentInputParameter"].endswith("launcher")
+        assert chain[stage]["inputs"]["parameters"]["launcher"]["componentInputParameter"].endswith(
+            "launcher"
+        )
 
 
 def test_caching_on_for_data_off_for_training(compiled_ir):
     _, spec, _ = compiled_ir
     tasks = _dag(spec, "comp-exit-handler-1")
-    for name in ("ingest", "dedup", "data-report", "tiny-tasks", "tokenizer", "midtrain-mix", "pack-pretrain"):
+    for name in (
+        "ingest",
+        "dedup",
+        "data-report",
+        "tiny-tasks",
+        "tokenizer",
+        "midtrain-mix",
+        "pack-pretrain",
+    ):
         assert tasks[name]["cachingOptions"] == {"enableCache": True}, name
         assert tasks[name]["retryPolicy"]["maxRetryCount"] == BUILD.retries
     assert _dag(spec, "comp-for-loop-2")["filter-shard"]["cachingOptions"] == {"enableCache": True}
@@ -173,14 +194,31 @@ def test_pipeline_parameters_and_defaults(compiled_ir):
     _, spec, _ = compiled_ir
     params = spec["root"]["inputDefinitions"]["parameters"]
     expected = {
-        "preset": "paper-7b", "sandbox_mode": "shared", "launcher": "trainjob", "start_from": "pretrain",
-        "run_grpo": True, "seed": -1, "checkpoint_eval_benchmarks": "tiny_heldout",
-        "sandbox_url": BUILD.shared_sandbox_url, "tokenizer_vocab_size": 4096,
+        "preset": "paper-7b",
+        "sandbox_mode": "shared",
+        "launcher": "trainjob",
+        "start_from": "pretrain",
+        "run_grpo": True,
+        "seed": -1,
+        "checkpoint_eval_benchmarks": "tiny_heldout",
+        "sandbox_url": BUILD.shared_sandbox_url,
+        "tokenizer_vocab_size": 4096,
     }
     for name, default in expected.items():
         assert params[name]["defaultValue"] == default, name
-    for name in ("overrides", "config_yaml", "output_root", "tracking_uri", "experiment", "base_model_uri",
-                 "raw_data_uris", "sft_data_uri", "rl_data_uri", "benchmark_root", "start_model_uri"):
+    for name in (
+        "overrides",
+        "config_yaml",
+        "output_root",
+        "tracking_uri",
+        "experiment",
+        "base_model_uri",
+        "raw_data_uris",
+        "sft_data_uri",
+        "rl_data_uri",
+        "benchmark_root",
+        "start_model_uri",
+    ):
         assert name in params, name
     assert spec["pipelineInfo"]["name"] == "diffucoder"
 

@@ -1,0 +1,122 @@
+"""Step bodies (diffucoder.pipeline_steps) and the summary/compare output, without running the DAG."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from diffucoder import pipeline_steps as steps
+from diffucoder import storage
+from diffucoder.config import load_config
+from pipelines import local, remote
+
+
+def test_resolve_config_precedence():
+    cfg = steps.resolve_config(
+        "tiny",
+        ["seed=3", "pretrain.max_steps=5"],
+        output_root="/x",
+        seed=7,
+        tracking_uri="http://127.0.0.1:1",
+        base_model_uri="/m",
+        benchmark_root="/b",
+    )
+    assert (cfg.seed, cfg.output_root, cfg.pretrain.max_steps) == (7, "/x", 5)
+    assert (cfg.tracking.tracking_uri, cfg.model.base_model_uri, cfg.evaluation.data_root) == (
+        "http://127.0.0.1:1",
+        "/m",
+        "/b",
+    )
+    verbatim = steps.resolve_config("paper-7b", ["seed=99"], config_yaml=cfg.to_yaml())
+    assert verbatim.model_dump() == cfg.model_dump()  # a rerun's config wins over preset/overrides
+    assert steps.config_from_yaml(cfg.model_dump(mode="json")).fingerprint() == cfg.fingerprint()
+
+
+def test_bad_config_yaml_names_the_key():
+    with pytest.raises(ValueError, match="pretrain.max_stepz: unknown key"):
+        steps.config_from_yaml("pretrain:\n  max_stepz: 3\n")
+    with pytest.raises(ValueError, match="must be a YAML mapping"):
+        steps.config_from_yaml("- a\n- b\n")
+
+
+def test_data_root_follows_data_settings_only():
+    a = load_config("tiny")
+    b = load_config("tiny", ["pretrain.lr=0.1"])
+    c = load_config("tiny", ["data.shard_docs=7"])
+    assert steps.data_root(a, [], 0, 4096) == steps.data_root(b, [], 0, 4096)
+    assert steps.data_root(a, [], 0, 4096) != steps.data_root(c, [], 0, 4096)
+    assert steps.data_root(a, [], 0, 4096) != steps.data_root(a, [], 40, 4096)
+
+
+def test_run_name_and_stage_data():
+    assert steps.run_name("diffucoder-2026-11-27 08:37:31") == "diffucoder-2026-11-27-08-37-31"
+    with pytest.raises(ValueError, match="no usable characters"):
+        steps.run_name("///")
+    assert steps.stage_data_uri("instruct", "s3://b/tasks") == "s3://b/tasks/sft/train.jsonl"
+    assert steps.stage_data_uri("grpo", "/t") == "/t/rl/train.jsonl"
+    assert steps.stage_data_uri("pretrain", "/p") == "/p"
+    assert steps.stage_data_uri("grpo", "/t", "s3://b/rl.jsonl") == "s3://b/rl.jsonl"
+
+
+def test_sandbox_endpoint_modes():
+    cfg = load_config("tiny")
+    assert steps.sandbox_endpoint(cfg, "local", "http://ignored", "r1") == ""
+    assert steps.sandbox_endpoint(cfg, "shared", "http://sb:8080", "r1") == "http://sb:8080"
+    with pytest.raises(ValueError, match="needs sandbox_url"):
+        steps.sandbox_endpoint(cfg, "shared", "", "r1")
+    with pytest.raises(ValueError, match="expected one of local, shared, per-run"):
+        steps.sandbox_endpoint(cfg, "cluster", "", "r1")
+
+
+def test_artifact_metadata_refuses_incomplete_and_hashes_manifest(tmp_path):
+    cfg = load_config("tiny")
+    art = tmp_path / "art"
+    art.mkdir()
+    (art / "a.txt").write_text("hello")
+    with pytest.raises(storage.IncompleteArtifactError, match="no MANIFEST.json"):
+        steps.artifact_metadata(str(art), cfg)
+    storage.seal_dir(art)
+    meta = steps.artifact_metadata(str(art), cfg, stage="x")
+    assert (meta["files"], meta["bytes"], meta["stage"]) == (1, 5, "x")
+    assert meta["sha256"]["a.txt"] == storage.read_manifest(str(art)).files[0].sha256
+    assert meta["config"]["preset"] == "tiny" and meta["config_fingerprint"] == cfg.fingerprint()
+
+
+def test_seal_remote_makes_an_s3_dir_verifiable(s3_env, tmp_path):
+    uri = f"{s3_env}/corpus"
+    storage.write_text(f"{uri}/shard-00000.parquet", "x" * 10)
+    storage.write_text(f"{uri}/sub/stats.json", "{}")
+    assert not storage.is_complete(uri)
+    manifest = steps.seal_remote(uri)
+    assert sorted(f.path for f in manifest.files) == ["shard-00000.parquet", "sub/stats.json"]
+    assert storage.get_dir(uri, tmp_path / "copy").joinpath("sub/stats.json").read_text() == "{}"
+
+
+def test_summary_and_rerun_arguments(tmp_path):
+    cfg = load_config("tiny", [f"output_root={tmp_path}"])
+    root, data = str(tmp_path / "run-1"), str(tmp_path / "data" / "abc")
+    record = {
+        "parent_run_id": "p1",
+        "tracking_uri": "sqlite:///x.db",
+        "experiment": "e",
+        "run_root": root,
+        "data_root": data,
+        "arguments": {"sandbox_mode": "local", "run_grpo": True},
+        "config_yaml": cfg.to_yaml(),
+        "status": "FINISHED",
+        "started_at": 1.0,
+    }
+    storage.write_text(f"{root}/pipeline.json", json.dumps(record))
+    steps.record_step(data, "data", 3.0, {"documents": 10}, {"corpus": f"{data}/corpus"})
+    steps.record_step(root, "eval-instruct", 5.0, {"tiny_heldout_pass_at_1_1x": 0.25}, {"report": "r1.html"})
+    steps.record_step(root, "eval-grpo", 6.0, {"tiny_heldout_pass_at_1_1x": 0.40}, {"report": "r2.html"})
+    table = local.summary(root)
+    assert "data" in table and "documents=10" in table
+    assert "0.250 after instruct -> 0.400 after coupled-GRPO (+0.150)" in table
+    assert "mlflow ui --backend-store-uri sqlite:///x.db" in table and "HTML report: r2.html" in table
+    args = remote.rerun_arguments(root)
+    assert args["config_yaml"] == cfg.to_yaml() and args["output_root"] == str(tmp_path)
+    assert (args["sandbox_mode"], args["tracking_uri"]) == ("local", "sqlite:///x.db")
+    with pytest.raises(FileNotFoundError, match="not a pipeline run root"):
+        remote.rerun_arguments(str(tmp_path / "nothing"))
