@@ -23,7 +23,7 @@ def _overrides(**extra) -> list[str]:
     base = {
         "grpo.max_steps": 4, "grpo.micro_batch_size": 4, "grpo.grad_accum_steps": 2, "grpo.num_generations": 4,
         "grpo.num_iterations": 2, "grpo.save_every_steps": 2, "grpo.log_every_steps": 2, "grpo.ref_sync_steps": 2,
-        "grpo.rollout.max_completion_length": 16, "grpo.rollout.max_prompt_length": 48, "grpo.lr": 1e-3,
+        "grpo.rollout.max_completion_length": 16, "grpo.rollout.steps": 8, "grpo.rollout.max_prompt_length": 48, "grpo.lr": 1e-3,
         "sandbox.workers": 1,
     }
     base.update(extra)
