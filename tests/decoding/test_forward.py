@@ -15,6 +15,7 @@ import torch
 from diffucoder.decoding.forward import DualCache, FullForward, PrefixCache
 from diffucoder.decoding.layout import make_canvas
 from diffucoder.model import build_model
+from diffucoder.model.shift import logits_at_positions
 
 
 @pytest.fixture
@@ -24,6 +25,21 @@ def canvas(padded_batch, model):
     # fill the first block with real tokens so the canvas is not all masks
     canvas.x[:, ids.shape[1] : ids.shape[1] + 4] = ids[:, -4:]
     return canvas
+
+
+@pytest.mark.parametrize("padded", [True, False], ids=["padded", "same-length"])
+@torch.no_grad()
+def test_block_logits_equal_the_plain_full_forward(model, canvas, padded):
+    """The sampler's fast route (key-padding mask, LM head on the block only) reproduces the plain
+    forward with the per-query 4-D mask and every column's logits, realigned for the AR shift."""
+    if not padded:  # GRPO's case: G copies of one prompt, no padding, so no mask at all
+        canvas = make_canvas(canvas.x[1:2, : canvas.prompt_len].repeat(3, 1), None, 16, model.mask_token_id)
+        assert canvas.key_mask() is None
+    start, end = canvas.prompt_len + 4, canvas.prompt_len + 12
+    mask = canvas.allowed(slice(None), slice(None)) if padded else None
+    plain = model(canvas.x, attention_mask=mask, position_ids=canvas.position_ids)
+    expected = logits_at_positions(plain)[:, start:end]
+    torch.testing.assert_close(FullForward(model)(canvas, start, end, refresh=False), expected)
 
 
 @pytest.mark.parametrize("source_cls", [PrefixCache, DualCache])

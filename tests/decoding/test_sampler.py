@@ -66,7 +66,10 @@ def test_mask_token_is_never_predicted(model, prompts):
 def test_no_token_is_ever_remasked_or_changed(model, prompts):
     """Record the canvas the model sees at every step: a committed token stays as it was."""
     seen = []
-    hook = model.register_forward_pre_hook(lambda _m, args: seen.append(args[0].clone()))
+    # the sampler runs the wrapped HF model directly (for logits_to_keep), so hook that
+    hook = model.hf.register_forward_pre_hook(
+        lambda _m, _args, kwargs: seen.append(kwargs["input_ids"].clone()), with_kwargs=True
+    )
     try:
         out = _run(
             model,
@@ -210,3 +213,7 @@ def test_left_padded_positions_count_real_tokens_only():
     assert canvas.position_ids.tolist() == [[1, 1, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5]]
     allowed = canvas.allowed(slice(None), slice(None))[0, 0]
     assert not allowed[2:, :2].any() and allowed[2:, 2:].all()
+    # the sampler's broadcast form: the same keys for every real query of a row
+    assert canvas.key_mask().shape == (2, 1, 1, 6)
+    assert torch.equal(canvas.key_mask()[:, 0, 0], canvas.valid)
+    assert torch.equal(canvas.key_mask()[0, 0].expand(4, 6), allowed[2:])

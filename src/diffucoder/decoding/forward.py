@@ -29,13 +29,44 @@ from transformers import DynamicCache
 
 from diffucoder.decoding.layout import Canvas
 from diffucoder.model import DiffusionLM
-from diffucoder.model.shift import logits_at_positions
 
 
 class LogitsSource(Protocol):
     def __call__(self, canvas: Canvas, start: int, end: int, refresh: bool) -> torch.Tensor:
         """(B, end - start, V) logits predicting the tokens at columns ``[start, end)``."""
         ...
+
+
+def hf_logits(
+    model: DiffusionLM,
+    canvas: Canvas,
+    query_cols: torch.Tensor | slice,
+    key_cols: torch.Tensor | slice,
+    keep: torch.Tensor,
+    **cache_args,
+) -> torch.Tensor:
+    """(B, len(keep), V) logits of the hidden states ``keep`` (indices into the query columns).
+
+    Runs ``model.hf`` directly, with ``model.kernel_mask`` keeping attention bidirectional, for two
+    arguments ``DiffusionLM.forward`` does not take: HF's KV cache, and ``logits_to_keep``, which
+    runs the LM head on the block's rows only. A step needs the logits of one block, yet a
+    full-canvas head (and the (B, T, V) realignment copy after it) costs ``T / block`` times more,
+    and grows with every padded prompt column.
+    """
+    out = model.hf(
+        input_ids=canvas.x[:, query_cols],
+        attention_mask=model.kernel_mask(canvas.key_mask(key_cols)),
+        position_ids=canvas.positions(query_cols),
+        logits_to_keep=keep,
+        **cache_args,
+    )
+    return out.logits
+
+
+def predicting_states(start: int, end: int, offset: int, device: torch.device) -> torch.Tensor:
+    """Indices of the hidden states that predict columns ``[start, end)`` (the AR shift: column
+    ``j`` is predicted by hidden state ``j - 1``), counted from query column ``offset``."""
+    return torch.arange(start - 1 - offset, end - 1 - offset, device=device)
 
 
 class FullForward:
@@ -45,9 +76,8 @@ class FullForward:
         self.model = model
 
     def __call__(self, canvas: Canvas, start: int, end: int, refresh: bool) -> torch.Tensor:
-        mask = canvas.allowed(slice(None), slice(None)) if canvas.padded else None
-        logits = self.model(canvas.x, attention_mask=mask, position_ids=canvas.position_ids)
-        return logits_at_positions(logits)[:, start:end]
+        keep = predicting_states(start, end, 0, canvas.x.device)
+        return hf_logits(self.model, canvas, slice(None), slice(None), keep, use_cache=False)
 
 
 class _BlockCache(ABC):
@@ -71,23 +101,15 @@ class _BlockCache(ABC):
         """The columns recomputed at each cached step (starting at ``start - 1``)."""
 
     def _hf_forward(self, canvas, query_cols, key_cols, cache, keep: torch.Tensor) -> torch.Tensor:
-        allowed = canvas.allowed(query_cols, key_cols)
-        out = self.model.hf(
-            input_ids=canvas.x[:, query_cols],
-            attention_mask=self.model._kernel_mask(allowed),
-            position_ids=canvas.positions(query_cols),
-            use_cache=True,
-            logits_to_keep=keep,
-            **{self.cache_kwarg: cache},
+        return hf_logits(
+            self.model, canvas, query_cols, key_cols, keep, use_cache=True, **{self.cache_kwarg: cache}
         )
-        return out.logits
 
     def _refresh(self, canvas: Canvas, start: int, end: int) -> torch.Tensor:
         total = canvas.x.shape[1]
         cache = DynamicCache()
         everything = torch.arange(total, device=canvas.x.device)
-        # hidden states start-1 .. end-2 predict tokens start .. end-1
-        keep = torch.arange(start - 1, end - 1, device=canvas.x.device)
+        keep = predicting_states(start, end, 0, canvas.x.device)
         logits = self._hf_forward(canvas, slice(None), everything, cache, keep)
         cols = self.cached_columns(canvas, start, end)
         self.kept = [(layer.keys[:, :, cols], layer.values[:, :, cols]) for layer in cache.layers]
@@ -101,7 +123,7 @@ class _BlockCache(ABC):
         window_cols = torch.arange(canvas.x.shape[1], device=canvas.x.device)[win]
         key_cols = torch.cat([self.cached_cols, window_cols])
         cache = DynamicCache(ddp_cache_data=self.kept)
-        keep = torch.arange(end - start, device=canvas.x.device)  # window starts at start - 1
+        keep = predicting_states(start, end, win.start, canvas.x.device)
         return self._hf_forward(canvas, win, key_cols, cache, keep)
 
 

@@ -2,7 +2,7 @@
 
 A batch of prompts arrives left-padded, so every completion occupies the same columns
 ``[P, P + L)``. When there is padding, each row gets position ids that count only its real tokens
-(``cumsum(mask) - 1``) and a 4-D mask that hides pad keys; then a prompt decodes the same alone or
+(``cumsum(mask) - 1``) and a key mask that hides pad keys; then a prompt decodes the same alone or
 in a batch, because its real tokens see the same positions and the same keys either way.
 Without padding the model runs with full attention and default positions, as Dream does.
 """
@@ -23,7 +23,7 @@ class Canvas:
         prompt_len: P (columns of the left-padded prompt).
         valid: (B, T) bool, True = real token (prompt or completion), False = left padding.
         position_ids: (B, T) positions, or None for the default 0..T-1 (no padding).
-        padded: whether any row has padding (then a 4-D mask is needed).
+        padded: whether any row has padding (then a key-padding mask is needed).
     """
 
     x: torch.Tensor
@@ -36,8 +36,25 @@ class Canvas:
     def gen_len(self) -> int:
         return self.x.shape[1] - self.prompt_len
 
+    def key_mask(self, key_cols: torch.Tensor | slice = slice(None)) -> torch.Tensor | None:
+        """(B, 1, 1, K) bool, True = real key, for the given key columns; None when nothing is padded.
+
+        This is what the sampler hands the model. One row per sequence, broadcast over heads and
+        queries, so no (B, 1, T, T) tensor is built each step, and SDPA's kernel reads a mask that
+        is T times smaller. Without padding there is no mask at all (SDPA's maskless kernel), which
+        is the case of GRPO's G copies of one prompt. Real queries see exactly the keys they see in
+        :meth:`allowed`; pad queries see every real key, which changes only pad outputs (never read,
+        never attended to) and leaves no row fully masked.
+        """
+        if not self.padded:
+            return None
+        return self.valid[:, key_cols][:, None, None, :]
+
     def allowed(self, query_cols: torch.Tensor | slice, key_cols: torch.Tensor | slice) -> torch.Tensor:
-        """(B, 1, Q, K) bool "may attend" mask for the given query and key columns.
+        """(B, 1, Q, K) bool "may attend" mask for the given query and key columns (per-query form).
+
+        The sampler uses the cheaper :meth:`key_mask`; this form is for callers that need one row
+        per query.
 
         Real queries see real keys only. Pad queries see themselves only when the key set contains
         them: their outputs are never read, but a fully masked row would give NaN in some kernels.

@@ -79,8 +79,18 @@ class DiffusionLM(nn.Module):
         """The HF config (DeepSpeed and HF utilities look for ``model.config``)."""
         return self.hf.config
 
-    def _kernel_mask(self, allowed: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
-        """Bool "may attend" mask -> what the HF attention kernel expects, per layer type."""
+    def kernel_mask(self, allowed: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
+        """Bool "may attend" mask -> the per-layer-type mask dict to pass as ``self.hf(attention_mask=...)``.
+
+        Public for callers that run ``self.hf`` directly (decoding's KV caches and block logits need
+        HF's cache and ``logits_to_keep`` arguments): handing HF this dict is what keeps attention
+        bidirectional, since HF would otherwise build a causal mask.
+
+        Args:
+            allowed: 4-D bool, True = may attend; any shape that broadcasts to (B, heads, Q, K),
+                e.g. a (B, 1, 1, K) key-padding mask. ``None`` = full attention, which lets SDPA
+                take its maskless kernel.
+        """
         if allowed is not None and self.hf.config._attn_implementation == "eager":
             # eager attention adds the mask to the scores: 0 where allowed, a large negative elsewhere
             dtype = self.hf.get_input_embeddings().weight.dtype
@@ -124,7 +134,7 @@ class DiffusionLM(nn.Module):
             )
         out = self.hf(
             input_ids=input_ids,
-            attention_mask=self._kernel_mask(allowed),
+            attention_mask=self.kernel_mask(allowed),
             position_ids=position_ids,
             use_cache=False,
         )
