@@ -1,9 +1,11 @@
 """Submit the pipeline to a Kubeflow Pipelines endpoint, and resubmit a past run's exact config."""
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from diffucoder import pipeline_steps as steps
-from pipelines.compile import IR_PATH, compile_pipeline
+from pipelines.compile import compile_pipeline
 
 
 def run_url(host: str, run_id: str) -> str:
@@ -18,18 +20,27 @@ def submit(
     enable_caching: bool | None = None,
     namespace: str | None = None,
 ) -> str:
-    """Create a run from the compiled IR (recompiled first so it matches this checkout); returns its URL."""
-    import kfp
+    """Create a run from the IR compiled from this checkout; returns its URL.
 
-    compile_pipeline(IR_PATH)
-    client = kfp.Client(host=host, namespace=namespace) if namespace else kfp.Client(host=host)
-    run = client.create_run_from_pipeline_package(
-        str(IR_PATH),
-        arguments=arguments,
-        run_name=run_name,
-        experiment_name=experiment,
-        enable_caching=enable_caching,
-    )
+    Raises:
+        ConnectionError: the endpoint does not answer (names the URL).
+    """
+    import kfp
+    from urllib3.exceptions import HTTPError
+
+    try:
+        client = kfp.Client(host=host, namespace=namespace) if namespace else kfp.Client(host=host)
+    except (HTTPError, OSError) as exc:
+        raise ConnectionError(f"KFP endpoint {host} does not answer ({type(exc).__name__}: {exc})") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        ir = compile_pipeline(Path(tmp) / "diffucoder.yaml")
+        run = client.create_run_from_pipeline_package(
+            str(ir),
+            arguments=arguments,
+            run_name=run_name,
+            experiment_name=experiment,
+            enable_caching=enable_caching,
+        )
     return run_url(host, run.run_id)
 
 

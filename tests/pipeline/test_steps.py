@@ -120,3 +120,9 @@ def test_summary_and_rerun_arguments(tmp_path):
     assert (args["sandbox_mode"], args["tracking_uri"]) == ("local", "sqlite:///x.db")
     with pytest.raises(FileNotFoundError, match="not a pipeline run root"):
         remote.rerun_arguments(str(tmp_path / "nothing"))
+
+
+def test_submit_to_an_unreachable_endpoint_names_it(unused_port):
+    host = f"http://127.0.0.1:{unused_port()}"
+    with pytest.raises(ConnectionError, match=f"KFP endpoint {host} does not answer"):
+        remote.submit(host, {"preset": "tiny"})
