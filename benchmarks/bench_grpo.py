@@ -46,7 +46,10 @@ def fixed_rollouts(tokenizer, sft_uri: str, n: int, cfg):
     rows = [json.loads(line) for line in Path(sft_uri).read_text().splitlines()[:n]]
     problems = [Problem(r["id"], r["messages"][0]["content"], ["pass"]) for r in rows]
     ids, attention = encode_prompts(problems, tokenizer, cfg.grpo.rollout)
-    answers = [tokenizer(r["messages"][1]["content"] + "<|im_end|>\n", add_special_tokens=False)["input_ids"] for r in rows]
+    answers = [
+        tokenizer(r["messages"][1]["content"] + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
+        for r in rows
+    ]
     width = max(len(a) for a in answers)
     comp = torch.full((n, width), tokenizer.pad_token_id, dtype=torch.long)
     for i, a in enumerate(answers):
@@ -59,8 +62,12 @@ def fixed_rollouts(tokenizer, sft_uri: str, n: int, cfg):
 def estimator_stats(model, seqs, valid, p, cmask, seeds: int, mc_draws: int) -> dict:
     mask_id = model.mask_token_id
     draws = {
-        name: torch.stack([estimate_logps(model, seqs, p, valid, mask_id, name, torch.Generator().manual_seed(s))
-                           for s in range(seeds)])
+        name: torch.stack(
+            [
+                estimate_logps(model, seqs, p, valid, mask_id, name, torch.Generator().manual_seed(s))
+                for s in range(seeds)
+            ]
+        )
         for name in ("coupled", "decoupled")
     }
     log(f"estimates: {seeds} seeds x 2 estimators done")
@@ -87,7 +94,9 @@ def estimator_stats(model, seqs, valid, p, cmask, seeds: int, mc_draws: int) -> 
         "var_decoupled": var["decoupled"],
         "var_ratio_coupled_over_decoupled": var["coupled"] / var["decoupled"],
         "coupled_bias_mean": float((coupled_mean - reference)[cmask].mean()),
-        "coupled_abs_err_over_sem_median": float(((coupled_mean - reference).abs() / sem.clamp(min=1e-9))[cmask].median()),
+        "coupled_abs_err_over_sem_median": float(
+            ((coupled_mean - reference).abs() / sem.clamp(min=1e-9))[cmask].median()
+        ),
         "d1_bias_mean": float(d1_err[cmask].mean()),
         "d1_abs_err_mean": float(d1_err.abs()[cmask].mean()),
         "d1_bias_first_half": float(d1_err[cmask & first_half].mean()),
@@ -104,13 +113,40 @@ def step_time(model, tokenizer, problems, cfg, estimator: str, rollouts) -> dict
     adv = torch.randn(rollouts.sequences.shape[0])
     start = time.perf_counter()
     with torch.no_grad():
-        olds = [estimate_logps(model, rollouts.sequences, rollouts.prompt_len, rollouts.prompt_valid, model.mask_token_id,
-                               estimator, torch.Generator().manual_seed(i)) for i in range(g.num_iterations)]
-        refs = [estimate_logps(model, rollouts.sequences, rollouts.prompt_len, rollouts.prompt_valid, model.mask_token_id,
-                               estimator, torch.Generator().manual_seed(i)) for i in range(g.num_iterations)]
+        olds = [
+            estimate_logps(
+                model,
+                rollouts.sequences,
+                rollouts.prompt_len,
+                rollouts.prompt_valid,
+                model.mask_token_id,
+                estimator,
+                torch.Generator().manual_seed(i),
+            )
+            for i in range(g.num_iterations)
+        ]
+        refs = [
+            estimate_logps(
+                model,
+                rollouts.sequences,
+                rollouts.prompt_len,
+                rollouts.prompt_valid,
+                model.mask_token_id,
+                estimator,
+                torch.Generator().manual_seed(i),
+            )
+            for i in range(g.num_iterations)
+        ]
     for i in range(g.num_iterations):
-        logp = estimate_logps(model, rollouts.sequences, rollouts.prompt_len, rollouts.prompt_valid, model.mask_token_id,
-                              estimator, torch.Generator().manual_seed(i))
+        logp = estimate_logps(
+            model,
+            rollouts.sequences,
+            rollouts.prompt_len,
+            rollouts.prompt_valid,
+            model.mask_token_id,
+            estimator,
+            torch.Generator().manual_seed(i),
+        )
         loss, _ = grpo_loss(logp, olds[i], refs[i], adv, rollouts.completion_mask, 0.5, 0.5, 0.01)
         loss.backward()
         opt.step()
@@ -120,7 +156,9 @@ def step_time(model, tokenizer, problems, cfg, estimator: str, rollouts) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True, help="a stage-3 model dir (e.g. runs/grpo-learn/instruct2/final)")
+    parser.add_argument(
+        "--model", required=True, help="a stage-3 model dir (e.g. runs/grpo-learn/instruct2/final)"
+    )
     parser.add_argument("--tasks", required=True, help="SFT JSONL of the tiny tasks (fixed completions)")
     parser.add_argument("--sequences", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=200)
@@ -135,45 +173,73 @@ def main() -> None:
     seqs, valid, p, cmask = fixed_rollouts(tokenizer, args.tasks, args.sequences, cfg)
     stats = estimator_stats(model, seqs, valid, p, cmask, args.seeds, args.mc_draws)
 
-    problems = [Problem(f"p{i}", json.loads(line)["messages"][0]["content"], ["pass"])
-                for i, line in enumerate(Path(args.tasks).read_text().splitlines()[: args.prompts])]
+    problems = [
+        Problem(f"p{i}", json.loads(line)["messages"][0]["content"], ["pass"])
+        for i, line in enumerate(Path(args.tasks).read_text().splitlines()[: args.prompts])
+    ]
     timings = {"coupled": [], "full_mask": []}
     rollout_s = []
     for r in range(args.repeats):
         start = time.perf_counter()
-        rollouts = generate_rollouts(model, tokenizer, problems, cfg.grpo.num_generations, cfg.grpo.rollout, cfg.decoding,
-                                     torch.Generator().manual_seed(r))
+        rollouts = generate_rollouts(
+            model,
+            tokenizer,
+            problems,
+            cfg.grpo.num_generations,
+            cfg.grpo.rollout,
+            cfg.decoding,
+            torch.Generator().manual_seed(r),
+        )
         rollout_s.append(time.perf_counter() - start)
         model.train()
-        for name in (("coupled", "full_mask") if r % 2 == 0 else ("full_mask", "coupled")):
-            timings[name].append(step_time(model, tokenizer, problems, cfg, name, rollouts)["estimate_update_s"])
+        for name in ("coupled", "full_mask") if r % 2 == 0 else ("full_mask", "coupled"):
+            timings[name].append(
+                step_time(model, tokenizer, problems, cfg, name, rollouts)["estimate_update_s"]
+            )
         model.eval()
-        log(f"repeat {r}: rollout {rollout_s[-1]:.1f}s, coupled {timings['coupled'][-1]:.2f}s, full_mask {timings['full_mask'][-1]:.2f}s")
+        log(
+            f"repeat {r}: rollout {rollout_s[-1]:.1f}s, coupled {timings['coupled'][-1]:.2f}s, full_mask {timings['full_mask'][-1]:.2f}s"
+        )
     roll = statistics.median(rollout_s)
     coupled = statistics.median(timings["coupled"])
     full = statistics.median(timings["full_mask"])
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(json.dumps({
-        "name": "grpo",
-        "device": "cpu",
-        "config": {"model": args.model, "sequences": args.sequences, "seeds": args.seeds, "mc_draws": args.mc_draws,
-                   "prompts": args.prompts, "G": cfg.grpo.num_generations, "L": cfg.grpo.rollout.max_completion_length,
-                   "mu": cfg.grpo.num_iterations, "threads": 1},
-        "metric": "var_ratio_coupled_over_decoupled",
-        "value": stats["var_ratio_coupled_over_decoupled"],
-        "unit": "ratio",
-        "estimators": stats,
-        "cost": {
-            "rollout_s": roll,
-            "coupled_estimate_update_s": coupled,
-            "full_mask_estimate_update_s": full,
-            "step_time_coupled_s": roll + coupled,
-            "step_time_full_mask_s": roll + full,
-            "step_time_ratio": (roll + coupled) / (roll + full),
-            "estimate_update_ratio": coupled / full,
-        },
-        "git_sha": sha,
-    }, indent=1))
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    print(
+        json.dumps(
+            {
+                "name": "grpo",
+                "device": "cpu",
+                "config": {
+                    "model": args.model,
+                    "sequences": args.sequences,
+                    "seeds": args.seeds,
+                    "mc_draws": args.mc_draws,
+                    "prompts": args.prompts,
+                    "G": cfg.grpo.num_generations,
+                    "L": cfg.grpo.rollout.max_completion_length,
+                    "mu": cfg.grpo.num_iterations,
+                    "threads": 1,
+                },
+                "metric": "var_ratio_coupled_over_decoupled",
+                "value": stats["var_ratio_coupled_over_decoupled"],
+                "unit": "ratio",
+                "estimators": stats,
+                "cost": {
+                    "rollout_s": roll,
+                    "coupled_estimate_update_s": coupled,
+                    "full_mask_estimate_update_s": full,
+                    "step_time_coupled_s": roll + coupled,
+                    "step_time_full_mask_s": roll + full,
+                    "step_time_ratio": (roll + coupled) / (roll + full),
+                    "estimate_update_ratio": coupled / full,
+                },
+                "git_sha": sha,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -119,16 +119,27 @@ def test_estimators_agree_with_monte_carlo_reference(small_model, scored, estima
     """
     ids, p, valid, reference = scored
     with torch.no_grad():
-        means = torch.stack([
-            estimate_logps(small_model, ids.repeat(25, 1), p, valid.repeat(25, 1), small_model.mask_token_id,
-                           estimator, torch.Generator().manual_seed(s)).mean(0)
-            for s in range(16)
-        ])
+        means = torch.stack(
+            [
+                estimate_logps(
+                    small_model,
+                    ids.repeat(25, 1),
+                    p,
+                    valid.repeat(25, 1),
+                    small_model.mask_token_id,
+                    estimator,
+                    torch.Generator().manual_seed(s),
+                ).mean(0)
+                for s in range(16)
+            ]
+        )
     mean, sem = means.mean(0), means.std(0) / means.shape[0] ** 0.5
     err = (mean - reference[0]).abs()
     # the reference has its own MC error (1000 draws): allow 4 standard errors plus a small slack
     assert (err <= 4 * sem + 0.03 * reference[0].abs() + 0.05).all(), (mean, reference, sem)
-    full = estimate_logps(small_model, ids, p, valid, small_model.mask_token_id, "full_mask", torch.Generator())
+    full = estimate_logps(
+        small_model, ids, p, valid, small_model.mask_token_id, "full_mask", torch.Generator()
+    )
     assert not torch.allclose(mean, full[0], atol=1e-3)  # not trivially the full-mask score
 
 
@@ -137,11 +148,22 @@ def test_coupled_has_lower_variance_than_decoupled(small_model, scored):
     ids, p, valid, _ = scored
     with torch.no_grad():
         var = {
-            name: torch.stack([
-                estimate_logps(small_model, ids, p, valid, small_model.mask_token_id, name,
-                               torch.Generator().manual_seed(s))[0]
-                for s in range(200)
-            ]).var(0).mean()
+            name: torch.stack(
+                [
+                    estimate_logps(
+                        small_model,
+                        ids,
+                        p,
+                        valid,
+                        small_model.mask_token_id,
+                        name,
+                        torch.Generator().manual_seed(s),
+                    )[0]
+                    for s in range(200)
+                ]
+            )
+            .var(0)
+            .mean()
             for name in ("coupled", "decoupled")
         }
     assert var["coupled"] < var["decoupled"]

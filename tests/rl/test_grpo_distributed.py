@@ -11,30 +11,57 @@ import time
 from pathlib import Path
 
 import pytest
-
-from test_grpo_stage import REPO_ROOT, _overrides, grpo_inputs  # noqa: F401 (fixture)
+from test_grpo_stage import REPO_ROOT, _overrides
 
 pytestmark = pytest.mark.slow
 
 
 def _cmd(root: Path, out: Path, overrides: list[str]) -> tuple[list[str], dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow-dist.db", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "diffucoder.cli", "train", "--stage", "grpo", "--config", "tiny", "--nproc-per-node", "2",
-           "--data", str(root / "rl.jsonl"), "--init", str(root / "init"), "--out", str(out), *overrides]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
+    env.update(
+        MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow-dist.db",
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "diffucoder.cli",
+        "train",
+        "--stage",
+        "grpo",
+        "--config",
+        "tiny",
+        "--nproc-per-node",
+        "2",
+        "--data",
+        str(root / "rl.jsonl"),
+        "--init",
+        str(root / "init"),
+        "--out",
+        str(out),
+        *overrides,
+    ]
     return cmd, env
 
 
 def test_two_ranks_zero2_kill_and_resume(grpo_inputs):
     out = grpo_inputs / "dist-z2"
     cmd, env = _cmd(grpo_inputs, out, _overrides(**{"grpo.max_steps": 6}))
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     first = out / "checkpoints" / "step-000002" / "MANIFEST.json"
     deadline = time.monotonic() + 900
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(1)
-    assert first.exists(), proc.stderr.read().decode()[-3000:] if proc.poll() is not None else "no checkpoint in time"
+    assert first.exists(), (
+        proc.stderr.read().decode()[-3000:] if proc.poll() is not None else "no checkpoint in time"
+    )
     os.killpg(proc.pid, signal.SIGKILL)  # every rank and the sandbox server die at once
     proc.wait()
     assert not (out / "result.json").exists()
@@ -43,7 +70,10 @@ def test_two_ranks_zero2_kill_and_resume(grpo_inputs):
     result = json.loads((out / "result.json").read_text())
     assert result["steps"] == 6 and result["world_size"] == 2
     state = json.loads((out / "checkpoints" / "step-000006" / "trainer_state.json").read_text())
-    assert state["data"]["round"] == 3 and (out / "checkpoints" / "step-000006" / "grpo" / "reference.pt").is_file()
+    assert (
+        state["data"]["round"] == 3
+        and (out / "checkpoints" / "step-000006" / "grpo" / "reference.pt").is_file()
+    )
 
 
 def test_two_ranks_zero3_builds_reference_and_trains(grpo_inputs):

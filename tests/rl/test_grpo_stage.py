@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -21,33 +20,50 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def _overrides(**extra) -> list[str]:
     base = {
-        "grpo.max_steps": 4, "grpo.micro_batch_size": 4, "grpo.grad_accum_steps": 2, "grpo.num_generations": 4,
-        "grpo.num_iterations": 2, "grpo.save_every_steps": 2, "grpo.log_every_steps": 2, "grpo.ref_sync_steps": 2,
-        "grpo.rollout.max_completion_length": 16, "grpo.rollout.steps": 8, "grpo.rollout.max_prompt_length": 48, "grpo.lr": 1e-3,
+        "grpo.max_steps": 4,
+        "grpo.micro_batch_size": 4,
+        "grpo.grad_accum_steps": 2,
+        "grpo.num_generations": 4,
+        "grpo.num_iterations": 2,
+        "grpo.save_every_steps": 2,
+        "grpo.log_every_steps": 2,
+        "grpo.ref_sync_steps": 2,
+        "grpo.rollout.max_completion_length": 16,
+        "grpo.rollout.steps": 8,
+        "grpo.rollout.max_prompt_length": 48,
+        "grpo.lr": 1e-3,
         "sandbox.workers": 1,
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
 
 
-@pytest.fixture(scope="module")
-def grpo_inputs(tmp_path_factory, small_model, tokenizer):
-    from diffucoder.data.formats import tasks_to_rl
-    from diffucoder.data.tiny_tasks import generate_tasks
-    from diffucoder.model import save_model
-
-    root = tmp_path_factory.mktemp("grpo")
-    save_model(small_model, tokenizer, str(root / "init"))
-    rows = tasks_to_rl(generate_tasks(0, 16, 4, 2)["train"])
-    (root / "rl.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return root
-
-
 def _run(root: Path, out: Path, overrides: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "diffucoder.cli", "train", "--stage", "grpo", "--config", "tiny",
-           "--data", str(root / "rl.jsonl"), "--init", str(root / "init"), "--out", str(out), *overrides]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
+    env.update(
+        MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "diffucoder.cli",
+        "train",
+        "--stage",
+        "grpo",
+        "--config",
+        "tiny",
+        "--data",
+        str(root / "rl.jsonl"),
+        "--init",
+        str(root / "init"),
+        "--out",
+        str(out),
+        *overrides,
+    ]
     return subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
 
 
@@ -63,14 +79,30 @@ def test_grpo_stage_runs_with_local_sandbox_and_resumes(grpo_inputs):
     assert state["data"]["round"] == 2  # 4 steps / mu 2
     assert (ckpts[-1] / "grpo" / "reference.pt").is_file()
     logged = state["history"][-1]
-    for key in ("loss", "kl", "clip_frac", "reward/total/mean", "reward/code/mean", "reward/format/std",
-                "pass_rate", "format_rate", "completion_length", "arness/local@1", "round/rollout_s",
-                "frac_reward_zero_std", "time/policy_estimate_s"):
+    for key in (
+        "loss",
+        "kl",
+        "clip_frac",
+        "reward/total/mean",
+        "reward/code/mean",
+        "reward/format/std",
+        "pass_rate",
+        "format_rate",
+        "completion_length",
+        "arness/local@1",
+        "round/rollout_s",
+        "frac_reward_zero_std",
+        "time/policy_estimate_s",
+    ):
         assert key in logged, key
     assert 0 <= logged["reward/total/mean"] <= 2.5
     # the sandbox subprocess the stage started is gone
-    assert "sandbox serve" not in subprocess.run(["ps", "-o", "args=", "--ppid", str(os.getpid())],
-                                                capture_output=True, text=True).stdout
+    assert (
+        "sandbox serve"
+        not in subprocess.run(
+            ["ps", "-o", "args=", "--ppid", str(os.getpid())], capture_output=True, text=True
+        ).stdout
+    )
 
     # resume: drop the last checkpoint and the outputs, rerun; it continues from step 2 (stream position,
     # reference weights, optimizer) and must reproduce the uninterrupted run's final weights
@@ -93,6 +125,8 @@ def test_grpo_stage_runs_with_local_sandbox_and_resumes(grpo_inputs):
 
 
 def test_unreachable_sandbox_fails_fast(grpo_inputs):
-    proc = _run(grpo_inputs, grpo_inputs / "bad", _overrides(**{"sandbox.url": "http://127.0.0.1:9"}), timeout=120)
+    proc = _run(
+        grpo_inputs, grpo_inputs / "bad", _overrides(**{"sandbox.url": "http://127.0.0.1:9"}), timeout=120
+    )
     assert proc.returncode != 0
     assert "127.0.0.1:9" in proc.stderr and "unreachable" in proc.stderr

@@ -30,17 +30,39 @@ class EvenTokenReward(GRPOStep):
 
 @pytest.mark.parametrize("estimator", ["coupled", "full_mask"])
 def test_grpo_raises_a_reward_that_has_signal(small_model, tokenizer, estimator):
-    cfg = load_config("tiny", [
-        f"grpo.estimator={estimator}", "grpo.num_generations=8", "grpo.micro_batch_size=8", "grpo.grad_accum_steps=2",
-        "grpo.num_iterations=2", "grpo.max_steps=48", "grpo.save_every_steps=48", "grpo.ref_sync_steps=8",
-        "grpo.rollout.max_completion_length=8", "grpo.rollout.steps=8", "grpo.rollout.temperature=1.0",
-        "grpo.rollout.max_prompt_length=16",
-    ])
+    cfg = load_config(
+        "tiny",
+        [
+            f"grpo.estimator={estimator}",
+            "grpo.num_generations=8",
+            "grpo.micro_batch_size=8",
+            "grpo.grad_accum_steps=2",
+            "grpo.num_iterations=2",
+            "grpo.max_steps=48",
+            "grpo.save_every_steps=48",
+            "grpo.ref_sync_steps=8",
+            "grpo.rollout.max_completion_length=8",
+            "grpo.rollout.steps=8",
+            "grpo.rollout.temperature=1.0",
+            "grpo.rollout.max_prompt_length=16",
+        ],
+    )
     model = copy.deepcopy(small_model).train()
     reference = copy.deepcopy(small_model).eval()
-    problems = ProblemSource([Problem(f"p{i}", f"Write function number {i}.", ["assert True"]) for i in range(8)])
-    step = EvenTokenReward(cfg, problems, model, reference, tokenizer, client=None, rank=0, world_size=1,
-                           device=torch.device("cpu"))
+    problems = ProblemSource(
+        [Problem(f"p{i}", f"Write function number {i}.", ["assert True"]) for i in range(8)]
+    )
+    step = EvenTokenReward(
+        cfg,
+        problems,
+        model,
+        reference,
+        tokenizer,
+        client=None,
+        rank=0,
+        world_size=1,
+        device=torch.device("cpu"),
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.99))
     rewards = []
     for _ in range(cfg.grpo.max_steps):

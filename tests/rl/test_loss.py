@@ -71,17 +71,16 @@ def test_loss_and_gradient_match_hand_computation(normalization):
         per_tok.append(row_terms)
         grads.append(row_grads)
     m = mask.float()
-    if normalization == "token":
-        weights = m / m.sum()
-    else:
-        weights = m / m.sum(dim=1, keepdim=True) / 2
+    weights = m / m.sum() if normalization == "token" else m / m.sum(dim=1, keepdim=True) / 2
     expect_loss = (torch.tensor(per_tok) * weights).sum()
     loss.backward()
     assert loss.item() == pytest.approx(expect_loss.item(), rel=1e-5)
     assert torch.allclose(logp.grad, torch.tensor(grads) * weights, atol=1e-6)
     # token (0,1): ratio e^0.8 > 1.3 with A > 0 -> clipped high; token (1,1): ratio e^-1.5 < 0.8 with A < 0 -> low
     assert stats.clip_frac_high == pytest.approx(1 / 5) and stats.clip_frac_low == pytest.approx(1 / 5)
-    assert logp.grad[0, 1] == pytest.approx(beta * (1 - math.exp(ref[0, 1].item() + 0.2)) * weights[0, 1].item())
+    assert logp.grad[0, 1] == pytest.approx(
+        beta * (1 - math.exp(ref[0, 1].item() + 0.2)) * weights[0, 1].item()
+    )
 
 
 def test_ratio_one_gives_advantage_weighted_gradient():

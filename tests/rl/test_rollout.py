@@ -29,9 +29,13 @@ def test_prompts_are_chat_templated_and_left_truncated(tokenizer):
 
 def test_generate_rollouts_groups_and_scores_like_decoded(small_model, tokenizer):
     cfg = load_config("tiny", ["grpo.rollout.max_completion_length=6", "grpo.rollout.steps=6"])
-    problems = [Problem("a", "Implement `f(x)`.", ["t"]), Problem("b", "Write a much longer question " * 3, ["t"])]
-    out = generate_rollouts(small_model, tokenizer, problems, 3, cfg.grpo.rollout, cfg.decoding,
-                            torch.Generator().manual_seed(0))
+    problems = [
+        Problem("a", "Implement `f(x)`.", ["t"]),
+        Problem("b", "Write a much longer question " * 3, ["t"]),
+    ]
+    out = generate_rollouts(
+        small_model, tokenizer, problems, 3, cfg.grpo.rollout, cfg.decoding, torch.Generator().manual_seed(0)
+    )
     assert out.sequences.shape[0] == 6 and out.completion_mask.shape == (6, 6) and out.trace.shape == (6, 6)
     assert [p.id for p in out.problems] == ["a"] * 3 + ["b"] * 3
     assert not out.prompt_valid[0, 0] and out.prompt_valid[3].all()  # the short group is left-padded

@@ -14,14 +14,18 @@ import torch
 STD_EPS = 1e-4
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, mode: str = "mean", scale: bool = False) -> torch.Tensor:
+def group_advantages(
+    rewards: torch.Tensor, group_size: int, mode: str = "mean", scale: bool = False
+) -> torch.Tensor:
     """(N,) rewards in groups of ``group_size`` -> (N,) advantages.
 
     Raises:
         ValueError: N is not a multiple of ``group_size``, ``group_size`` < 2, or an unknown ``mode``.
     """
     if group_size < 2 or rewards.numel() % group_size:
-        raise ValueError(f"{rewards.numel()} rewards cannot form groups of {group_size} (need G >= 2 dividing N)")
+        raise ValueError(
+            f"{rewards.numel()} rewards cannot form groups of {group_size} (need G >= 2 dividing N)"
+        )
     groups = rewards.reshape(-1, group_size).to(torch.float64)
     total = groups.sum(dim=1, keepdim=True)
     if mode == "mean":

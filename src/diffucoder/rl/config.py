@@ -29,18 +29,27 @@ Estimator = Literal["coupled", "decoupled", "full_mask"]
 class RolloutConfig(StrictModel):
     """How completions are sampled (Dream sampler; reference §4.2, §7 item 7)."""
 
-    temperature: float = Field(1.2, ge=0, description="rollout temperature (paper 1.2; the released yaml says 1.0)")
+    temperature: float = Field(
+        1.2, ge=0, description="rollout temperature (paper 1.2; the released yaml says 1.0)"
+    )
     max_completion_length: int = Field(256, ge=2, description="completion length L (paper 256)")
-    steps: int | None = Field(None, ge=1, description="denoising steps; None = max_completion_length (1 token/step)")
+    steps: int | None = Field(
+        None, ge=1, description="denoising steps; None = max_completion_length (1 token/step)"
+    )
     top_p: float | None = Field(0.95, gt=0, le=1, description="nucleus truncation of the sampler")
     alg: Literal["origin", "maskgit_plus", "topk_margin", "entropy"] = Field("entropy")
-    fast: bool = Field(False, description="decode with the decoding section's Fast-dLLM settings (decoding.fast)")
-    max_prompt_length: int = Field(200, ge=8, description="prompts keep their LAST this many tokens (left truncation)")
+    fast: bool = Field(
+        False, description="decode with the decoding section's Fast-dLLM settings (decoding.fast)"
+    )
+    max_prompt_length: int = Field(
+        200, ge=8, description="prompts keep their LAST this many tokens (left truncation)"
+    )
     system_prompt: str = Field(
         "You are a helpful assistant.", description="system turn of the chat prompt; empty = no system turn"
     )
     append_first_test: bool = Field(
-        True, description="append 'Test cases: <first assert>' to questions without a code fence (reference §4.5)"
+        True,
+        description="append 'Test cases: <first assert>' to questions without a code fence (reference §4.5)",
     )
 
 
@@ -58,7 +67,9 @@ class GRPOConfig(TrainStageConfig):
     epochs: float | None = Field(1.0, gt=0, description="passes over the RL problems (paper: 1)")
     micro_batch_size: int = Field(5, ge=1, description="completions per rank per micro-batch (paper 5)")
     grad_accum_steps: int = Field(2, ge=1, description="micro-batches per optimizer step (paper 2)")
-    save_every_steps: int = Field(64, ge=1, description="a multiple of num_iterations (checkpoints at round ends)")
+    save_every_steps: int = Field(
+        64, ge=1, description="a multiple of num_iterations (checkpoints at round ends)"
+    )
 
     # --- group sampling ---
     num_generations: int = Field(10, ge=2, description="G completions per prompt (paper 10)")
@@ -73,12 +84,16 @@ class GRPOConfig(TrainStageConfig):
     )
     coupled_pairs: int = Field(1, ge=1, description="lambda: (t, 1-t) pairs per estimate (paper 1)")
     t_min: float = Field(0.2, gt=0, lt=0.5, description="pair times t ~ U[t_min, 1 - t_min] (paper 0.2)")
-    p_mask_prompt: float = Field(0.0, ge=0, lt=1, description="full_mask only: prompt-token mask prob (d1 0.15)")
+    p_mask_prompt: float = Field(
+        0.0, ge=0, lt=1, description="full_mask only: prompt-token mask prob (d1 0.15)"
+    )
 
     # --- objective ---
     epsilon_low: float = Field(0.5, gt=0, lt=1, description="ratio clip 1 - eps_low (paper eps 0.5)")
     epsilon_high: float = Field(0.5, gt=0, description="ratio clip 1 + eps_high")
-    beta: float = Field(0.01, ge=0, description="k3 KL weight to the reference (paper 0.01); 0 = no reference")
+    beta: float = Field(
+        0.01, ge=0, description="k3 KL weight to the reference (paper 0.01); 0 = no reference"
+    )
     normalization: Literal["token", "sequence"] = Field(
         "token",
         description="token: sum over completion tokens / their count in the micro-batch (released code); "
@@ -87,16 +102,22 @@ class GRPOConfig(TrainStageConfig):
     advantage: Literal["mean", "loo"] = Field(
         "mean", description="mean: r - mean(group) (paper's main row); loo: r - mean(others) (released code)"
     )
-    scale_rewards: bool = Field(False, description="divide advantages by the group std + 1e-4 (released: false)")
+    scale_rewards: bool = Field(
+        False, description="divide advantages by the group std + 1e-4 (released: false)"
+    )
 
     # --- reference model ---
-    ref_sync_steps: int = Field(64, ge=1, description="update the reference every N optimizer steps (paper 64)")
+    ref_sync_steps: int = Field(
+        64, ge=1, description="update the reference every N optimizer steps (paper 64)"
+    )
     ref_mixup_alpha: float = Field(
         0.6, gt=0, le=1, description="ref <- alpha*policy + (1-alpha)*ref; 1.0 = hard copy (Algorithm 1)"
     )
 
     # --- logging ---
-    sample_rollouts: int = Field(4, ge=0, description="rollouts written as text with their rewards per log step")
+    sample_rollouts: int = Field(
+        4, ge=0, description="rollouts written as text with their rewards per log step"
+    )
 
     @model_validator(mode="after")
     def _grpo_batches(self) -> GRPOConfig:

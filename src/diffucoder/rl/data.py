@@ -41,7 +41,9 @@ def load_problems(uri: str) -> list[Problem]:
         FileNotFoundError: no such file; ValueError: empty set or a row missing/mistyping a field.
     """
     if not storage.exists(uri):
-        raise FileNotFoundError(f"--data {uri}: no such RL problem file (JSONL/Parquet rows with question, test_cases)")
+        raise FileNotFoundError(
+            f"--data {uri}: no such RL problem file (JSONL/Parquet rows with question, test_cases)"
+        )
     problems = []
     for i, row in enumerate(_rows(uri)):
         where = f"{uri}: row {i}"
@@ -49,7 +51,9 @@ def load_problems(uri: str) -> list[Problem]:
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f"{where}: field 'question' missing or empty")
         if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
-            raise ValueError(f"{where}: field 'test_cases' must be a non-empty list of assert strings, got {tests!r}")
+            raise ValueError(
+                f"{where}: field 'test_cases' must be a non-empty list of assert strings, got {tests!r}"
+            )
         problems.append(Problem(str(row.get("id", i)), question, list(tests), row.get("entry_point")))
     if not problems:
         raise ValueError(f"{uri}: the RL problem set is empty")

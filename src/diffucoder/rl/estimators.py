@@ -102,7 +102,10 @@ def build_copies(
                 second = ~first  # complementary: every completion token masked exactly once per pair
             else:
                 # independent draw at the mirrored time: same marginal distribution, no coupling
-                second = torch.rand(batch, gen_len, generator=generator, device=generator.device).to(device) < 1 - t
+                second = (
+                    torch.rand(batch, gen_len, generator=generator, device=generator.device).to(device)
+                    < 1 - t
+                )
             copies += [first, second]
             weights += [1.0 / t, 1.0 / (1.0 - t)]
     else:

@@ -57,13 +57,17 @@ def check_sandbox(client: SandboxClient) -> None:
     client.health()
 
 
-def score_completions(texts: list[str], tests: list[list[str]], client: SandboxClient, cfg: SandboxConfig) -> RewardBatch:
+def score_completions(
+    texts: list[str], tests: list[list[str]], client: SandboxClient, cfg: SandboxConfig
+) -> RewardBatch:
     """Format and code rewards of each completion, combined with the configured weights."""
     fmt = [format_reward(t) for t in texts]
     try:
         code = code_rewards(texts, tests, client, time_limit_s=cfg.time_limit_s)
     except SandboxUnavailable as exc:
-        log.warning("sandbox unavailable for a reward batch of %d completions; scoring them 0: %s", len(texts), exc)
+        log.warning(
+            "sandbox unavailable for a reward batch of %d completions; scoring them 0: %s", len(texts), exc
+        )
         code = [None if f == 1.0 else 0.0 for f in fmt]
     errors = sum(c is None for c in code)
     code_t = torch.tensor([0.0 if c is None else c for c in code], dtype=torch.float32)

@@ -68,7 +68,9 @@ def user_message(problem: Problem, append_first_test: bool) -> str:
     return problem.question
 
 
-def encode_prompts(problems: list[Problem], tokenizer, cfg: RolloutConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_prompts(
+    problems: list[Problem], tokenizer, cfg: RolloutConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Chat-template, left-truncate and left-pad prompts -> (ids [B, P], attention [B, P])."""
     rows = []
     for problem in problems:
@@ -91,7 +93,11 @@ def completion_mask(completions: torch.Tensor, im_end_id: int) -> torch.Tensor:
     """[N, L] bool: True up to and including the first ``im_end_id`` of each row (all True without one)."""
     is_end = completions == im_end_id
     length = completions.shape[1]
-    first = torch.where(is_end.any(dim=1), is_end.float().argmax(dim=1), torch.full_like(is_end[:, 0], length, dtype=torch.long))
+    first = torch.where(
+        is_end.any(dim=1),
+        is_end.float().argmax(dim=1),
+        torch.full_like(is_end[:, 0], length, dtype=torch.long),
+    )
     return torch.arange(length, device=completions.device)[None, :] <= first[:, None]
 
 
@@ -114,7 +120,11 @@ def _left_pad(rows: list[torch.Tensor], width: int, pad: int) -> tuple[torch.Ten
     ids, valid = [], []
     for block in rows:
         extra = width - block.shape[1]
-        ids.append(torch.cat([torch.full((block.shape[0], extra), pad, dtype=block.dtype, device=block.device), block], 1))
+        ids.append(
+            torch.cat(
+                [torch.full((block.shape[0], extra), pad, dtype=block.dtype, device=block.device), block], 1
+            )
+        )
         v = torch.ones(block.shape[0], width, dtype=torch.bool, device=block.device)
         v[:, :extra] = False
         valid.append(v)

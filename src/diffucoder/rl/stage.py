@@ -37,8 +37,9 @@ def sandbox_url(cfg: RunConfig, is_main: bool, resources: contextlib.ExitStack) 
     return distributed.broadcast_object(url)
 
 
-def build_grpo_step(cfg: RunConfig, data_uri: str, model, tokenizer, dist, precision: str,
-                    resources: contextlib.ExitStack) -> GRPOStep:
+def build_grpo_step(
+    cfg: RunConfig, data_uri: str, model, tokenizer, dist, precision: str, resources: contextlib.ExitStack
+) -> GRPOStep:
     """Problems, sandbox client, reference copy and the :class:`GRPOStep` plug-in.
 
     Raises:
@@ -53,4 +54,6 @@ def build_grpo_step(cfg: RunConfig, data_uri: str, model, tokenizer, dist, preci
         reference = make_reference(model)
         if precision == "bf16":
             reference.to(torch.bfloat16)
-    return GRPOStep(cfg, problems, model, reference, tokenizer, client, dist.rank, dist.world_size, dist.device)
+    return GRPOStep(
+        cfg, problems, model, reference, tokenizer, client, dist.rank, dist.world_size, dist.device
+    )

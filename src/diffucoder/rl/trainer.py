@@ -96,7 +96,9 @@ def rollout_metrics(rollouts: RolloutBatch, rewards: RewardBatch, group_size: in
     }
 
 
-def format_samples(rollouts: RolloutBatch, rewards: RewardBatch, advantages: torch.Tensor, limit: int, step: int) -> str:
+def format_samples(
+    rollouts: RolloutBatch, rewards: RewardBatch, advantages: torch.Tensor, limit: int, step: int
+) -> str:
     """A readable dump of the first ``limit`` rollouts with their rewards (logged as a text artifact)."""
     parts = [f"# rollouts at optimizer step {step}\n"]
     for i in range(min(limit, len(rollouts.texts))):
@@ -123,8 +125,18 @@ class GRPOStep:
 
     name = "grpo"
 
-    def __init__(self, cfg: RunConfig, problems: ProblemSource, policy, reference, tokenizer,
-                 client: SandboxClient, rank: int, world_size: int, device: torch.device):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        problems: ProblemSource,
+        policy,
+        reference,
+        tokenizer,
+        client: SandboxClient,
+        rank: int,
+        world_size: int,
+        device: torch.device,
+    ):
         self.cfg = cfg
         self.g: GRPOConfig = cfg.grpo
         self.problems = problems
@@ -163,19 +175,37 @@ class GRPOStep:
         logp = self._estimate(model, batch, batch.mask_seed)
         old = batch.old_logp if batch.old_logp is not None else logp.detach()
         loss, stats = grpo_loss(
-            logp, old, batch.ref_logp, batch.advantages, batch.completion_mask,
-            self.g.epsilon_low, self.g.epsilon_high, self.g.beta, self.g.normalization,
+            logp,
+            old,
+            batch.ref_logp,
+            batch.advantages,
+            batch.completion_mask,
+            self.g.epsilon_low,
+            self.g.epsilon_high,
+            self.g.beta,
+            self.g.normalization,
         )
         tokens = float(batch.completion_mask.sum())
-        return loss, {**stats.as_dict(), **batch.round_metrics, "tokens": tokens,
-                      "time/policy_estimate_s": time.perf_counter() - start}
+        return loss, {
+            **stats.as_dict(),
+            **batch.round_metrics,
+            "tokens": tokens,
+            "time/policy_estimate_s": time.perf_counter() - start,
+        }
 
     # ----------------------------------------------------------------------------- a round
     def _estimate(self, model, batch: MicroBatch, seed: int) -> torch.Tensor:
         generator = torch.Generator(device=self.device).manual_seed(seed)
         return estimate_logps(
-            model, batch.sequences, batch.sequences.shape[1] - batch.completion_mask.shape[1], batch.prompt_valid,
-            self.policy.mask_token_id, self.g.estimator, generator, self.g.coupled_pairs, self.g.t_min,
+            model,
+            batch.sequences,
+            batch.sequences.shape[1] - batch.completion_mask.shape[1],
+            batch.prompt_valid,
+            self.policy.mask_token_id,
+            self.g.estimator,
+            generator,
+            self.g.coupled_pairs,
+            self.g.t_min,
             self.g.p_mask_prompt,
         )
 
@@ -186,13 +216,22 @@ class GRPOStep:
         was_training = self.policy.training
         self.policy.eval()
         try:
-            return generate_rollouts(self.policy, self.tokenizer, problems, self.g.num_generations,
-                                     self.g.rollout, self.cfg.decoding, generator)
+            return generate_rollouts(
+                self.policy,
+                self.tokenizer,
+                problems,
+                self.g.num_generations,
+                self.g.rollout,
+                self.cfg.decoding,
+                generator,
+            )
         finally:
             self.policy.train(was_training)
 
     def score(self, rollouts: RolloutBatch) -> RewardBatch:
-        return score_completions(rollouts.texts, [p.tests for p in rollouts.problems], self.client, self.cfg.sandbox)
+        return score_completions(
+            rollouts.texts, [p.tests for p in rollouts.problems], self.client, self.cfg.sandbox
+        )
 
     def advantages(self, rewards: RewardBatch) -> torch.Tensor:
         return group_advantages(rewards.total, self.g.num_generations, self.g.advantage, self.g.scale_rewards)
@@ -203,12 +242,17 @@ class GRPOStep:
         for iteration in range(self.g.num_iterations):
             for micro in range(self.g.grad_accum_steps):
                 rows = slice(micro * m, (micro + 1) * m)
-                parts.append(MicroBatch(
-                    sequences=rollouts.sequences[rows], prompt_valid=rollouts.prompt_valid[rows],
-                    completion_mask=rollouts.completion_mask[rows], advantages=advantages[rows].to(self.device),
-                    mask_seed=mask_seed(self.cfg.seed, self.rank, self.round_index, iteration, micro),
-                    old_logp=None, ref_logp=None,
-                ))
+                parts.append(
+                    MicroBatch(
+                        sequences=rollouts.sequences[rows],
+                        prompt_valid=rollouts.prompt_valid[rows],
+                        completion_mask=rollouts.completion_mask[rows],
+                        advantages=advantages[rows].to(self.device),
+                        mask_seed=mask_seed(self.cfg.seed, self.rank, self.round_index, iteration, micro),
+                        old_logp=None,
+                        ref_logp=None,
+                    )
+                )
         return parts
 
     @torch.no_grad()
@@ -242,14 +286,23 @@ class GRPOStep:
         t3 = time.perf_counter()
         metrics = {
             **rollout_metrics(rollouts, rewards, self.g.num_generations),
-            "round/rollout_s": t1 - t0, "round/reward_s": t2 - t1, "round/old_ref_estimate_s": t3 - t2,
-            "round/rollout_forward_passes": float(rollouts.forward_passes), "ref_synced": float(synced),
+            "round/rollout_s": t1 - t0,
+            "round/reward_s": t2 - t1,
+            "round/old_ref_estimate_s": t3 - t2,
+            "round/rollout_forward_passes": float(rollouts.forward_passes),
+            "ref_synced": float(synced),
         }
         for part in parts:
             part.round_metrics = metrics
-        if self.tracker is not None and self.g.sample_rollouts and step % self.g.log_every_steps < self.g.num_iterations:
-            self.tracker.log_text(format_samples(rollouts, rewards, advantages, self.g.sample_rollouts, step),
-                                  f"rollouts/step-{step:06d}.txt")
+        if (
+            self.tracker is not None
+            and self.g.sample_rollouts
+            and step % self.g.log_every_steps < self.g.num_iterations
+        ):
+            self.tracker.log_text(
+                format_samples(rollouts, rewards, advantages, self.g.sample_rollouts, step),
+                f"rollouts/step-{step:06d}.txt",
+            )
         return parts
 
     # ----------------------------------------------------------------------------- stream state
@@ -263,7 +316,9 @@ class GRPOStep:
 
     def state_dict(self) -> dict[str, Any]:
         if self.buffer:
-            raise RuntimeError(f"GRPO checkpoint inside round {self.round_index} ({len(self.buffer)} micro-batches left)")
+            raise RuntimeError(
+                f"GRPO checkpoint inside round {self.round_index} ({len(self.buffer)} micro-batches left)"
+            )
         return {**self.prompts.state_dict(), "round": self.round_index}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -292,8 +347,11 @@ class GRPOStep:
 
         fig, ax = plt.subplots(figsize=(6, 3.5))
         steps = [h["step"] for h in history]
-        for key, label in (("reward/total/mean", "total"), ("reward/code/mean", "code (pass rate)"),
-                           ("reward/format/mean", "format")):
+        for key, label in (
+            ("reward/total/mean", "total"),
+            ("reward/code/mean", "code (pass rate)"),
+            ("reward/format/mean", "format"),
+        ):
             ax.plot(steps, [h.get(key, float("nan")) for h in history], marker=".", label=label)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("mean reward")
