@@ -11,11 +11,15 @@
 4. Reference point: the same-size causal Qwen2 decoding L tokens with HF ``generate`` + KV cache.
 5. The paper's temperature finding (§4.3): AR-ness (local@1, global@1; steps = L, one token per
    step, low-confidence remasking) at several temperatures.
+6. Batched vs one prompt at a time (problems/s), for prompts of mixed lengths (evaluation: left
+   padding) and for one prompt repeated (GRPO's G completions: no padding). Run it against an older
+   tree with ``PYTHONPATH=<old checkout>/src`` for a before/after in the same session.
 
 Timings alternate between variants across repeats so load from other processes hits all alike;
 the median is reported. Prints one JSON object; progress goes to stderr.
 
     .venv/bin/python benchmarks/bench_decoding.py [--train-steps 300] [--gen-len 128] [--repeats 3]
+        [--sections speed,arness,batching]
 """
 
 from __future__ import annotations
@@ -102,6 +106,71 @@ def prompts(tokenizer, count: int, length: int) -> torch.Tensor:
         raise RuntimeError(f"only {len(out)} prompts of {length} tokens in {PROMPT_MODULES}")
     step = len(out) // count
     return torch.tensor(out[::step][:count])
+
+
+def mixed_prompts(tokenizer, count: int, min_len: int, max_len: int) -> list[list[int]]:
+    """``count`` function openings whose lengths spread over [min_len, max_len], shortest first
+    (evaluation sorts its prompts by length before batching them)."""
+    chunks = [
+        tokenizer("def " + chunk)["input_ids"][:max_len]
+        for text in sources(PROMPT_MODULES)
+        for chunk in text.split("\ndef ")[1:]
+    ]
+    chunks = sorted((c for c in chunks if len(c) >= min_len), key=len)
+    if len(chunks) < count:
+        raise RuntimeError(f"only {len(chunks)} prompts of >= {min_len} tokens in {PROMPT_MODULES}")
+    return [chunks[round(i * (len(chunks) - 1) / max(count - 1, 1))] for i in range(count)]
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
+
+
+def bench_batching(model, tokenizer, gen_len: int, batch: int, repeats: int) -> dict:
+    """Problems/s decoding ``batch`` prompts as one left-padded batch vs one prompt at a time."""
+    cfg = DecodingConfig(max_new_tokens=gen_len, steps=gen_len, temperature=0.0, top_p=None, alg="entropy")
+    mixed = mixed_prompts(tokenizer, batch, min_len=16, max_len=192)
+    workloads = {
+        "mixed lengths (left-padded)": mixed,
+        "one prompt repeated (no padding)": [mixed[batch // 2]] * batch,
+    }
+
+    def batched(rows):
+        ids, mask = left_pad(rows, model.pad_token_id)
+        return diffusion_generate(model, ids, mask if not mask.all() else None, cfg).sequences[:, -gen_len:]
+
+    def single(rows):
+        return torch.cat(
+            [diffusion_generate(model, torch.tensor([r]), None, cfg).sequences[:, -gen_len:] for r in rows]
+        )
+
+    results = {}
+    with torch.no_grad():
+        for name, rows in workloads.items():
+            times = {"batched": [], "one at a time": []}
+            outputs = {}
+            for r in range(repeats):
+                for mode, fn in (("batched", batched), ("one at a time", single)):
+                    seconds, outputs[mode] = time_call(lambda fn=fn, rows=rows: fn(rows))
+                    times[mode].append(seconds)
+                log(
+                    f"batching {name} repeat {r}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items())
+                )
+            med = {mode: statistics.median(v) for mode, v in times.items()}
+            results[name] = {
+                "prompt_tokens": [len(r) for r in rows],
+                "batched_problems_per_s": round(batch / med["batched"], 3),
+                "one_at_a_time_problems_per_s": round(batch / med["one at a time"], 3),
+                "batched_vs_one_at_a_time": round(med["one at a time"] / med["batched"], 2),
+                # greedy: differs only where float noise from padding flips a near-tie of a weak model
+                "token_agreement": round(
+                    (outputs["batched"] == outputs["one at a time"]).float().mean().item(), 3
+                ),
+            }
+    return results
 
 
 def time_call(fn) -> tuple[float, object]:
@@ -209,7 +278,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batching-prompts", type=int, default=16)
+    parser.add_argument("--batching-gen-len", type=int, default=32, help="evaluation's tiny runs: 32 at 1x")
+    parser.add_argument("--sections", default="speed,arness,batching", help="comma-separated subset")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -224,16 +297,26 @@ def main() -> None:
     ).eval()
 
     ids = prompts(tokenizer, max(args.batch, args.arness_prompts), args.prompt_len)
-    speed = bench_speed(model, hf_causal, ids[: args.batch], args.gen_len, args.repeats, block=32)
-    temps = [0.0, 0.2, 0.6, 1.0, 1.2]
-    arness = bench_arness(model, ids[: args.arness_prompts], args.arness_len, temps, args.seeds)
+    speed = arness = batching = None
+    if "speed" in sections:
+        speed = bench_speed(model, hf_causal, ids[: args.batch], args.gen_len, args.repeats, block=32)
+    if "arness" in sections:
+        temps = [0.0, 0.2, 0.6, 1.0, 1.2]
+        arness = bench_arness(model, ids[: args.arness_prompts], args.arness_len, temps, args.seeds)
+    if "batching" in sections:
+        batching = bench_batching(
+            model, tokenizer, args.batching_gen_len, args.batching_prompts, args.repeats
+        )
 
-    best = max(v["speedup_vs_plain_L"] for k, v in speed.items() if k.startswith("threshold"))
+    best = max(
+        (v["speedup_vs_plain_L"] for k, v in (speed or {}).items() if k.startswith("threshold")), default=None
+    )
     print(json.dumps({
         "name": "decoding",
         "device": f"cpu ({args.threads} thread)",
         "config": {**vars(args), "model": "tiny preset (hidden 256, 4 layers, vocab 4096)",
-                   "train_ce_first_last": [round(losses[0], 3), round(sum(losses[-20:]) / 20, 3)],
+                   "train_ce_first_last": [round(losses[0], 3), round(sum(losses[-20:]) / len(losses[-20:]), 3)]
+                   if losses else None,
                    "train_s": round(train_s, 1)},
         "metric": "fast_decoding_speedup_vs_plain_steps_L",
         "value": best,
@@ -241,6 +324,7 @@ def main() -> None:
         "git_sha": git_sha(),
         "speed": speed,
         "arness_vs_temperature": arness,
+        "batched_vs_one_at_a_time": batching,
     }, indent=1))  # fmt: skip
 
 
