@@ -33,8 +33,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIZES = {
     "tiny": [],  # the tiny preset's model
-    "50m": ["model.hidden_size=640", "model.num_hidden_layers=10", "model.num_attention_heads=10",
-            "model.num_key_value_heads=2", "model.intermediate_size=1792"],
+    "50m": [
+        "model.hidden_size=640",
+        "model.num_hidden_layers=10",
+        "model.num_attention_heads=10",
+        "model.num_key_value_heads=2",
+        "model.intermediate_size=1792",
+    ],
 }
 LAYOUTS = [("1rank_zero2", 1, 2), ("2rank_zero2", 2, 2), ("2rank_zero3", 2, 3)]
 
@@ -60,22 +65,50 @@ def build_data(root: Path, seq_len: int) -> str:
     save_tokenizer(train_tokenizer(texts, 4096), str(root / "tok"))
     (root / "text").mkdir()
     pq.write_table(pa.table({"text": texts}), root / "text" / "shard-00000.parquet")
-    pack_shards([str(root / "text" / "shard-00000.parquet")], str(root / "tok"), seq_len, str(root / "packed"))
+    pack_shards(
+        [str(root / "text" / "shard-00000.parquet")], str(root / "tok"), seq_len, str(root / "packed")
+    )
     return str(root / "packed")
 
 
-def run_one(data: str, out: Path, size: str, nproc: int, zero: int, steps: int, global_batch: int,
-            seq_len: int) -> dict:
+def run_one(
+    data: str, out: Path, size: str, nproc: int, zero: int, steps: int, global_batch: int, seq_len: int
+) -> dict:
     overrides = SIZES[size] + [
-        f"pretrain.max_steps={steps}", "pretrain.warmup_steps=1", f"pretrain.seq_len={seq_len}",
-        f"pretrain.micro_batch_size={global_batch // nproc}", f"pretrain.zero_stage={zero}",
-        "pretrain.log_every_steps=1", f"pretrain.save_every_steps={steps}",
+        f"pretrain.max_steps={steps}",
+        "pretrain.warmup_steps=1",
+        f"pretrain.seq_len={seq_len}",
+        f"pretrain.micro_batch_size={global_batch // nproc}",
+        f"pretrain.zero_stage={zero}",
+        "pretrain.log_every_steps=1",
+        f"pretrain.save_every_steps={steps}",
     ]
-    cmd = [sys.executable, "-m", "diffucoder.cli", "train", "--stage", "pretrain", "--config", "tiny",
-           "--data", data, "--out", str(out), "--resume", "none", "--nproc-per-node", str(nproc), *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "diffucoder.cli",
+        "train",
+        "--stage",
+        "pretrain",
+        "--config",
+        "tiny",
+        "--data",
+        data,
+        "--out",
+        str(out),
+        "--resume",
+        "none",
+        "--nproc-per-node",
+        str(nproc),
+        *overrides,
+    ]
     cores = os.cpu_count() or 1
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // nproc)), "DS_ACCELERATOR": "cpu",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{out.parent / 'mlflow.db'}"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(max(1, cores // nproc)),
+        "DS_ACCELERATOR": "cpu",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{out.parent / 'mlflow.db'}",
+    }
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -96,12 +129,18 @@ def model_facts(size: str) -> dict:
 
     m = load_config("tiny", SIZES[size]).model
     vocab = 4096
-    per_layer = (2 * m.hidden_size * m.hidden_size
-                 + 2 * m.hidden_size * m.hidden_size // m.num_attention_heads * m.num_key_value_heads
-                 + 3 * m.hidden_size * m.intermediate_size)
+    per_layer = (
+        2 * m.hidden_size * m.hidden_size
+        + 2 * m.hidden_size * m.hidden_size // m.num_attention_heads * m.num_key_value_heads
+        + 3 * m.hidden_size * m.intermediate_size
+    )
     params = m.num_hidden_layers * per_layer + 2 * vocab * m.hidden_size
-    return {"params": params, "layers": m.num_hidden_layers, "hidden": m.hidden_size,
-            "flops_per_token": lambda seq: flops_per_token(params, m.num_hidden_layers, m.hidden_size, seq)}
+    return {
+        "params": params,
+        "layers": m.num_hidden_layers,
+        "hidden": m.hidden_size,
+        "flops_per_token": lambda seq: flops_per_token(params, m.num_hidden_layers, m.hidden_size, seq),
+    }
 
 
 def main() -> None:
@@ -119,26 +158,46 @@ def main() -> None:
             facts = model_facts(size)
             for name, nproc, zero in LAYOUTS:
                 _log(f"{size} {name} ...")
-                r = run_one(data, root / f"{size}-{name}", size, nproc, zero, args.steps, args.global_batch,
-                            args.seq_len)
+                r = run_one(
+                    data,
+                    root / f"{size}-{name}",
+                    size,
+                    nproc,
+                    zero,
+                    args.steps,
+                    args.global_batch,
+                    args.seq_len,
+                )
                 _log(f"  {r}")
                 results[f"{size}/{name}"] = r
             base = results[f"{size}/1rank_zero2"]["tokens_per_sec"]
             for name, _, _ in LAYOUTS[1:]:
-                results[f"{size}/{name}"]["speedup_vs_1rank"] = results[f"{size}/{name}"]["tokens_per_sec"] / base
-            results[f"{size}/model"] = {"params": facts["params"], "flops_per_token": facts["flops_per_token"](args.seq_len)}
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+                results[f"{size}/{name}"]["speedup_vs_1rank"] = (
+                    results[f"{size}/{name}"]["tokens_per_sec"] / base
+                )
+            results[f"{size}/model"] = {
+                "params": facts["params"],
+                "flops_per_token": facts["flops_per_token"](args.seq_len),
+            }
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+    ).stdout.strip()
     first = args.sizes.split(",")[0]
-    print(json.dumps({
-        "name": "train_throughput",
-        "device": f"cpu x{os.cpu_count()}",
-        "config": vars(args),
-        "metric": f"{first}/2rank_zero2 speedup vs 1 rank",
-        "value": results[f"{first}/2rank_zero2"]["speedup_vs_1rank"],
-        "unit": "x",
-        "git_sha": sha,
-        "results": results,
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "name": "train_throughput",
+                "device": f"cpu x{os.cpu_count()}",
+                "config": vars(args),
+                "metric": f"{first}/2rank_zero2 speedup vs 1 rank",
+                "value": results[f"{first}/2rank_zero2"]["speedup_vs_1rank"],
+                "unit": "x",
+                "git_sha": sha,
+                "results": results,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,2 +1,3 @@
 """DiffuCoder: masked-diffusion code LLM training platform."""
+
 __version__ = "0.1.0"

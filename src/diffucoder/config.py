@@ -98,7 +98,9 @@ def _read_preset(name_or_path: str) -> dict[str, Any]:
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise ConfigError(f"config {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor a file")
+            raise ConfigError(
+                f"config {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
+            )
         text, source = path.read_text(), str(path)
     try:
         data = yaml.safe_load(text) or {}

@@ -17,7 +17,9 @@ def _run(stage: str, overrides: list[str], metrics: dict[str, float]) -> str:
 def test_compare_prints_differing_params_metrics_and_writes_plot(mlflow_sqlite, tmp_path, capsys):
     other_lr = 2 * load_config("tiny").instruct.lr  # differs from the preset whatever it holds
     a = _run("instruct", ["seed=0"], {"loss": 1.5, "tiny_heldout_pass_at_1_1x": 0.2})
-    b = _run("instruct", ["seed=1", f"instruct.lr={other_lr}"], {"loss": 1.25, "tiny_heldout_pass_at_1_1x": 0.3})
+    b = _run(
+        "instruct", ["seed=1", f"instruct.lr={other_lr}"], {"loss": 1.25, "tiny_heldout_pass_at_1_1x": 0.3}
+    )
     plot = tmp_path / "cmp.png"
     assert main(["runs", "compare", a, b, "--tracking-uri", mlflow_sqlite, "--plot", str(plot)]) == 0
     out = capsys.readouterr().out

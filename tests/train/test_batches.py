@@ -41,7 +41,9 @@ def test_ranks_split_each_global_batch_disjointly():
     for _ in range(4):
         r0, r1 = (s.next_batch()["input_ids"][:, 0].tolist() for s in ranks)
         assert not set(r0) & set(r1)
-        assert r0 + r1 == single.next_batch()["input_ids"][:, 0].tolist()  # same global batch at any world size
+        assert (
+            r0 + r1 == single.next_batch()["input_ids"][:, 0].tolist()
+        )  # same global batch at any world size
 
 
 def test_epoch_covers_every_usable_sample_once_then_reshuffles():

@@ -34,7 +34,10 @@ def test_seal_and_publish_is_atomic_rename(tmp_path):
     tmp = _fake_checkpoint(tmp_path, 3, sealed=False, tmp=True)
     uri = ckpt.seal_and_publish(tmp_path, 3, str(tmp_path))
     assert not tmp.exists() and uri == str(tmp_path / "checkpoints" / "step-000003")
-    assert storage.is_complete(uri) and ckpt.read_trainer_state(tmp_path / "checkpoints" / "step-000003")["step"] == 3
+    assert (
+        storage.is_complete(uri)
+        and ckpt.read_trainer_state(tmp_path / "checkpoints" / "step-000003")["step"] == 3
+    )
 
 
 def test_retention_keeps_last_k_and_clears_stale_tmp(tmp_path):

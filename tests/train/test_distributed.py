@@ -31,8 +31,15 @@ from diffucoder.model import load_model
 
 def _train_two_ranks(tmp_path, packed_dir, tracking_uri, zero_stage, steps=16):
     out = tmp_path / f"zero{zero_stage}"
-    overrides = small_overrides("pretrain", **{"pretrain.max_steps": steps, "pretrain.zero_stage": zero_stage,
-                                              "pretrain.save_every_steps": steps, "pretrain.lr": 1e-2})
+    overrides = small_overrides(
+        "pretrain",
+        **{
+            "pretrain.max_steps": steps,
+            "pretrain.zero_stage": zero_stage,
+            "pretrain.save_every_steps": steps,
+            "pretrain.lr": 1e-2,
+        },
+    )
     run_train(train_cmd("pretrain", packed_dir, str(out), overrides, nproc=2), train_env(tracking_uri))
     return out, overrides
 
@@ -40,10 +47,13 @@ def _train_two_ranks(tmp_path, packed_dir, tracking_uri, zero_stage, steps=16):
 def _assert_trained(out: Path, overrides, packed_dir):
     result = json.loads((out / "result.json").read_text())
     assert result["world_size"] == 2
-    state = json.loads((out / "checkpoints" / f"step-{result['steps']:06d}" / "trainer_state.json").read_text())
+    state = json.loads(
+        (out / "checkpoints" / f"step-{result['steps']:06d}" / "trainer_state.json").read_text()
+    )
     assert state["data"]["world_size"] == 2
-    assert sorted(p.name for p in (out / "checkpoints" / f"step-{result['steps']:06d}" / "rng").iterdir()) == [
-        "rank-00000.pt", "rank-00001.pt"]
+    assert sorted(
+        p.name for p in (out / "checkpoints" / f"step-{result['steps']:06d}" / "rng").iterdir()
+    ) == ["rank-00000.pt", "rank-00001.pt"]
     trained, _ = load_model(str(out / "final"))
     before = fixed_mask_loss(initial_model(overrides, packed_dir), packed_dir)
     after = fixed_mask_loss(trained, packed_dir)
@@ -82,8 +92,10 @@ def test_kill9_and_resume_matches_uninterrupted(tmp_path, packed_dir, mlflow_sql
     reductions on CPU run in a fixed order, so the resumed run repeats the same float operations.
     """
     steps = 12
-    overrides = small_overrides("pretrain", **{"pretrain.max_steps": steps, "pretrain.save_every_steps": 3,
-                                              "pretrain.zero_stage": zero_stage})
+    overrides = small_overrides(
+        "pretrain",
+        **{"pretrain.max_steps": steps, "pretrain.save_every_steps": 3, "pretrain.zero_stage": zero_stage},
+    )
     env = train_env(mlflow_sqlite)
     reference = tmp_path / "uninterrupted"
     run_train(train_cmd("pretrain", packed_dir, str(reference), overrides, nproc=2), env)
@@ -92,8 +104,14 @@ def test_kill9_and_resume_matches_uninterrupted(tmp_path, packed_dir, mlflow_sql
     cmd = train_cmd("pretrain", packed_dir, str(out), overrides, nproc=2)
     rng = random.Random()
     kill_after = rng.choice([3, 6])  # >= 6 steps and 2 saves still to go
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         _wait_for_step(out, kill_after, proc)
         time.sleep(rng.uniform(0.0, 0.3))  # land in one of the next steps, possibly mid-save
@@ -108,4 +126,6 @@ def test_kill9_and_resume_matches_uninterrupted(tmp_path, packed_dir, mlflow_sql
     got, want = final_state_dict(str(out)), final_state_dict(str(reference))
     assert got.keys() == want.keys()
     for name in want:
-        assert torch.equal(got[name], want[name]), f"{name} differs after resume (killed after step {kill_after})"
+        assert torch.equal(got[name], want[name]), (
+            f"{name} differs after resume (killed after step {kill_after})"
+        )

@@ -15,7 +15,13 @@ def test_train_args_match_the_cli():
     args = train_args("instruct", "/etc/c.yaml", "s3://b/sft.jsonl", "s3://b/out", "s3://b/mid/final", "none")
     parsed = build_parser("train").parse_args(args)
     assert (parsed.stage, parsed.config, parsed.data, parsed.out, parsed.init, parsed.resume) == (
-        "instruct", "/etc/c.yaml", "s3://b/sft.jsonl", "s3://b/out", "s3://b/mid/final", "none")
+        "instruct",
+        "/etc/c.yaml",
+        "s3://b/sft.jsonl",
+        "s3://b/out",
+        "s3://b/mid/final",
+        "none",
+    )
 
 
 def test_single_node_is_standalone_with_cpu_env():

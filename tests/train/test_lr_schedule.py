@@ -38,4 +38,3 @@ def test_scheduler_drives_optimizer_lr():
         sched.step()
     assert lrs[:2] == [1.0, 2.0]
     assert lrs[-1] == pytest.approx(2.0 * lr_factor(9, 2, 10, 0.1))
-

@@ -41,7 +41,9 @@ def test_order_is_grouped_by_shard(packed_dir, tokenizer, tmp_path):
 
 def test_empty_shard_is_named(packed_dir, tokenizer, tmp_path):
     root = _copy(packed_dir, tmp_path)
-    pq.write_table(pa.table({"input_ids": pa.array([], type=pa.list_(pa.int32()))}), root / "shard-00001.parquet")
+    pq.write_table(
+        pa.table({"input_ids": pa.array([], type=pa.list_(pa.int32()))}), root / "shard-00001.parquet"
+    )
     with pytest.raises(ValueError, match=r"shard-00001\.parquet: empty shard"):
         PackedShards(str(root), SEQ_LEN, len(tokenizer), tmp_path)
 
@@ -56,9 +58,13 @@ def test_missing_column_is_named(packed_dir, tokenizer, tmp_path):
 def test_row_longer_than_seq_len_is_named(packed_dir, tokenizer, tmp_path):
     root = _copy(packed_dir, tmp_path)
     rows = [[1] * SEQ_LEN, [1] * (SEQ_LEN + 5)]
-    pq.write_table(pa.table({"input_ids": pa.array(rows, type=pa.list_(pa.int32()))}), root / "shard-00000.parquet")
+    pq.write_table(
+        pa.table({"input_ids": pa.array(rows, type=pa.list_(pa.int32()))}), root / "shard-00000.parquet"
+    )
     src = PackedShards(str(root), SEQ_LEN, len(tokenizer), tmp_path)
-    with pytest.raises(ValueError, match=rf"shard-00000\.parquet: row 1 field 'input_ids' has {SEQ_LEN + 5} tokens"):
+    with pytest.raises(
+        ValueError, match=rf"shard-00000\.parquet: row 1 field 'input_ids' has {SEQ_LEN + 5} tokens"
+    ):
         src.get(0)
 
 

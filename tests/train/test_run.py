@@ -15,8 +15,16 @@ from train_helpers import run_train, small_overrides, train_cmd, train_env
 from diffucoder.config import load_config
 from diffucoder.train.run import load_start_model
 
-METRICS = ("loss", "elbo_per_masked_token", "lr", "grad_norm", "tokens_per_sec", "mask_ratio", "step_time",
-           "peak_memory_mb")
+METRICS = (
+    "loss",
+    "elbo_per_masked_token",
+    "lr",
+    "grad_norm",
+    "tokens_per_sec",
+    "mask_ratio",
+    "step_time",
+    "peak_memory_mb",
+)
 
 
 def _mlflow_run(tracking_uri: str, run_id: str):
@@ -37,7 +45,13 @@ def test_pretrain_then_instruct_single_process(tmp_path, packed_dir, sft_file, m
     assert (out / "final" / "MANIFEST.json").is_file() and (out / "config.yaml").is_file()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000004", "step-000008"]
     ckpt = out / "checkpoints" / "step-000008"
-    for part in ("MANIFEST.json", "model/model.safetensors", "deepspeed/state", "rng/rank-00000.pt", "config.yaml"):
+    for part in (
+        "MANIFEST.json",
+        "model/model.safetensors",
+        "deepspeed/state",
+        "rng/rank-00000.pt",
+        "config.yaml",
+    ):
         assert (ckpt / part).exists(), part
     state = json.loads((ckpt / "trainer_state.json").read_text())
     assert state["step"] == 8 and state["data"]["consumed"] == 8 * 4

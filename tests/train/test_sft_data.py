@@ -13,7 +13,10 @@ from diffucoder.train.sft_data import SFTExamples, encode_example
 
 
 def test_template_padding_and_prompt_mask(tokenizer):
-    messages = [{"role": "user", "content": "add one"}, {"role": "assistant", "content": "def f(x):\n    return x + 1"}]
+    messages = [
+        {"role": "user", "content": "add one"},
+        {"role": "assistant", "content": "def f(x):\n    return x + 1"},
+    ]
     ex = encode_example(messages, tokenizer, 96, "row")
     ids, prompt = ex["input_ids"], ex["prompt_mask"]
     n_prompt = int(prompt.sum())
@@ -55,7 +58,10 @@ def test_last_turn_must_be_the_answer(tmp_path, tokenizer):
 
 
 def test_too_long_row_is_named(tmp_path, tokenizer):
-    long = {"id": "d", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x = 1\n" * 50}]}
+    long = {
+        "id": "d",
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x = 1\n" * 50}],
+    }
     path = _write(tmp_path, [GOOD, long])
     with pytest.raises(ValueError, match=r"row 1 \(id='d'\): \d+ tokens .* exceed instruct\.seq_len=64"):
         SFTExamples(path, tokenizer, 64)

@@ -15,8 +15,16 @@ from diffucoder.train.loop import step_generator
 from diffucoder.train.sft_data import SFTExamples
 from diffucoder.train.stages import PackedDiffusionStep, SFTDiffusionStep, StepContext, conditional_rows
 
-SMALL = ModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                    intermediate_size=64, max_position_embeddings=256, rope_theta=10000.0, dtype="float32")
+SMALL = ModelConfig(
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    intermediate_size=64,
+    max_position_embeddings=256,
+    rope_theta=10000.0,
+    dtype="float32",
+)
 
 
 class Recorder(torch.nn.Module):
@@ -33,8 +41,12 @@ class Recorder(torch.nn.Module):
 
 
 def _ctx(step, progress=1.0, seed=0):
-    return StepContext(step, progress, step_generator(seed, torch.device("cpu"), 0, step, 0),
-                       step_generator(seed, torch.device("cpu"), 99, step))
+    return StepContext(
+        step,
+        progress,
+        step_generator(seed, torch.device("cpu"), 0, step, 0),
+        step_generator(seed, torch.device("cpu"), 99, step),
+    )
 
 
 def test_sft_prompt_never_noised_or_scored_pads_are(sft_file, tokenizer):
@@ -54,7 +66,9 @@ def test_sft_prompt_never_noised_or_scored_pads_are(sft_file, tokenizer):
         assert torch.equal(noisy[prompt], batch["input_ids"][prompt])
         pads_masked += int((masked & (batch["input_ids"] == tokenizer.pad_token_id)).sum())
         assert attention is None  # pads attended like ordinary tokens
-        assert stats["masked_tokens"] == masked[:, 1:].sum()  # exactly the noised (non-prompt) targets are scored
+        assert (
+            stats["masked_tokens"] == masked[:, 1:].sum()
+        )  # exactly the noised (non-prompt) targets are scored
     assert pads_masked > 0
 
 
@@ -94,8 +108,9 @@ def test_packed_annealing_then_bidirectional(packed_dir, tokenizer, tmp_path):
     model = Recorder(build_model(SMALL, tokenizer))
     cfg = TrainStageConfig(seq_len=SEQ_LEN, anneal_steps=4, truncate_prob=0.0, prefix_prob=0.0)
     source = PackedShards(packed_dir, SEQ_LEN, len(tokenizer), tmp_path)
-    step = PackedDiffusionStep("pretrain", BatchStream(source, 4, 0, 1, 0), cfg, tokenizer.mask_token_id,
-                               tokenizer.pad_token_id)
+    step = PackedDiffusionStep(
+        "pretrain", BatchStream(source, 4, 0, 1, 0), cfg, tokenizer.mask_token_id, tokenizer.pad_token_id
+    )
     densities = []
     for s in range(5):
         loss, stats = step.loss(model, step.stream.next_batch(), _ctx(s))
@@ -117,13 +132,16 @@ def test_packed_truncation_hides_the_cut_tail(packed_dir, tokenizer, tmp_path):
     model = Recorder(build_model(SMALL, tokenizer))
     cfg = TrainStageConfig(seq_len=SEQ_LEN, anneal_steps=0, truncate_prob=1.0, prefix_prob=1.0)
     source = PackedShards(packed_dir, SEQ_LEN, len(tokenizer), tmp_path)
-    step = PackedDiffusionStep("pretrain", BatchStream(source, 4, 0, 1, 0), cfg, tokenizer.mask_token_id,
-                               tokenizer.pad_token_id)
+    step = PackedDiffusionStep(
+        "pretrain", BatchStream(source, 4, 0, 1, 0), cfg, tokenizer.mask_token_id, tokenizer.pad_token_id
+    )
     step.loss(model, step.stream.next_batch(), _ctx(0))
     noisy, attention = model.calls[-1]
     assert attention is not None and attention.shape == (4, 1, 1, SEQ_LEN)
     kept = attention[:, 0, 0, :]
     assert not (noisy[~kept] == tokenizer.mask_token_id).any()  # cut tail never noised
     assert (noisy[~kept] == tokenizer.pad_token_id).all()
-    first_masked = np.array([int(np.argmax(row)) if row.any() else SEQ_LEN for row in (noisy == tokenizer.mask_token_id).numpy()])
+    first_masked = np.array(
+        [int(np.argmax(row)) if row.any() else SEQ_LEN for row in (noisy == tokenizer.mask_token_id).numpy()]
+    )
     assert (first_masked >= 1).all()  # the un-noised prefix is at least one token

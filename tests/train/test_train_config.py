@@ -36,10 +36,18 @@ def test_warmup_ratio_is_a_share_of_total():
 def test_paper_preset_carries_table3_values():
     cfg = load_config("paper-7b")
     assert (cfg.pretrain.lr, cfg.pretrain.warmup_steps, cfg.pretrain.max_steps) == (2e-5, 20_000, 100_000)
-    assert (cfg.pretrain.seq_len, cfg.pretrain.micro_batch_size, cfg.pretrain.anneal_steps) == (4096, 2, 10_000)
+    assert (cfg.pretrain.seq_len, cfg.pretrain.micro_batch_size, cfg.pretrain.anneal_steps) == (
+        4096,
+        2,
+        10_000,
+    )
     assert (cfg.midtrain.lr, cfg.midtrain.warmup_steps, cfg.midtrain.epochs) == (1e-5, 2000, 4)
     assert (cfg.instruct.lr, cfg.instruct.warmup_ratio, cfg.instruct.epochs) == (1e-5, 0.1, 5)
-    assert (cfg.instruct.seq_len, cfg.instruct.conditional_mask, cfg.instruct.zero_stage) == (2048, "progressive", 2)
+    assert (cfg.instruct.seq_len, cfg.instruct.conditional_mask, cfg.instruct.zero_stage) == (
+        2048,
+        "progressive",
+        2,
+    )
 
 
 def test_tiny_preset_stages_fit_the_tiny_model():

@@ -40,21 +40,55 @@ def small_overrides(stage: str = "pretrain", **extra) -> list[str]:
         f"{stage}.log_every_steps": 2,
     }
     base.update(extra)
-    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}" for k, v in base.items()]
+    return [
+        f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+        for k, v in base.items()
+    ]
 
 
 def train_env(tracking_uri: str, threads: int = 1) -> dict[str, str]:
     """Environment for a training subprocess: loopback-only tracking, no inherited rank variables."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(MLFLOW_TRACKING_URI=tracking_uri, OMP_NUM_THREADS=str(threads), DS_ACCELERATOR="cpu",
-               TOKENIZERS_PARALLELISM="false")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
+    env.update(
+        MLFLOW_TRACKING_URI=tracking_uri,
+        OMP_NUM_THREADS=str(threads),
+        DS_ACCELERATOR="cpu",
+        TOKENIZERS_PARALLELISM="false",
+    )
     return env
 
 
-def train_cmd(stage: str, data: str, out: str, overrides: list[str], nproc: int = 1, init: str | None = None,
-              resume: str = "auto") -> list[str]:
-    cmd = [sys.executable, "-m", "diffucoder.cli", "train", "--stage", stage, "--config", "tiny",
-           "--data", data, "--out", out, "--resume", resume, "--nproc-per-node", str(nproc)]
+def train_cmd(
+    stage: str,
+    data: str,
+    out: str,
+    overrides: list[str],
+    nproc: int = 1,
+    init: str | None = None,
+    resume: str = "auto",
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "diffucoder.cli",
+        "train",
+        "--stage",
+        stage,
+        "--config",
+        "tiny",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--resume",
+        resume,
+        "--nproc-per-node",
+        str(nproc),
+    ]
     if init:
         cmd += ["--init", init]
     return cmd + overrides

@@ -35,8 +35,17 @@ def _launch_torchrun(args: argparse.Namespace, cfg) -> int:
     config_path.write_text(cfg.to_yaml())
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not _cuda_available())
     threads = max(1, (os.cpu_count() or 1) // args.nproc_per_node) if cpu else None
-    spec = torchrun_command(args.stage, str(config_path), args.data, args.out, args.init, args.resume,
-                            args.nproc_per_node, cpu=cpu, threads_per_rank=threads)
+    spec = torchrun_command(
+        args.stage,
+        str(config_path),
+        args.data,
+        args.out,
+        args.init,
+        args.resume,
+        args.nproc_per_node,
+        cpu=cpu,
+        threads_per_rank=threads,
+    )
     return subprocess.call(spec.argv, env={**os.environ, **spec.env})
 
 
@@ -60,20 +69,43 @@ def _train(args: argparse.Namespace) -> int:
 
     result = run(cfg, args.stage, args.data, args.out, init=args.init, resume=args.resume)
     if os.environ.get("RANK", "0") == "0":
-        print(json.dumps({"stage": result.stage, "steps": result.steps, "final": result.final_model_uri,
-                          "loss": result.metrics.get("loss"), "run_id": result.run_id}))
+        print(
+            json.dumps(
+                {
+                    "stage": result.stage,
+                    "steps": result.steps,
+                    "final": result.final_model_uri,
+                    "loss": result.metrics.get("loss"),
+                    "run_id": result.run_id,
+                }
+            )
+        )
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("train", help="stages 1-4: pretrain, mid-train, instruct-tune, coupled-GRPO (DeepSpeed)")
+    parser = sub.add_parser(
+        "train", help="stages 1-4: pretrain, mid-train, instruct-tune, coupled-GRPO (DeepSpeed)"
+    )
     parser.add_argument("--stage", required=True, choices=STAGES)
-    parser.add_argument("--data", required=True, help="packed shard dir (stages 1-2), SFT JSONL/Parquet (stage 3) or RL problems (stage 4)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="packed shard dir (stages 1-2), SFT JSONL/Parquet (stage 3) or RL problems (stage 4)",
+    )
     parser.add_argument("--out", required=True, help="output dir or s3:// prefix of this stage")
     parser.add_argument("--init", default=None, help="model to start from (a previous stage's final/)")
-    parser.add_argument("--resume", default="auto", type=_resume_arg,
-                        help="auto (newest complete checkpoint under --out), none, or a checkpoint URI")
-    parser.add_argument("--nproc-per-node", type=int, default=1,
-                        help="ranks on this node; > 1 re-launches under torchrun (gloo on CPU)")
+    parser.add_argument(
+        "--resume",
+        default="auto",
+        type=_resume_arg,
+        help="auto (newest complete checkpoint under --out), none, or a checkpoint URI",
+    )
+    parser.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        help="ranks on this node; > 1 re-launches under torchrun (gloo on CPU)",
+    )
     add_config_args(parser)
     parser.set_defaults(func=_train)

@@ -27,7 +27,9 @@ class TrainStageConfig(StrictModel):
     warmup_ratio: float | None = Field(
         None, ge=0, lt=1, description="warmup as a fraction of total steps (paper stage III: 0.1)"
     )
-    weight_decay: float = Field(0.0, ge=0, description="decoupled AdamW weight decay (paper does not state one)")
+    weight_decay: float = Field(
+        0.0, ge=0, description="decoupled AdamW weight decay (paper does not state one)"
+    )
     adam_beta1: float = Field(0.9, ge=0, lt=1)
     adam_beta2: float = Field(0.999, ge=0, lt=1)
     adam_eps: float = Field(1e-8, gt=0)
@@ -35,14 +37,18 @@ class TrainStageConfig(StrictModel):
 
     # --- length of the stage ---
     max_steps: int | None = Field(
-        100_000, ge=1, description="optimizer steps (paper stage I: early-stopped at 100k); caps `epochs` when both set"
+        100_000,
+        ge=1,
+        description="optimizer steps (paper stage I: early-stopped at 100k); caps `epochs` when both set",
     )
     epochs: float | None = Field(
         None, gt=0, description="passes over the data (paper: 4 for stage II, 5 for stage III)"
     )
 
     # --- batch ---
-    micro_batch_size: int = Field(2, ge=1, description="sequences per rank per forward pass (paper: 2 per GPU)")
+    micro_batch_size: int = Field(
+        2, ge=1, description="sequences per rank per forward pass (paper: 2 per GPU)"
+    )
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches accumulated per optimizer step")
     seq_len: int = Field(
         4096,
@@ -60,10 +66,16 @@ class TrainStageConfig(StrictModel):
     # --- diffusion noise (reference §1.3) ---
     mask_eps: float = Field(1e-3, gt=0, lt=1, description="t ~ U[eps, 1]; bounds the 1/t weight by 1/eps")
     anneal_steps: int = Field(
-        10_000, ge=0, description="attention-mask annealing length (packed stages; 0 = bidirectional from step 0)"
+        10_000,
+        ge=0,
+        description="attention-mask annealing length (packed stages; 0 = bidirectional from step 0)",
     )
-    truncate_prob: float = Field(0.01, ge=0, le=1, description="share of packed samples cut to a random length")
-    prefix_prob: float = Field(0.01, ge=0, le=1, description="share of packed samples with an un-noised prefix")
+    truncate_prob: float = Field(
+        0.01, ge=0, le=1, description="share of packed samples cut to a random length"
+    )
+    prefix_prob: float = Field(
+        0.01, ge=0, le=1, description="share of packed samples with an un-noised prefix"
+    )
     conditional_mask: Literal["always", "progressive"] = Field(
         "progressive",
         description="SFT: 'always' never noises the prompt; 'progressive' (paper's final recipe) raises the "
@@ -71,9 +83,13 @@ class TrainStageConfig(StrictModel):
     )
 
     # --- checkpoints and logging ---
-    save_every_steps: int = Field(1000, ge=1, description="checkpoint every N optimizer steps (and at the end)")
+    save_every_steps: int = Field(
+        1000, ge=1, description="checkpoint every N optimizer steps (and at the end)"
+    )
     keep_last: int = Field(3, ge=1, description="complete checkpoints kept; older ones are deleted")
-    log_every_steps: int = Field(10, ge=1, description="metrics are averaged and logged every N optimizer steps")
+    log_every_steps: int = Field(
+        10, ge=1, description="metrics are averaged and logged every N optimizer steps"
+    )
 
     @model_validator(mode="after")
     def _one_length_and_one_warmup(self) -> TrainStageConfig:

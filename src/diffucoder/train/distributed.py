@@ -56,7 +56,9 @@ def init_distributed(device_preference: str = "auto") -> DistInfo:
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
     missing = [v for v in RENDEZVOUS_VARS if v not in os.environ]
     if missing:
-        raise RuntimeError(f"RANK is set but {missing} are not; launch with torchrun (see diffucoder.train.launch)")
+        raise RuntimeError(
+            f"RANK is set but {missing} are not; launch with torchrun (see diffucoder.train.launch)"
+        )
     local_rank = int(os.environ["LOCAL_RANK"])
     device = resolve_device(device_preference, local_rank)
     if device.type == "cpu":
@@ -66,8 +68,12 @@ def init_distributed(device_preference: str = "auto") -> DistInfo:
     import deepspeed  # after DS_ACCELERATOR is set: the accelerator is chosen at import
 
     if not dist.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo", auto_mpi_discovery=False)
-    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, device=device)
+        deepspeed.init_distributed(
+            dist_backend="nccl" if device.type == "cuda" else "gloo", auto_mpi_discovery=False
+        )
+    return DistInfo(
+        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, device=device
+    )
 
 
 def barrier() -> None:

@@ -22,5 +22,7 @@ def flops_per_token(n_params: int, n_layers: int, hidden_size: int, seq_len: int
 def mfu(tokens_per_sec: float, flops_per_tok: float, n_devices: int, peak_flops_per_device: float) -> float:
     """Share of the hardware's peak spent on model FLOPs (0..1)."""
     if n_devices < 1 or peak_flops_per_device <= 0:
-        raise ValueError(f"n_devices ({n_devices}) must be >= 1 and peak_flops_per_device ({peak_flops_per_device}) > 0")
+        raise ValueError(
+            f"n_devices ({n_devices}) must be >= 1 and peak_flops_per_device ({peak_flops_per_device}) > 0"
+        )
     return tokens_per_sec * flops_per_tok / (n_devices * peak_flops_per_device)

@@ -22,10 +22,27 @@ class LaunchSpec:
 
 
 def train_args(
-    stage: str, config_path: str, data_uri: str, out_uri: str, init_uri: str | None = None, resume: str = "auto"
+    stage: str,
+    config_path: str,
+    data_uri: str,
+    out_uri: str,
+    init_uri: str | None = None,
+    resume: str = "auto",
 ) -> list[str]:
     """Arguments of ``python -m diffucoder.cli`` for one stage (the resolved config is a YAML file)."""
-    args = ["train", "--stage", stage, "--config", config_path, "--data", data_uri, "--out", out_uri, "--resume", resume]
+    args = [
+        "train",
+        "--stage",
+        stage,
+        "--config",
+        config_path,
+        "--data",
+        data_uri,
+        "--out",
+        out_uri,
+        "--resume",
+        resume,
+    ]
     if init_uri:
         args += ["--init", init_uri]
     return args

@@ -262,7 +262,9 @@ class Trainer:
             if self.state.step % self.cfg.save_every_steps == 0 or at_end:
                 self.save_checkpoint()
         bar.close()
-        return TrainOutcome(self.state.step, self.state.tokens, last, self.last_checkpoint, self.state.history)
+        return TrainOutcome(
+            self.state.step, self.state.tokens, last, self.last_checkpoint, self.state.history
+        )
 
     def _log(self, window: list[dict[str, float]]) -> dict[str, float]:
         local = {k: float(np.nanmean([m[k] for m in window])) for k in window[0]}

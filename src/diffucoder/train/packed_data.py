@@ -52,13 +52,17 @@ class PackedShards:
         for uri, rows in zip(self.shards, self.rows_per_shard, strict=True):
             if rows == 0:
                 raise ValueError(f"{uri}: empty shard (0 rows); re-run the data stage or remove it")
-        self.starts = np.concatenate([[0], np.cumsum(self.rows_per_shard)])  # global index of each shard's row 0
+        self.starts = np.concatenate(
+            [[0], np.cumsum(self.rows_per_shard)]
+        )  # global index of each shard's row 0
         self._loaded: tuple[int, np.ndarray] | None = None
 
     def _read_meta(self) -> dict:
         uri = storage.join(self.data_uri, META_FILE)
         if not storage.exists(uri):
-            raise FileNotFoundError(f"{uri}: missing; --data must be a packed-shard dir from `diffucoder data pack`")
+            raise FileNotFoundError(
+                f"{uri}: missing; --data must be a packed-shard dir from `diffucoder data pack`"
+            )
         try:
             meta = json.loads(storage.read_text(uri))
         except json.JSONDecodeError as exc:

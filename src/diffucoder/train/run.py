@@ -79,7 +79,9 @@ def load_start_model(cfg: RunConfig, stage: str, data_uri: str, init: str | None
 
     if init:
         if not storage.is_s3(init) and not Path(init).is_dir():
-            raise FileNotFoundError(f"--init {init}: no such model directory (expected a previous stage's final/)")
+            raise FileNotFoundError(
+                f"--init {init}: no such model directory (expected a previous stage's final/)"
+            )
         model, tokenizer = load_model(init)
         if cfg.model.gradient_checkpointing:
             enable_gradient_checkpointing(model)
@@ -89,8 +91,17 @@ def load_start_model(cfg: RunConfig, stage: str, data_uri: str, init: str | None
     return build_model(cfg.model, tokenizer), tokenizer
 
 
-def build_step(cfg: RunConfig, stage: str, data_uri: str, model, tokenizer, dist, cache_dir: Path,
-               precision: str = "fp32", resources: contextlib.ExitStack | None = None):
+def build_step(
+    cfg: RunConfig,
+    stage: str,
+    data_uri: str,
+    model,
+    tokenizer,
+    dist,
+    cache_dir: Path,
+    precision: str = "fp32",
+    resources: contextlib.ExitStack | None = None,
+):
     """The stage plug-in: its data stream and its loss.
 
     ``resources`` holds what a stage starts for its duration (stage 4: a local sandbox server).
@@ -98,7 +109,9 @@ def build_step(cfg: RunConfig, stage: str, data_uri: str, model, tokenizer, dist
     if stage in RL_STAGES:
         from diffucoder.rl.stage import build_grpo_step
 
-        return build_grpo_step(cfg, data_uri, model, tokenizer, dist, precision, resources or contextlib.ExitStack())
+        return build_grpo_step(
+            cfg, data_uri, model, tokenizer, dist, precision, resources or contextlib.ExitStack()
+        )
     stage_cfg = getattr(cfg, stage)
     max_positions = model.config.max_position_embeddings
     if stage_cfg.seq_len > max_positions:
@@ -135,7 +148,9 @@ def _check_stage(stage: str) -> None:
         raise ValueError(f"--stage {stage!r}: expected one of {', '.join(STAGES)}")
 
 
-def run(cfg: RunConfig, stage: str, data_uri: str, out_uri: str, init: str | None = None, resume: str = "auto") -> TrainResult:
+def run(
+    cfg: RunConfig, stage: str, data_uri: str, out_uri: str, init: str | None = None, resume: str = "auto"
+) -> TrainResult:
     """Train one stage end to end (any number of ranks; a plain process is a world of one).
 
     Raises:
@@ -154,31 +169,66 @@ def run(cfg: RunConfig, stage: str, data_uri: str, out_uri: str, init: str | Non
     local_root = local_root_for(out_uri)
     precision = resolve_precision(stage_cfg, dist.device.type)
     with contextlib.ExitStack() as resources:
-        step_fn = build_step(cfg, stage, data_uri, model, tokenizer, dist, local_root / "data-cache", precision,
-                             resources)
+        step_fn = build_step(
+            cfg, stage, data_uri, model, tokenizer, dist, local_root / "data-cache", precision, resources
+        )
         total = stage_cfg.total_steps(step_fn.stream.usable_per_epoch, dist.world_size)
         # per-rank global RNG for anything the model draws itself (the loop's noise uses its own generators)
         torch.manual_seed(cfg.seed + dist.rank)
-        guard = {"model": cfg.model.model_dump(mode="json"), "stage": stage, "world_size": dist.world_size,
-                 "seed": cfg.seed, "total_steps": total}
-        trainer = Trainer(stage_cfg, step_fn, model, tokenizer, out_uri, dist, total, precision, cfg.seed,
-                          cfg.to_yaml(), guard)
+        guard = {
+            "model": cfg.model.model_dump(mode="json"),
+            "stage": stage,
+            "world_size": dist.world_size,
+            "seed": cfg.seed,
+            "total_steps": total,
+        }
+        trainer = Trainer(
+            stage_cfg,
+            step_fn,
+            model,
+            tokenizer,
+            out_uri,
+            dist,
+            total,
+            precision,
+            cfg.seed,
+            cfg.to_yaml(),
+            guard,
+        )
         trainer.setup(resume)
 
         tracking.configure(cfg.tracking)
         parent = os.environ.get("DIFFUCODER_PARENT_RUN_ID")
         with tracking.stage_run(stage, cfg, parent_run_id=parent, resume_run_id=trainer.state.run_id) as tr:
             trainer.state.run_id = tr.run_id
-            tr.log_params({"world_size": dist.world_size, "precision": precision, "total_steps": total,
-                           "stage": stage, "data": data_uri, "init": init or "", "out": out_uri})
+            tr.log_params(
+                {
+                    "world_size": dist.world_size,
+                    "precision": precision,
+                    "total_steps": total,
+                    "stage": stage,
+                    "data": data_uri,
+                    "init": init or "",
+                    "out": out_uri,
+                }
+            )
             trainer.log_fn = tr.log_metrics
             if dist.is_main and hasattr(step_fn, "attach_tracker"):
                 step_fn.attach_tracker(tr)  # stage 4 logs sample rollouts as text artifacts
             outcome = trainer.train()
             final_uri = storage.join(out_uri, "final")
             trainer.save_final(final_uri)
-            result = TrainResult(stage, outcome.steps, outcome.tokens, final_uri, outcome.checkpoint_uri,
-                                 outcome.last_metrics, tr.run_id, dist.world_size, time.time() - started)
+            result = TrainResult(
+                stage,
+                outcome.steps,
+                outcome.tokens,
+                final_uri,
+                outcome.checkpoint_uri,
+                outcome.last_metrics,
+                tr.run_id,
+                dist.world_size,
+                time.time() - started,
+            )
             if dist.is_main:
                 storage.write_text(storage.join(out_uri, "config.yaml"), cfg.to_yaml())
                 storage.write_text(storage.join(out_uri, "result.json"), json.dumps(asdict(result), indent=1))

@@ -65,10 +65,18 @@ def _check_messages(row: dict, where: str) -> list[dict]:
     if not isinstance(messages, list) or not messages:
         raise ValueError(f"{where}: field 'messages' is missing or empty (expected a list of chat turns)")
     for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str) or not isinstance(msg.get("content"), str):
-            raise ValueError(f"{where}: messages[{i}] needs string fields 'role' and 'content', got {msg!r:.120}")
+        if (
+            not isinstance(msg, dict)
+            or not isinstance(msg.get("role"), str)
+            or not isinstance(msg.get("content"), str)
+        ):
+            raise ValueError(
+                f"{where}: messages[{i}] needs string fields 'role' and 'content', got {msg!r:.120}"
+            )
     if messages[-1]["role"] != "assistant":
-        raise ValueError(f"{where}: the last message must be the assistant's answer, got role {messages[-1]['role']!r}")
+        raise ValueError(
+            f"{where}: the last message must be the assistant's answer, got role {messages[-1]['role']!r}"
+        )
     if len(messages) < 2:
         raise ValueError(f"{where}: field 'messages' has no prompt turn before the assistant answer")
     return messages
@@ -110,11 +118,15 @@ class SFTExamples:
 
     def __init__(self, data_uri: str, tokenizer: PreTrainedTokenizerBase, seq_len: int):
         if tokenizer.pad_token_id is None:
-            raise ValueError("tokenizer has no pad token; load it with diffucoder.data.tokenizer.load_tokenizer")
+            raise ValueError(
+                "tokenizer has no pad token; load it with diffucoder.data.tokenizer.load_tokenizer"
+            )
         ids, masks = [], []
         for uri in sft_files(data_uri):
             for r, row in enumerate(read_rows(uri)):
-                where = f"{uri}: row {r}" + (f" (id={row['id']!r})" if isinstance(row, dict) and "id" in row else "")
+                where = f"{uri}: row {r}" + (
+                    f" (id={row['id']!r})" if isinstance(row, dict) and "id" in row else ""
+                )
                 example = encode_example(_check_messages(row, where), tokenizer, seq_len, where)
                 ids.append(example["input_ids"])
                 masks.append(example["prompt_mask"])
@@ -131,4 +143,3 @@ class SFTExamples:
 
     def get(self, index: int) -> dict[str, np.ndarray]:
         return {"input_ids": self.input_ids[index], "prompt_mask": self.prompt_mask[index]}
-

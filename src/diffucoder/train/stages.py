@@ -60,7 +60,9 @@ class StageStep(Protocol):
     name: str
     stream: BatchStream
 
-    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], ctx: StepContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Scalar loss with grad for this rank's micro-batch, and float stats to log."""
         ...
 
@@ -119,7 +121,9 @@ class SFTDiffusionStep:
         ids = batch["input_ids"].to(ctx.generator.device)  # (B, T)
         prompt = batch["prompt_mask"].to(ctx.generator.device)  # (B, T) bool
         conditional = conditional_rows(ids.shape[0], ctx.progress, self.cfg.conditional_mask, ctx.generator)
-        maskable = ~(prompt & conditional[:, None])  # response (and pads) always; prompt only if unconditional
+        maskable = ~(
+            prompt & conditional[:, None]
+        )  # response (and pads) always; prompt only if unconditional
         noised = forward_noise(ids, maskable, self.mask_token_id, self.cfg.mask_eps, ctx.generator)
         logits = model(noised.noisy_ids)  # no attention mask: pads are attended like any token
         loss, stats = elbo_loss(logits, ids, noised.masked, noised.t)
