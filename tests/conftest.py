@@ -227,3 +227,37 @@ def mlflow_sqlite(_mlflow_sqlite_template: Path, tmp_path: Path, monkeypatch: py
     isolate_env(monkeypatch, "MLFLOW_RUN_ID", "DIFFUCODER_PARENT_RUN_ID")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """CI shares 2 cores between all test areas: one torch thread per test wherever torch is loaded.
+
+    Looks torch up in sys.modules instead of importing it, so tests that never touch a model (the
+    sandbox server, storage) do not pay for a torch import.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def small_model_cfg():
+    """A Qwen2 config far smaller than the tiny preset, so model tests run in well under a second."""
+    from diffucoder.model.config import ModelConfig
+
+    return ModelConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=256,
+        rope_theta=10000.0,
+        dtype="float32",
+    )

@@ -16,26 +16,11 @@ import torch
 
 from diffucoder.data.tokenizer import train_tokenizer
 from diffucoder.model import build_model
-from diffucoder.model.config import ModelConfig
 
 
 @pytest.fixture(scope="session")
 def tokenizer():
     return train_tokenizer([inspect.getsource(m) for m in (json.decoder, textwrap)], vocab_size=400)
-
-
-@pytest.fixture(scope="session")
-def small_model_cfg() -> ModelConfig:
-    return ModelConfig(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=256,
-        rope_theta=10000.0,
-        dtype="float32",
-    )
 
 
 @pytest.fixture(scope="session")
@@ -58,12 +43,3 @@ def padded_batch(prompts, model) -> tuple[torch.Tensor, torch.Tensor]:
     ids = torch.tensor([[model.pad_token_id] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     return ids, mask
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """CI shares 2 cores between all test areas."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -29,25 +29,12 @@ def tokenizer(corpus):
 
 
 @pytest.fixture
-def small_cfg() -> ModelConfig:
-    """Smaller than the tiny preset so each test runs in well under a second."""
-    return ModelConfig(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=256,
-        rope_theta=10000.0,
-        dtype="float32",
-    )
+def small_cfg(small_model_cfg) -> ModelConfig:
+    """A per-test copy of the shared small config (some tests change fields)."""
+    return small_model_cfg.model_copy()
 
 
 @pytest.fixture(autouse=True)
-def _one_thread_and_seed():
-    """CI has 2 shared cores; a fixed seed makes weight init (global RNG) reproducible per test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seed():
+    """A fixed seed makes weight init (global RNG) reproducible per test (threads: root conftest)."""
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)

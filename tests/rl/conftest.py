@@ -18,14 +18,6 @@ from diffucoder.data.tokenizer import train_tokenizer
 from diffucoder.model.config import ModelConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def tokenizer():
     from diffucoder.data.formats import tasks_to_sft

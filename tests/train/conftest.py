@@ -14,16 +14,7 @@ import textwrap
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 from train_helpers import SEQ_LEN
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
