@@ -47,7 +47,8 @@ def test_solution_lines_match_difficulty_and_names_are_safe(tasks):
         assert len(body) == task.difficulty
         assert task.entry_point.isidentifier() and not keyword.iskeyword(task.entry_point)
         assert not hasattr(builtins, task.entry_point), task.entry_point
-        assert f"`{task.entry_point}(" in task.prompt
+        # the signature is the prompt's last line, written exactly as the solution's first line
+        assert task.prompt.splitlines()[-1] == task.signature
         assert task.solution.startswith(task.signature)
 
 

@@ -135,10 +135,14 @@ OPS: tuple[Op, ...] = (
     Op("contains{k}", LIST, BOOL, "check whether {k} is in the list", "{k} in {v}", "k", K_SMALL),
 )
 
+# The signature ends the instruction on a line of its own, written exactly as the solution's first
+# line, so it tokenizes the same in both places: in backticks ("`count_sub3(nums)`") BPE splits the
+# name differently from "def count_sub3(nums):" (e.g. 'count' vs 'Ġcount'), and a tiny model then
+# has to learn a token-to-token mapping per name piece before it can copy the name at all.
 INTROS = (
-    "Write a Python function `{sig}` that takes {inp}. It should {steps}, and return the result.",
-    "Implement `{sig}`: given {inp}, {steps}. Return the result.",
-    "Create a function `{sig}` which receives {inp}. It should {steps} and return the result.",
+    "Write a Python function that takes {inp}. It should {steps}, and return the result.\n{sig}",
+    "Implement this function: given {inp}, {steps}. Return the result.\n{sig}",
+    "Create a function which receives {inp}. It should {steps} and return the result.\n{sig}",
 )
 
 
@@ -223,11 +227,10 @@ def render_solution(chain: tuple[Step, ...]) -> tuple[str, str, str]:
     return name, signature, "\n".join(lines) + "\n"
 
 
-def render_prompt(chain: tuple[Step, ...], entry_point: str, template: int) -> str:
+def render_prompt(chain: tuple[Step, ...], signature: str, template: int) -> str:
     phrases = [step.fill(step.op.phrase) for step in chain]
     steps = phrases[0] if len(phrases) == 1 else ", then ".join(phrases)
-    sig = f"{entry_point}({ARGS[chain[0].op.src]})"
-    return INTROS[template].format(sig=sig, inp=INPUT_DESC[chain[0].op.src], steps=steps)
+    return INTROS[template].format(sig=signature, inp=INPUT_DESC[chain[0].op.src], steps=steps)
 
 
 _WORDS = (
@@ -300,7 +303,7 @@ def make_tests(
 
 def _build_task(rng: random.Random, chain: tuple[Step, ...], split: str, index: int) -> TinyTask | None:
     entry_point, signature, solution = render_solution(chain)
-    prompt = render_prompt(chain, entry_point, rng.randrange(len(INTROS)))
+    prompt = render_prompt(chain, signature, rng.randrange(len(INTROS)))
     tests = make_tests(rng, chain, solution, entry_point)
     if tests is None:
         return None
