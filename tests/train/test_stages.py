@@ -4,6 +4,7 @@ apply annealing, truncation and prefix conditioning (reference §1.3)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from train_helpers import SFT_LEN
 
@@ -145,3 +146,34 @@ def test_packed_truncation_hides_the_cut_tail(packed_dir, tokenizer, tmp_path):
         [int(np.argmax(row)) if row.any() else SEQ_LEN for row in (noisy == tokenizer.mask_token_id).numpy()]
     )
     assert (first_masked >= 1).all()  # the un-noised prefix is at least one token
+
+
+def test_packed_causal_phase_is_next_token_lm_then_annealing_starts(packed_dir, tokenizer, tmp_path):
+    from train_helpers import SEQ_LEN
+
+    from diffucoder.train.packed_data import PackedShards
+
+    torch.manual_seed(0)
+    model = Recorder(build_model(SMALL, tokenizer))
+    cfg = TrainStageConfig(
+        seq_len=SEQ_LEN, causal_steps=2, anneal_steps=2, truncate_prob=0.0, prefix_prob=0.0
+    )
+    source = PackedShards(packed_dir, SEQ_LEN, len(tokenizer), tmp_path)
+    step = PackedDiffusionStep(
+        "pretrain", BatchStream(source, 4, 0, 1, 0), cfg, tokenizer.mask_token_id, tokenizer.pad_token_id
+    )
+    batch = step.stream.next_batch()
+    loss, stats = step.loss(model, batch, _ctx(1))
+    ids, attention = model.calls[-1]
+    assert torch.equal(ids, batch["input_ids"])  # nothing masked: clean tokens in, next token out
+    assert torch.equal(attention[0, 0], torch.ones(SEQ_LEN, SEQ_LEN, dtype=torch.bool).tril())
+    # the loss is plain next-token cross-entropy, by hand through the real causal HF model
+    hf_logits = model.model.hf(input_ids=ids).logits
+    expected = torch.nn.functional.cross_entropy(hf_logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)  # masked vs causal SDPA kernel
+    assert stats["causal_lm"] == 1.0 and stats["anneal_ratio"] == 0.0
+    # step 2 is the first diffusion step: masked input, annealing at its first ratio (1/2)
+    loss, stats = step.loss(model, step.stream.next_batch(), _ctx(2))
+    ids, attention = model.calls[-1]
+    assert (ids == tokenizer.mask_token_id).any()
+    assert stats["causal_lm"] == 0.0 and stats["anneal_ratio"] == 0.5

@@ -70,6 +70,13 @@ class TrainStageConfig(StrictModel):
         ge=0,
         description="attention-mask annealing length (packed stages; 0 = bidirectional from step 0)",
     )
+    causal_steps: int = Field(
+        0,
+        ge=0,
+        description="packed stages: train as a causal LM (next-token loss, causal attention) for the first "
+        "N optimizer steps, then anneal to bidirectional diffusion. A stand-in for the pretrained AR model "
+        "the paper adapts (Qwen2.5-Coder) when there is none (tiny preset); 0 with a real base model",
+    )
     truncate_prob: float = Field(
         0.01, ge=0, le=1, description="share of packed samples cut to a random length"
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from diffucoder.model.masks import anneal_ratio, annealed_attention_mask
@@ -83,10 +84,12 @@ class PackedDiffusionStep:
 
     def loss(self, model, batch, ctx):
         ids = batch["input_ids"].to(ctx.generator.device)  # (B, T)
+        if ctx.step < self.cfg.causal_steps:
+            return self._causal_loss(model, ids)
         ids, keep = random_truncation(ids, self.cfg.truncate_prob, self.pad_token_id, ctx.generator)
         maskable = random_prefix_condition(keep, self.cfg.prefix_prob, ctx.generator)
         noised = forward_noise(ids, maskable, self.mask_token_id, self.cfg.mask_eps, ctx.generator)
-        ratio = anneal_ratio(ctx.step, self.cfg.anneal_steps)
+        ratio = anneal_ratio(ctx.step - self.cfg.causal_steps, self.cfg.anneal_steps)
         allowed = annealed_attention_mask(ids.shape[1], ratio, ctx.shared_generator, device=ids.device)
         if not bool(keep.all()):
             # hide the truncated tails as keys; rows still attend at least their kept prefix
@@ -94,7 +97,21 @@ class PackedDiffusionStep:
             allowed = padding if allowed is None else allowed & padding
         logits = model(noised.noisy_ids, attention_mask=allowed)
         loss, stats = elbo_loss(logits, ids, noised.masked, noised.t)
-        return loss, {**_with_token_stats(stats, ids), "anneal_ratio": ratio}
+        return loss, {**_with_token_stats(stats, ids), "anneal_ratio": ratio, "causal_lm": 0.0}
+
+    @staticmethod
+    def _causal_loss(model, ids):
+        """Next-token cross-entropy under a causal mask: the model as the AR LM it is adapted from.
+
+        The diffusion LM keeps the AR shift (``logits[:, i]`` predicts token ``i + 1``), so what this
+        phase learns is exactly what adaptation starts from in the paper: the same head, the same
+        positions, only the attention mask and the noise differ.
+        """
+        causal = annealed_attention_mask(ids.shape[1], 0.0, device=ids.device)
+        logits = model(ids, attention_mask=causal)
+        ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
+        stats = {"loss": float(ce.detach()), "ce": float(ce.detach()), "tokens": float(ids.numel())}
+        return ce, {**stats, "anneal_ratio": 0.0, "causal_lm": 1.0}
 
 
 def conditional_rows(batch_size: int, progress: float, mode: str, generator: torch.Generator) -> torch.Tensor:
