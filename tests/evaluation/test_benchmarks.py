@@ -96,3 +96,18 @@ def test_missing_file_and_unknown_benchmark(tmp_path):
         load_benchmark("humaneval", cfg)
     with pytest.raises(ValueError, match="tiny_heldout_uri"):
         load_benchmark("tiny_heldout", cfg)
+
+
+def test_max_problems_mapping_caps_only_the_named_benchmarks(data_root):
+    cfg = EvaluationConfig(data_root=data_root, max_problems={"humaneval": 3})
+    assert len(load_benchmark("humaneval", cfg)) == 3
+    assert len(load_benchmark("mbpp", cfg)) == 500
+
+
+def test_max_problems_rejects_unknown_benchmarks_and_non_positive_caps(data_root):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="humaneval_pluss"):
+        EvaluationConfig(data_root=data_root, max_problems={"humaneval_pluss": 3})
+    with pytest.raises(ValidationError, match="greater than 0"):
+        EvaluationConfig(data_root=data_root, max_problems={"mbpp": 0})

@@ -314,7 +314,7 @@ def _resolve(root: str, name: str) -> str:
 
 
 def load_benchmark(name: str, cfg: EvaluationConfig) -> list[Problem]:
-    """Problems of one benchmark, truncated to ``cfg.max_problems`` and ``cfg.max_io_inputs``."""
+    """Problems of one benchmark, truncated to ``cfg.problem_cap(name)`` and ``cfg.max_io_inputs``."""
     if name == "humaneval":
         problems = load_evalplus(_resolve(cfg.data_root, cfg.humaneval_plus_file), name, with_plus=False)
     elif name == "humaneval_plus":
@@ -331,8 +331,9 @@ def load_benchmark(name: str, cfg: EvaluationConfig) -> list[Problem]:
         problems = load_tiny_tasks(cfg.tiny_heldout_uri)
     else:
         raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(ALL_BENCHMARKS)}")
-    if cfg.max_problems is not None:
-        problems = problems[: cfg.max_problems]
+    cap = cfg.problem_cap(name)
+    if cap is not None:
+        problems = problems[:cap]
     if cfg.max_io_inputs is not None:
         problems = [_cap_inputs(p, cfg.max_io_inputs) for p in problems]
     return problems

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from diffucoder.config_base import StrictModel
 
@@ -40,8 +40,10 @@ class EvaluationConfig(StrictModel):
     tiny_heldout_uri: str | None = Field(
         None, description="tiny tasks heldout.jsonl (data stage output); required for tiny_heldout"
     )
-    max_problems: int | None = Field(
-        None, ge=1, description="evaluate only the first N problems of each benchmark (None = all)"
+    max_problems: PositiveInt | dict[BenchmarkName, PositiveInt] | None = Field(
+        None,
+        description="evaluate only the first N problems: one N for every benchmark, or a mapping "
+        "{benchmark: N} that caps the named ones and runs the others in full (None = all)",
     )
 
     # --- prompts ---
@@ -99,6 +101,12 @@ class EvaluationConfig(StrictModel):
     arness_global_ks: list[int] = Field(list(range(1, 5)), description="k of global AR-ness@k (paper: 1..4)")
     heatmap_problems: int = Field(4, ge=0, description="problems shown as decode-order heatmaps")
     report_failures: int = Field(20, ge=0, description="failed samples listed with verdicts in report.html")
+
+    def problem_cap(self, benchmark: str) -> int | None:
+        """How many problems of ``benchmark`` to evaluate (None = all), from ``max_problems``."""
+        if isinstance(self.max_problems, dict):
+            return self.max_problems.get(benchmark)
+        return self.max_problems
 
     @model_validator(mode="after")
     def _check_grid(self) -> EvaluationConfig:
