@@ -19,6 +19,7 @@ MICRO_OVERRIDES = [
     "pretrain.micro_batch_size=4",
     "pretrain.seq_len=128",
     "pretrain.warmup_steps=1",
+    "pretrain.causal_steps=1",
     "pretrain.anneal_steps=2",
     "pretrain.save_every_steps=2",
     "pretrain.log_every_steps=1",

@@ -36,6 +36,7 @@ def small_overrides(stage: str = "pretrain", **extra) -> list[str]:
         f"{stage}.micro_batch_size": 4,
         f"{stage}.seq_len": SEQ_LEN if stage != "instruct" else SFT_LEN,
         f"{stage}.anneal_steps": 4 if stage == "pretrain" else 0,
+        f"{stage}.causal_steps": 0,  # the tiny preset's causal-LM phase would cover all 8 steps
         f"{stage}.save_every_steps": 4,
         f"{stage}.log_every_steps": 2,
     }
