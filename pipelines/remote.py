@@ -1,5 +1,6 @@
 """Submit the pipeline to a Kubeflow Pipelines endpoint, and resubmit a past run's exact config."""
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ def rerun_arguments(run_root: str) -> dict[str, Any]:
     """
     record = steps.read_pipeline_record(run_root)
     cfg = steps.config_from_yaml(record["config_yaml"])
-    args = dict(record["arguments"])
+    args = typed_arguments(record["arguments"])
     args.update(
         config_yaml=record["config_yaml"],
         output_root=cfg.output_root,
@@ -60,3 +61,36 @@ def rerun_arguments(run_root: str) -> dict[str, Any]:
         experiment=record["experiment"],
     )
     return args
+
+
+def typed_arguments(recorded: dict[str, Any]) -> dict[str, Any]:
+    """Recorded pipeline arguments with their parameter types back.
+
+    The run records its arguments through a dict input, and KFP renders pipeline parameters inside a
+    dict as strings ("40", "true", "[]"); submitted as they are, an integer parameter would get "40"
+    and KFP rejects the run. The pipeline's own input spec says what each parameter's type is.
+    """
+    from pipelines.diffucoder import build_pipeline
+
+    types = {name: spec.type for name, spec in build_pipeline().component_spec.inputs.items()}
+    unknown = sorted(set(recorded) - set(types))
+    if unknown:
+        raise ValueError(f"recorded arguments {unknown} are not parameters of this pipeline")
+    return {name: _as_type(name, value, types[name]) for name, value in recorded.items()}
+
+
+def _as_type(name: str, value: Any, kfp_type: str) -> Any:
+    if not isinstance(value, str) or kfp_type == "String":
+        return value
+    try:
+        if kfp_type == "Integer":
+            return int(value)
+        if kfp_type == "Float":
+            return float(value)
+        if kfp_type == "Boolean":
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"not a boolean: {value!r}")
+            return value.lower() == "true"
+        return json.loads(value)  # List / Dict
+    except ValueError as exc:
+        raise ValueError(f"recorded argument {name}={value!r} is not a valid {kfp_type}: {exc}") from None

@@ -122,6 +122,21 @@ def test_summary_and_rerun_arguments(tmp_path):
         remote.rerun_arguments(str(tmp_path / "nothing"))
 
 
+def test_rerun_restores_parameter_types_that_kfp_recorded_as_strings():
+    # what open_run receives for the pipeline's arguments dict under kfp.local: every parameter a string
+    recorded = {"stdlib_max_files": "40", "run_grpo": "false", "raw_data_uris": "[]", "sandbox_mode": "local"}
+    assert remote.typed_arguments(recorded) == {
+        "stdlib_max_files": 40,
+        "run_grpo": False,
+        "raw_data_uris": [],
+        "sandbox_mode": "local",
+    }
+    with pytest.raises(ValueError, match="stdlib_max_files='forty' is not a valid Integer"):
+        remote.typed_arguments({"stdlib_max_files": "forty"})
+    with pytest.raises(ValueError, match=r"\['no_such_param'\] are not parameters"):
+        remote.typed_arguments({"no_such_param": "1"})
+
+
 def test_submit_to_an_unreachable_endpoint_names_it(unused_port):
     host = f"http://127.0.0.1:{unused_port()}"
     with pytest.raises(ConnectionError, match=f"KFP endpoint {host} does not answer"):
