@@ -67,7 +67,7 @@ def typed_arguments(recorded: dict[str, Any]) -> dict[str, Any]:
     """Recorded pipeline arguments with their parameter types back.
 
     The run records its arguments through a dict input, and KFP renders pipeline parameters inside a
-    dict as strings ("40", "true", "[]"); submitted as they are, an integer parameter would get "40"
+    dict as strings ("40.0", "true", "[]"); submitted as they are, an integer parameter would get "40"
     and KFP rejects the run. The pipeline's own input spec says what each parameter's type is.
     """
     from pipelines.diffucoder import build_pipeline
@@ -84,7 +84,10 @@ def _as_type(name: str, value: Any, kfp_type: str) -> Any:
         return value
     try:
         if kfp_type == "Integer":
-            return int(value)
+            number = float(value)  # a struct carries every number as a double: "40.0"
+            if not number.is_integer():
+                raise ValueError(f"not an integer: {value!r}")
+            return int(number)
         if kfp_type == "Float":
             return float(value)
         if kfp_type == "Boolean":
