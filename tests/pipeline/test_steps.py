@@ -124,7 +124,12 @@ def test_summary_and_rerun_arguments(tmp_path):
 
 def test_rerun_restores_parameter_types_that_kfp_recorded_as_strings():
     # what open_run receives for the pipeline's arguments dict under kfp.local: every parameter a string
-    recorded = {"stdlib_max_files": "40.0", "run_grpo": "false", "raw_data_uris": "[]", "sandbox_mode": "local"}
+    recorded = {
+        "stdlib_max_files": "40.0",
+        "run_grpo": "false",
+        "raw_data_uris": "[]",
+        "sandbox_mode": "local",
+    }
     assert remote.typed_arguments(recorded) == {
         "stdlib_max_files": 40,
         "run_grpo": False,
