@@ -9,23 +9,11 @@ import torch
 from train_helpers import SFT_LEN
 
 from diffucoder.model import build_model
-from diffucoder.model.config import ModelConfig
 from diffucoder.train.batches import BatchStream
 from diffucoder.train.config import TrainStageConfig
 from diffucoder.train.loop import step_generator
 from diffucoder.train.sft_data import SFTExamples
 from diffucoder.train.stages import PackedDiffusionStep, SFTDiffusionStep, StepContext, conditional_rows
-
-SMALL = ModelConfig(
-    hidden_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    num_key_value_heads=1,
-    intermediate_size=64,
-    max_position_embeddings=256,
-    rope_theta=10000.0,
-    dtype="float32",
-)
 
 
 class Recorder(torch.nn.Module):
@@ -50,9 +38,9 @@ def _ctx(step, progress=1.0, seed=0):
     )
 
 
-def test_sft_prompt_never_noised_or_scored_pads_are(sft_file, tokenizer):
+def test_sft_prompt_never_noised_or_scored_pads_are(sft_file, tokenizer, small_model_cfg):
     torch.manual_seed(0)
-    model = Recorder(build_model(SMALL, tokenizer))
+    model = Recorder(build_model(small_model_cfg, tokenizer))
     cfg = TrainStageConfig(seq_len=SFT_LEN, conditional_mask="always")
     source = SFTExamples(sft_file, tokenizer, SFT_LEN)
     step = SFTDiffusionStep("instruct", BatchStream(source, 8, 0, 1, 0), cfg, tokenizer.mask_token_id)
@@ -100,13 +88,13 @@ def test_progressive_conditional_share_ramps_over_epoch_one():
     assert conditional_rows(16, 0.0, "always", gen).all()
 
 
-def test_packed_annealing_then_bidirectional(packed_dir, tokenizer, tmp_path):
+def test_packed_annealing_then_bidirectional(packed_dir, tokenizer, tmp_path, small_model_cfg):
     from train_helpers import SEQ_LEN
 
     from diffucoder.train.packed_data import PackedShards
 
     torch.manual_seed(0)
-    model = Recorder(build_model(SMALL, tokenizer))
+    model = Recorder(build_model(small_model_cfg, tokenizer))
     cfg = TrainStageConfig(seq_len=SEQ_LEN, anneal_steps=4, truncate_prob=0.0, prefix_prob=0.0)
     source = PackedShards(packed_dir, SEQ_LEN, len(tokenizer), tmp_path)
     step = PackedDiffusionStep(
@@ -125,12 +113,12 @@ def test_packed_annealing_then_bidirectional(packed_dir, tokenizer, tmp_path):
     assert densities[0] < densities[1] < densities[2] < 1.0
 
 
-def test_packed_truncation_hides_the_cut_tail(packed_dir, tokenizer, tmp_path):
+def test_packed_truncation_hides_the_cut_tail(packed_dir, tokenizer, tmp_path, small_model_cfg):
     from train_helpers import SEQ_LEN
 
     from diffucoder.train.packed_data import PackedShards
 
-    model = Recorder(build_model(SMALL, tokenizer))
+    model = Recorder(build_model(small_model_cfg, tokenizer))
     cfg = TrainStageConfig(seq_len=SEQ_LEN, anneal_steps=0, truncate_prob=1.0, prefix_prob=1.0)
     source = PackedShards(packed_dir, SEQ_LEN, len(tokenizer), tmp_path)
     step = PackedDiffusionStep(
@@ -148,13 +136,15 @@ def test_packed_truncation_hides_the_cut_tail(packed_dir, tokenizer, tmp_path):
     assert (first_masked >= 1).all()  # the un-noised prefix is at least one token
 
 
-def test_packed_causal_phase_is_next_token_lm_then_annealing_starts(packed_dir, tokenizer, tmp_path):
+def test_packed_causal_phase_is_next_token_lm_then_annealing_starts(
+    packed_dir, tokenizer, tmp_path, small_model_cfg
+):
     from train_helpers import SEQ_LEN
 
     from diffucoder.train.packed_data import PackedShards
 
     torch.manual_seed(0)
-    model = Recorder(build_model(SMALL, tokenizer))
+    model = Recorder(build_model(small_model_cfg, tokenizer))
     cfg = TrainStageConfig(
         seq_len=SEQ_LEN, causal_steps=2, anneal_steps=2, truncate_prob=0.0, prefix_prob=0.0
     )
@@ -167,10 +157,17 @@ def test_packed_causal_phase_is_next_token_lm_then_annealing_starts(packed_dir, 
     ids, attention = model.calls[-1]
     assert torch.equal(ids, batch["input_ids"])  # nothing masked: clean tokens in, next token out
     assert torch.equal(attention[0, 0], torch.ones(SEQ_LEN, SEQ_LEN, dtype=torch.bool).tril())
-    # the loss is plain next-token cross-entropy, by hand through the real causal HF model
-    hf_logits = model.model.hf(input_ids=ids).logits
-    expected = torch.nn.functional.cross_entropy(hf_logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)  # masked vs causal SDPA kernel
+    # the model honours the mask: changing token k leaves every earlier position's logits unchanged
+    with torch.no_grad():
+        logits = model.model(ids, attention_mask=attention)
+        changed = ids.clone()
+        changed[:, 10] = (changed[:, 10] + 1) % len(tokenizer)
+        logits_changed = model.model(changed, attention_mask=attention)
+    assert torch.allclose(logits_changed[:, :10], logits[:, :10], atol=1e-5)
+    assert not torch.allclose(logits_changed[:, 10:], logits[:, 10:], atol=1e-3)
+    # and the loss is plain next-token cross-entropy on those logits
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert stats["causal_lm"] == 1.0 and stats["anneal_ratio"] == 0.0
     # step 2 is the first diffusion step: masked input, annealing at its first ratio (1/2)
     loss, stats = step.loss(model, step.stream.next_batch(), _ctx(2))
