@@ -67,8 +67,8 @@ def typed_arguments(recorded: dict[str, Any]) -> dict[str, Any]:
     """Recorded pipeline arguments with their parameter types back.
 
     The run records its arguments through a dict input, and KFP renders pipeline parameters inside a
-    dict as strings ("40.0", "true", "[]"); submitted as they are, an integer parameter would get "40"
-    and KFP rejects the run. The pipeline's own input spec says what each parameter's type is.
+    dict as strings ("40.0", "true", "[]"); resubmitted as they are, an integer parameter gets a
+    string and KFP rejects the run. The pipeline's own input spec says what each parameter's type is.
     """
     from pipelines.diffucoder import build_pipeline
 
