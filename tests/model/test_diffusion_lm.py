@@ -129,3 +129,29 @@ def test_gradient_checkpointing_gives_the_same_gradients(tokenizer, small_cfg):
         m(x).float().logsumexp(-1).mean().backward()
     for (name, p1), (_, p2) in zip(plain.named_parameters(), ckpt.named_parameters(), strict=True):
         torch.testing.assert_close(p1.grad, p2.grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_logits_at_scored_positions_gives_the_full_loss_and_gradients(tokenizer, small_cfg):
+    """The head run only at the masked targets' positions changes the cost, not the loss or gradients."""
+    from diffucoder.train.objective import elbo_loss, forward_noise, scored_logit_positions
+
+    full = build_model(small_cfg, tokenizer).train()
+    selective = build_model(small_cfg, tokenizer).train()
+    selective.load_state_dict(full.state_dict())
+    x = _ids(tokenizer, batch=3, seq_len=20)
+    noised = forward_noise(x, None, tokenizer.mask_token_id, generator=torch.Generator().manual_seed(3))
+    positions = scored_logit_positions(noised.masked)
+    assert positions.sum() == noised.masked.sum() and 0 < positions.sum() < positions.numel()
+    loss_full, _ = elbo_loss(full(noised.noisy_ids), x, noised.masked, noised.t)
+    gathered = selective(noised.noisy_ids, logits_at=positions)
+    assert gathered.shape == (int(positions.sum()), len(tokenizer))
+    loss_selective, _ = elbo_loss(gathered, x, noised.masked, noised.t)
+    torch.testing.assert_close(loss_selective, loss_full)
+    loss_full.backward()
+    loss_selective.backward()
+    for (name, p1), (_, p2) in zip(full.named_parameters(), selective.named_parameters(), strict=True):
+        torch.testing.assert_close(p1.grad, p2.grad, atol=1e-6, rtol=1e-4, msg=name)
+    with pytest.raises(ValueError, match="logits_at shape"):
+        selective(x, logits_at=positions[:, :-1])
+    with pytest.raises(ValueError, match="gathered logits have"):
+        elbo_loss(gathered[:-1], x, noised.masked, noised.t)

@@ -24,9 +24,9 @@ class Recorder(torch.nn.Module):
         self.model = model
         self.calls = []
 
-    def forward(self, ids, attention_mask=None):
+    def forward(self, ids, attention_mask=None, logits_at=None):
         self.calls.append((ids.clone(), attention_mask))
-        return self.model(ids, attention_mask=attention_mask)
+        return self.model(ids, attention_mask=attention_mask, logits_at=logits_at)
 
 
 def _ctx(step, progress=1.0, seed=0):

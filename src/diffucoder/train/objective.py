@@ -74,13 +74,24 @@ def forward_noise(
     return NoisedBatch(noisy_ids=noisy_ids, masked=masked, t=t)
 
 
+def scored_logit_positions(masked: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: the logit positions whose prediction is scored, i.e. ``masked`` shifted left by one.
+
+    Hand it to ``DiffusionLM(..., logits_at=...)`` so the LM head runs only where the loss looks.
+    """
+    positions = torch.zeros_like(masked, dtype=torch.bool)
+    positions[:, :-1] = masked[:, 1:]
+    return positions
+
+
 def elbo_loss(
     logits: torch.Tensor, input_ids: torch.Tensor, masked: torch.Tensor, t: torch.Tensor
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Shifted, 1/t-weighted cross-entropy over masked targets, averaged per masked token.
 
     Args:
-        logits: (B, T, V) model output on the noisy ids; ``logits[:, i]`` predicts token i + 1.
+        logits: (B, T, V) model output on the noisy ids, ``logits[:, i]`` predicts token i + 1; or
+            (N, V), already gathered at :func:`scored_logit_positions` (``DiffusionLM(logits_at=)``).
         input_ids: (B, T) clean ids (the targets).
         masked: (B, T) bool from :func:`forward_noise`.
         t: (B,) masking probabilities.
@@ -90,7 +101,8 @@ def elbo_loss(
         masked targets), ``masked_tokens`` and ``mask_ratio``. With no masked target the loss is a
         zero that still carries the graph (so every rank runs the same backward).
     """
-    if logits.dim() != 3 or logits.shape[:2] != input_ids.shape:
+    gathered = logits.dim() == 2
+    if not gathered and (logits.dim() != 3 or logits.shape[:2] != input_ids.shape):
         raise ValueError(f"logits {tuple(logits.shape)} do not match input_ids {tuple(input_ids.shape)}")
     if masked.shape != input_ids.shape or t.shape != input_ids.shape[:1]:
         raise ValueError(
@@ -98,12 +110,14 @@ def elbo_loss(
         )
     target_masked = masked[:, 1:]  # (B, T-1): which targets were noised
     n_masked = int(target_masked.sum())
+    if gathered and logits.shape[0] != n_masked:
+        raise ValueError(f"gathered logits have {logits.shape[0]} rows for {n_masked} masked targets")
     if n_masked == 0:
         zero = logits.sum() * 0.0
         return zero, {"loss": 0.0, "ce": 0.0, "masked_tokens": 0.0, "mask_ratio": 0.0}
     # Gather only masked positions before the float32 upcast: at 7B scale the full (B, T, V)
     # float32 logits would not fit.
-    pred = logits[:, :-1][target_masked].float()  # (N, V)
+    pred = (logits if gathered else logits[:, :-1][target_masked]).float()  # (N, V)
     target = input_ids[:, 1:][target_masked]  # (N,)
     weight = (1.0 / t.float())[:, None].expand_as(target_masked)[target_masked]  # (N,)
     ce = F.cross_entropy(pred, target, reduction="none")  # (N,)

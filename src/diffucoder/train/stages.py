@@ -27,7 +27,13 @@ from torch import nn
 from diffucoder.model.masks import anneal_ratio, annealed_attention_mask
 from diffucoder.train.batches import BatchStream
 from diffucoder.train.config import TrainStageConfig
-from diffucoder.train.objective import elbo_loss, forward_noise, random_prefix_condition, random_truncation
+from diffucoder.train.objective import (
+    elbo_loss,
+    forward_noise,
+    random_prefix_condition,
+    random_truncation,
+    scored_logit_positions,
+)
 
 PACKED_STAGES = ("pretrain", "midtrain")
 SFT_STAGES = ("instruct",)
@@ -95,7 +101,9 @@ class PackedDiffusionStep:
             # hide the truncated tails as keys; rows still attend at least their kept prefix
             padding = keep[:, None, None, :]  # (B, 1, 1, T)
             allowed = padding if allowed is None else allowed & padding
-        logits = model(noised.noisy_ids, attention_mask=allowed)
+        logits = model(
+            noised.noisy_ids, attention_mask=allowed, logits_at=scored_logit_positions(noised.masked)
+        )
         loss, stats = elbo_loss(logits, ids, noised.masked, noised.t)
         return loss, {**_with_token_stats(stats, ids), "anneal_ratio": ratio, "causal_lm": 0.0}
 
@@ -142,6 +150,7 @@ class SFTDiffusionStep:
             prompt & conditional[:, None]
         )  # response (and pads) always; prompt only if unconditional
         noised = forward_noise(ids, maskable, self.mask_token_id, self.cfg.mask_eps, ctx.generator)
-        logits = model(noised.noisy_ids)  # no attention mask: pads are attended like any token
+        # no attention mask: pads are attended like any token
+        logits = model(noised.noisy_ids, logits_at=scored_logit_positions(noised.masked))
         loss, stats = elbo_loss(logits, ids, noised.masked, noised.t)
         return loss, {**_with_token_stats(stats, ids), "conditional_share": float(conditional.float().mean())}
