@@ -397,7 +397,7 @@ def tiny_tasks(cfg: RunConfig, root: str) -> str:
 
     t = cfg.data.tiny_tasks
     out = storage.join(root, "tasks")
-    write_tiny_task_sets(out, t.seed, t.n_train, t.n_heldout, t.difficulty, t.heldout_fraction)
+    write_tiny_task_sets(out, t.seed, t.n_train, t.n_heldout, t.difficulty, t.heldout_fraction, t.n_rl)
     return out
 
 

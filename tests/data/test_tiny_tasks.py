@@ -12,7 +12,15 @@ import pytest
 from diffucoder.data.corpus import build_stdlib_corpus, task_docs
 from diffucoder.data.formats import write_tiny_task_sets
 from diffucoder.data.io import read_text_shard
-from diffucoder.data.tiny_tasks import OPS, Step, compile_solution, generate_tasks, render_solution, task_key
+from diffucoder.data.tiny_tasks import (
+    OPS,
+    Step,
+    compile_solution,
+    generate_tasks,
+    render_solution,
+    split_of,
+    task_key,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +89,9 @@ def test_heldout_is_new_combinations_of_seen_parts(tasks):
 
 def test_no_heldout_leaks_into_any_training_set(tmp_path, data_cfg):
     out = tmp_path / "tasks"
-    write_tiny_task_sets(str(out), seed=0, n_train=800, n_heldout=80, difficulty=2, heldout_fraction=0.15)
+    write_tiny_task_sets(
+        str(out), seed=0, n_train=800, n_heldout=80, difficulty=2, heldout_fraction=0.15, n_rl=200
+    )
     heldout = [json.loads(line) for line in (out / "heldout.jsonl").read_text().splitlines()]
     sft = (out / "sft" / "train.jsonl").read_text()
     rl = (out / "rl" / "train.jsonl").read_text()
@@ -97,6 +107,24 @@ def test_no_heldout_leaks_into_any_training_set(tmp_path, data_cfg):
         for name, blob in (("sft", sft), ("rl", rl), ("train", train), ("midtrain", mid), ("stdlib", stdlib)):
             for needle in needles:
                 assert needle not in blob, f"held-out {row['task_id']} leaks into {name}: {needle!r}"
+
+
+def test_rl_problems_are_new_train_side_chains_with_known_steps():
+    sets = generate_tasks(0, 300, 30, 2, 0.15, n_rl=100)
+    train_keys = {"|".join(t.steps) for t in sets["train"]}
+    heldout_keys = {"|".join(t.steps) for t in sets["heldout"]}
+    rl_keys = [("|".join(t.steps)) for t in sets["rl"]]
+    assert len(rl_keys) == len(set(rl_keys)) == 100
+    assert not set(rl_keys) & train_keys, "an RL problem repeats an SFT task"
+    assert not set(rl_keys) & heldout_keys
+    assert all(split_of(key, 0.15) == "train" for key in rl_keys)
+    known = {slug for t in sets["train"] for slug in t.steps}
+    assert all(set(t.steps) <= known for t in sets["rl"])
+    assert {t.task_id.split("/")[1] for t in sets["rl"]} == {"rl"}
+    # adding RL problems leaves the SFT and held-out sets exactly as they were
+    plain = generate_tasks(0, 300, 30, 2, 0.15)
+    assert [t.to_dict() for t in plain["train"]] == [t.to_dict() for t in sets["train"]]
+    assert [t.to_dict() for t in plain["heldout"]] == [t.to_dict() for t in sets["heldout"]]
 
 
 def test_task_key_is_the_chain():

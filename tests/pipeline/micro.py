@@ -15,6 +15,7 @@ MICRO_OVERRIDES = [
     "data.pack.rows_per_shard=64",
     "data.tiny_tasks.n_train=120",
     "data.tiny_tasks.n_heldout=12",
+    "data.tiny_tasks.n_rl=24",
     "pretrain.max_steps=3",
     "pretrain.micro_batch_size=4",
     "pretrain.seq_len=128",

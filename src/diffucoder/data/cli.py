@@ -33,6 +33,7 @@ def _tiny_tasks(args: argparse.Namespace) -> int:
         n_heldout=args.n_heldout or t.n_heldout,
         difficulty=args.difficulty or t.difficulty,
         heldout_fraction=t.heldout_fraction,
+        n_rl=t.n_rl,
     )
     _print(meta)
     return 0

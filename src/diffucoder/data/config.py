@@ -143,6 +143,9 @@ class TinyTasksConfig(StrictModel):
     seed: int = 0
     n_train: int = Field(4000, ge=1)
     n_heldout: int = Field(200, ge=1)
+    n_rl: int = Field(
+        1000, ge=1, description="stage-4 problems: train side of the task space, no chain shared with SFT"
+    )
     difficulty: int = Field(2, ge=1, le=3, description="max operations composed per task (1-3 lines)")
     heldout_fraction: float = Field(
         0.15, gt=0, lt=1, description="share of the task space (hashed task keys) reserved for held-out"

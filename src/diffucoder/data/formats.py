@@ -132,20 +132,26 @@ def augment_with_signature(rows: Sequence[dict], solutions: dict[str, str]) -> l
 
 
 def write_tiny_task_sets(
-    out_uri: str, seed: int, n_train: int, n_heldout: int, difficulty: int, heldout_fraction: float
+    out_uri: str,
+    seed: int,
+    n_train: int,
+    n_heldout: int,
+    difficulty: int,
+    heldout_fraction: float,
+    n_rl: int,
 ) -> dict:
     """Generate the tiny tasks and write every format the later stages read, under ``out_uri``:
 
-    ``train.jsonl`` / ``heldout.jsonl`` (task rows), ``sft/train.jsonl`` (stage 3),
-    ``rl/train.jsonl`` (stage 4) and ``meta.json``. Only the train split feeds SFT/RL; the held-out
-    split is for evaluation alone.
+    ``train.jsonl`` / ``heldout.jsonl`` / ``rl.jsonl`` (task rows), ``sft/train.jsonl`` (stage 3, from
+    train), ``rl/train.jsonl`` (stage 4, from rl) and ``meta.json``. The held-out split is for
+    evaluation alone.
     """
-    tasks = generate_tasks(seed, n_train, n_heldout, difficulty, heldout_fraction)
+    tasks = generate_tasks(seed, n_train, n_heldout, difficulty, heldout_fraction, n_rl)
     with io.output_dir(out_uri) as out:
         for split, rows in tasks.items():
             io.write_jsonl(str(out / f"{split}.jsonl"), [t.to_dict() for t in rows])
         io.write_jsonl(str(out / "sft" / "train.jsonl"), tasks_to_sft(tasks["train"]))
-        io.write_jsonl(str(out / "rl" / "train.jsonl"), tasks_to_rl(tasks["train"]))
+        io.write_jsonl(str(out / "rl" / "train.jsonl"), tasks_to_rl(tasks["rl"]))
         meta = {
             "seed": seed,
             "difficulty": difficulty,

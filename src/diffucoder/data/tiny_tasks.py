@@ -327,15 +327,22 @@ def _sample_split(
     difficulty: int,
     heldout_fraction: float,
     known_steps: set[str] | None = None,
+    exclude: frozenset[str] = frozenset(),
+    label: str | None = None,
 ) -> list[TinyTask]:
-    rng = random.Random(f"{seed}:{split}")
-    seen: set[str] = set()
+    """``n`` distinct tasks from ``split`` of the task space, none of whose keys is in ``exclude``.
+
+    ``label`` names the set (task ids, the row's ``split`` field and the RNG stream); default ``split``.
+    """
+    label = label or split
+    rng = random.Random(f"{seed}:{label}")
+    seen: set[str] = set(exclude)
     tasks: list[TinyTask] = []
     misses = 0  # consecutive draws that gave no new chain: the space is exhausted when this grows
     while len(tasks) < n:
         if misses > max(20_000, 20 * n):
             raise ValueError(
-                f"tiny tasks: only {len(tasks)} distinct {split} tasks found at difficulty {difficulty}; "
+                f"tiny tasks: only {len(tasks)} distinct {label} tasks found at difficulty {difficulty}; "
                 f"asked for {n} (raise data.tiny_tasks.difficulty or lower the count)"
             )
         chain = sample_chain(rng, rng.randint(1, difficulty))
@@ -346,7 +353,7 @@ def _sample_split(
         seen.add(key)
         if known_steps is not None and not {step.slug for step in chain} <= known_steps:
             continue  # a step never seen in training cannot be learned, only guessed
-        task = _build_task(rng, chain, split, len(tasks))
+        task = _build_task(rng, chain, label, len(tasks))
         if task is not None:
             tasks.append(task)
             misses = 0
@@ -354,17 +361,27 @@ def _sample_split(
 
 
 def generate_tasks(
-    seed: int, n_train: int, n_heldout: int, difficulty: int, heldout_fraction: float = 0.15
+    seed: int,
+    n_train: int,
+    n_heldout: int,
+    difficulty: int,
+    heldout_fraction: float = 0.15,
+    n_rl: int = 0,
 ) -> dict[str, list[TinyTask]]:
-    """Both splits, deterministic in the arguments.
+    """The task sets, deterministic in the arguments: ``train`` (SFT), ``heldout`` and ``rl``.
 
     Train and held-out never share a chain, and every step of a held-out chain occurs in some train
-    task: held-out measures composition/generalisation, not guessing an unseen operation.
+    task: held-out measures composition/generalisation, not guessing an unseen operation. The ``rl``
+    problems come from the train side of the task space but share no chain with ``train``: like the
+    paper's RL set (AceCode, apart from the SFT data), they are problems the SFT model has not
+    memorised, so its rollouts on them disagree and the group advantages carry signal.
     """
     train = _sample_split(seed, "train", n_train, difficulty, heldout_fraction)
     known = {slug for task in train for slug in task.steps}
     heldout = _sample_split(seed, "heldout", n_heldout, difficulty, heldout_fraction, known)
-    return {"train": train, "heldout": heldout}
+    train_keys = frozenset("|".join(task.steps) for task in train)
+    rl = _sample_split(seed, "train", n_rl, difficulty, heldout_fraction, known, train_keys, "rl")
+    return {"train": train, "heldout": heldout, "rl": rl}
 
 
 def task_as_code(task: TinyTask) -> str:
