@@ -307,6 +307,9 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                 with dsl.If(start_from == first, name=f"from-{first}"):
                     model = None
                     for stage in STAGES[STAGES.index(first) : -1]:  # stages 1-3
+                        if stage == "instruct" and model is not None:
+                            # the held-out score stage 3's learning is measured from
+                            evaluate_model("midtrain", model, checkpoint_eval_benchmarks)
                         model = train(stage, model, launcher if stage in multi_node else "in-process")
                     if model is None:  # starting at GRPO: stage 4 is the whole chain
                         grpo = train("grpo", None, "in-process")

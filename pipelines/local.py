@@ -110,6 +110,25 @@ def _key_metrics(metrics: dict[str, Any], limit: int = 3) -> str:
     return ", ".join(shown[:limit])
 
 
+# (evaluation step, what the model had been through) in pipeline order
+SIGNAL_STEPS = (
+    ("eval-midtrain", "before instruct-tuning"),
+    ("eval-instruct", "after instruct"),
+    ("eval-grpo", "after coupled-GRPO"),
+)
+
+
+def learning_signal(heldout: dict[str, float | None]) -> str:
+    """One line: held-out pass@1 through the stages that were evaluated, with each stage's change."""
+    points = [(label, heldout[step]) for step, label in SIGNAL_STEPS if heldout.get(step) is not None]
+    if len(points) < 2:
+        return ""
+    parts = [f"{points[0][1]:.3f} {points[0][0]}"]
+    for (_, before), (label, after) in zip(points, points[1:], strict=False):
+        parts.append(f"{after:.3f} {label} ({after - before:+.3f})")
+    return "learning signal: held-out tiny tasks pass@1 " + " -> ".join(parts)
+
+
 def summary(run_root: str) -> str:
     """The final table: every step's time, key metrics and artifact URIs; then the learning signal."""
     record = steps.read_pipeline_record(run_root)
@@ -121,13 +140,10 @@ def summary(run_root: str) -> str:
         uris = " ".join(f"{k}={v}" for k, v in r["uris"].items() if k not in DETAIL_FILES)
         lines.append(f"{r['step']:<{width}}  {r['seconds']:>7.1f}s  {_key_metrics(r['metrics']):<60}  {uris}")
     by_step = {r["step"]: r["metrics"] for r in rows}
-    before, after = by_step.get("eval-instruct", {}).get(HELDOUT), by_step.get("eval-grpo", {}).get(HELDOUT)
     lines.append("")
-    if before is not None and after is not None:
-        lines.append(
-            f"learning signal: held-out tiny tasks pass@1 {before:.3f} after instruct -> "
-            f"{after:.3f} after coupled-GRPO ({after - before:+.3f})"
-        )
+    signal = learning_signal({step: metrics.get(HELDOUT) for step, metrics in by_step.items()})
+    if signal:
+        lines.append(signal)
     lines.append(
         f"MLflow: parent run {record['parent_run_id']} in experiment {record['experiment']!r}; "
         f"open the UI with\n  mlflow ui --backend-store-uri {record['tracking_uri']}"

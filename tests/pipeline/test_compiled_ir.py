@@ -93,9 +93,9 @@ def test_full_chain_from_pretrain(compiled_ir):
     _, spec, _ = compiled_ir
     chain = _branch(spec, "pretrain")
     deps = {n: set(t.get("dependentTasks", [])) for n, t in chain.items()}
-    assert {"pretrain", "midtrain", "instruct", "evaluate-instruct"} <= set(chain)
+    assert {"pretrain", "midtrain", "evaluate-midtrain", "instruct", "evaluate-instruct"} <= set(chain)
     assert "pretrain" in deps["midtrain"] and "midtrain" in deps["instruct"]
-    assert "instruct" in deps["evaluate-instruct"]
+    assert "midtrain" in deps["evaluate-midtrain"] and "instruct" in deps["evaluate-instruct"]
     grpo = _nested(spec, chain, "grpo")
     grpo_deps = {n: set(t.get("dependentTasks", [])) for n, t in grpo.items()}
     assert set(grpo) == {"grpo", "evaluate-grpo", "register-model"}

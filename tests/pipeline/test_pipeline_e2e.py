@@ -28,12 +28,13 @@ STEPS = {
     "pretrain",
     "midtrain",
     "instruct",
+    "eval-midtrain",
     "eval-instruct",
     "grpo",
     "eval-grpo",
     "register",
 }
-STAGE_RUNS = ["evaluate", "evaluate", "grpo", "instruct", "midtrain", "pretrain"]
+STAGE_RUNS = ["evaluate", "evaluate", "evaluate", "grpo", "instruct", "midtrain", "pretrain"]
 
 
 @pytest.fixture(scope="module")

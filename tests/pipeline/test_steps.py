@@ -109,11 +109,15 @@ def test_summary_and_rerun_arguments(tmp_path):
     }
     storage.write_text(f"{root}/pipeline.json", json.dumps(record))
     steps.record_step(data, "data", 3.0, {"documents": 10}, {"corpus": f"{data}/corpus"})
+    steps.record_step(root, "eval-midtrain", 4.0, {"tiny_heldout_pass_at_1_1x": 0.0}, {"report": "r0.html"})
     steps.record_step(root, "eval-instruct", 5.0, {"tiny_heldout_pass_at_1_1x": 0.25}, {"report": "r1.html"})
     steps.record_step(root, "eval-grpo", 6.0, {"tiny_heldout_pass_at_1_1x": 0.40}, {"report": "r2.html"})
     table = local.summary(root)
     assert "data" in table and "documents=10" in table
-    assert "0.250 after instruct -> 0.400 after coupled-GRPO (+0.150)" in table
+    assert (
+        "pass@1 0.000 before instruct-tuning -> 0.250 after instruct (+0.250) -> "
+        "0.400 after coupled-GRPO (+0.150)" in table
+    )
     assert "mlflow ui --backend-store-uri sqlite:///x.db" in table and "HTML report: r2.html" in table
     args = remote.rerun_arguments(root)
     assert args["config_yaml"] == cfg.to_yaml() and args["output_root"] == str(tmp_path)
