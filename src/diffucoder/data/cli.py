@@ -33,7 +33,7 @@ def _tiny_tasks(args: argparse.Namespace) -> int:
         n_heldout=args.n_heldout or t.n_heldout,
         difficulty=args.difficulty or t.difficulty,
         heldout_fraction=t.heldout_fraction,
-        n_rl=t.n_rl,
+        n_rl=args.n_rl or t.n_rl,
     )
     _print(meta)
     return 0
@@ -174,6 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--n-train", type=int, default=None)
     p.add_argument("--n-heldout", type=int, default=None)
+    p.add_argument("--n-rl", type=int, default=None, help="RL problems (default: data.tiny_tasks.n_rl)")
     p.add_argument("--difficulty", type=int, choices=(1, 2, 3), default=None, help="max operations per task")
     add_config_args(p)
     p.set_defaults(func=_tiny_tasks)
