@@ -111,9 +111,9 @@ def test_no_heldout_leaks_into_any_training_set(tmp_path, data_cfg):
 
 def test_rl_problems_are_new_train_side_chains_with_known_steps():
     sets = generate_tasks(0, 300, 30, 2, 0.15, n_rl=100)
-    train_keys = {"|".join(t.steps) for t in sets["train"]}
-    heldout_keys = {"|".join(t.steps) for t in sets["heldout"]}
-    rl_keys = [("|".join(t.steps)) for t in sets["rl"]]
+    train_keys = {t.key for t in sets["train"]}
+    heldout_keys = {t.key for t in sets["heldout"]}
+    rl_keys = [t.key for t in sets["rl"]]
     assert len(rl_keys) == len(set(rl_keys)) == 100
     assert not set(rl_keys) & train_keys, "an RL problem repeats an SFT task"
     assert not set(rl_keys) & heldout_keys

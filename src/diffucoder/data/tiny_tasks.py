@@ -175,6 +175,11 @@ class TinyTask:
     tests: list[str]
     steps: list[str]  # the chain's step slugs (e.g. ["evens", "total"]): what the split is defined on
 
+    @property
+    def key(self) -> str:
+        """:func:`task_key` of the task's chain."""
+        return "|".join(self.steps)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -379,7 +384,7 @@ def generate_tasks(
     train = _sample_split(seed, "train", n_train, difficulty, heldout_fraction)
     known = {slug for task in train for slug in task.steps}
     heldout = _sample_split(seed, "heldout", n_heldout, difficulty, heldout_fraction, known)
-    train_keys = frozenset("|".join(task.steps) for task in train)
+    train_keys = frozenset(task.key for task in train)
     rl = _sample_split(seed, "train", n_rl, difficulty, heldout_fraction, known, train_keys, "rl")
     return {"train": train, "heldout": heldout, "rl": rl}
 
