@@ -7,10 +7,32 @@ import math
 import pytest
 import torch
 
-from diffucoder.decoding.sampling import choose_tokens, processed_probs, top_k_filter, top_p_filter
+from diffucoder.decoding.sampling import choose_tokens, processed_probs
 
 PROBS = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
 LOGITS = PROBS.log()
+
+
+def _dense(logits, temperature=0.0, top_p=None, top_k=None):
+    """The processed distribution scattered back over the whole vocabulary."""
+    probs, ids = processed_probs(logits, temperature, top_p, top_k)
+    return probs if ids is None else torch.zeros_like(logits).scatter(-1, ids, probs)
+
+
+def _sorted_reference(logits, temperature, top_p, top_k):
+    """Dream's full-vocabulary recipe (sort, cumulative mass, mask, softmax): the oracle."""
+    logits = logits / temperature if temperature > 0 else logits.clone()
+    if top_p is not None:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cumulative > top_p
+        remove[..., 1:] = remove[..., :-1].clone()
+        remove[..., 0] = False
+        logits = logits.masked_fill(torch.zeros_like(remove).scatter(-1, order, remove), float("-inf"))
+    if top_k is not None:
+        kth = torch.topk(logits, top_k).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return logits.softmax(-1)
 
 
 def _choose(alg, temperature=0.0, top_p=None, top_k=None, logits=LOGITS, generator=None):
@@ -20,22 +42,22 @@ def _choose(alg, temperature=0.0, top_p=None, top_k=None, logits=LOGITS, generat
 
 
 def test_top_p_keeps_the_token_that_crosses_the_mass():
-    kept = top_p_filter(LOGITS, 0.7).softmax(-1)
+    kept = _dense(LOGITS, top_p=0.7)
     # 0.5 < 0.7, 0.5 + 0.3 = 0.8 crosses it: two tokens survive, renormalised
     assert torch.allclose(kept, torch.tensor([[0.625, 0.375, 0.0, 0.0]]), atol=1e-6)
 
 
 def test_top_p_always_keeps_the_most_likely_token():
-    assert torch.allclose(top_p_filter(LOGITS, 0.1).softmax(-1), torch.tensor([[1.0, 0, 0, 0]]))
+    assert torch.allclose(_dense(LOGITS, top_p=0.1), torch.tensor([[1.0, 0, 0, 0]]))
 
 
 def test_top_k_keeps_k_tokens():
-    kept = top_k_filter(LOGITS, 3).softmax(-1)
+    kept = _dense(LOGITS, top_k=3)
     assert torch.allclose(kept, torch.tensor([[0.5, 0.3, 0.15, 0.0]]) / 0.95, atol=1e-6)
 
 
 def test_temperature_sharpens_before_truncation():
-    probs = processed_probs(LOGITS, temperature=0.5, top_p=None, top_k=None)
+    probs = _dense(LOGITS, temperature=0.5)
     squared = PROBS**2 / (PROBS**2).sum()
     assert torch.allclose(probs, squared, atol=1e-6)
 
@@ -82,3 +104,27 @@ def test_truncated_tokens_are_never_sampled():
         "maskgit_plus", temperature=1.0, top_k=2, logits=logits, generator=torch.Generator().manual_seed(0)
     )
     assert set(draws.tokens.tolist()) == {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("temperature", "top_p", "top_k", "scale"),
+    [
+        (1.0, 0.95, None, 1.0),
+        (0.7, 0.9, None, 8.0),
+        (1.2, 0.95, 20, 3.0),
+        (1.0, None, 5, 1.0),
+        (0.0, 0.5, None, 2.0),
+    ],
+)
+def test_candidate_truncation_matches_the_full_vocabulary_sort(temperature, top_p, top_k, scale):
+    # flat rows (scale 1) put the nucleus far beyond the first 64 candidates, so the width must grow;
+    # peaked rows (scale 8) keep it inside them
+    logits = torch.randn(48, 4096, generator=torch.Generator().manual_seed(3)) * scale
+    expected = _sorted_reference(logits, temperature, top_p, top_k)
+    assert torch.allclose(_dense(logits, temperature, top_p, top_k), expected, atol=1e-6)
+    for alg in ("entropy", "topk_margin", "maskgit_plus"):
+        choice = _choose(alg, temperature, top_p, top_k, logits, torch.Generator().manual_seed(0))
+        assert bool((expected.gather(-1, choice.tokens[:, None]) > 0).all())
+        assert torch.allclose(choice.probability, expected.gather(-1, choice.tokens[:, None]).squeeze(-1))
+    entropy = _choose("entropy", temperature, top_p, top_k, logits).confidence
+    assert torch.allclose(entropy, (expected * torch.log(expected + 1e-10)).sum(-1), atol=1e-5)

@@ -4,6 +4,12 @@ The logits are tempered, truncated (top-p, then top-k) and softmaxed once; the t
 that distribution (argmax at temperature 0) and every confidence is read off the *same* processed
 distribution, so truncation changes the confidences exactly as it does in Dream.
 
+Truncation works on a candidate set rather than the whole vocabulary: the ``width`` most likely
+tokens per row (``torch.topk``), widened until every row's nucleus fits inside it. Tokens outside the
+nucleus have probability zero, so sampling, entropy and margins over the candidates equal Dream's
+full-vocabulary computation; what it saves is a sort and a multinomial over all V columns for every
+masked position at every step, which were half of a CPU decode step (BENCHMARKS.md `## decoding`).
+
 Sampling uses ``torch.multinomial`` with an explicit generator rather than Dream's
 ``torch.distributions.Categorical`` (which cannot take one), so a call is reproducible without
 touching the global RNG.
@@ -17,6 +23,8 @@ import torch
 
 # Dream adds this inside log() so that zero probabilities (truncated tokens) do not give NaN entropy.
 _LOG_EPS = 1e-10
+# First candidate width tried for top-p: a trained model's nucleus at top_p 0.95 is a handful of tokens
+_FIRST_WIDTH = 64
 
 
 class TokenChoice(NamedTuple):
@@ -27,37 +35,53 @@ class TokenChoice(NamedTuple):
     probability: torch.Tensor
 
 
-def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Keep the smallest set of most likely tokens whose mass reaches ``top_p`` (always >= 1 token)."""
-    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-    remove_sorted = cumulative > top_p
-    # shift right: the token that crosses top_p stays, so the kept mass is >= top_p
-    remove_sorted[..., 1:] = remove_sorted[..., :-1].clone()
-    remove_sorted[..., 0] = False
-    remove = torch.zeros_like(remove_sorted).scatter(-1, order, remove_sorted)
-    return logits.masked_fill(remove, torch.finfo(logits.dtype).min)
+class Truncated(NamedTuple):
+    """A processed distribution over candidate tokens: ``probs`` (N, C) sums to 1 per row over
+    ``ids`` (N, C) vocabulary ids; ``ids`` is None when C is the whole vocabulary in order."""
+
+    probs: torch.Tensor
+    ids: torch.Tensor | None
 
 
-def top_k_filter(logits: torch.Tensor, top_k: int) -> torch.Tensor:
-    """Keep the ``top_k`` largest logits per row."""
-    top_k = min(top_k, logits.size(-1))
-    kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-    return logits.masked_fill(logits < kth, torch.finfo(logits.dtype).min)
+def _nucleus_width(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, ids) of the top candidates, wide enough that every row's top-p nucleus is inside.
+
+    The nucleus of a row fits in its top ``w`` tokens once their mass exceeds ``top_p`` (the token
+    after them is then cut); otherwise the width grows 4x, up to the whole vocabulary.
+    """
+    vocab = probs.shape[-1]
+    width = min(_FIRST_WIDTH, vocab)
+    while True:
+        values, ids = torch.topk(probs, width, dim=-1)  # sorted, most likely first
+        if width == vocab or bool((values.sum(dim=-1) > top_p).all()):
+            return values, ids
+        width = min(4 * width, vocab)
 
 
 def processed_probs(
     logits: torch.Tensor, temperature: float, top_p: float | None, top_k: int | None
-) -> torch.Tensor:
-    """(N, V) logits -> (N, V) float32 probabilities after temperature, top-p and top-k."""
+) -> Truncated:
+    """(N, V) logits -> the distribution after temperature, top-p (smallest set of most likely
+    tokens whose mass reaches ``top_p``, always >= 1 token) and then top-k."""
     logits = logits.float()
     if temperature > 0:
         logits = logits / temperature
-    if top_p is not None and top_p < 1:
-        logits = top_p_filter(logits, top_p)
-    if top_k is not None:
-        logits = top_k_filter(logits, top_k)
-    return logits.softmax(dim=-1)
+    probs = logits.softmax(dim=-1)
+    use_top_p = top_p is not None and top_p < 1
+    if not use_top_p and top_k is None:
+        return Truncated(probs, None)
+    if use_top_p:
+        values, ids = _nucleus_width(probs, top_p)
+        before = values.cumsum(dim=-1) - values  # mass of the more likely tokens
+        keep = before <= top_p  # the token that crosses top_p stays, so the kept mass >= top_p
+        keep[:, 0] = True
+    else:
+        values, ids = torch.topk(probs, min(top_k, probs.shape[-1]), dim=-1)
+        keep = torch.ones_like(values, dtype=torch.bool)
+    if top_k is not None and top_k < values.shape[-1]:
+        keep[:, top_k:] = False
+    kept = values * keep
+    return Truncated(kept / kept.sum(dim=-1, keepdim=True), ids)
 
 
 def choose_tokens(
@@ -82,15 +106,16 @@ def choose_tokens(
     Returns:
         TokenChoice of (N,) tensors.
     """
-    probs = processed_probs(logits, temperature, top_p, top_k)
+    probs, ids = processed_probs(logits, temperature, top_p, top_k)
     if temperature > 0:
-        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        picks = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
     else:
-        tokens = probs.argmax(dim=-1)
-    probability = probs.gather(-1, tokens[:, None]).squeeze(-1)
+        picks = probs.argmax(dim=-1)
+    probability = probs.gather(-1, picks[:, None]).squeeze(-1)
+    tokens = picks if ids is None else ids.gather(-1, picks[:, None]).squeeze(-1)
     if alg == "topk_margin":
-        top2 = torch.topk(probs, 2, dim=-1).values
-        confidence = top2[:, 0] - top2[:, 1]
+        top2 = torch.topk(probs, min(2, probs.shape[-1]), dim=-1).values
+        confidence = top2[:, 0] - (top2[:, 1] if top2.shape[-1] > 1 else 0.0)
     elif alg == "entropy":
         confidence = (probs * torch.log(probs + _LOG_EPS)).sum(dim=-1)
     else:
