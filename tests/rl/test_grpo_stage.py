@@ -32,6 +32,8 @@ def _overrides(**extra) -> list[str]:
         "grpo.rollout.steps": 8,
         "grpo.rollout.max_prompt_length": 48,
         "grpo.lr": 1e-3,
+        # dynamic sampling on: the resume check below then also covers the redrawn prompts
+        "grpo.redraw_flat_groups": 1,
         "sandbox.workers": 1,
     }
     base.update(extra)
@@ -92,9 +94,12 @@ def test_grpo_stage_runs_with_local_sandbox_and_resumes(grpo_inputs):
         "arness/local@1",
         "round/rollout_s",
         "frac_reward_zero_std",
+        "round/groups_drawn",
         "time/policy_estimate_s",
     ):
         assert key in logged, key
+    # one draw of 2 groups, plus one redraw whenever a round lacks groups with reward variance
+    assert logged["round/groups_drawn"] == (2 if logged["frac_reward_zero_std"] == 0 else 4)
     assert 0 <= logged["reward/total/mean"] <= 2.5
     # the sandbox subprocess the stage started is gone
     assert (

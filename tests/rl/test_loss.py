@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from diffucoder.rl.advantages import group_advantages, zero_std_fraction
+from diffucoder.rl.advantages import group_advantages, rows_to_keep, varied_groups, zero_std_fraction
 from diffucoder.rl.loss import grpo_loss, kl_k3, masked_mean
 
 
@@ -26,6 +26,15 @@ def test_loo_and_mean_advantages_by_hand():
     assert zero_std_fraction(r, 4) == 0.5
     with pytest.raises(ValueError, match="groups of 3"):
         group_advantages(r, 3)
+
+
+def test_dynamic_sampling_keeps_groups_with_variance_first_in_draw_order():
+    # four groups of 2: flat, varied, flat, varied
+    r = torch.tensor([1.0, 1.0, 0.0, 2.0, 0.5, 0.5, 2.0, 0.0])
+    assert varied_groups(r, 2) == [1, 3]
+    assert rows_to_keep(r, 2, 2) == [2, 3, 6, 7]
+    assert rows_to_keep(r, 2, 3) == [0, 1, 2, 3, 6, 7]  # filled with the first flat group
+    assert rows_to_keep(r, 2, 1) == [2, 3]
 
 
 def test_k3_formula():

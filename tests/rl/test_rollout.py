@@ -6,7 +6,15 @@ import torch
 
 from diffucoder.config import load_config
 from diffucoder.rl.estimators import token_logps
-from diffucoder.rl.rollout import Problem, completion_mask, encode_prompts, generate_rollouts, user_message
+from diffucoder.rl.rollout import (
+    Problem,
+    completion_mask,
+    concat_rollouts,
+    encode_prompts,
+    generate_rollouts,
+    take_rollouts,
+    user_message,
+)
 
 
 def test_completion_mask_runs_through_first_im_end():
@@ -48,3 +56,24 @@ def test_generate_rollouts_groups_and_scores_like_decoded(small_model, tokenizer
         a = token_logps(small_model, out.sequences[:1], out.sequences[:1], p, out.prompt_valid[:1])
         b = token_logps(small_model, alone, alone, int(real), torch.ones(1, int(real), dtype=torch.bool))
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_rollouts_drawn_apart_concatenate_to_the_joint_batch(small_model, tokenizer):
+    # dynamic sampling joins draws of different prompt widths: the join must equal one joint draw
+    cfg = load_config("tiny", ["grpo.rollout.max_completion_length=6", "grpo.rollout.steps=6"])
+    short, long = Problem("a", "Implement `f(x)`.", ["t"]), Problem("b", "A much longer question " * 3, ["t"])
+    args = (cfg.grpo.rollout, cfg.decoding)
+    joint = generate_rollouts(
+        small_model, tokenizer, [short, long], 2, *args, torch.Generator().manual_seed(0)
+    )
+    generator = torch.Generator().manual_seed(0)
+    apart = [generate_rollouts(small_model, tokenizer, [p], 2, *args, generator) for p in (short, long)]
+    assert apart[0].prompt_len < apart[1].prompt_len
+    joined = concat_rollouts(apart, tokenizer.pad_token_id)
+    for name in ("sequences", "prompt_valid", "completion_mask", "trace"):
+        assert torch.equal(getattr(joined, name), getattr(joint, name)), name
+    assert joined.texts == joint.texts and joined.forward_passes == joint.forward_passes
+    second = take_rollouts(joined, [2, 3])
+    assert [p.id for p in second.problems] == ["b", "b"] and torch.equal(
+        second.sequences, joint.sequences[2:]
+    )

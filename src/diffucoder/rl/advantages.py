@@ -39,7 +39,20 @@ def group_advantages(
     return adv.reshape(-1).to(rewards.dtype)
 
 
+def varied_groups(rewards: torch.Tensor, group_size: int) -> list[int]:
+    """Indices of the groups whose rewards are not all equal (the ones with a policy gradient)."""
+    groups = rewards.reshape(-1, group_size)
+    return (groups.max(dim=1).values != groups.min(dim=1).values).nonzero().flatten().tolist()
+
+
 def zero_std_fraction(rewards: torch.Tensor, group_size: int) -> float:
     """Share of groups whose rewards are all equal (they contribute no policy gradient)."""
-    groups = rewards.reshape(-1, group_size)
-    return float((groups.max(dim=1).values == groups.min(dim=1).values).float().mean())
+    return 1.0 - len(varied_groups(rewards, group_size)) / (rewards.numel() // group_size)
+
+
+def rows_to_keep(rewards: torch.Tensor, group_size: int, groups: int) -> list[int]:
+    """Rows of the ``groups`` groups a round trains on: groups with reward variance first, then flat
+    ones, in draw order (dynamic sampling, ``grpo.redraw_flat_groups``)."""
+    varied = varied_groups(rewards, group_size)
+    flat = sorted(set(range(rewards.numel() // group_size)) - set(varied))
+    return [g * group_size + j for g in sorted((varied + flat)[:groups]) for j in range(group_size)]

@@ -75,6 +75,13 @@ class GRPOConfig(TrainStageConfig):
     num_generations: int = Field(10, ge=2, description="G completions per prompt (paper 10)")
     num_iterations: int = Field(2, ge=1, description="mu: optimizer steps per generation round (paper 2)")
     rollout: RolloutConfig = RolloutConfig()
+    redraw_flat_groups: int = Field(
+        0,
+        ge=0,
+        description="dynamic sampling (DAPO; not in the paper): up to N extra prompt draws per round "
+        "to replace groups whose G rewards are all equal (zero advantage, no policy gradient); "
+        "0 = off, as in the paper",
+    )
 
     # --- log-prob estimator (reference §4.1-4.2, §4.6) ---
     estimator: Estimator = Field(

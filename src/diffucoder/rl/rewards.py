@@ -52,6 +52,22 @@ class RewardBatch:
         return out
 
 
+def take_rewards(rewards: RewardBatch, rows: list[int]) -> RewardBatch:
+    """The given rows (``infra_errors`` stays the batch's count)."""
+    index = torch.tensor(rows, dtype=torch.long)
+    return RewardBatch(rewards.total[index], rewards.code[index], rewards.format[index], rewards.infra_errors)
+
+
+def concat_rewards(batches: list[RewardBatch]) -> RewardBatch:
+    """Several batches' rewards as one, in order."""
+    return RewardBatch(
+        total=torch.cat([b.total for b in batches]),
+        code=torch.cat([b.code for b in batches]),
+        format=torch.cat([b.format for b in batches]),
+        infra_errors=sum(b.infra_errors for b in batches),
+    )
+
+
 def check_sandbox(client: SandboxClient) -> None:
     """Fail fast (SandboxUnavailable naming the URL) when the sandbox does not answer /healthz."""
     client.health()

@@ -115,6 +115,42 @@ def rollout_decoding(cfg: RolloutConfig, decoding: DecodingConfig) -> DecodingCo
     )
 
 
+def take_rollouts(batch: RolloutBatch, rows: list[int]) -> RolloutBatch:
+    """The given rows of a batch (same prompt width; ``forward_passes`` stays the batch's total)."""
+    index = torch.tensor(rows, dtype=torch.long)
+    return RolloutBatch(
+        sequences=batch.sequences[index],
+        prompt_valid=batch.prompt_valid[index],
+        completion_mask=batch.completion_mask[index],
+        trace=batch.trace[index],
+        texts=[batch.texts[i] for i in rows],
+        problems=[batch.problems[i] for i in rows],
+        forward_passes=batch.forward_passes,
+    )
+
+
+def concat_rollouts(batches: list[RolloutBatch], pad: int) -> RolloutBatch:
+    """Rows of several batches as one, each prompt re-left-padded to the widest real prompt."""
+    length = batches[0].completion_mask.shape[1]
+    rows = []
+    for batch in batches:
+        width = batch.prompt_valid.shape[1]
+        for i in range(len(batch.texts)):
+            prompt = batch.sequences[i, :width][batch.prompt_valid[i]]
+            rows.append(torch.cat([prompt, batch.sequences[i, width:]])[None])
+    width = max(row.shape[1] for row in rows) - length
+    sequences, valid = _left_pad(rows, width + length, pad)
+    return RolloutBatch(
+        sequences=sequences,
+        prompt_valid=valid[:, :width],
+        completion_mask=torch.cat([b.completion_mask for b in batches]),
+        trace=torch.cat([b.trace for b in batches]),
+        texts=[t for b in batches for t in b.texts],
+        problems=[p for b in batches for p in b.problems],
+        forward_passes=sum(b.forward_passes for b in batches),
+    )
+
+
 def _left_pad(rows: list[torch.Tensor], width: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad 2-D blocks to ``width`` columns -> (ids, valid)."""
     ids, valid = [], []

@@ -33,16 +33,17 @@ import torch
 
 from diffucoder.config import RunConfig
 from diffucoder.decoding.arness import global_arness, local_arness
-from diffucoder.rl.advantages import group_advantages, zero_std_fraction
+from diffucoder.rl.advantages import group_advantages, rows_to_keep, varied_groups, zero_std_fraction
 from diffucoder.rl.config import GRPOConfig
 from diffucoder.rl.data import ProblemSource
 from diffucoder.rl.estimators import estimate_logps
 from diffucoder.rl.loss import grpo_loss
 from diffucoder.rl.reference import load_reference, save_reference, sync_reference
-from diffucoder.rl.rewards import RewardBatch, score_completions
-from diffucoder.rl.rollout import RolloutBatch, generate_rollouts
+from diffucoder.rl.rewards import RewardBatch, concat_rewards, score_completions, take_rewards
+from diffucoder.rl.rollout import RolloutBatch, concat_rollouts, generate_rollouts, take_rollouts
 from diffucoder.sandbox.client import SandboxClient
 from diffucoder.train.batches import BatchStream
+from diffucoder.train.distributed import any_rank
 from diffucoder.train.loop import step_generator
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,18 @@ def format_samples(
             f"[question] {rollouts.problems[i].question}\n[completion]\n{rollouts.texts[i]}\n"
         )
     return "\n".join(parts)
+
+
+@dataclass
+class SampledRound:
+    """A round's rollouts and rewards: the rows kept for training and everything drawn (for metrics)."""
+
+    rollouts: RolloutBatch
+    rewards: RewardBatch
+    drawn_rollouts: RolloutBatch
+    drawn_rewards: RewardBatch
+    rollout_s: float
+    reward_s: float
 
 
 class GRPOStep:
@@ -209,10 +222,9 @@ class GRPOStep:
             self.g.p_mask_prompt,
         )
 
-    def rollout(self) -> RolloutBatch:
+    def rollout(self, generator: torch.Generator) -> RolloutBatch:
         index = self.prompts.next_batch()["index"][:, 0].tolist()
         problems = [self.problems.problems[i] for i in index]
-        generator = step_generator(self.cfg.seed, self.device, _ROLLOUT_SALT, self.rank, self.round_index)
         was_training = self.policy.training
         self.policy.eval()
         try:
@@ -231,6 +243,41 @@ class GRPOStep:
     def score(self, rollouts: RolloutBatch) -> RewardBatch:
         return score_completions(
             rollouts.texts, [p.tests for p in rollouts.problems], self.client, self.cfg.sandbox
+        )
+
+    def sample(self) -> SampledRound:
+        """Rollouts and rewards of one round.
+
+        Without ``redraw_flat_groups`` one draw is kept whole. With it, further prompt batches are
+        drawn (same round generator, next prompts of the stream) while any rank still has fewer
+        groups with reward variance than it needs, up to that many extra draws; the round keeps the
+        groups with variance first, in draw order, and fills with flat ones. Every rank draws
+        equally often, since under ZeRO-3 each forward is a collective.
+        """
+        generator = step_generator(self.cfg.seed, self.device, _ROLLOUT_SALT, self.rank, self.round_index)
+        need, size = self.g.prompts_per_round, self.g.num_generations
+        drawn, scored, rollout_s, reward_s = [], [], 0.0, 0.0
+        while not drawn or (
+            len(drawn) <= self.g.redraw_flat_groups
+            and any_rank(len(varied_groups(concat_rewards(scored).total, size)) < need, self.device)
+        ):
+            t0 = time.perf_counter()
+            drawn.append(self.rollout(generator))
+            t1 = time.perf_counter()
+            scored.append(self.score(drawn[-1]))
+            rollout_s, reward_s = rollout_s + t1 - t0, reward_s + time.perf_counter() - t1
+        if len(drawn) == 1:
+            return SampledRound(drawn[0], scored[0], drawn[0], scored[0], rollout_s, reward_s)
+        all_rollouts = concat_rollouts(drawn, self.tokenizer.pad_token_id)
+        all_rewards = concat_rewards(scored)
+        rows = rows_to_keep(all_rewards.total, size, need)
+        return SampledRound(
+            take_rollouts(all_rollouts, rows),
+            take_rewards(all_rewards, rows),
+            all_rollouts,
+            all_rewards,
+            rollout_s,
+            reward_s,
         )
 
     def advantages(self, rewards: RewardBatch) -> torch.Tensor:
@@ -275,21 +322,24 @@ class GRPOStep:
     def _round(self) -> list[MicroBatch]:
         step = self.round_index * self.g.num_iterations
         synced = self._maybe_sync_reference(step)
+        sampled = self.sample()
+        rollouts, rewards = sampled.rollouts, sampled.rewards
         t0 = time.perf_counter()
-        rollouts = self.rollout()
-        t1 = time.perf_counter()
-        rewards = self.score(rollouts)
-        t2 = time.perf_counter()
         advantages = self.advantages(rewards)
         parts = self._split(rollouts, advantages)
         self.estimate(parts)
-        t3 = time.perf_counter()
+        size = self.g.num_generations
         metrics = {
-            **rollout_metrics(rollouts, rewards, self.g.num_generations),
-            "round/rollout_s": t1 - t0,
-            "round/reward_s": t2 - t1,
-            "round/old_ref_estimate_s": t3 - t2,
-            "round/rollout_forward_passes": float(rollouts.forward_passes),
+            # rewards over every drawn group: the policy's reward on the problems, not on a selection
+            **rollout_metrics(sampled.drawn_rollouts, sampled.drawn_rewards, size),
+            "round/groups_drawn": float(len(sampled.drawn_rewards.total) // size),
+            "round/groups_flat_kept": float(
+                len(rewards.total) // size - len(varied_groups(rewards.total, size))
+            ),
+            "round/rollout_s": sampled.rollout_s,
+            "round/reward_s": sampled.reward_s,
+            "round/old_ref_estimate_s": time.perf_counter() - t0,
+            "round/rollout_forward_passes": float(sampled.drawn_rollouts.forward_passes),
             "ref_synced": float(synced),
         }
         for part in parts:
