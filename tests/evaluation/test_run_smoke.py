@@ -45,6 +45,7 @@ def test_tiny_model_evaluates_end_to_end(tiny_setup, data_root, mlflow_sqlite):
             "evaluation.max_io_inputs=10",
             "evaluation.gen_length=8",
             "evaluation.temperatures=[0.4]",
+            "evaluation.speeds=[1x,2x]",
             "evaluation.n_samples=2",
             "evaluation.pass_k=[1,2]",
             "evaluation.batch_size=4",

@@ -266,3 +266,29 @@ def test_refuses_to_serve_without_mandatory_layers():
     )
     assert out.returncode != 0 and "runtime_readable" in out.stdout + out.stderr
     assert "--insecure-dev" in out.stdout + out.stderr
+
+
+def test_the_local_server_stops_when_its_parent_is_killed():
+    """A caller killed before its cleanup runs (SIGKILL) must not leave the sandbox server behind."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nfrom diffucoder.sandbox.local import local_sandbox\n"
+            "with local_sandbox() as url:\n    print(url, flush=True)\n    time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    url = parent.stdout.readline().strip()
+    assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/healthz", timeout=1)
+        except httpx.HTTPError:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"the sandbox server at {url} outlived its killed parent")

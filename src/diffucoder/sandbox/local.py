@@ -1,8 +1,9 @@
 """Start a sandbox server as a subprocess for local runs and tests.
 
 ``with local_sandbox() as url:`` runs ``diffucoder sandbox serve`` on a free loopback port, waits
-until /healthz answers, yields the URL, and stops the server (SIGTERM, then SIGKILL) on exit. A
-subprocess rather than a thread so the server's work never competes with the caller for the GIL.
+until /healthz answers, yields the URL, and stops the server (SIGTERM, then SIGKILL) on exit; on
+Linux the server also gets SIGTERM when its parent dies without that cleanup. A subprocess rather
+than a thread so the server's work never competes with the caller for the GIL.
 """
 
 from __future__ import annotations
@@ -22,6 +23,18 @@ import httpx
 
 from diffucoder.sandbox.client import SandboxUnavailable
 from diffucoder.sandbox.config import SandboxConfig
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when the parent dies (PR_SET_PDEATHSIG).
+
+    A caller killed without running its ``finally`` (SIGKILL, or SIGTERM with Python's default
+    handler, as when a pipeline task is cancelled) would otherwise leave the server running.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -54,7 +67,9 @@ def local_sandbox(
     if insecure_dev:
         cmd.append("--insecure-dev")
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent
+        )
         try:
             _wait_healthy(url, proc, log, startup_timeout_s)
             yield url
