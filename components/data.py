@@ -10,11 +10,14 @@ from components.images import TOOLS_IMAGE
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
 def ingest(config_yaml: str, data_root: str, raw_uris: list, stdlib_max_files: int) -> list:
     """The fan-outs' items: ``[{"uri", "shard", "data_root"}]`` (the stdlib cut into raw shards when no URIs)."""
+    import time
+
     from diffucoder import pipeline_steps as steps
 
+    started = time.time()
     cfg = steps.config_from_yaml(config_yaml)
     inputs = steps.raw_sources(cfg, data_root, [str(u) for u in raw_uris], stdlib_max_files)
-    return steps.ingest_units(cfg, data_root, inputs)
+    return steps.ingest_units(cfg, data_root, inputs, started)
 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
@@ -53,7 +56,8 @@ def data_report(config_yaml: str, data_root: str, docs_per_shard: list, corpus: 
     from diffucoder import pipeline_steps as steps
 
     cfg = steps.config_from_yaml(config_yaml)
-    with steps.timed_step(data_root, "data") as rec:
+    # the record times the whole corpus build (ingest .. report), not this task alone
+    with steps.timed_step(data_root, "data", started=steps.ingest_started(data_root)) as rec:
         output = steps.data_report(cfg, data_root)
         uri = steps.corpus_uri(data_root)
         corpus.metadata.update(steps.artifact_metadata(uri, cfg, documents=int(sum(docs_per_shard))))

@@ -184,9 +184,10 @@ def read_step_records(root: str) -> list[dict]:
 
 
 @contextmanager
-def timed_step(root: str, step: str) -> Iterator[dict]:
-    """Time a step body; on success write its record from what the body put in the yielded dict."""
-    started = time.time()
+def timed_step(root: str, step: str, started: float | None = None) -> Iterator[dict]:
+    """Time a step body (or from ``started``, a wall-clock time, when it closes a chain of tasks);
+    on success write its record from what the body put in the yielded dict."""
+    started = time.time() if started is None else started
     out: dict[str, Any] = {"metrics": {}, "uris": {}}
     yield out
     record_step(root, step, time.time() - started, out["metrics"], out["uris"])
@@ -307,6 +308,9 @@ def sandbox_endpoint(cfg: RunConfig, mode: str, url: str, kfp_run_id: str) -> st
 # --------------------------------------------------------------------------------------------
 
 
+INGEST_STARTED = "ingest_started_at"
+
+
 def raw_sources(cfg: RunConfig, root: str, raw_uris: list[str], stdlib_max_files: int) -> list[str]:
     """The raw inputs: the given URIs, else the CPython stdlib cut into raw shards (tiny preset)."""
     if raw_uris:
@@ -318,8 +322,11 @@ def raw_sources(cfg: RunConfig, root: str, raw_uris: list[str], stdlib_max_files
     return [out]
 
 
-def ingest_units(cfg: RunConfig, root: str, inputs: list[str]) -> list[dict[str, Any]]:
+def ingest_units(cfg: RunConfig, root: str, inputs: list[str], started: float) -> list[dict[str, Any]]:
     """``[{"uri", "shard", "data_root"}]``, one per task of the fan-outs.
+
+    ``started`` (when the ingest task began) is stored for the report step, whose record then times
+    the whole corpus build: ingest, filter fan-out, dedup, finalize fan-out and report.
 
     Each item carries all its task needs, and the config goes to ``<data_root>/config.yaml``:
     kfp.local (2.17.3) hands a ParallelFor body the loop item in place of any other task output,
@@ -329,9 +336,15 @@ def ingest_units(cfg: RunConfig, root: str, inputs: list[str]) -> list[dict[str,
 
     storage.write_text(storage.join(root, "config.yaml"), cfg.to_yaml())
     units = ingest(inputs, storage.join(root, "work"), cfg.data)
+    storage.write_text(storage.join(root, "work", INGEST_STARTED), repr(started))
     if not units:
         raise ValueError(f"no input documents found in {inputs}")
     return [{"uri": u, "shard": i, "data_root": root} for i, u in enumerate(units)]
+
+
+def ingest_started(root: str) -> float:
+    """When the ingest task of this data root began (see :func:`ingest_units`)."""
+    return float(storage.read_text(storage.join(root, "work", INGEST_STARTED)))
 
 
 def data_config(root: str) -> RunConfig:

@@ -80,6 +80,10 @@ def test_every_stage_ran_and_recorded(micro_run):
     by_step = {r["step"]: r for r in rows}
     for stage in ("pretrain", "midtrain", "instruct", "grpo"):
         assert by_step[stage]["metrics"]["steps"] > 0
+    # the data row times the corpus build from the ingest task's start, not the report task alone
+    data = by_step["data"]
+    started = steps.ingest_started(record["data_root"])
+    assert data["finished_at"] - data["seconds"] == pytest.approx(started, abs=0.02)
     for label in ("instruct", "grpo"):
         assert 0.0 <= by_step[f"eval-{label}"]["metrics"]["tiny_heldout_pass_at_1_1x"] <= 1.0
     table = local.summary(root)
