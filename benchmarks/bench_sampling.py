@@ -25,9 +25,11 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
+import diffucoder
 import diffucoder.decoding.sampler as sampler_module
 from diffucoder.config import load_config
 from diffucoder.decoding import diffusion_generate
@@ -91,6 +93,7 @@ def main() -> None:
     groups = [encode_prompts([p] * cfg.grpo.num_generations, tokenizer, rollout_cfg)[0] for p in problems]
     time_decodes(model, single[:2], eval_decoding, args.seed, timer)  # warm-up
     result = {
+        "diffucoder": str(Path(diffucoder.__file__).parent),  # which tree was measured
         "threads": torch.get_num_threads(),
         "prompts": len(problems),
         "eval_1x_T0.2": time_decodes(model, single, eval_decoding, args.seed, timer),
