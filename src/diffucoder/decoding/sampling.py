@@ -5,7 +5,8 @@ that distribution (argmax at temperature 0) and every confidence is read off the
 distribution, so truncation changes the confidences exactly as it does in Dream.
 
 Truncation works on a candidate set rather than the whole vocabulary: the ``width`` most likely
-tokens per row (``torch.topk``), widened until every row's nucleus fits inside it. Tokens outside the
+tokens per row (``torch.topk``; 64, then 1,024, then a sort of the whole vocabulary) until every
+row's nucleus fits inside it. Tokens outside the
 nucleus have probability zero, so sampling, entropy and margins over the candidates equal Dream's
 full-vocabulary computation; what it saves is a sort and a multinomial over all V columns for every
 masked position at every step, which were half of a CPU decode step (BENCHMARKS.md `## decoding`).
@@ -23,8 +24,10 @@ import torch
 
 # Dream adds this inside log() so that zero probabilities (truncated tokens) do not give NaN entropy.
 _LOG_EPS = 1e-10
-# First candidate width tried for top-p: a trained model's nucleus at top_p 0.95 is a handful of tokens
-_FIRST_WIDTH = 64
+# Candidate widths tried for top-p before sorting the whole vocabulary: a trained model's nucleus at
+# top_p 0.95 is a handful of tokens. Two tries only: on a GPU each try costs a topk and a sync, and
+# a wide nucleus (near-flat rows) is cheaper to get from one full sort than from more tries.
+_WIDTHS = (64, 1024)
 
 
 class TokenChoice(NamedTuple):
@@ -47,15 +50,16 @@ def _nucleus_width(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, tor
     """(values, ids) of the top candidates, wide enough that every row's top-p nucleus is inside.
 
     The nucleus of a row fits in its top ``w`` tokens once their mass exceeds ``top_p`` (the token
-    after them is then cut); otherwise the width grows 4x, up to the whole vocabulary.
+    after them is then cut); when no tried width holds every row's nucleus, the whole vocabulary is
+    sorted.
     """
-    vocab = probs.shape[-1]
-    width = min(_FIRST_WIDTH, vocab)
-    while True:
+    for width in _WIDTHS:
+        if width >= probs.shape[-1]:
+            break
         values, ids = torch.topk(probs, width, dim=-1)  # sorted, most likely first
-        if width == vocab or bool((values.sum(dim=-1) > top_p).all()):
+        if bool((values.sum(dim=-1) > top_p).all()):
             return values, ids
-        width = min(4 * width, vocab)
+    return torch.sort(probs, dim=-1, descending=True)
 
 
 def processed_probs(
