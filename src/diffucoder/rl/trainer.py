@@ -3,8 +3,9 @@
 The loop (:mod:`diffucoder.train.loop`) asks the stage for one micro-batch and its loss at a time.
 Stage 4 answers from a buffer of *generation rounds*; each round goes through named steps:
 
-    rollout()     G completions per prompt with the current policy (diffusion sampler, traces)
-    score()       format + code rewards through the sandbox
+    sample()      rollout() - G completions per prompt with the current policy (diffusion sampler,
+                  traces) - and score() - format + code rewards through the sandbox -, repeated
+                  with the next prompts while groups lack reward variance (``redraw_flat_groups``)
     advantages()  group-relative (mean or leave-one-out, optional std scaling)
     estimate()    old-policy and reference log-prob estimates for every (iteration, micro-batch)
                   under its mask seed, without gradients
@@ -13,7 +14,7 @@ and the loop's micro-steps then call :meth:`GRPOStep.loss` (policy estimate unde
 clipped objective); DeepSpeed does backward, accumulation, clipping and the optimizer step. A round
 feeds ``num_iterations`` (mu) optimizer steps of ``grad_accum_steps`` micro-batches each.
 
-Randomness: rollouts draw from a generator keyed by (seed, rank, round); mask seeds are keyed by
+Randomness: rollouts (redraws included) draw from one generator keyed by (seed, rank, round); mask seeds are keyed by
 (seed, rank, round, iteration, micro-batch). Both are pure functions of the round counter, which
 the checkpoint stores, so "the rollout RNG" resumes exactly. Checkpoints fall between rounds
 (``save_every_steps`` and the total are multiples of mu), so no half-used round needs saving.
