@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from diffucoder.decoding.layout import make_canvas
+from diffucoder.model.shift import logits_at_positions
 from diffucoder.rl.estimators import build_copies, combine_scores, estimate_logps, token_logps
 
 MASK = 3
@@ -167,3 +169,22 @@ def test_coupled_has_lower_variance_than_decoupled(small_model, scored):
             for name in ("coupled", "decoupled")
         }
     assert var["coupled"] < var["decoupled"]
+
+
+def test_token_logps_match_the_full_head(small_model):
+    # the LM head runs at completion positions only; the scores equal those of the full (B, T, V) head
+    gen = torch.Generator().manual_seed(0)
+    rows = torch.randint(5, small_model.config.vocab_size, (3, 20), generator=gen)
+    valid = torch.ones(3, 8, dtype=torch.bool)
+    valid[1, :3] = False  # a left-padded prompt
+    noisy = rows.clone()
+    noisy[:, 12:16] = small_model.mask_token_id
+    with torch.no_grad():
+        got = token_logps(small_model, noisy, rows, 8, valid)
+        canvas = make_canvas(noisy[:, :8], valid.long(), 12, 0)
+        full = small_model(
+            noisy, attention_mask=canvas.allowed(slice(None), slice(None)), position_ids=canvas.position_ids
+        )
+        logp = logits_at_positions(full)[:, 8:].float().log_softmax(-1)
+        expected = logp.gather(-1, rows[:, 8:, None]).squeeze(-1)
+    assert got.shape == (3, 12) and torch.allclose(got, expected, atol=1e-5)

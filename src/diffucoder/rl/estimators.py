@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from diffucoder.decoding.layout import make_canvas
-from diffucoder.model.shift import logits_at_positions
+from diffucoder.train.objective import scored_logit_positions
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,17 @@ def token_logps(
     """
     canvas = make_canvas(ids[:, :prompt_len], prompt_valid.long(), ids.shape[1] - prompt_len, 0)
     attention = canvas.allowed(slice(None), slice(None)) if canvas.padded else None
-    logits = model(ids, attention_mask=attention, position_ids=canvas.position_ids)  # (N, T, V)
-    logits = logits_at_positions(logits)[:, prompt_len:].float()  # (N, L, V): out[:, j] predicts token j
+    # the LM head runs only at the positions whose (AR-shifted) logits predict completion tokens:
+    # the prompt, often the longer part of a row, is never scored
+    completion = torch.zeros_like(ids, dtype=torch.bool)
+    completion[:, prompt_len:] = True
+    logits = model(
+        ids,
+        attention_mask=attention,
+        position_ids=canvas.position_ids,
+        logits_at=scored_logit_positions(completion),
+    )  # (N * L, V), row-major: row n * L + j predicts completion token j of row n
+    logits = logits.float().reshape(ids.shape[0], ids.shape[1] - prompt_len, -1)
     target = targets[:, prompt_len:]
     return torch.gather(F.log_softmax(logits, dim=-1), -1, target.unsqueeze(-1)).squeeze(-1)
 
