@@ -14,8 +14,8 @@ and the loop's micro-steps then call :meth:`GRPOStep.loss` (policy estimate unde
 clipped objective); DeepSpeed does backward, accumulation, clipping and the optimizer step. A round
 feeds ``num_iterations`` (mu) optimizer steps of ``grad_accum_steps`` micro-batches each.
 
-Randomness: rollouts (redraws included) draw from one generator keyed by (seed, rank, round); mask seeds are keyed by
-(seed, rank, round, iteration, micro-batch). Both are pure functions of the round counter, which
+Randomness: rollouts (redraws included) draw from one generator keyed by (seed, rank, round); mask
+seeds are keyed by (seed, rank, round, iteration, micro-batch). Both are pure functions of the round counter, which
 the checkpoint stores, so "the rollout RNG" resumes exactly. Checkpoints fall between rounds
 (``save_every_steps`` and the total are multiples of mu), so no half-used round needs saving.
 Groups never span ranks: every rank samples all G completions of its own prompts.
@@ -257,16 +257,16 @@ class GRPOStep:
         """
         generator = step_generator(self.cfg.seed, self.device, _ROLLOUT_SALT, self.rank, self.round_index)
         need, size = self.g.prompts_per_round, self.g.num_generations
-        drawn, scored, rollout_s, reward_s = [], [], 0.0, 0.0
-        while not drawn or (
-            len(drawn) <= self.g.redraw_flat_groups
-            and any_rank(len(varied_groups(concat_rewards(scored).total, size)) < need, self.device)
-        ):
+        drawn, scored, varied, rollout_s, reward_s = [], [], 0, 0.0, 0.0
+        while True:
             t0 = time.perf_counter()
             drawn.append(self.rollout(generator))
             t1 = time.perf_counter()
             scored.append(self.score(drawn[-1]))
             rollout_s, reward_s = rollout_s + t1 - t0, reward_s + time.perf_counter() - t1
+            varied += len(varied_groups(scored[-1].total, size))
+            if len(drawn) > self.g.redraw_flat_groups or not any_rank(varied < need, self.device):
+                break
         if len(drawn) == 1:
             return SampledRound(drawn[0], scored[0], drawn[0], scored[0], rollout_s, reward_s)
         all_rollouts = concat_rollouts(drawn, self.tokenizer.pad_token_id)
