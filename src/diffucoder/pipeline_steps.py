@@ -343,8 +343,16 @@ def ingest_units(cfg: RunConfig, root: str, inputs: list[str], started: float) -
 
 
 def ingest_started(root: str) -> float:
-    """When the ingest task of this data root began (see :func:`ingest_units`)."""
-    return float(storage.read_text(storage.join(root, "work", INGEST_STARTED)))
+    """When the ingest task of this data root began (see :func:`ingest_units`).
+
+    Raises:
+        FileNotFoundError: the ingest step has not run on this data root (or ran before it recorded
+            its start); rerun the data steps from ingest.
+    """
+    uri = storage.join(root, "work", INGEST_STARTED)
+    if not storage.exists(uri):
+        raise FileNotFoundError(f"{uri} is missing: rerun the data steps from ingest for data root {root}")
+    return float(storage.read_text(uri))
 
 
 def data_config(root: str) -> RunConfig:

@@ -151,3 +151,8 @@ def test_submit_to_an_unreachable_endpoint_names_it(unused_port):
     host = f"http://127.0.0.1:{unused_port()}"
     with pytest.raises(ConnectionError, match=f"KFP endpoint {host} does not answer"):
         remote.submit(host, {"preset": "tiny"})
+
+
+def test_data_row_without_an_ingest_start_says_what_to_rerun(tmp_path):
+    with pytest.raises(FileNotFoundError, match="rerun the data steps from ingest"):
+        steps.ingest_started(str(tmp_path / "data" / "abc"))
