@@ -78,7 +78,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = load_config("tiny")
     model, tokenizer = load_model(args.model)
     problems = load_problems(args.problems)[: args.count]

@@ -4,12 +4,13 @@ The logits are tempered, truncated (top-p, then top-k) and softmaxed once; the t
 that distribution (argmax at temperature 0) and every confidence is read off the *same* processed
 distribution, so truncation changes the confidences exactly as it does in Dream.
 
-Truncation works on a candidate set rather than the whole vocabulary: the ``width`` most likely
-tokens per row (``torch.topk``; 64, then 1,024, then a sort of the whole vocabulary) until every
-row's nucleus fits inside it. Tokens outside the
-nucleus have probability zero, so sampling, entropy and margins over the candidates equal Dream's
-full-vocabulary computation; what it saves is a sort and a multinomial over all V columns for every
-masked position at every step, which were half of a CPU decode step (BENCHMARKS.md `## decoding`).
+Truncation works on a candidate set rather than the whole vocabulary: the most likely tokens per
+row (``torch.topk`` of 64, then 1,024, then a sort of the whole vocabulary) until every row's
+nucleus fits inside it. Tokens outside the nucleus have probability zero, so sampling, entropy and
+margins over the candidates equal Dream's full-vocabulary computation; what it saves is a sort and
+a multinomial over all V columns for every masked position at every step, which were half of a CPU
+decode step (BENCHMARKS.md `## decoding`). One difference: top-k keeps exactly k tokens where the
+k-th probability ties with the next (Dream keeps the ties).
 
 Sampling uses ``torch.multinomial`` with an explicit generator rather than Dream's
 ``torch.distributions.Categorical`` (which cannot take one), so a call is reproducible without
