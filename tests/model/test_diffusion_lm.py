@@ -155,3 +155,33 @@ def test_logits_at_scored_positions_gives_the_full_loss_and_gradients(tokenizer,
         selective(x, logits_at=positions[:, :-1])
     with pytest.raises(ValueError, match="gathered logits have"):
         elbo_loss(gathered[:-1], x, noised.masked, noised.t)
+
+
+def _attention_output_dtypes(model, x) -> set[torch.dtype]:
+    """Dtypes reaching every layer's o_proj, i.e. what the attention kernel returned."""
+    seen: set[torch.dtype] = set()
+    hooks = [
+        layer.self_attn.o_proj.register_forward_pre_hook(lambda _m, args: seen.add(args[0].dtype))
+        for layer in model.hf.model.layers
+    ]
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def test_sdpa_fp32_equals_sdpa_and_keeps_attention_float32_under_autocast(tokenizer, small_cfg):
+    sdpa = build_model(small_cfg, tokenizer).eval()
+    fp32 = build_model(small_cfg.model_copy(update={"attn_implementation": "sdpa_fp32"}), tokenizer).eval()
+    fp32.load_state_dict(sdpa.state_dict())
+    x = _ids(tokenizer)
+    four_d = annealed_attention_mask(16, 0.5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for mask in (None, torch.ones(2, 16), four_d):
+            torch.testing.assert_close(sdpa(x, mask), fp32(x, mask), atol=0, rtol=0)
+    # under a bf16 autocast the projections run in bf16 but the attention kernel does not
+    assert _attention_output_dtypes(sdpa, x) == {torch.bfloat16}
+    assert _attention_output_dtypes(fp32, x) == {torch.float32}

@@ -32,3 +32,14 @@ def test_precision_auto_follows_device():
     assert resolve_precision(TrainStageConfig(precision="bf16"), "cpu") == "bf16"
     with pytest.raises(ValueError, match="precision"):
         deepspeed_config(TrainStageConfig(), 1, "fp16")
+
+
+def test_bf16_mixed_keeps_deepspeed_in_fp32_and_is_refused_for_grpo():
+    from diffucoder.rl.config import GRPOConfig
+
+    stage = TrainStageConfig(precision="bf16-mixed")
+    assert resolve_precision(stage, "cpu") == "bf16-mixed"
+    ds = deepspeed_config(stage, world_size=2, precision="bf16-mixed")
+    assert ds["bf16"] == {"enabled": False} and ds["fp16"] == {"enabled": False}
+    with pytest.raises(ValueError, match="bf16-mixed is not supported for grpo"):
+        GRPOConfig(precision="bf16-mixed")

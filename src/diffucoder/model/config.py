@@ -37,10 +37,11 @@ class ModelConfig(StrictModel):
     initializer_range: float = Field(0.02, gt=0)
 
     # --- runtime ---
-    attn_implementation: Literal["sdpa", "eager"] = Field(
+    attn_implementation: Literal["sdpa", "sdpa_fp32", "eager"] = Field(
         "sdpa",
-        description="attention kernel; both take the arbitrary 4-D masks that stage-1 annealing needs "
-        "(FlashAttention-2 cannot, reference §1.2)",
+        description="attention kernel; all take the arbitrary 4-D masks that stage-1 annealing needs "
+        "(FlashAttention-2 cannot, reference §1.2). sdpa_fp32 = SDPA in float32 inside a bf16-mixed "
+        "autocast, faster on CPU (diffucoder.model.attention)",
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "bfloat16", description="parameter dtype the model is built/loaded in"

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from diffucoder.model.attention import SDPA_FP32
 from diffucoder.model.masks import padding_to_attention_mask
 
 
@@ -52,10 +53,10 @@ class DiffusionLM(nn.Module):
                 f"{type(hf).__name__}: found no attention module with an is_causal flag, so attention "
                 "cannot be made bidirectional; only Qwen2-style HF models are supported"
             )
-        if hf.config._attn_implementation not in ("sdpa", "eager"):
+        if hf.config._attn_implementation not in ("sdpa", SDPA_FP32, "eager"):
             raise ValueError(
                 f"attn_implementation={hf.config._attn_implementation!r} cannot take arbitrary 4-D masks; "
-                "use 'sdpa' or 'eager'"
+                f"use 'sdpa', '{SDPA_FP32}' or 'eager'"
             )
         hf.config.use_cache = False
         self.hf = hf

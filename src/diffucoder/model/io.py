@@ -86,7 +86,7 @@ def load_model(
         uri: the model dir/URI.
         device: where to put the model.
         dtype: override the saved parameter dtype (None keeps it).
-        attn_implementation: "sdpa" or "eager".
+        attn_implementation: "sdpa", "sdpa_fp32" or "eager" (``model.attn_implementation``).
 
     Returns:
         (model in eval mode, tokenizer)

@@ -146,6 +146,10 @@ class GRPOConfig(TrainStageConfig):
         steps = self.rollout.steps or self.rollout.max_completion_length
         if steps > self.rollout.max_completion_length:
             problems.append(f"rollout.steps ({steps}) > rollout.max_completion_length")
+        if self.precision == "bf16-mixed":
+            # the rollouts, old-policy and reference passes run outside the training loop's autocast,
+            # so the ratio would compare a bf16-autocast policy pass with float32 ones
+            problems.append("precision=bf16-mixed is not supported for grpo; use auto, bf16 or fp32")
         if problems:
             raise ValueError("; ".join(problems))
         return self

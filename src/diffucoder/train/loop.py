@@ -96,7 +96,7 @@ class Trainer:
         out_uri: the stage's output URI (checkpoints go under it).
         dist: this rank.
         total_steps: optimizer steps to run in all (a resumed run continues to the same total).
-        precision: ``bf16`` or ``fp32``.
+        precision: ``bf16``, ``bf16-mixed`` (forward under bfloat16 autocast, float32 weights) or ``fp32``.
         seed: base seed for the per-step generators.
         config_yaml: the resolved config, stored in every checkpoint.
         guard: model-section fields that must match on resume (architecture).
@@ -144,7 +144,7 @@ class Trainer:
         """
         import deepspeed
 
-        if self.precision == "fp32":
+        if self.precision in ("fp32", "bf16-mixed"):
             self.model.float()
         optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -209,7 +209,10 @@ class Trainer:
             generator=step_generator(self.seed, self.dist.device, self.dist.rank, self.state.step, micro),
             shared_generator=step_generator(self.seed, self.dist.device, _SHARED_SALT, self.state.step),
         )
-        loss, stats = self.step_fn.loss(self.engine, batch, ctx)
+        with torch.autocast(
+            self.dist.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16-mixed"
+        ):
+            loss, stats = self.step_fn.loss(self.engine, batch, ctx)
         self.engine.backward(loss)
         self.engine.step()
         return stats

@@ -82,7 +82,7 @@ def load_start_model(cfg: RunConfig, stage: str, data_uri: str, init: str | None
             raise FileNotFoundError(
                 f"--init {init}: no such model directory (expected a previous stage's final/)"
             )
-        model, tokenizer = load_model(init)
+        model, tokenizer = load_model(init, attn_implementation=cfg.model.attn_implementation)
         if cfg.model.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         return model, tokenizer
