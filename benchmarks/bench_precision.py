@@ -6,8 +6,10 @@ Each step is forward + loss + backward + AdamW; the modes are interleaved in rou
 change on the machine hits all of them alike. fp32 is the baseline of the same run.
 
     .venv/bin/python benchmarks/bench_precision.py --model runs/tiny/<run>/instruct/final
+    .venv/bin/python benchmarks/bench_precision.py --model ... --retain-freed-memory
 
-Prints one JSON object: median seconds per step for each shape and mode.
+``--retain-freed-memory`` applies :func:`diffucoder.heap.retain_freed_memory` first (as training and
+evaluation do); run both in turn to compare, since the allocator settings are per process. Prints one JSON object: median seconds per step for each shape and mode.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 
 import torch
 
+from diffucoder.heap import retain_freed_memory
 from diffucoder.model.io import load_model
 from diffucoder.train.objective import elbo_loss, forward_noise, scored_logit_positions
 
@@ -63,7 +66,12 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="a tiny checkpoint dir (any stage)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per mode per round")
+    parser.add_argument(
+        "--retain-freed-memory", action="store_true", help="glibc settings of diffucoder.heap"
+    )
     args = parser.parse_args()
+    if args.retain_freed_memory:
+        retain_freed_memory()
 
     model, _ = load_model(args.model)
     model.float().train()
@@ -87,6 +95,7 @@ def main() -> None:
                 "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
                 "machine": platform.processor() or platform.machine(),
+                "retain_freed_memory": args.retain_freed_memory,
                 "median_step_s": results,
             },
             indent=1,

@@ -179,9 +179,11 @@ def run_evaluation(
         SandboxUnavailable: the sandbox service could not be reached.
     """
     from diffucoder import tracking
+    from diffucoder.heap import retain_freed_memory
     from diffucoder.model import load_model
     from diffucoder.sandbox.client import SandboxClient
 
+    retain_freed_memory()  # decoding re-allocates the same activations every step (diffucoder.heap)
     ev = cfg.evaluation
     names = list(benchmarks or ev.benchmarks)
     t_start = time.perf_counter()

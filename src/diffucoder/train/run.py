@@ -158,8 +158,10 @@ def run(
         diffucoder.storage.StorageError: the object store is unreachable or refuses (naming the URL).
     """
     from diffucoder import tracking
+    from diffucoder.heap import retain_freed_memory
 
     _check_stage(stage)
+    retain_freed_memory()  # before the first step's allocations (see diffucoder.heap)
     started = time.time()
     storage.configure(cfg.storage)
     stage_cfg = getattr(cfg, stage)
