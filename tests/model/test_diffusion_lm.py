@@ -88,15 +88,21 @@ def test_padding_is_hidden(tokenizer, small_cfg, attn):
     torch.testing.assert_close(left[:, 6:], alone, atol=1e-5, rtol=1e-4)
 
 
-def test_sdpa_and_eager_agree(tokenizer, small_cfg):
+def _assert_kernel_matches_sdpa(tokenizer, small_cfg, attn: str, **tolerance):
+    """Same weights, ``attn`` vs ``sdpa``: equal outputs with no mask, a padding mask and a 4-D mask."""
     sdpa = build_model(small_cfg, tokenizer).eval()
-    eager = build_model(small_cfg.model_copy(update={"attn_implementation": "eager"}), tokenizer).eval()
-    eager.load_state_dict(sdpa.state_dict())
+    other = build_model(small_cfg.model_copy(update={"attn_implementation": attn}), tokenizer).eval()
+    other.load_state_dict(sdpa.state_dict())
     x = _ids(tokenizer)
     four_d = annealed_attention_mask(16, 0.5, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         for mask in (None, torch.ones(2, 16), four_d):
-            torch.testing.assert_close(sdpa(x, mask), eager(x, mask), atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(sdpa(x, mask), other(x, mask), **tolerance)
+    return sdpa, other, x
+
+
+def test_sdpa_and_eager_agree(tokenizer, small_cfg):
+    _assert_kernel_matches_sdpa(tokenizer, small_cfg, "eager", atol=1e-5, rtol=1e-4)
 
 
 def test_bad_inputs_are_named(tokenizer, small_cfg):
@@ -174,14 +180,7 @@ def _attention_output_dtypes(model, x) -> set[torch.dtype]:
 
 
 def test_sdpa_fp32_equals_sdpa_and_keeps_attention_float32_under_autocast(tokenizer, small_cfg):
-    sdpa = build_model(small_cfg, tokenizer).eval()
-    fp32 = build_model(small_cfg.model_copy(update={"attn_implementation": "sdpa_fp32"}), tokenizer).eval()
-    fp32.load_state_dict(sdpa.state_dict())
-    x = _ids(tokenizer)
-    four_d = annealed_attention_mask(16, 0.5, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        for mask in (None, torch.ones(2, 16), four_d):
-            torch.testing.assert_close(sdpa(x, mask), fp32(x, mask), atol=0, rtol=0)
+    sdpa, fp32, x = _assert_kernel_matches_sdpa(tokenizer, small_cfg, "sdpa_fp32", atol=0, rtol=0)
     # under a bf16 autocast the projections run in bf16 but the attention kernel does not
     assert _attention_output_dtypes(sdpa, x) == {torch.bfloat16}
     assert _attention_output_dtypes(fp32, x) == {torch.float32}
