@@ -418,7 +418,9 @@ def tiny_tasks(cfg: RunConfig, root: str) -> str:
 
     t = cfg.data.tiny_tasks
     out = storage.join(root, "tasks")
-    write_tiny_task_sets(out, t.seed, t.n_train, t.n_heldout, t.difficulty, t.heldout_fraction, t.n_rl)
+    write_tiny_task_sets(
+        out, t.seed, t.n_train, t.n_heldout, t.difficulty, t.heldout_fraction, t.n_rl, t.rl_fraction
+    )
     return out
 
 

@@ -43,7 +43,7 @@ def test_real_stdlib_subset(tmp_path, data_cfg):
 
 def test_midtrain_mix_has_corpus_and_train_tasks_only(tmp_path, data_cfg):
     build_stdlib_corpus(str(tmp_path / "c"), data_cfg, max_files=30)
-    write_tiny_task_sets(str(tmp_path / "t"), 0, 50, 10, 2, 0.15, n_rl=20)
+    write_tiny_task_sets(str(tmp_path / "t"), 0, 50, 10, 2, 0.15, n_rl=20, rl_fraction=0.2)
     stats = build_midtrain_mix(
         [str(tmp_path / "c" / "shard-00000.parquet")],
         str(tmp_path / "t" / "train.jsonl"),

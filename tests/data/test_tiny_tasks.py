@@ -9,6 +9,7 @@ import keyword
 
 import pytest
 
+from diffucoder.data.config import TinyTasksConfig
 from diffucoder.data.corpus import build_stdlib_corpus, task_docs
 from diffucoder.data.formats import write_tiny_task_sets
 from diffucoder.data.io import read_text_shard
@@ -90,7 +91,14 @@ def test_heldout_is_new_combinations_of_seen_parts(tasks):
 def test_no_heldout_leaks_into_any_training_set(tmp_path, data_cfg):
     out = tmp_path / "tasks"
     write_tiny_task_sets(
-        str(out), seed=0, n_train=800, n_heldout=80, difficulty=2, heldout_fraction=0.15, n_rl=200
+        str(out),
+        seed=0,
+        n_train=800,
+        n_heldout=80,
+        difficulty=2,
+        heldout_fraction=0.15,
+        n_rl=200,
+        rl_fraction=0.2,
     )
     heldout = [json.loads(line) for line in (out / "heldout.jsonl").read_text().splitlines()]
     sft = (out / "sft" / "train.jsonl").read_text()
@@ -109,22 +117,48 @@ def test_no_heldout_leaks_into_any_training_set(tmp_path, data_cfg):
                 assert needle not in blob, f"held-out {row['task_id']} leaks into {name}: {needle!r}"
 
 
-def test_rl_problems_are_new_train_side_chains_with_known_steps():
-    sets = generate_tasks(0, 300, 30, 2, 0.15, n_rl=100)
+def test_rl_problems_come_from_their_own_slice_with_known_steps():
+    sets = generate_tasks(0, 300, 30, 2, 0.15, n_rl=100, rl_fraction=0.2)
     train_keys = {t.key for t in sets["train"]}
     heldout_keys = {t.key for t in sets["heldout"]}
     rl_keys = [t.key for t in sets["rl"]]
     assert len(rl_keys) == len(set(rl_keys)) == 100
     assert not set(rl_keys) & train_keys, "an RL problem repeats an SFT task"
     assert not set(rl_keys) & heldout_keys
-    assert all(split_of(key, 0.15) == "train" for key in rl_keys)
+    assert all(split_of(key, 0.15, 0.2) == "rl" for key in rl_keys)
+    assert all(split_of(key, 0.15, 0.2) == "train" for key in train_keys)
     known = {slug for t in sets["train"] for slug in t.steps}
     assert all(set(t.steps) <= known for t in sets["rl"])
     assert {t.task_id.split("/")[1] for t in sets["rl"]} == {"rl"}
     # adding RL problems leaves the SFT and held-out sets exactly as they were
-    plain = generate_tasks(0, 300, 30, 2, 0.15)
+    plain = generate_tasks(0, 300, 30, 2, 0.15, rl_fraction=0.2)
     assert [t.to_dict() for t in plain["train"]] == [t.to_dict() for t in sets["train"]]
     assert [t.to_dict() for t in plain["heldout"]] == [t.to_dict() for t in sets["heldout"]]
+
+
+def test_reserving_an_rl_slice_leaves_the_heldout_split_alone():
+    keys = [f"add{k}|negate" for k in range(2, 10)] + ["reverse", "evens|total", "square|is_even"]
+    for key in keys:
+        assert (split_of(key, 0.15) == "heldout") == (split_of(key, 0.15, 0.3) == "heldout")
+    narrow, wide = (generate_tasks(0, 1500, 60, 2, 0.15, rl_fraction=r)["heldout"] for r in (0.1, 0.3))
+    assert [t.to_dict() for t in narrow] == [t.to_dict() for t in wide]
+
+
+def test_rl_problems_mix_operations_like_the_heldout_split():
+    """At the preset's sizes the RL set practises the parameter-free operations about as often as
+    the held-out split tests them (train-side leftovers of SFT had 1 "negate" in 1,000)."""
+    sets = generate_tasks(0, 4000, 200, 2, 0.15, n_rl=400, rl_fraction=0.2)
+
+    def share(rows, slugs):
+        return sum(step in slugs for t in rows for step in t.steps) / len(rows)
+
+    parameter_free = {op.slug for op in OPS if op.param is None}
+    assert share(sets["rl"], parameter_free) > 0.7 * share(sets["heldout"], parameter_free)
+
+
+def test_slices_must_leave_a_train_slice():
+    with pytest.raises(ValueError, match="heldout_fraction .* rl_fraction"):
+        TinyTasksConfig(heldout_fraction=0.5, rl_fraction=0.5)
 
 
 def test_task_key_is_the_chain():

@@ -34,6 +34,7 @@ def _tiny_tasks(args: argparse.Namespace) -> int:
         difficulty=args.difficulty or t.difficulty,
         heldout_fraction=t.heldout_fraction,
         n_rl=args.n_rl or t.n_rl,
+        rl_fraction=t.rl_fraction,
     )
     _print(meta)
     return 0

@@ -144,12 +144,27 @@ class TinyTasksConfig(StrictModel):
     n_train: int = Field(4000, ge=1)
     n_heldout: int = Field(200, ge=1)
     n_rl: int = Field(
-        1000, ge=1, description="stage-4 problems: train side of the task space, no chain shared with SFT"
+        400,
+        ge=1,
+        description="stage-4 problems from the RL slice; keep it well below the slice's size (~1,750 "
+        "chains at difficulty 2) or the draw exhausts the parameter-free operations and skews the mix",
     )
     difficulty: int = Field(2, ge=1, le=3, description="max operations composed per task (1-3 lines)")
     heldout_fraction: float = Field(
         0.15, gt=0, lt=1, description="share of the task space (hashed task keys) reserved for held-out"
     )
+    rl_fraction: float = Field(
+        0.2, gt=0, lt=1, description="share of the task space reserved for the stage-4 RL problems"
+    )
+
+    @model_validator(mode="after")
+    def _slices_leave_room_for_training(self) -> TinyTasksConfig:
+        if self.heldout_fraction + self.rl_fraction >= 1:
+            raise ValueError(
+                f"data.tiny_tasks: heldout_fraction ({self.heldout_fraction}) + rl_fraction "
+                f"({self.rl_fraction}) must be below 1 to leave a train slice"
+            )
+        return self
 
 
 class MidtrainMixConfig(StrictModel):

@@ -139,6 +139,7 @@ def write_tiny_task_sets(
     difficulty: int,
     heldout_fraction: float,
     n_rl: int,
+    rl_fraction: float,
 ) -> dict:
     """Generate the tiny tasks and write every format the later stages read, under ``out_uri``:
 
@@ -146,7 +147,7 @@ def write_tiny_task_sets(
     train), ``rl/train.jsonl`` (stage 4, from rl) and ``meta.json``. The held-out split is for
     evaluation alone.
     """
-    tasks = generate_tasks(seed, n_train, n_heldout, difficulty, heldout_fraction, n_rl)
+    tasks = generate_tasks(seed, n_train, n_heldout, difficulty, heldout_fraction, n_rl, rl_fraction)
     with io.output_dir(out_uri) as out:
         for split, rows in tasks.items():
             io.write_jsonl(str(out / f"{split}.jsonl"), [t.to_dict() for t in rows])
@@ -156,6 +157,7 @@ def write_tiny_task_sets(
             "seed": seed,
             "difficulty": difficulty,
             "heldout_fraction": heldout_fraction,
+            "rl_fraction": rl_fraction,
             "counts": {split: len(rows) for split, rows in tasks.items()},
             "by_difficulty": {
                 split: {str(d): sum(t.difficulty == d for t in rows) for d in range(1, difficulty + 1)}

@@ -12,7 +12,9 @@ So the tasks are built for learnability *and* generalisation:
   both stated in the instruction;
 - the held-out split is a fixed slice of the *task space* (a salted hash of the operation/parameter
   chain), so held-out tasks are unseen combinations of familiar parts, never copies of train tasks,
-  and the split is the same for every seed.
+  and the split is the same for every seed;
+- the RL problems are a second fixed slice, drawn the same way as the held-out tasks, so stage 4
+  practises the same mix of operations the held-out split measures.
 
 Unit tests are 3-5 asserts whose expected values come from executing the reference solution on
 generated inputs (our own code, so plain in-process ``exec`` is fine here; model output only ever
@@ -189,11 +191,17 @@ def task_key(chain: tuple[Step, ...]) -> str:
     return "|".join(step.slug for step in chain)
 
 
-def split_of(key: str, heldout_fraction: float) -> str:
-    """Fixed train/held-out assignment of a chain: a salted hash, independent of the sampling seed."""
+def split_of(key: str, heldout_fraction: float, rl_fraction: float = 0.0) -> str:
+    """Fixed train/held-out/rl assignment of a chain: a salted hash, independent of the sampling seed.
+
+    The held-out slice is the lowest ``heldout_fraction`` of hash values whatever ``rl_fraction`` is,
+    so reserving (or resizing) the RL slice never moves a chain into or out of the held-out split.
+    """
     digest = hashlib.sha256(f"{SPLIT_SALT}:{key}".encode()).digest()
     bucket = int.from_bytes(digest[:8], "big") / 2**64
-    return "heldout" if bucket < heldout_fraction else "train"
+    if bucket < heldout_fraction:
+        return "heldout"
+    return "rl" if bucket < heldout_fraction + rl_fraction else "train"
 
 
 def _ops_from(src: str, last: bool) -> list[Op]:
@@ -331,34 +339,29 @@ def _sample_split(
     n: int,
     difficulty: int,
     heldout_fraction: float,
+    rl_fraction: float,
     known_steps: set[str] | None = None,
-    exclude: frozenset[str] = frozenset(),
-    label: str | None = None,
 ) -> list[TinyTask]:
-    """``n`` distinct tasks from ``split`` of the task space, none of whose keys is in ``exclude``.
-
-    ``label`` names the set (task ids, the row's ``split`` field and the RNG stream); default ``split``.
-    """
-    label = label or split
-    rng = random.Random(f"{seed}:{label}")
-    seen: set[str] = set(exclude)
+    """``n`` distinct tasks from ``split`` of the task space (task ids and RNG stream named after it)."""
+    rng = random.Random(f"{seed}:{split}")
+    seen: set[str] = set()
     tasks: list[TinyTask] = []
     misses = 0  # consecutive draws that gave no new chain: the space is exhausted when this grows
     while len(tasks) < n:
         if misses > max(20_000, 20 * n):
             raise ValueError(
-                f"tiny tasks: only {len(tasks)} distinct {label} tasks found at difficulty {difficulty}; "
+                f"tiny tasks: only {len(tasks)} distinct {split} tasks found at difficulty {difficulty}; "
                 f"asked for {n} (raise data.tiny_tasks.difficulty or lower the count)"
             )
         chain = sample_chain(rng, rng.randint(1, difficulty))
         key = task_key(chain)
         misses += 1
-        if key in seen or split_of(key, heldout_fraction) != split:
+        if key in seen or split_of(key, heldout_fraction, rl_fraction) != split:
             continue
         seen.add(key)
         if known_steps is not None and not {step.slug for step in chain} <= known_steps:
             continue  # a step never seen in training cannot be learned, only guessed
-        task = _build_task(rng, chain, label, len(tasks))
+        task = _build_task(rng, chain, split, len(tasks))
         if task is not None:
             tasks.append(task)
             misses = 0
@@ -372,20 +375,24 @@ def generate_tasks(
     difficulty: int,
     heldout_fraction: float = 0.15,
     n_rl: int = 0,
+    rl_fraction: float = 0.15,
 ) -> dict[str, list[TinyTask]]:
     """The task sets, deterministic in the arguments: ``train`` (SFT), ``heldout`` and ``rl``.
 
-    Train and held-out never share a chain, and every step of a held-out chain occurs in some train
-    task: held-out measures composition/generalisation, not guessing an unseen operation. The ``rl``
-    problems come from the train side of the task space but share no chain with ``train``: like the
-    paper's RL set (AceCode, apart from the SFT data), they are problems the SFT model has not
-    memorised, so its rollouts on them disagree and the group advantages carry signal.
+    The three come from disjoint slices of the task space, and every step of a held-out or RL chain
+    occurs in some train task: held-out measures composition/generalisation, not guessing an unseen
+    operation. Like the paper's RL set (AceCode, apart from the SFT data), the ``rl`` problems are
+    ones the SFT model has not memorised, so its rollouts on them disagree and the group advantages
+    carry signal. They have a slice of their own, sampled like the held-out one, rather than being
+    the train-side chains SFT left over: SFT exhausts the few chains of the parameter-free operations
+    first ("negate", "is_even", "reverse"), so leftovers were nearly all "add k"/"sub k"-style chains
+    (1 "negate" task in 1,000 against 14 in 200 held-out ones) and RL never practised the operations
+    the stage-3 model gets wrong on held-out tasks.
     """
-    train = _sample_split(seed, "train", n_train, difficulty, heldout_fraction)
+    train = _sample_split(seed, "train", n_train, difficulty, heldout_fraction, rl_fraction)
     known = {slug for task in train for slug in task.steps}
-    heldout = _sample_split(seed, "heldout", n_heldout, difficulty, heldout_fraction, known)
-    train_keys = frozenset(task.key for task in train)
-    rl = _sample_split(seed, "train", n_rl, difficulty, heldout_fraction, known, train_keys, "rl")
+    heldout = _sample_split(seed, "heldout", n_heldout, difficulty, heldout_fraction, rl_fraction, known)
+    rl = _sample_split(seed, "rl", n_rl, difficulty, heldout_fraction, rl_fraction, known)
     return {"train": train, "heldout": heldout, "rl": rl}
 
 
