@@ -375,7 +375,7 @@ def generate_tasks(
     difficulty: int,
     heldout_fraction: float = 0.15,
     n_rl: int = 0,
-    rl_fraction: float = 0.15,
+    rl_fraction: float = 0.2,
 ) -> dict[str, list[TinyTask]]:
     """The task sets, deterministic in the arguments: ``train`` (SFT), ``heldout`` and ``rl``.
 
