@@ -416,11 +416,8 @@ def data_report(cfg: RunConfig, root: str) -> dict[str, Any]:
 def tiny_tasks(cfg: RunConfig, root: str) -> str:
     from diffucoder.data.formats import write_tiny_task_sets
 
-    t = cfg.data.tiny_tasks
     out = storage.join(root, "tasks")
-    write_tiny_task_sets(
-        out, t.seed, t.n_train, t.n_heldout, t.difficulty, t.heldout_fraction, t.n_rl, t.rl_fraction
-    )
+    write_tiny_task_sets(out, cfg.data.tiny_tasks)
     return out
 
 

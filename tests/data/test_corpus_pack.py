@@ -8,6 +8,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from diffucoder.data.config import TinyTasksConfig
 from diffucoder.data.corpus import build_midtrain_mix, build_stdlib_corpus, stdlib_root
 from diffucoder.data.formats import write_tiny_task_sets
 from diffucoder.data.io import read_text_shard
@@ -43,7 +44,7 @@ def test_real_stdlib_subset(tmp_path, data_cfg):
 
 def test_midtrain_mix_has_corpus_and_train_tasks_only(tmp_path, data_cfg):
     build_stdlib_corpus(str(tmp_path / "c"), data_cfg, max_files=30)
-    write_tiny_task_sets(str(tmp_path / "t"), 0, 50, 10, 2, 0.15, n_rl=20, rl_fraction=0.2)
+    write_tiny_task_sets(str(tmp_path / "t"), TinyTasksConfig(n_train=50, n_heldout=10, n_rl=20))
     stats = build_midtrain_mix(
         [str(tmp_path / "c" / "shard-00000.parquet")],
         str(tmp_path / "t" / "train.jsonl"),

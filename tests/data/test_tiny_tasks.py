@@ -6,18 +6,20 @@ import ast
 import builtins
 import json
 import keyword
+import random
 
 import pytest
 
 from diffucoder.data.config import TinyTasksConfig
 from diffucoder.data.corpus import build_stdlib_corpus, task_docs
-from diffucoder.data.formats import write_tiny_task_sets
+from diffucoder.data.formats import ASSISTANT_PREFIX, write_tiny_task_sets
 from diffucoder.data.io import read_text_shard
 from diffucoder.data.tiny_tasks import (
     OPS,
     Step,
     compile_solution,
     generate_tasks,
+    random_input,
     render_solution,
     split_of,
     task_key,
@@ -90,16 +92,8 @@ def test_heldout_is_new_combinations_of_seen_parts(tasks):
 
 def test_no_heldout_leaks_into_any_training_set(tmp_path, data_cfg):
     out = tmp_path / "tasks"
-    write_tiny_task_sets(
-        str(out),
-        seed=0,
-        n_train=800,
-        n_heldout=80,
-        difficulty=2,
-        heldout_fraction=0.15,
-        n_rl=200,
-        rl_fraction=0.2,
-    )
+    cfg = TinyTasksConfig(seed=0, n_train=800, n_heldout=80, difficulty=2, n_rl=200, slip_rate=0.5)
+    write_tiny_task_sets(str(out), cfg)
     heldout = [json.loads(line) for line in (out / "heldout.jsonl").read_text().splitlines()]
     sft = (out / "sft" / "train.jsonl").read_text()
     rl = (out / "rl" / "train.jsonl").read_text()
@@ -169,3 +163,68 @@ def test_task_key_is_the_chain():
 def test_too_many_tasks_for_the_space_is_a_clear_error():
     with pytest.raises(ValueError, match="distinct train tasks"):
         generate_tasks(0, 5000, 10, 1)
+
+
+def _drop_slips(task) -> dict:
+    return {k: v for k, v in task.to_dict().items() if k not in ("sft_solution", "slips")}
+
+
+def test_slips_touch_only_train_solutions():
+    clean = generate_tasks(0, 1500, 60, 2, 0.15, n_rl=100, rl_fraction=0.2)
+    slipped = generate_tasks(0, 1500, 60, 2, 0.15, n_rl=100, rl_fraction=0.2, slip_rate=0.5)
+    for split in ("train", "heldout", "rl"):
+        # the slips come from their own random stream: chains, prompts, tests are unchanged
+        assert [_drop_slips(t) for t in clean[split]] == [_drop_slips(t) for t in slipped[split]]
+    assert not any(t.slips or t.sft_solution for t in slipped["heldout"] + slipped["rl"] + clean["train"])
+    slippable = [s for t in slipped["train"] for s, op in zip(t.steps, _ops_of(t), strict=True) if op.slip]
+    share = sum(len(t.slips) for t in slipped["train"]) / len(slippable)
+    assert 0.45 < share < 0.55, share
+
+
+def _ops_of(task):
+    by_slug = {Step(op, v).slug: op for op in OPS for v in (op.params or (None,))}
+    return [by_slug[s] for s in task.steps]
+
+
+def test_a_slipped_solution_is_wrong_exactly_at_its_slipped_steps():
+    tasks = [t for t in generate_tasks(0, 800, 10, 2, slip_rate=0.5)["train"] if t.slips]
+    failing = 0
+    for task in tasks:
+        shown, reference = task.sft_solution.splitlines(), task.solution.splitlines()
+        changed = [task.steps[i - 1] for i, (a, b) in enumerate(zip(shown, reference, strict=True)) if a != b]
+        assert changed == task.slips and len(shown) == len(reference), task.task_id
+        assert task.training_solution == task.sft_solution
+        namespace: dict = {}
+        exec(task.sft_solution, namespace)  # our own generated code
+        try:
+            for test in task.tests:  # the tests come from the reference solution
+                exec(test, namespace)
+        except Exception:  # a wrong assert, or e.g. None.upper() after a slipped .sort()
+            failing += 1
+    # a slip can still agree with the reference on every generated input ("upper" of upper-case text)
+    assert failing >= 0.9 * len(tasks), (failing, len(tasks))
+
+
+def test_every_slip_runs_and_differs_from_its_operation():
+    rng = random.Random(0)
+    for op in (op for op in OPS if op.slip):
+        step = Step(op, op.params[0] if op.params else None)
+        name, _, right = render_solution((step,))
+        _, _, wrong = render_solution((step,), frozenset({0}))
+        f, g = compile_solution(right, name), compile_solution(wrong, name)
+        inputs = [random_input(rng, op.src) for _ in range(300)]
+        assert any(f(*args) != g(*args) for args in inputs), op.slug
+
+
+def test_sft_rows_show_the_slipped_solutions(tmp_path):
+    cfg = TinyTasksConfig(n_train=300, n_heldout=20, n_rl=20, slip_rate=0.5)
+    meta = write_tiny_task_sets(str(tmp_path), cfg)
+    rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    sft = [json.loads(line) for line in (tmp_path / "sft" / "train.jsonl").read_text().splitlines()]
+    assert (
+        meta["slip_rate"] == 0.5
+        and meta["slipped_train_solutions"] == sum(bool(r["slips"]) for r in rows) > 0
+    )
+    for row, chat in zip(rows, sft, strict=True):
+        shown = row["sft_solution"] or row["solution"]
+        assert chat["messages"][1]["content"] == f"{ASSISTANT_PREFIX}```python\n{shown.rstrip()}\n```"

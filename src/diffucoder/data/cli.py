@@ -26,16 +26,10 @@ def _tiny_tasks(args: argparse.Namespace) -> int:
     from diffucoder.data.formats import write_tiny_task_sets
 
     t = _cfg(args).data.tiny_tasks
-    meta = write_tiny_task_sets(
-        args.out,
-        seed=t.seed if args.seed is None else args.seed,
-        n_train=args.n_train or t.n_train,
-        n_heldout=args.n_heldout or t.n_heldout,
-        difficulty=args.difficulty or t.difficulty,
-        heldout_fraction=t.heldout_fraction,
-        n_rl=args.n_rl or t.n_rl,
-        rl_fraction=t.rl_fraction,
-    )
+    flags = {"seed": args.seed, "n_train": args.n_train, "n_heldout": args.n_heldout}
+    flags |= {"difficulty": args.difficulty, "n_rl": args.n_rl}
+    t = t.model_validate(t.model_dump() | {k: v for k, v in flags.items() if v is not None})
+    meta = write_tiny_task_sets(args.out, t)
     _print(meta)
     return 0
 

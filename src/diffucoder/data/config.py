@@ -156,6 +156,14 @@ class TinyTasksConfig(StrictModel):
     rl_fraction: float = Field(
         0.2, gt=0, lt=1, description="share of the task space reserved for the stage-4 RL problems"
     )
+    slip_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="chance that a train solution writes a step that has a plausible bug (min for max, "
+        "/ for //) with it, the instruction unchanged: the wrong answers of real instruction data, "
+        "which only execution feedback (stage 4) tells apart; held-out and RL rows stay correct",
+    )
 
     @model_validator(mode="after")
     def _slices_leave_room_for_training(self) -> TinyTasksConfig:

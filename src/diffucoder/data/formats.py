@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from diffucoder.data import io
+from diffucoder.data.config import TinyTasksConfig
 from diffucoder.data.tiny_tasks import TinyTask, generate_tasks
 
 ASSISTANT_PREFIX = "Here is the code to solve this problem:\n"
@@ -40,7 +41,7 @@ def sft_row(row_id: str, instruction: str, code: str) -> dict:
 
 
 def tasks_to_sft(tasks: Iterable[TinyTask]) -> list[dict]:
-    return [sft_row(t.task_id, t.prompt, t.solution) for t in tasks]
+    return [sft_row(t.task_id, t.prompt, t.training_solution) for t in tasks]
 
 
 def opencoder_to_sft(rows: Iterable[dict], source: str = "input") -> list[dict]:
@@ -131,36 +132,38 @@ def augment_with_signature(rows: Sequence[dict], solutions: dict[str, str]) -> l
     return out
 
 
-def write_tiny_task_sets(
-    out_uri: str,
-    seed: int,
-    n_train: int,
-    n_heldout: int,
-    difficulty: int,
-    heldout_fraction: float,
-    n_rl: int,
-    rl_fraction: float,
-) -> dict:
+def write_tiny_task_sets(out_uri: str, cfg: TinyTasksConfig) -> dict:
     """Generate the tiny tasks and write every format the later stages read, under ``out_uri``:
 
     ``train.jsonl`` / ``heldout.jsonl`` / ``rl.jsonl`` (task rows), ``sft/train.jsonl`` (stage 3, from
     train), ``rl/train.jsonl`` (stage 4, from rl) and ``meta.json``. The held-out split is for
-    evaluation alone.
+    evaluation alone. SFT rows show a train task's slipped solution where it has one.
     """
-    tasks = generate_tasks(seed, n_train, n_heldout, difficulty, heldout_fraction, n_rl, rl_fraction)
+    tasks = generate_tasks(
+        cfg.seed,
+        cfg.n_train,
+        cfg.n_heldout,
+        cfg.difficulty,
+        cfg.heldout_fraction,
+        cfg.n_rl,
+        cfg.rl_fraction,
+        cfg.slip_rate,
+    )
     with io.output_dir(out_uri) as out:
         for split, rows in tasks.items():
             io.write_jsonl(str(out / f"{split}.jsonl"), [t.to_dict() for t in rows])
         io.write_jsonl(str(out / "sft" / "train.jsonl"), tasks_to_sft(tasks["train"]))
         io.write_jsonl(str(out / "rl" / "train.jsonl"), tasks_to_rl(tasks["rl"]))
         meta = {
-            "seed": seed,
-            "difficulty": difficulty,
-            "heldout_fraction": heldout_fraction,
-            "rl_fraction": rl_fraction,
+            "seed": cfg.seed,
+            "difficulty": cfg.difficulty,
+            "heldout_fraction": cfg.heldout_fraction,
+            "rl_fraction": cfg.rl_fraction,
+            "slip_rate": cfg.slip_rate,
             "counts": {split: len(rows) for split, rows in tasks.items()},
+            "slipped_train_solutions": sum(bool(t.slips) for t in tasks["train"]),
             "by_difficulty": {
-                split: {str(d): sum(t.difficulty == d for t in rows) for d in range(1, difficulty + 1)}
+                split: {str(d): sum(t.difficulty == d for t in rows) for d in range(1, cfg.difficulty + 1)}
                 for split, rows in tasks.items()
             },
         }

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 SPLIT_SALT = "diffucoder-tiny-tasks-v1"
 INT, STR, LIST, PAIR, BOOL = "int", "str", "list", "pair", "bool"
@@ -45,7 +45,14 @@ ARGS = {INT: "n", STR: "text", LIST: "nums", PAIR: "a, b"}
 class Op:
     """One operation: instruction phrase and code expression over the current value ``{v}``.
 
-    ``param`` kinds: None, "k" (small int constant) or "c" (a lower-case letter).
+    ``param`` kinds: None, "k" (small int constant) or "c" (a lower-case letter). ``slip`` is a
+    plausible wrong expression for the same phrase, what a train solution shows when it slips: a
+    classic bug (``/`` for ``//``, ``.sort()`` used as a value, ``~n`` for ``-n``). No slip is code
+    that is right for another operation (``min`` where ``max`` is meant, ``len(text)`` for the word
+    count): the tiny model keeps such pairs entangled, and stage 4, rewarding ``max`` on "larger",
+    learned "always ``max``" and broke "smaller" and "cap it at k" (BENCHMARKS.md `## grpo`). No
+    boundary slips (``>=`` for ``>``) either: the generated tests rarely hit the boundary, so neither
+    they nor a reward could tell such a slip apart.
     """
 
     slug: str
@@ -55,6 +62,7 @@ class Op:
     expr: str
     param: str | None = None
     params: tuple = ()
+    slip: str | None = None
 
 
 K_SMALL = tuple(range(2, 10))
@@ -65,21 +73,29 @@ OPS: tuple[Op, ...] = (
     Op("larger", PAIR, INT, "take the larger of the two", "max(a, b)"),
     Op("smaller", PAIR, INT, "take the smaller of the two", "min(a, b)"),
     Op("plus", PAIR, INT, "add them together", "a + b"),
-    Op("minus", PAIR, INT, "subtract `b` from `a`", "a - b"),
+    Op("minus", PAIR, INT, "subtract `b` from `a`", "a - b", slip="b - a"),
     Op("product", PAIR, INT, "multiply them", "a * b"),
     # int -> int
     Op("add{k}", INT, INT, "add {k}", "{v} + {k}", "k", K_SMALL),
     Op("sub{k}", INT, INT, "subtract {k}", "{v} - {k}", "k", K_SMALL),
     Op("times{k}", INT, INT, "multiply by {k}", "{v} * {k}", "k", K_SMALL),
-    Op("div{k}", INT, INT, "integer-divide by {k}", "{v} // {k}", "k", K_SMALL),
+    Op("div{k}", INT, INT, "integer-divide by {k}", "{v} // {k}", "k", K_SMALL, slip="{v} / {k}"),
     Op("mod{k}", INT, INT, "take the remainder modulo {k}", "{v} % {k}", "k", K_SMALL),
-    Op("square", INT, INT, "square it", "{v} * {v}"),
-    Op("negate", INT, INT, "negate it", "-{v}"),
+    Op("square", INT, INT, "square it", "{v} * {v}", slip="{v} ^ 2"),
+    Op("negate", INT, INT, "negate it", "-{v}", slip="~{v}"),
     Op("absolute", INT, INT, "take the absolute value", "abs({v})"),
-    Op("atleast{k}", INT, INT, "raise it to at least {k}", "max({v}, {k})", "k", K_SMALL),
+    Op(
+        "atleast{k}",
+        INT,
+        INT,
+        "raise it to at least {k}",
+        "max({v}, {k})",
+        "k",
+        K_SMALL,
+    ),
     Op("atmost{k}", INT, INT, "cap it at {k}", "min({v}, {k})", "k", K_SMALL),
     # int -> bool / str (final only)
-    Op("is_even", INT, BOOL, "check whether it is even", "{v} % 2 == 0"),
+    Op("is_even", INT, BOOL, "check whether it is even", "{v} % 2 == 0", slip="{v} % 2"),
     Op("above{k}", INT, BOOL, "check whether it is greater than {k}", "{v} > {k}", "k", K_SMALL),
     Op(
         "sign",
@@ -89,9 +105,9 @@ OPS: tuple[Op, ...] = (
         "'pos' if {v} > 0 else 'nonpos'",
     ),
     # str -> str
-    Op("upper", STR, STR, "convert it to upper case", "{v}.upper()"),
+    Op("upper", STR, STR, "convert it to upper case", "{v}.upper()", slip="{v}.capitalize()"),
     Op("lower", STR, STR, "convert it to lower case", "{v}.lower()"),
-    Op("reverse", STR, STR, "reverse it", "{v}[::-1]"),
+    Op("reverse", STR, STR, "reverse it", "{v}[::-1]", slip="reversed({v})"),
     Op("nospace", STR, STR, "remove all spaces", "{v}.replace(' ', '')"),
     Op("strip", STR, STR, "strip surrounding whitespace", "{v}.strip()"),
     Op("append_{c}", STR, STR, "append the letter '{c}'", "{v} + '{c}'", "c", LETTERS),
@@ -100,7 +116,7 @@ OPS: tuple[Op, ...] = (
     # str -> int / bool
     Op("length", STR, INT, "count its characters", "len({v})"),
     Op("count_{c}", STR, INT, "count the occurrences of the letter '{c}'", "{v}.count('{c}')", "c", LETTERS),
-    Op("words", STR, INT, "count its words", "len({v}.split())"),
+    Op("words", STR, INT, "count its words", "len({v}.split())", slip="{v}.count(' ')"),
     Op("has_{c}", STR, BOOL, "check whether it contains the letter '{c}'", "'{c}' in {v}", "c", LETTERS),
     Op("starts_{c}", STR, BOOL, "check whether it starts with '{c}'", "{v}.startswith('{c}')", "c", LETTERS),
     # list -> list
@@ -127,13 +143,25 @@ OPS: tuple[Op, ...] = (
     Op("scale{k}", LIST, LIST, "multiply each number by {k}", "[x * {k} for x in {v}]", "k", K_SMALL),
     Op("shift{k}", LIST, LIST, "add {k} to each number", "[x + {k} for x in {v}]", "k", K_SMALL),
     Op("squares", LIST, LIST, "square each number", "[x * x for x in {v}]"),
-    Op("ascending", LIST, LIST, "sort the numbers in ascending order", "sorted({v})"),
-    Op("flipped", LIST, LIST, "reverse the list", "{v}[::-1]"),
+    Op("ascending", LIST, LIST, "sort the numbers in ascending order", "sorted({v})", slip="{v}.sort()"),
+    Op("flipped", LIST, LIST, "reverse the list", "{v}[::-1]", slip="{v}.reverse()"),
     # list -> int / bool
     Op("total", LIST, INT, "compute the sum of the numbers", "sum({v})"),
     Op("count", LIST, INT, "count the numbers", "len({v})"),
-    Op("largest", LIST, INT, "find the largest number (0 if there is none)", "max({v}, default=0)"),
-    Op("smallest", LIST, INT, "find the smallest number (0 if there is none)", "min({v}, default=0)"),
+    Op(
+        "largest",
+        LIST,
+        INT,
+        "find the largest number (0 if there is none)",
+        "max({v}, default=0)",
+    ),
+    Op(
+        "smallest",
+        LIST,
+        INT,
+        "find the smallest number (0 if there is none)",
+        "min({v}, default=0)",
+    ),
     Op("contains{k}", LIST, BOOL, "check whether {k} is in the list", "{k} in {v}", "k", K_SMALL),
 )
 
@@ -176,6 +204,14 @@ class TinyTask:
     solution: str
     tests: list[str]
     steps: list[str]  # the chain's step slugs (e.g. ["evens", "total"]): what the split is defined on
+    # train only: the solution stage 3 is shown when some steps slipped (``solution`` stays correct)
+    sft_solution: str | None = None
+    slips: list[str] = field(default_factory=list)  # slugs of the steps ``sft_solution`` gets wrong
+
+    @property
+    def training_solution(self) -> str:
+        """What the training data shows for this task: the slipped solution if there is one."""
+        return self.sft_solution or self.solution
 
     @property
     def key(self) -> str:
@@ -225,14 +261,15 @@ def sample_chain(rng: random.Random, length: int) -> tuple[Step, ...]:
     return tuple(chain)
 
 
-def render_solution(chain: tuple[Step, ...]) -> tuple[str, str, str]:
-    """(entry_point, signature, solution source): one line per operation."""
+def render_solution(chain: tuple[Step, ...], slipped: frozenset[int] = frozenset()) -> tuple[str, str, str]:
+    """(entry_point, signature, solution source): one line per operation; the steps at ``slipped``
+    positions are written with their operation's ``slip`` instead of its expression."""
     name = "_".join(step.slug for step in chain)
     signature = f"def {name}({ARGS[chain[0].op.src]}):"
     lines = [signature]
     for i, step in enumerate(chain):
         var = VAR.get(step.op.src, "")
-        expr = step.fill(step.op.expr, var)
+        expr = step.fill(step.op.slip if i in slipped else step.op.expr, var)
         if i == len(chain) - 1:
             lines.append(f"    return {expr}")
         else:
@@ -262,7 +299,7 @@ _WORDS = (
 )
 
 
-def _random_input(rng: random.Random, src: str) -> tuple:
+def random_input(rng: random.Random, src: str) -> tuple:
     if src == INT:
         return (rng.randint(-20, 40),)
     if src == PAIR:
@@ -294,7 +331,7 @@ def make_tests(
     want = rng.randint(3, 5)
     cases: dict[str, str] = {}  # assert line -> repr(expected)
     for _ in range(100):
-        args = _random_input(rng, chain[0].op.src)
+        args = random_input(rng, chain[0].op.src)
         expected = repr(fn(*args))
         cases.setdefault(f"assert {entry_point}({', '.join(repr(a) for a in args)}) == {expected}", expected)
         if len(cases) >= 3 * want:
@@ -314,7 +351,14 @@ def make_tests(
     return tests
 
 
-def _build_task(rng: random.Random, chain: tuple[Step, ...], split: str, index: int) -> TinyTask | None:
+def choose_slips(rng: random.Random, chain: tuple[Step, ...], slip_rate: float) -> frozenset[int]:
+    """Positions of the steps a train solution writes wrongly: each step that has a slip, independently."""
+    return frozenset(i for i, step in enumerate(chain) if step.op.slip and rng.random() < slip_rate)
+
+
+def _build_task(
+    rng: random.Random, chain: tuple[Step, ...], split: str, index: int, slipped: frozenset[int]
+) -> TinyTask | None:
     entry_point, signature, solution = render_solution(chain)
     prompt = render_prompt(chain, signature, rng.randrange(len(INTROS)))
     tests = make_tests(rng, chain, solution, entry_point)
@@ -330,6 +374,8 @@ def _build_task(rng: random.Random, chain: tuple[Step, ...], split: str, index: 
         solution=solution,
         tests=tests,
         steps=[step.slug for step in chain],
+        sft_solution=render_solution(chain, slipped)[2] if slipped else None,
+        slips=[chain[i].slug for i in sorted(slipped)],
     )
 
 
@@ -341,9 +387,15 @@ def _sample_split(
     heldout_fraction: float,
     rl_fraction: float,
     known_steps: set[str] | None = None,
+    slip_rate: float = 0.0,
 ) -> list[TinyTask]:
-    """``n`` distinct tasks from ``split`` of the task space (task ids and RNG stream named after it)."""
+    """``n`` distinct tasks from ``split`` of the task space (task ids and RNG stream named after it).
+
+    Slips are drawn from a stream of their own, so the chains, prompts and tests of a split are the
+    same whatever ``slip_rate`` is.
+    """
     rng = random.Random(f"{seed}:{split}")
+    slip_rng = random.Random(f"{seed}:{split}:slips")
     seen: set[str] = set()
     tasks: list[TinyTask] = []
     misses = 0  # consecutive draws that gave no new chain: the space is exhausted when this grows
@@ -361,7 +413,7 @@ def _sample_split(
         seen.add(key)
         if known_steps is not None and not {step.slug for step in chain} <= known_steps:
             continue  # a step never seen in training cannot be learned, only guessed
-        task = _build_task(rng, chain, split, len(tasks))
+        task = _build_task(rng, chain, split, len(tasks), choose_slips(slip_rng, chain, slip_rate))
         if task is not None:
             tasks.append(task)
             misses = 0
@@ -376,6 +428,7 @@ def generate_tasks(
     heldout_fraction: float = 0.15,
     n_rl: int = 0,
     rl_fraction: float = 0.2,
+    slip_rate: float = 0.0,
 ) -> dict[str, list[TinyTask]]:
     """The task sets, deterministic in the arguments: ``train`` (SFT), ``heldout`` and ``rl``.
 
@@ -388,8 +441,13 @@ def generate_tasks(
     first ("negate", "is_even", "reverse"), so leftovers were nearly all "add k"/"sub k"-style chains
     (1 "negate" task in 1,000 against 14 in 200 held-out ones) and RL never practised the operations
     the stage-3 model gets wrong on held-out tasks.
+
+    With ``slip_rate`` > 0 some train solutions write a step with its operation's plausible bug while
+    the instruction stays the same (``TinyTask.sft_solution``), like the wrong answers in real
+    instruction data. SFT then leaves the model unsure between the right line and the slip for those
+    phrases, which is what execution rewards in stage 4 can settle; held-out and RL rows are correct.
     """
-    train = _sample_split(seed, "train", n_train, difficulty, heldout_fraction, rl_fraction)
+    train = _sample_split(seed, "train", n_train, difficulty, heldout_fraction, rl_fraction, None, slip_rate)
     known = {slug for task in train for slug in task.steps}
     heldout = _sample_split(seed, "heldout", n_heldout, difficulty, heldout_fraction, rl_fraction, known)
     rl = _sample_split(seed, "rl", n_rl, difficulty, heldout_fraction, rl_fraction, known)
@@ -397,7 +455,11 @@ def generate_tasks(
 
 
 def task_as_code(task: TinyTask) -> str:
-    """A train task written as a Python module (used in the tiny mid-training mix)."""
-    body = task.solution.split("\n", 1)[1]
+    """A train task written as a Python module (used in the tiny mid-training mix).
+
+    The code is what SFT shows (a slipped solution where there is one) and the asserts are the
+    reference's, as in real repositories whose code and tests disagree.
+    """
+    body = task.training_solution.split("\n", 1)[1]
     doc = f'    """{task.prompt}"""\n'
     return f"{task.signature}\n{doc}{body}\n\n" + "\n".join(task.tests) + "\n"
