@@ -228,3 +228,10 @@ def test_sft_rows_show_the_slipped_solutions(tmp_path):
     for row, chat in zip(rows, sft, strict=True):
         shown = row["sft_solution"] or row["solution"]
         assert chat["messages"][1]["content"] == f"{ASSISTANT_PREFIX}```python\n{shown.rstrip()}\n```"
+
+
+def test_no_slip_is_another_operations_right_code():
+    """Measured: with `min` as the slip of "take the larger", GRPO learned "always max" and broke the
+    operations whose right code is `min` (BENCHMARKS.md `## grpo`, seventh session)."""
+    right_code = {op.expr for op in OPS}
+    assert not [op.slug for op in OPS if op.slip in right_code]
