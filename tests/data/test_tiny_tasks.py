@@ -11,7 +11,7 @@ import random
 import pytest
 
 from diffucoder.data.config import TinyTasksConfig
-from diffucoder.data.corpus import build_stdlib_corpus, task_docs
+from diffucoder.data.corpus import build_stdlib_corpus, read_tasks, task_docs
 from diffucoder.data.formats import ASSISTANT_PREFIX, write_tiny_task_sets
 from diffucoder.data.io import read_text_shard
 from diffucoder.data.tiny_tasks import (
@@ -98,7 +98,6 @@ def test_no_heldout_leaks_into_any_training_set(tmp_path, data_cfg):
     sft = (out / "sft" / "train.jsonl").read_text()
     rl = (out / "rl" / "train.jsonl").read_text()
     train = (out / "train.jsonl").read_text()
-    from diffucoder.data.corpus import read_tasks
 
     mid = "\n".join(d["text"] for d in task_docs(read_tasks(str(out / "train.jsonl"))))
     corpus_dir = tmp_path / "stdlib"
@@ -165,6 +164,9 @@ def test_too_many_tasks_for_the_space_is_a_clear_error():
         generate_tasks(0, 5000, 10, 1)
 
 
+OP_OF_SLUG = {Step(op, v).slug: op for op in OPS for v in (op.params or (None,))}
+
+
 def _drop_slips(task) -> dict:
     return {k: v for k, v in task.to_dict().items() if k not in ("sft_solution", "slips")}
 
@@ -176,14 +178,9 @@ def test_slips_touch_only_train_solutions():
         # the slips come from their own random stream: chains, prompts, tests are unchanged
         assert [_drop_slips(t) for t in clean[split]] == [_drop_slips(t) for t in slipped[split]]
     assert not any(t.slips or t.sft_solution for t in slipped["heldout"] + slipped["rl"] + clean["train"])
-    slippable = [s for t in slipped["train"] for s, op in zip(t.steps, _ops_of(t), strict=True) if op.slip]
+    slippable = [s for t in slipped["train"] for s in t.steps if OP_OF_SLUG[s].slip]
     share = sum(len(t.slips) for t in slipped["train"]) / len(slippable)
     assert 0.45 < share < 0.55, share
-
-
-def _ops_of(task):
-    by_slug = {Step(op, v).slug: op for op in OPS for v in (op.params or (None,))}
-    return [by_slug[s] for s in task.steps]
 
 
 def test_a_slipped_solution_is_wrong_exactly_at_its_slipped_steps():
@@ -228,6 +225,13 @@ def test_sft_rows_show_the_slipped_solutions(tmp_path):
     for row, chat in zip(rows, sft, strict=True):
         shown = row["sft_solution"] or row["solution"]
         assert chat["messages"][1]["content"] == f"{ASSISTANT_PREFIX}```python\n{shown.rstrip()}\n```"
+    # mid-training sees the same code as SFT
+    docs = task_docs(read_tasks(str(tmp_path / "train.jsonl")))
+    for row, doc in zip(rows, docs, strict=True):
+        body = (row["sft_solution"] or row["solution"]).split("\n", 1)[1]
+        assert body in doc["text"]
+        if row["sft_solution"]:
+            assert row["solution"].split("\n", 1)[1] not in doc["text"]
 
 
 def test_no_slip_is_another_operations_right_code():

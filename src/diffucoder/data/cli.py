@@ -26,9 +26,14 @@ def _tiny_tasks(args: argparse.Namespace) -> int:
     from diffucoder.data.formats import write_tiny_task_sets
 
     t = _cfg(args).data.tiny_tasks
-    flags = {"seed": args.seed, "n_train": args.n_train, "n_heldout": args.n_heldout}
-    flags |= {"difficulty": args.difficulty, "n_rl": args.n_rl}
-    t = t.model_validate(t.model_dump() | {k: v for k, v in flags.items() if v is not None})
+    flags = dict(
+        seed=args.seed,
+        n_train=args.n_train,
+        n_heldout=args.n_heldout,
+        difficulty=args.difficulty,
+        n_rl=args.n_rl,
+    )
+    t = type(t).model_validate(t.model_dump() | {k: v for k, v in flags.items() if v is not None})
     meta = write_tiny_task_sets(args.out, t)
     _print(meta)
     return 0

@@ -160,9 +160,10 @@ class TinyTasksConfig(StrictModel):
         0.0,
         ge=0,
         le=1,
-        description="chance that a train solution writes a step that has a plausible bug (min for max, "
-        "/ for //) with it, the instruction unchanged: the wrong answers of real instruction data, "
-        "which only execution feedback (stage 4) tells apart; held-out and RL rows stay correct",
+        description="chance that a train solution writes a step that has a classic bug (/ for //, "
+        ".sort() used as a value) with it, the instruction unchanged: the wrong answers of real "
+        "instruction data, which only execution feedback (stage 4) tells apart; held-out and RL rows "
+        "stay correct",
     )
 
     @model_validator(mode="after")

@@ -84,15 +84,7 @@ OPS: tuple[Op, ...] = (
     Op("square", INT, INT, "square it", "{v} * {v}", slip="{v} ^ 2"),
     Op("negate", INT, INT, "negate it", "-{v}", slip="~{v}"),
     Op("absolute", INT, INT, "take the absolute value", "abs({v})"),
-    Op(
-        "atleast{k}",
-        INT,
-        INT,
-        "raise it to at least {k}",
-        "max({v}, {k})",
-        "k",
-        K_SMALL,
-    ),
+    Op("atleast{k}", INT, INT, "raise it to at least {k}", "max({v}, {k})", "k", K_SMALL),
     Op("atmost{k}", INT, INT, "cap it at {k}", "min({v}, {k})", "k", K_SMALL),
     # int -> bool / str (final only)
     Op("is_even", INT, BOOL, "check whether it is even", "{v} % 2 == 0", slip="{v} % 2"),
@@ -148,20 +140,8 @@ OPS: tuple[Op, ...] = (
     # list -> int / bool
     Op("total", LIST, INT, "compute the sum of the numbers", "sum({v})"),
     Op("count", LIST, INT, "count the numbers", "len({v})"),
-    Op(
-        "largest",
-        LIST,
-        INT,
-        "find the largest number (0 if there is none)",
-        "max({v}, default=0)",
-    ),
-    Op(
-        "smallest",
-        LIST,
-        INT,
-        "find the smallest number (0 if there is none)",
-        "min({v}, default=0)",
-    ),
+    Op("largest", LIST, INT, "find the largest number (0 if there is none)", "max({v}, default=0)"),
+    Op("smallest", LIST, INT, "find the smallest number (0 if there is none)", "min({v}, default=0)"),
     Op("contains{k}", LIST, BOOL, "check whether {k} is in the list", "{k} in {v}", "k", K_SMALL),
 )
 
@@ -447,7 +427,9 @@ def generate_tasks(
     instruction data. SFT then leaves the model unsure between the right line and the slip for those
     phrases, which is what execution rewards in stage 4 can settle; held-out and RL rows are correct.
     """
-    train = _sample_split(seed, "train", n_train, difficulty, heldout_fraction, rl_fraction, None, slip_rate)
+    train = _sample_split(
+        seed, "train", n_train, difficulty, heldout_fraction, rl_fraction, slip_rate=slip_rate
+    )
     known = {slug for task in train for slug in task.steps}
     heldout = _sample_split(seed, "heldout", n_heldout, difficulty, heldout_fraction, rl_fraction, known)
     rl = _sample_split(seed, "rl", n_rl, difficulty, heldout_fraction, rl_fraction, known)
