@@ -22,9 +22,9 @@ KEY_METRICS = (
     "evalplus_pass_at_1_1x",
     "humaneval_pass_at_1_1x",
     "mbpp_pass_at_1_1x",
+    "pass_rate/first_quarter",
+    "pass_rate/last_quarter",
     "loss",
-    "reward_mean",
-    "pass_rate",
     "steps",
     "documents",
     "rows",
@@ -129,6 +129,18 @@ def learning_signal(heldout: dict[str, float | None]) -> str:
     return "learning signal: held-out tiny tasks pass@1 " + " -> ".join(parts)
 
 
+def rl_trend(grpo_metrics: dict[str, float]) -> str:
+    """One line: stage 4's reward and pass rate on its own problems, first vs last quarter of rounds."""
+    parts = []
+    for key, label in (("reward/total", "reward"), ("pass_rate", "pass rate")):
+        first, last = grpo_metrics.get(f"{key}/first_quarter"), grpo_metrics.get(f"{key}/last_quarter")
+        if first is not None and last is not None:
+            parts.append(f"{label} {first:.3f} -> {last:.3f} ({last - first:+.3f})")
+    return (
+        "coupled-GRPO on its training problems, first -> last quarter: " + ", ".join(parts) if parts else ""
+    )
+
+
 def summary(run_root: str) -> str:
     """The final table: every step's time, key metrics and artifact URIs; then the learning signal."""
     record = steps.read_pipeline_record(run_root)
@@ -142,8 +154,8 @@ def summary(run_root: str) -> str:
     by_step = {r["step"]: r["metrics"] for r in rows}
     lines.append("")
     signal = learning_signal({step: metrics.get(HELDOUT) for step, metrics in by_step.items()})
-    if signal:
-        lines.append(signal)
+    trend = rl_trend(by_step.get("grpo", {}))
+    lines += [line for line in (signal, trend) if line]
     lines.append(
         f"MLflow: parent run {record['parent_run_id']} in experiment {record['experiment']!r}; "
         f"open the UI with\n  mlflow ui --backend-store-uri {record['tracking_uri']}"

@@ -111,6 +111,9 @@ def test_summary_and_rerun_arguments(tmp_path):
     steps.record_step(data, "data", 3.0, {"documents": 10}, {"corpus": f"{data}/corpus"})
     steps.record_step(root, "eval-midtrain", 4.0, {"tiny_heldout_pass_at_1_1x": 0.0}, {"report": "r0.html"})
     steps.record_step(root, "eval-instruct", 5.0, {"tiny_heldout_pass_at_1_1x": 0.25}, {"report": "r1.html"})
+    trend = {"reward/total/first_quarter": 1.5, "reward/total/last_quarter": 1.75}
+    trend |= {"pass_rate/first_quarter": 0.5, "pass_rate/last_quarter": 0.625}
+    steps.record_step(root, "grpo", 7.0, {**trend, "loss": 0.01}, {"model": f"{root}/grpo/final"})
     steps.record_step(root, "eval-grpo", 6.0, {"tiny_heldout_pass_at_1_1x": 0.40}, {"report": "r2.html"})
     table = local.summary(root)
     assert "data" in table and "documents=10" in table
@@ -118,6 +121,8 @@ def test_summary_and_rerun_arguments(tmp_path):
         "pass@1 0.000 before instruct-tuning -> 0.250 after instruct (+0.250) -> "
         "0.400 after coupled-GRPO (+0.150)" in table
     )
+    assert "first -> last quarter: reward 1.500 -> 1.750 (+0.250), pass rate 0.500 -> 0.625 (+0.125)" in table
+    assert "pass_rate/first_quarter=0.5, pass_rate/last_quarter=0.625, loss=0.01" in table
     assert "mlflow ui --backend-store-uri sqlite:///x.db" in table and "HTML report: r2.html" in table
     args = remote.rerun_arguments(root)
     assert args["config_yaml"] == cfg.to_yaml() and args["output_root"] == str(tmp_path)

@@ -81,6 +81,8 @@ def test_grpo_stage_runs_with_local_sandbox_and_resumes(grpo_inputs):
     assert state["data"]["round"] == 2  # 4 steps / mu 2
     assert (ckpts[-1] / "grpo" / "reference.pt").is_file()
     logged = state["history"][-1]
+    first, last = result["metrics"]["pass_rate/first_quarter"], result["metrics"]["pass_rate/last_quarter"]
+    assert (first, last) == (state["history"][0]["pass_rate"], logged["pass_rate"])  # 2 logs: 1 each
     for key in (
         "loss",
         "kl",

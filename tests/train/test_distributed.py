@@ -83,7 +83,7 @@ def _wait_for_step(out: Path, step: int, proc: subprocess.Popen, timeout: float 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("zero_stage", [2, 3])
+@pytest.mark.parametrize("zero_stage", [0, 2, 3])
 def test_kill9_and_resume_matches_uninterrupted(tmp_path, packed_dir, mlflow_sqlite, zero_stage):
     """kill -9 the whole 2-rank job at a random point, resume with --resume auto: same final weights.
 

@@ -98,6 +98,29 @@ def rollout_metrics(rollouts: RolloutBatch, rewards: RewardBatch, group_size: in
     }
 
 
+# the quantities whose first-to-last-quarter change says whether the policy improved on its own problems
+TREND_KEYS = ("reward/total/mean", "pass_rate")
+
+
+def quarter_trend(history: list[dict[str, float]], keys=TREND_KEYS) -> dict[str, float]:
+    """Mean of each key over the first and the last quarter of the logged rounds (one each if < 8).
+
+    Rounds are weighted by the groups they drew (``round/groups_drawn``), so with redraws the
+    numbers are the reward over every problem sampled in that quarter, not a mean of round means.
+    The last-logged value alone says little: a tiny run's last round is 2-8 problems.
+    """
+    if len(history) < 2:
+        return {}
+    quarter = max(1, len(history) // 4)
+    out = {}
+    for name, part in (("first_quarter", history[:quarter]), ("last_quarter", history[-quarter:])):
+        weights = np.array([h.get("round/groups_drawn", 1.0) for h in part])
+        for key in keys:
+            values = np.array([h.get(key, np.nan) for h in part])
+            out[f"{key.removesuffix('/mean')}/{name}"] = float(np.average(values, weights=weights))
+    return out
+
+
 def format_samples(
     rollouts: RolloutBatch, rewards: RewardBatch, advantages: torch.Tensor, limit: int, step: int
 ) -> str:
@@ -388,6 +411,10 @@ class GRPOStep:
 
     def attach_tracker(self, tracker) -> None:
         self.tracker = tracker
+
+    def summary_metrics(self, history: list[dict[str, float]]) -> dict[str, float]:
+        """Run-level metrics for the result and MLflow: reward and pass rate, first vs last quarter."""
+        return quarter_trend(history)
 
     def figures(self, history: list[dict[str, float]]) -> dict[str, Any]:
         """Reward curves for the stage's MLflow run."""

@@ -220,13 +220,17 @@ def run(
             outcome = trainer.train()
             final_uri = storage.join(out_uri, "final")
             trainer.save_final(final_uri)
+            # stage-level numbers over the whole history (stage 4: reward first vs last quarter)
+            run_metrics = getattr(step_fn, "summary_metrics", lambda h: {})(outcome.history)
+            if dist.is_main and run_metrics:
+                tr.log_metrics(run_metrics, outcome.steps)
             result = TrainResult(
                 stage,
                 outcome.steps,
                 outcome.tokens,
                 final_uri,
                 outcome.checkpoint_uri,
-                outcome.last_metrics,
+                {**outcome.last_metrics, **run_metrics},
                 tr.run_id,
                 dist.world_size,
                 time.time() - started,
