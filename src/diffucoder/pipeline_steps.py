@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import time
@@ -157,8 +158,20 @@ def artifact_metadata(uri: str, cfg: RunConfig, **extra: Any) -> dict[str, Any]:
     }
     if len(files) <= 16:  # small artifacts list each file's checksum directly
         meta["sha256"] = {f.path: f.sha256 for f in files}
-    meta.update(extra)
+    meta.update(_finite_or_text(extra))
     return meta
+
+
+def _finite_or_text(value: Any) -> Any:
+    """NaN/inf floats as text: KFP metadata is a protobuf Struct, which cannot hold them, and a
+    diverged run's NaN loss must reach the artifact, not crash the step that records it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite_or_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_text(v) for v in value]
+    return value
 
 
 def record_step(root: str, step: str, seconds: float, metrics: dict[str, Any], uris: dict[str, str]) -> dict:

@@ -81,6 +81,8 @@ def test_artifact_metadata_refuses_incomplete_and_hashes_manifest(tmp_path):
     assert (meta["files"], meta["bytes"], meta["stage"]) == (1, 5, "x")
     assert meta["sha256"]["a.txt"] == storage.read_manifest(str(art)).files[0].sha256
     assert meta["config"]["preset"] == "tiny" and meta["config_fingerprint"] == cfg.fingerprint()
+    diverged = steps.artifact_metadata(str(art), cfg, metrics={"loss": float("nan"), "steps": 3})
+    assert diverged["metrics"] == {"loss": "nan", "steps": 3}  # a protobuf Struct cannot hold NaN
 
 
 def test_seal_remote_makes_an_s3_dir_verifiable(s3_env, tmp_path):

@@ -51,6 +51,12 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def _grad_norm(model: torch.nn.Module) -> float:
+    """Global 2-norm of the parameters' gradients (before clipping)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return float(torch.nn.utils.get_total_norm(grads)) if grads else float("nan")
+
+
 def _rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -133,6 +139,7 @@ class Trainer:
         self.local_root = ckpt.local_root_for(out_uri)
         self.state = TrainState()
         self.engine = None
+        self._grad_norm = float("nan")  # set per optimizer step when DeepSpeed does not report it
         self.last_checkpoint: str | None = None
 
     # ----------------------------------------------------------------------------- setup
@@ -214,6 +221,10 @@ class Trainer:
         ):
             loss, stats = self.step_fn.loss(self.engine, batch, ctx)
         self.engine.backward(loss)
+        if self.cfg.zero_stage == 0 and self.engine.is_gradient_accumulation_boundary():
+            # DeepSpeed reports the norm only under ZeRO; without it (zero_stage 0) we take it here,
+            # from the accumulated and all-reduced gradients, before the engine clips them
+            self._grad_norm = _grad_norm(self.model)
         self.engine.step()
         return stats
 
@@ -228,6 +239,8 @@ class Trainer:
         metrics = {k: float(np.mean([s[k] for s in micro_stats])) for k in micro_stats[0]}
         tokens = sum(s["tokens"] for s in micro_stats) * self.dist.world_size
         grad_norm = self.engine.get_global_grad_norm()
+        if grad_norm is None:
+            grad_norm = self._grad_norm
         metrics.update(
             lr=lr,
             grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
