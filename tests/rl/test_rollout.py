@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from diffucoder.config import load_config
@@ -12,6 +13,7 @@ from diffucoder.rl.rollout import (
     concat_rollouts,
     encode_prompts,
     generate_rollouts,
+    rollout_decoding,
     take_rollouts,
     user_message,
 )
@@ -36,7 +38,9 @@ def test_prompts_are_chat_templated_and_left_truncated(tokenizer):
 
 
 def test_generate_rollouts_groups_and_scores_like_decoded(small_model, tokenizer):
-    cfg = load_config("tiny", ["grpo.rollout.max_completion_length=6", "grpo.rollout.steps=6"])
+    cfg = load_config(
+        "tiny", ["grpo.rollout.max_completion_length=6", "grpo.rollout.steps=6", "grpo.rollout.fast=false"]
+    )
     problems = [
         Problem("a", "Implement `f(x)`.", ["t"]),
         Problem("b", "Write a much longer question " * 3, ["t"]),
@@ -60,7 +64,9 @@ def test_generate_rollouts_groups_and_scores_like_decoded(small_model, tokenizer
 
 def test_rollouts_drawn_apart_concatenate_to_the_joint_batch(small_model, tokenizer):
     # dynamic sampling joins draws of different prompt widths: the join must equal one joint draw
-    cfg = load_config("tiny", ["grpo.rollout.max_completion_length=6", "grpo.rollout.steps=6"])
+    cfg = load_config(
+        "tiny", ["grpo.rollout.max_completion_length=6", "grpo.rollout.steps=6", "grpo.rollout.fast=false"]
+    )
     short, long = Problem("a", "Implement `f(x)`.", ["t"]), Problem("b", "A much longer question " * 3, ["t"])
     args = (cfg.grpo.rollout, cfg.decoding)
     joint = generate_rollouts(
@@ -77,3 +83,24 @@ def test_rollouts_drawn_apart_concatenate_to_the_joint_batch(small_model, tokeni
     assert [p.id for p in second.problems] == ["b", "b"] and torch.equal(
         second.sequences, joint.sequences[2:]
     )
+
+
+def test_preset_rollouts_use_the_dual_cache_and_a_misfit_length_is_named(small_model, tokenizer):
+    cfg = load_config("tiny", ["grpo.rollout.max_completion_length=16", "grpo.rollout.steps=8"])
+    decoding = rollout_decoding(cfg.grpo.rollout, cfg.decoding)
+    assert decoding.fast.enabled and decoding.fast.kv_cache == "dual" and decoding.block_length == 16
+    out = generate_rollouts(
+        small_model,
+        tokenizer,
+        [Problem("a", "Implement `f(x)`.", ["t"])],
+        2,
+        cfg.grpo.rollout,
+        cfg.decoding,
+        torch.Generator().manual_seed(0),
+    )
+    assert out.completion_mask.shape == (2, 16) and (out.trace >= 0).all()
+    misfit = load_config("tiny", ["grpo.rollout.max_completion_length=24", "grpo.rollout.steps=24"])
+    with pytest.raises(
+        ValueError, match=r"grpo.rollout \(max_completion_length=24.*block_length=16 must divide"
+    ):
+        rollout_decoding(misfit.grpo.rollout, misfit.decoding)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from pydantic import ValidationError
 
 from diffucoder.data.tokenizer import IM_END
 from diffucoder.decoding import DecodingConfig, diffusion_generate
@@ -102,17 +103,26 @@ def completion_mask(completions: torch.Tensor, im_end_id: int) -> torch.Tensor:
 
 
 def rollout_decoding(cfg: RolloutConfig, decoding: DecodingConfig) -> DecodingConfig:
-    """The sampler settings of rollouts: the decoding section with the rollout's length, temperature and order."""
-    return decoding.model_copy(
-        update={
-            "max_new_tokens": cfg.max_completion_length,
-            "steps": cfg.steps or cfg.max_completion_length,
-            "temperature": cfg.temperature,
-            "top_p": cfg.top_p,
-            "alg": cfg.alg,
-            "fast": decoding.fast.model_copy(update={"enabled": cfg.fast}),
-        }
-    )
+    """The sampler settings of rollouts: the decoding section with the rollout's length, temperature and order.
+
+    Re-validated, so a rollout length that the fast decoder's blocks do not divide fails here with
+    both sections named, not as an arithmetic error inside the sampler.
+    """
+    update = {
+        "max_new_tokens": cfg.max_completion_length,
+        "steps": cfg.steps or cfg.max_completion_length,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "alg": cfg.alg,
+        "fast": {**decoding.fast.model_dump(), "enabled": cfg.fast},
+    }
+    try:
+        return DecodingConfig.model_validate({**decoding.model_dump(), **update})
+    except ValidationError as err:
+        raise ValueError(
+            f"grpo.rollout (max_completion_length={cfg.max_completion_length}, steps={update['steps']}, "
+            f"fast={cfg.fast}) does not fit the decoding section: {err.errors()[0]['msg']}"
+        ) from err
 
 
 def take_rollouts(batch: RolloutBatch, rows: list[int]) -> RolloutBatch:
