@@ -91,7 +91,7 @@ def test_kill9_and_resume_matches_uninterrupted(tmp_path, packed_dir, mlflow_sql
     the data position and DeepSpeed's fp32 optimizer state are restored bit for bit, and gloo
     reductions on CPU run in a fixed order, so the resumed run repeats the same float operations.
     """
-    steps = 12
+    steps = 30  # ZeRO-0 steps of the small model take milliseconds: leave enough to kill into
     overrides = small_overrides(
         "pretrain",
         **{"pretrain.max_steps": steps, "pretrain.save_every_steps": 3, "pretrain.zero_stage": zero_stage},
