@@ -49,12 +49,17 @@ def causal_batch(model, generator):
     return ids, ids, causal, None, scored, torch.ones(16)
 
 
-def step_seconds(model, optimizer, batch, autocast: bool) -> float:
+def forward_loss(forward, batch, autocast: bool) -> torch.Tensor:
+    """The step's forward and ELBO loss (``forward`` is the model or a DeepSpeed engine)."""
     ids, inputs, attention, logits_at, masked, t = batch
-    start = time.perf_counter()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        logits = model(inputs, attention_mask=attention, logits_at=logits_at)
-    loss, _ = elbo_loss(logits, ids, masked, t)
+        logits = forward(inputs, attention_mask=attention, logits_at=logits_at)
+    return elbo_loss(logits, ids, masked, t)[0]
+
+
+def step_seconds(model, optimizer, batch, autocast: bool) -> float:
+    start = time.perf_counter()
+    loss = forward_loss(model, batch, autocast)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad()

@@ -19,11 +19,10 @@ import time
 
 import torch
 import torch.distributed as dist
-from bench_precision import stage3_batch
+from bench_precision import forward_loss, stage3_batch
 
 from diffucoder.heap import retain_freed_memory
 from diffucoder.model.io import load_model
-from diffucoder.train.objective import elbo_loss
 
 SETUPS = {"plain torch AdamW": None, "DeepSpeed ZeRO-0": 0, "DeepSpeed ZeRO-2": 2}
 
@@ -53,11 +52,8 @@ def build(model_dir: str, zero_stage: int | None):
 
 
 def step_seconds(model, forward, optimizer, engine, batch) -> float:
-    ids, inputs, attention, logits_at, masked, t = batch
     start = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        logits = forward(inputs, attention_mask=attention, logits_at=logits_at)
-        loss, _ = elbo_loss(logits, ids, masked, t)
+    loss = forward_loss(forward, batch, autocast=True)
     if engine is not None:
         engine.backward(loss)
         engine.step()

@@ -67,7 +67,7 @@ class TrainStageConfig(StrictModel):
     zero_stage: Literal[0, 2, 3] = Field(
         2,
         description="DeepSpeed ZeRO stage (paper stage III: ZeRO-2). 0 = plain data parallel: nothing "
-        "to partition on one rank, where ZeRO-2's gradient buffers cost ~12 % of a tiny CPU step",
+        "to partition on one rank, where ZeRO-2's gradient buffers cost 3-15 % of a tiny CPU step",
     )
 
     # --- diffusion noise (reference §1.3) ---
