@@ -102,7 +102,7 @@ def rollout_metrics(rollouts: RolloutBatch, rewards: RewardBatch, group_size: in
 TREND_KEYS = ("reward/total/mean", "pass_rate")
 
 
-def quarter_trend(history: list[dict[str, float]], keys=TREND_KEYS) -> dict[str, float]:
+def quarter_trend(history: list[dict[str, float]]) -> dict[str, float]:
     """Mean of each key over the first and the last quarter of the logged rounds (one each if < 8).
 
     Rounds are weighted by the groups they drew (``round/groups_drawn``), so with redraws the
@@ -115,7 +115,7 @@ def quarter_trend(history: list[dict[str, float]], keys=TREND_KEYS) -> dict[str,
     out = {}
     for name, part in (("first_quarter", history[:quarter]), ("last_quarter", history[-quarter:])):
         weights = np.array([h.get("round/groups_drawn", 1.0) for h in part])
-        for key in keys:
+        for key in TREND_KEYS:
             values = np.array([h.get(key, np.nan) for h in part])
             out[f"{key.removesuffix('/mean')}/{name}"] = float(np.average(values, weights=weights))
     return out

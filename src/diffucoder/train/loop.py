@@ -139,7 +139,7 @@ class Trainer:
         self.local_root = ckpt.local_root_for(out_uri)
         self.state = TrainState()
         self.engine = None
-        self._grad_norm = float("nan")  # set per optimizer step when DeepSpeed does not report it
+        self._measured_grad_norm = float("nan")  # per optimizer step, where DeepSpeed reports none
         self.last_checkpoint: str | None = None
 
     # ----------------------------------------------------------------------------- setup
@@ -224,7 +224,7 @@ class Trainer:
         if self.cfg.zero_stage == 0 and self.engine.is_gradient_accumulation_boundary():
             # DeepSpeed reports the norm only under ZeRO; without it (zero_stage 0) we take it here,
             # from the accumulated and all-reduced gradients, before the engine clips them
-            self._grad_norm = _grad_norm(self.model)
+            self._measured_grad_norm = _grad_norm(self.model)
         self.engine.step()
         return stats
 
@@ -240,7 +240,7 @@ class Trainer:
         tokens = sum(s["tokens"] for s in micro_stats) * self.dist.world_size
         grad_norm = self.engine.get_global_grad_norm()
         if grad_norm is None:
-            grad_norm = self._grad_norm
+            grad_norm = self._measured_grad_norm
         metrics.update(
             lr=lr,
             grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
