@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_ROOT = (REPO / ".." / "shared" / "data").resolve()
 
 
 def log(msg: str) -> None:
@@ -44,7 +43,7 @@ def bench_execution(client, n_problems: int) -> dict:
     from diffucoder.evaluation.config import EvaluationConfig
     from diffucoder.evaluation.execution import candidate_jobs, execute_candidates, run_references
 
-    cfg = EvaluationConfig(data_root=str(DATA_ROOT), max_problems=n_problems)
+    cfg = EvaluationConfig(max_problems=n_problems)
     problems = [p for name in ("humaneval_plus", "mbpp_plus", "mbpp") for p in load_benchmark(name, cfg)]
     run_references(problems[:2], client, cfg)  # warm-up: executor slots started
     t0 = time.perf_counter()
@@ -94,7 +93,6 @@ def bench_end_to_end(sandbox_url: str, n_problems: int, gen_length: int, workdir
         cfg = load_config(
             "tiny",
             [
-                f"evaluation.data_root={DATA_ROOT}",
                 f"evaluation.tiny_heldout_uri={heldout}",
                 f"evaluation.max_problems={n_problems}",
                 f"evaluation.gen_length={gen_length}",

@@ -22,18 +22,13 @@ from pathlib import Path
 
 import httpx
 
+from diffucoder import benchmark_data
 from diffucoder.sandbox import executor, harness, isolation
 from diffucoder.sandbox.client import Job, SandboxClient
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.local import local_sandbox
 
-DATA = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "data"
-    / "evalplus"
-    / "HumanEvalPlus-v0.1.10.jsonl.gz"
-)
+DATA = Path(benchmark_data.shipped_root()) / benchmark_data.HUMANEVAL_PLUS
 
 
 def pct(values: list[float], q: float) -> float:

@@ -56,7 +56,8 @@ def local_arguments(
         "config_yaml": config_yaml,
         "output_root": _absolute(cfg.output_root),
         "tracking_uri": default_tracking_uri(cfg),
-        "benchmark_root": _absolute(cfg.evaluation.data_root),
+        # unset: every task reads the data shipped in its own installed package
+        "benchmark_root": _absolute(cfg.evaluation.data_root) if cfg.evaluation.data_root else "",
         "sandbox_mode": "local",
         "launcher": "in-process",
     }

@@ -30,7 +30,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
 _BIN = Path(sys.executable).parent
 
 # Any variable that could point boto3 or mlflow at a real account/server is dropped for servers
@@ -124,11 +123,11 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 
 
 @pytest.fixture(scope="session")
-def shared_data_dir() -> Path:
-    """The benchmark data (../shared/data relative to the repo root); never copied into the repo."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"benchmark data not found at {SHARED_DATA} (expected ../shared/data beside the repo)")
-    return SHARED_DATA
+def benchmark_dir() -> Path:
+    """The benchmark data shipped in the package (HumanEval+, MBPP+, MBPP)."""
+    from diffucoder import benchmark_data
+
+    return Path(benchmark_data.shipped_root())
 
 
 def _moto(tmp_path_factory: pytest.TempPathFactory, **env: str) -> Iterator[str]:

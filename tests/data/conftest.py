@@ -9,9 +9,6 @@ import pytest
 from diffucoder.data.config import DataConfig
 from diffucoder.data.corpus import stdlib_root
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
-
 
 @pytest.fixture(scope="session")
 def data_cfg() -> DataConfig:
@@ -33,9 +30,3 @@ def tiny_tokenizer_dir(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("tok") / "tokenizer"
     save_tokenizer(train_tokenizer(texts, 512), str(out))
     return str(out)
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """../shared/data relative to the repo root (benchmarks for decontamination; never copied)."""
-    return SHARED_DATA

@@ -15,14 +15,14 @@ HEADER = "import os\nimport sys\n\n\ndef helper(path):\n    return os.path.join(
 
 
 @pytest.fixture(scope="module")
-def decon(shared_data) -> Decontaminator:
-    return Decontaminator.build(DecontamConfig(benchmarks_dir=str(shared_data)))
+def decon() -> Decontaminator:
+    return Decontaminator.build(DecontamConfig())
 
 
 @pytest.fixture(scope="module")
-def rows(shared_data):
+def rows(benchmark_dir):
     def read(name: str) -> list[dict]:
-        with gzip.open(shared_data / "evalplus" / name, "rt") as fh:
+        with gzip.open(benchmark_dir / "evalplus" / name, "rt") as fh:
             return [json.loads(line) for line in fh]
 
     return read
@@ -91,15 +91,15 @@ def test_no_file_of_the_whole_stdlib_is_flagged(decon):
     assert flagged == []
 
 
-def test_extra_file_and_bad_rows(tmp_path, shared_data):
+def test_extra_file_and_bad_rows(tmp_path):
     extra = tmp_path / "private.jsonl"
     extra.write_text(
         json.dumps({"task_id": "p/1", "prompt": "Compute the frobnication index of a widget list."}) + "\n"
     )
-    d = Decontaminator.build(DecontamConfig(benchmarks_dir=str(shared_data), extra_files=[str(extra)]))
+    d = Decontaminator.build(DecontamConfig(extra_files=[str(extra)]))
     assert d.reason("# compute the   FROBNICATION index of a widget list.\nx = 1\n").endswith(
         "private.jsonl:p/1"
     )
     extra.write_text("{not json\n")
     with pytest.raises(ValueError, match=r"private.jsonl:1: invalid JSON"):
-        Decontaminator.build(DecontamConfig(benchmarks_dir=str(shared_data), extra_files=[str(extra)]))
+        Decontaminator.build(DecontamConfig(extra_files=[str(extra)]))

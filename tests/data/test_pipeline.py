@@ -14,12 +14,12 @@ from diffucoder.data.io import read_text_shard
 from diffucoder.data.pipeline import prepare, shard_files
 
 
-def _cfg(shared_data: Path, **kw) -> DataConfig:
-    return DataConfig.model_validate({"decontam": {"benchmarks_dir": str(shared_data)}, **kw})
+def _cfg(**kw) -> DataConfig:
+    return DataConfig.model_validate(kw)
 
 
 @pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory, stdlib_subset, shared_data) -> Path:
+def corpus_dir(tmp_path_factory, stdlib_subset, benchmark_dir) -> Path:
     """A source dir: ~120 stdlib modules, two exact copies, a near copy, a contaminated file,
     a binary file and a non-UTF-8 file."""
     root = tmp_path_factory.mktemp("corpus") / "src"
@@ -33,7 +33,7 @@ def corpus_dir(tmp_path_factory, stdlib_subset, shared_data) -> Path:
     (root / "zz_near_shlex.py").write_text(near)  # re-indented, one variable renamed: Jaccard ~0.92
     import gzip
 
-    with gzip.open(shared_data / "evalplus" / "HumanEvalPlus-v0.1.10.jsonl.gz", "rt") as fh:
+    with gzip.open(benchmark_dir / "evalplus" / "HumanEvalPlus-v0.1.10.jsonl.gz", "rt") as fh:
         he = json.loads(fh.readline())
     (root / "leaked.py").write_text(
         "import os\n\n" + he["prompt"] + he["canonical_solution"] + "\n" + "x = 1\n" * 10
@@ -48,9 +48,9 @@ def _kept(out: Path) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, corpus_dir, shared_data):
+def reference_run(tmp_path_factory, corpus_dir):
     out = tmp_path_factory.mktemp("ref") / "out"
-    stats = prepare([str(corpus_dir)], str(out), _cfg(shared_data, shard_docs=1000), workers=1)
+    stats = prepare([str(corpus_dir)], str(out), _cfg(shard_docs=1000), workers=1)
     return out, stats
 
 
@@ -70,10 +70,10 @@ def test_flow_outputs_and_stats(reference_run):
     assert "implied Jaccard threshold 0.7248" in report and "leaked.py" in report
 
 
-def test_same_result_for_workers_and_sharding(tmp_path, reference_run, corpus_dir, shared_data):
+def test_same_result_for_workers_and_sharding(tmp_path, reference_run, corpus_dir):
     ref_out, ref_stats = reference_run
     out = tmp_path / "out"
-    stats = prepare([str(corpus_dir)], str(out), _cfg(shared_data, shard_docs=17), workers=2)
+    stats = prepare([str(corpus_dir)], str(out), _cfg(shard_docs=17), workers=2)
     assert stats["shards"] >= 5
     assert _kept(out) == _kept(ref_out)
     for key in ("input", "filter", "decontamination", "output"):
@@ -81,18 +81,18 @@ def test_same_result_for_workers_and_sharding(tmp_path, reference_run, corpus_di
     assert {k: v for k, v in stats["dedup"].items()} == ref_stats["dedup"]
 
 
-def test_rerun_reuses_finished_shards_and_refuses_other_config(tmp_path, corpus_dir, shared_data):
-    cfg = _cfg(shared_data, shard_docs=60)
+def test_rerun_reuses_finished_shards_and_refuses_other_config(tmp_path, corpus_dir):
+    cfg = _cfg(shard_docs=60)
     first = prepare([str(corpus_dir)], str(tmp_path / "o"), cfg, workers=1)
     stats_file = tmp_path / "o-work" / "stats" / "shard-00000.json"
     mtime = stats_file.stat().st_mtime_ns
     again = prepare([str(corpus_dir)], str(tmp_path / "o"), cfg, workers=1)
     assert stats_file.stat().st_mtime_ns == mtime and again == first
     with pytest.raises(ValueError, match="another data config"):
-        prepare([str(corpus_dir)], str(tmp_path / "o"), _cfg(shared_data, shard_docs=61), workers=1)
+        prepare([str(corpus_dir)], str(tmp_path / "o"), _cfg(shard_docs=61), workers=1)
 
 
-def test_malformed_jsonl_rows_are_skipped_counted_and_named(tmp_path, shared_data):
+def test_malformed_jsonl_rows_are_skipped_counted_and_named(tmp_path):
     good = (stdlib_root() / "textwrap.py").read_text()
     lines = [
         json.dumps({"id": "ok-1", "text": good, "path": "textwrap.py", "lang": "python"}),
@@ -103,7 +103,7 @@ def test_malformed_jsonl_rows_are_skipped_counted_and_named(tmp_path, shared_dat
     ]
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n")
-    stats = prepare([str(src)], str(tmp_path / "out"), _cfg(shared_data), workers=1)
+    stats = prepare([str(src)], str(tmp_path / "out"), _cfg(), workers=1)
     assert stats["input"]["skipped"] == {
         "bad_field:content": 1,
         "malformed_json": 1,
@@ -116,21 +116,21 @@ def test_malformed_jsonl_rows_are_skipped_counted_and_named(tmp_path, shared_dat
     assert _kept(tmp_path / "out")[0][0] == "ok-1"
 
 
-def test_cli_prepare(tmp_path, corpus_dir, shared_data, capsys):
+def test_cli_prepare(tmp_path, corpus_dir, benchmark_dir, capsys):
     from diffucoder.cli import main
 
     argv = ["data", "prepare", "--input", str(corpus_dir), "--out", str(tmp_path / "out"), "--workers", "1",
-            f"data.decontam.benchmarks_dir={shared_data}"]  # fmt: skip
+            f"data.decontam.benchmarks_dir={benchmark_dir}"]  # fmt: skip
     assert main(argv) == 0
     assert "25 bands x 10 rows, Jaccard threshold ~0.725" in capsys.readouterr().out
     assert (tmp_path / "out" / "stats.json").is_file()
 
 
-def test_s3_in_and_out(s3_env, tmp_path, shared_data):
+def test_s3_in_and_out(s3_env, tmp_path):
     from diffucoder import storage
     from diffucoder.data.corpus import build_stdlib_corpus
 
-    cfg = _cfg(shared_data, shard_docs=10)
+    cfg = _cfg(shard_docs=10)
     build_stdlib_corpus(f"{s3_env}/raw", cfg, max_files=25)
     stats = prepare([f"{s3_env}/raw"], f"{s3_env}/clean", cfg, work=str(tmp_path / "work"), workers=1)
     assert storage.is_complete(f"{s3_env}/clean")
@@ -140,13 +140,13 @@ def test_s3_in_and_out(s3_env, tmp_path, shared_data):
 
 
 @pytest.mark.slow
-def test_per_shard_steps_with_s3_work_and_out(s3_env, tmp_path, shared_data, stdlib_subset):
+def test_per_shard_steps_with_s3_work_and_out(s3_env, tmp_path, stdlib_subset):
     """The KFP path: every step by itself, intermediate and final artifacts on s3://."""
     from diffucoder import storage
     from diffucoder.data.corpus import build_stdlib_corpus
     from diffucoder.data.pipeline import dedup_step, filter_shard, finalize_shard, ingest, report_step
 
-    cfg = _cfg(shared_data, shard_docs=8)
+    cfg = _cfg(shard_docs=8)
     build_stdlib_corpus(f"{s3_env}/raw", cfg, max_files=20)
     storage.write_bytes(f"{s3_env}/raw/extra/copy.jsonl", b"")  # nested files are units too
     units = ingest([f"{s3_env}/raw"], f"{s3_env}/work", cfg)

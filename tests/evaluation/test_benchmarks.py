@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import re
 
 import pytest
 
@@ -16,16 +17,16 @@ from diffucoder.evaluation.benchmarks import (
 from diffucoder.evaluation.config import EvaluationConfig
 
 
-def test_full_sets_load_with_expected_sizes(data_root):
-    cfg = EvaluationConfig(data_root=data_root)
+def test_full_sets_load_with_expected_sizes():
+    cfg = EvaluationConfig()
     sizes = {
         name: len(load_benchmark(name, cfg)) for name in ("humaneval", "humaneval_plus", "mbpp", "mbpp_plus")
     }
     assert sizes == {"humaneval": 164, "humaneval_plus": 164, "mbpp": 500, "mbpp_plus": 378}
 
 
-def test_humaneval_base_vs_plus_inputs(data_root):
-    cfg = EvaluationConfig(data_root=data_root, max_problems=1)
+def test_humaneval_base_vs_plus_inputs():
+    cfg = EvaluationConfig(max_problems=1)
     base = load_benchmark("humaneval", cfg)[0]
     plus = load_benchmark("humaneval_plus", cfg)[0]
     assert base.task_id == plus.task_id == "HumanEval/0"
@@ -34,8 +35,8 @@ def test_humaneval_base_vs_plus_inputs(data_root):
     assert plus.reference.startswith(plus.prompt) and plus.code_prompt == plus.prompt
 
 
-def test_mbpp_plus_inputs_get_the_types_of_the_example_call(data_root):
-    problems = {p.task_id: p for p in load_benchmark("mbpp_plus", EvaluationConfig(data_root=data_root))}
+def test_mbpp_plus_inputs_get_the_types_of_the_example_call():
+    problems = {p.task_id: p for p in load_benchmark("mbpp_plus", EvaluationConfig())}
     # Mbpp/2 example: similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) -> tuples, as the contract demands
     assert problems["Mbpp/2"].inputs[0] == [(3, 4, 5, 6), (5, 7, 4, 10)]
     # Mbpp/124 stores the complex argument as a string
@@ -55,8 +56,8 @@ def test_coerce_to_template_nested_and_mixed():
     assert example_call_args("assert f((1, 2), 'a') == 3", "f") == [(1, 2), "a"]
 
 
-def test_mbpp_prompt_shape_and_reference(data_root):
-    p = load_benchmark("mbpp", EvaluationConfig(data_root=data_root, max_problems=1))[0]
+def test_mbpp_prompt_shape_and_reference():
+    p = load_benchmark("mbpp", EvaluationConfig(max_problems=1))[0]
     assert p.task_id == "Mbpp/11" and p.entry_point == "remove_Occ"
     assert p.prompt.startswith('"""\n') and "assert remove_Occ(" in p.prompt
     assert "\r" not in p.reference
@@ -90,24 +91,34 @@ def test_bad_rows_name_the_file_line_and_field(tmp_path):
         load_tiny_tasks(str(bad_json))
 
 
-def test_missing_file_and_unknown_benchmark(tmp_path):
+def test_a_missing_file_names_the_file_and_the_settings_that_point_at_it(tmp_path):
     cfg = EvaluationConfig(data_root=str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="HumanEvalPlus"):
+    missing = re.escape(str(tmp_path / "evalplus" / "HumanEvalPlus-v0.1.10.jsonl.gz"))
+    with pytest.raises(FileNotFoundError, match=missing) as err:
         load_benchmark("humaneval", cfg)
+    assert f"evaluation.data_root='{tmp_path}'" in str(err.value)
+    assert "evaluation.humaneval_plus_file='evalplus/HumanEvalPlus-v0.1.10.jsonl.gz'" in str(err.value)
+    with pytest.raises(FileNotFoundError, match=r"mbpp\.jsonl does not exist .*evaluation\.mbpp_file"):
+        load_benchmark("mbpp", cfg)
     with pytest.raises(ValueError, match="tiny_heldout_uri"):
         load_benchmark("tiny_heldout", cfg)
+    gone = tmp_path / "heldout.jsonl"
+    with pytest.raises(FileNotFoundError, match=rf"{re.escape(str(gone))} .*evaluation\.tiny_heldout_uri"):
+        load_benchmark("tiny_heldout", EvaluationConfig(tiny_heldout_uri=str(gone)))
+    with pytest.raises(ValueError, match="unknown benchmark 'humaneval_pluss'"):
+        load_benchmark("humaneval_pluss", cfg)
 
 
-def test_max_problems_mapping_caps_only_the_named_benchmarks(data_root):
-    cfg = EvaluationConfig(data_root=data_root, max_problems={"humaneval": 3})
+def test_max_problems_mapping_caps_only_the_named_benchmarks():
+    cfg = EvaluationConfig(max_problems={"humaneval": 3})
     assert len(load_benchmark("humaneval", cfg)) == 3
     assert len(load_benchmark("mbpp", cfg)) == 500
 
 
-def test_max_problems_rejects_unknown_benchmarks_and_non_positive_caps(data_root):
+def test_max_problems_rejects_unknown_benchmarks_and_non_positive_caps():
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="humaneval_pluss"):
-        EvaluationConfig(data_root=data_root, max_problems={"humaneval_pluss": 3})
+        EvaluationConfig(max_problems={"humaneval_pluss": 3})
     with pytest.raises(ValidationError, match="greater than 0"):
-        EvaluationConfig(data_root=data_root, max_problems={"mbpp": 0})
+        EvaluationConfig(max_problems={"mbpp": 0})

@@ -33,13 +33,13 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def subsets(data_root, client):
+def subsets(client):
     """name -> (problems, references) for the default-set subsets, computed once per module."""
     cache = {}
 
     def get(name: str):
         if name not in cache:
-            cfg = EvaluationConfig(data_root=data_root, max_io_inputs=SUBSET_MAX_INPUTS)
+            cfg = EvaluationConfig(max_io_inputs=SUBSET_MAX_INPUTS)
             problems = load_benchmark(name, cfg)
             special = SET_EQUAL_ENTRY_POINTS | MATCH_OR_NONE_ENTRY_POINTS | {"find_zero"}
             problems = problems[:SUBSET] + [p for p in problems[SUBSET:] if p.entry_point in special]
@@ -67,8 +67,8 @@ def test_reference_solutions_score_100_on_subset(name, client, subsets):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BENCHMARKS)
-def test_reference_solutions_score_100_on_full_set(name, data_root, client):
-    problems = load_benchmark(name, EvaluationConfig(data_root=data_root))
+def test_reference_solutions_score_100_on_full_set(name, client):
+    problems = load_benchmark(name, EvaluationConfig())
     score, failed = _score(problems, [p.reference for p in problems], client)
     assert score == 1.0, f"{name}: references failed: {failed}"
 

@@ -33,13 +33,12 @@ def tiny_setup(tmp_path_factory):
     return root, str(heldout)
 
 
-def test_tiny_model_evaluates_end_to_end(tiny_setup, data_root, mlflow_sqlite):
+def test_tiny_model_evaluates_end_to_end(tiny_setup, mlflow_sqlite):
     root, heldout = tiny_setup
     torch.set_num_threads(1)
     cfg = load_config(
         "tiny",
         [
-            f"evaluation.data_root={data_root}",
             f"evaluation.tiny_heldout_uri={heldout}",
             "evaluation.max_problems=2",
             "evaluation.max_io_inputs=10",

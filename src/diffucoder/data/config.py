@@ -112,12 +112,13 @@ class DecontamConfig(StrictModel):
     """Benchmark decontamination (BigCode substring method + n-gram overlap)."""
 
     enabled: bool = True
-    benchmarks_dir: str = Field(
-        "../shared/data",
-        description="dir holding evalplus/ and mbpp/ (relative paths resolve from the repo root)",
+    benchmarks_dir: str | None = Field(
+        None,
+        description="local dir or s3:// prefix holding evalplus/ and mbpp/ as in diffucoder/benchmark_data "
+        "(a relative path resolves against the working directory); null = the data shipped with the package",
     )
     extra_files: list[str] = Field(
-        [], description="more JSONL files with prompt/canonical_solution/text/code fields"
+        [], description="more JSONL files (local or s3://) with prompt/canonical_solution/text/code fields"
     )
     ngram: int = Field(
         13, ge=8, description="n-gram size in code tokens (n >= 13 avoids number-sequence hits)"

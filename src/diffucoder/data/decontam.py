@@ -26,28 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
+from diffucoder import benchmark_data
 from diffucoder.data import io
 from diffucoder.data.config import DecontamConfig
 from diffucoder.data.minhash import ngram_hashes, token_hashes
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-BENCHMARK_FILES = (
-    "evalplus/HumanEvalPlus-v0.1.10.jsonl.gz",
-    "evalplus/MbppPlus-v0.2.0.jsonl.gz",
-    "mbpp/mbpp.jsonl",
-)
 _ANCHOR = 3
 
 
 def normalise(text: str) -> str:
     return " ".join(text.lower().split())
-
-
-def resolve_benchmarks_dir(path: str) -> str:
-    """A relative path is taken from the working dir when it exists there, else from the repo root."""
-    if io.is_s3(path) or Path(path).is_absolute() or Path(path).exists():
-        return path
-    return str((REPO_ROOT / path).resolve())
 
 
 def _prompt_docstring(prompt: str) -> str:
@@ -94,6 +82,27 @@ def benchmark_strings(uri: str) -> list[tuple[str, str]]:
     return out
 
 
+def _sources(cfg: DecontamConfig) -> list[tuple[str, str]]:
+    """(URI, what to fix when it is missing) of every file the index is built from."""
+    root = benchmark_data.root(cfg.benchmarks_dir)
+    fix_dir = (
+        f"data.decontam.benchmarks_dir={cfg.benchmarks_dir!r}: point it at a directory or s3:// prefix "
+        "holding evalplus/ and mbpp/ as diffucoder/benchmark_data does, or set it to null for the data "
+        "shipped with diffucoder"
+    )
+    fix_extra = "data.decontam.extra_files: fix or drop this entry"
+    return [(io.join(root, f), fix_dir) for f in benchmark_data.FILES] + [
+        (uri, fix_extra) for uri in cfg.extra_files
+    ]
+
+
+def _strings_of(uri: str, fix: str) -> list[tuple[str, str]]:
+    try:
+        return benchmark_strings(uri)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"decontamination file {uri} does not exist ({fix})") from exc
+
+
 @dataclass
 class Decontaminator:
     """Benchmark index: normalised strings with their anchors, and the n-gram hash set."""
@@ -108,9 +117,7 @@ class Decontaminator:
 
     @classmethod
     def build(cls, cfg: DecontamConfig) -> Decontaminator:
-        root = resolve_benchmarks_dir(cfg.benchmarks_dir)
-        files = [io.join(root, f) for f in BENCHMARK_FILES] + list(cfg.extra_files)
-        pairs = [p for uri in files for p in benchmark_strings(uri)]
+        pairs = [p for uri, setting in _sources(cfg) for p in _strings_of(uri, setting)]
         strings, anchors, anchored, always = [], [], [], []
         ngram_item: dict[int, str] = {}
         for item, text in pairs:

@@ -1,6 +1,6 @@
 """Benchmark loaders: HumanEval(+), MBPP(+) and the tiny held-out tasks as one :class:`Problem` type.
 
-Formats (see ../shared/data/README.md and docs/interfaces.md):
+Formats (see diffucoder/benchmark_data/README.md and docs/interfaces.md):
 - EvalPlus HumanEval+ / MBPP+ (``*.jsonl.gz``): ``task_id, prompt, entry_point, canonical_solution,
   base_input, plus_input, atol`` (+ ``assertion`` for MBPP+). Both are *io* benchmarks: the program is
   called on each input and compared with the canonical solution's output (EvalPlus semantics).
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from diffucoder import benchmark_data
 from diffucoder.evaluation.config import EvaluationConfig
 
 IO_BENCHMARKS = ("humaneval", "humaneval_plus", "mbpp_plus")
@@ -61,10 +62,7 @@ def _read_jsonl(uri: str) -> list[dict[str, Any]]:
     """Rows of a JSONL (optionally gzipped) file at a local path or s3:// URI."""
     from diffucoder import storage
 
-    try:
-        raw = storage.read_bytes(uri)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"benchmark file {uri} does not exist") from exc
+    raw = storage.read_bytes(uri)
     if uri.endswith(".gz"):
         try:
             raw = gzip.decompress(raw)
@@ -307,30 +305,61 @@ def load_tiny_tasks(uri: str) -> list[Problem]:
     return problems
 
 
+# Which file setting each benchmark of the shipped layout reads (under evaluation.data_root).
+_FILE_SETTING = {
+    "humaneval": "humaneval_plus_file",
+    "humaneval_plus": "humaneval_plus_file",
+    "mbpp_plus": "mbpp_plus_file",
+    "mbpp": "mbpp_file",
+}
+
+
 def _resolve(root: str, name: str) -> str:
     if root.startswith("s3://"):
         return root.rstrip("/") + "/" + name
     return str(Path(root).expanduser().resolve() / name)
 
 
-def load_benchmark(name: str, cfg: EvaluationConfig) -> list[Problem]:
-    """Problems of one benchmark, truncated to ``cfg.problem_cap(name)`` and ``cfg.max_io_inputs``."""
-    if name == "humaneval":
-        problems = load_evalplus(_resolve(cfg.data_root, cfg.humaneval_plus_file), name, with_plus=False)
-    elif name == "humaneval_plus":
-        problems = load_evalplus(_resolve(cfg.data_root, cfg.humaneval_plus_file), name, with_plus=True)
-    elif name == "mbpp_plus":
-        problems = load_evalplus(_resolve(cfg.data_root, cfg.mbpp_plus_file), name, with_plus=True)
-    elif name == "mbpp":
-        problems = load_mbpp(_resolve(cfg.data_root, cfg.mbpp_file), cfg.mbpp_task_ids)
-    elif name == "tiny_heldout":
+def benchmark_uri(name: str, cfg: EvaluationConfig) -> str:
+    """Where benchmark ``name`` is read from: ``data_root`` (or the shipped data) + its file setting."""
+    if name == "tiny_heldout":
         if not cfg.tiny_heldout_uri:
             raise ValueError(
                 "benchmark tiny_heldout needs evaluation.tiny_heldout_uri (the data stage's heldout.jsonl)"
             )
-        problems = load_tiny_tasks(cfg.tiny_heldout_uri)
-    else:
+        return cfg.tiny_heldout_uri
+    if name not in _FILE_SETTING:
         raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(ALL_BENCHMARKS)}")
+    return _resolve(benchmark_data.root(cfg.data_root), getattr(cfg, _FILE_SETTING[name]))
+
+
+def _missing_file_error(name: str, uri: str, cfg: EvaluationConfig) -> FileNotFoundError:
+    """Name the file and the settings that point at it, and how to fix them."""
+    if name == "tiny_heldout":
+        return FileNotFoundError(
+            f"benchmark file {uri} does not exist (evaluation.tiny_heldout_uri); point it at the data "
+            "stage's heldout.jsonl"
+        )
+    setting = _FILE_SETTING[name]
+    return FileNotFoundError(
+        f"benchmark file {uri} does not exist (benchmark {name}: evaluation.data_root={cfg.data_root!r}, "
+        f"evaluation.{setting}={getattr(cfg, setting)!r}); point evaluation.data_root at a directory or "
+        "s3:// prefix with that file, or set it to null for the data shipped with diffucoder"
+    )
+
+
+def load_benchmark(name: str, cfg: EvaluationConfig) -> list[Problem]:
+    """Problems of one benchmark, truncated to ``cfg.problem_cap(name)`` and ``cfg.max_io_inputs``."""
+    uri = benchmark_uri(name, cfg)
+    try:
+        if name in IO_BENCHMARKS:
+            problems = load_evalplus(uri, name, with_plus=name != "humaneval")
+        elif name == "mbpp":
+            problems = load_mbpp(uri, cfg.mbpp_task_ids)
+        else:
+            problems = load_tiny_tasks(uri)
+    except FileNotFoundError as exc:
+        raise _missing_file_error(name, uri, cfg) from exc
     cap = cfg.problem_cap(name)
     if cap is not None:
         problems = problems[:cap]

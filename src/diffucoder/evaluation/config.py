@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
+from diffucoder import benchmark_data
 from diffucoder.config_base import StrictModel
 
 BenchmarkName = Literal["humaneval", "humaneval_plus", "mbpp", "mbpp_plus", "tiny_heldout"]
@@ -26,14 +27,14 @@ class EvaluationConfig(StrictModel):
         ["humaneval", "humaneval_plus", "mbpp", "mbpp_plus"],
         description="benchmarks evaluated when the CLI gives no --benchmarks",
     )
-    data_root: str = Field(
-        "../shared/data",
-        description="local dir or s3:// prefix holding evalplus/*.jsonl.gz and mbpp/mbpp.jsonl; "
-        "a relative path is resolved against the working directory",
+    data_root: str | None = Field(
+        None,
+        description="local dir or s3:// prefix holding evalplus/*.jsonl.gz and mbpp/mbpp.jsonl (a relative "
+        "path is resolved against the working directory); null = the data shipped with the package",
     )
-    humaneval_plus_file: str = Field("evalplus/HumanEvalPlus-v0.1.10.jsonl.gz", description="under data_root")
-    mbpp_plus_file: str = Field("evalplus/MbppPlus-v0.2.0.jsonl.gz", description="under data_root")
-    mbpp_file: str = Field("mbpp/mbpp.jsonl", description="original MBPP under data_root")
+    humaneval_plus_file: str = Field(benchmark_data.HUMANEVAL_PLUS, description="under data_root")
+    mbpp_plus_file: str = Field(benchmark_data.MBPP_PLUS, description="under data_root")
+    mbpp_file: str = Field(benchmark_data.MBPP, description="original MBPP under data_root")
     mbpp_task_ids: tuple[int, int] = Field(
         (11, 510), description="inclusive task_id range of original MBPP evaluated (11-510 = the test split)"
     )
