@@ -1,6 +1,6 @@
 """Fixtures for the k8s area: rendered overlays, CRD schemas, and a replaying API server.
 
-No Kubernetes API server can run on these machines (kfp reference §8), so launcher tests point
+No Kubernetes API server runs in the test environment (no cluster, no kind), so launcher tests point
 the real ``kubernetes`` client at :class:`ReplayApiServer`: an HTTP server on 127.0.0.1 that
 answers each (method, path) with scripted responses, in order, and records every request.
 """
@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CRD_DIR = REPO_ROOT.parent / "shared" / "data" / "crds"
+CRD_DIR = Path(__file__).parent / "crds"  # Kubeflow Trainer v2.3.0, vendored (crds/README.md)
 RECORDED = Path(__file__).parent / "recorded"
 OVERLAYS = ("local", "gpu-cloud")
 
@@ -68,10 +68,11 @@ class CrdValidator:
     """Validates custom resources against the openAPIV3Schema of the Trainer v2.3 CRDs."""
 
     def __init__(self, crd_dir: Path):
-        if not crd_dir.is_dir():
-            pytest.skip(f"CRDs not found at {crd_dir} (expected ../shared/data/crds beside the repo)")
+        paths = sorted(crd_dir.glob("*.yaml"))
+        if not paths:
+            raise FileNotFoundError(f"no CRD files in {crd_dir}: the vendored Trainer CRDs are missing")
         self.validators: dict[tuple[str, str], jsonschema.Draft7Validator] = {}
-        for path in sorted(crd_dir.glob("*.yaml")):
+        for path in paths:
             crd = yaml.safe_load(path.read_text())
             group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
             for version in crd["spec"]["versions"]:
