@@ -1,7 +1,7 @@
 """The diffucoder DAG: data fan-out -> tokenizer -> pretrain -> midtrain -> instruct -> GRPO ->
 evaluate -> register, as one KFP v2 pipeline.
 
-Everything about *where* a task runs lives here, not in the components (STYLE rule 10): caching
+Everything about *where* a task runs lives here, not in the components: caching
 (on for data steps, whose outputs are keyed by the data fingerprint; off for training, evaluation
 and run control), retries (transient failures of data and launcher pods), GPU placement
 (accelerator, node pool selector, tolerations, ``/dev/shm``, timeouts through kfp-kubernetes), and

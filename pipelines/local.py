@@ -1,7 +1,7 @@
 """Run the whole DAG on this machine through ``kfp.local`` and print what it produced.
 
 ``kfp.local.SubprocessRunner(use_venv=False)`` runs every lightweight component in this
-interpreter's environment (no per-task pip install; reference kfp.md section 2). Local runs use
+interpreter's environment (no per-task pip install; docs/pipeline.md). Local runs use
 ``sandbox_mode=local`` (the RL and evaluation steps start a sandbox subprocess) and
 ``launcher=in-process``; kfp-kubernetes settings (GPUs, node selectors, timeouts) are ignored
 locally by design.

@@ -1,11 +1,10 @@
 """The bodies of the KFP pipeline's steps, as plain functions (the library never imports kfp).
 
-Each component in ``components/`` parses its inputs and calls exactly one function here, so the
-step logic is importable and unit-testable without KFP, and the components stay thin (STYLE rule
-10). Large data never travels through KFP: every step writes its output under the run root (a
-local dir or ``s3://`` prefix) with :mod:`diffucoder.storage`, and hands the next step a small KFP
-artifact whose metadata (:func:`artifact_metadata`) carries the URI, sizes, checksums and the
-resolved config.
+Each component in ``components/`` parses its inputs and calls exactly one function here, so the step
+logic is importable and unit-testable without KFP, and the components stay thin. Large data never
+travels through KFP: every step writes its output under the run root (a local dir or ``s3://``
+prefix) with :mod:`diffucoder.storage`, and hands the next step a small KFP artifact whose metadata
+(:func:`artifact_metadata`) carries the URI, sizes, checksums and the resolved config.
 
 Run layout under ``<output_root>/<run name>/``::
 

@@ -1,10 +1,10 @@
 """MLflow tracking: one parent run per pipeline run, one nested child run per stage, rank 0 only.
 
-This is the only module that imports mlflow (STYLE.md rule 13). It uses ``MlflowClient`` with
+This is the only module that imports mlflow. It uses ``MlflowClient`` with
 explicit run ids rather than mlflow's process-global "active run" stack, so a stage started in
 another process (a KFP pod, a torchrun rank) attaches to exactly the run it was given.
 
-Run layout (kfp.md section 5.3)::
+Run layout (docs/storage-and-tracking.md)::
 
     experiment cfg.tracking.experiment
       parent run  "pipeline"     tags: diffucoder.kind=pipeline, git_sha, preset, kfp.run_id, data_hash

@@ -1,4 +1,4 @@
-"""AR-ness on constructed traces, against values derived by hand (paper §4.1; reference §3).
+"""AR-ness on constructed traces, against values derived by hand (paper §4.1, App. A.2).
 
 Convention under test: the prompt counts as left-to-right decoded history (virtual positions
 -1, -2, ...), and both metrics divide by T, so strictly left-to-right scores 1.0 for every k.

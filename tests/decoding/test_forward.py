@@ -3,7 +3,7 @@
 Right after a refresh nothing has changed, so a cached step must reproduce the full forward's
 logits for the block: this checks the window offset (AR shift), the key order inside the cache,
 the position ids and the 4-D padding mask all at once. After a token changes inside the block the
-caches are approximate by design (reference §2.3); the cached step must then still see the new
+caches are approximate by design (Fast-dLLM, arXiv 2505.22618); the cached step must then still see the new
 token (its logits move), unlike a stale replay.
 """
 

@@ -1,4 +1,5 @@
-"""Dream's floor-based unmask schedule reproduces the reference examples exactly (reference §2.1)."""
+"""Dream's floor-based unmask schedule (``generation_utils.py``): step counts worked out by hand from its
+formula (k = int(M * (1 - t_next / t)), everything left at the last step)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The compiled IR: tasks and their dependencies, GPU placement, caching/retries, parameters, images.
 
 These read the YAML the KFP backend would receive, so they hold whatever the SDK did with our DSL
-(reference kfp.md 1.7). kfp.local ignores every kfp-kubernetes setting, so this is where they are checked.
+(the KFP SDK's compiler). kfp.local ignores every kfp-kubernetes setting, so this is where they are checked.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def test_io_probes_validate():
         (SYNTAX, 0.5),
         (NO_FENCE, 0.0),
         (TWO_BLOCKS, 0.0),
-        (GOOD.rstrip("\n"), 0.0),  # no newline after the closing fence (paper section 7.12)
+        (GOOD.rstrip("\n"), 0.0),  # no newline after the closing fence (open-r1's format regex)
         (GOOD + "Hope this helps.\n", 0.0),  # prose after the block
         (GOOD.replace("python", "py", 1), 0.0),
     ],

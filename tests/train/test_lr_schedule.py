@@ -1,4 +1,4 @@
-"""LR schedule: linear warmup, cosine to min_lr_ratio of the peak (reference §1.4)."""
+"""LR schedule: linear warmup, cosine to min_lr_ratio of the peak (paper §B.1, Table 3)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Stage noising: SFT never masks or scores the prompt but does mask and score pads; packed stages
-apply annealing, truncation and prefix conditioning (reference §1.3)."""
+apply annealing, truncation and prefix conditioning (paper §B.1)."""
 
 from __future__ import annotations
 

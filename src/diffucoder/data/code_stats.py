@@ -3,7 +3,7 @@
 Why line/regex signals and not ``ast``: building Python AST objects runs at ~1 MB/s/core on our
 machines, below the 5 MB/s/core the filter stage must sustain; ``compile()`` to bytecode checks
 syntax ~4x faster, and the structure counts RefineCode uses (defs, imports, returns, assignments)
-are line-shaped anyway (its own implementation counts substrings per line, reference data.md 1.4).
+are line-shaped anyway (OpenCoder's opc_data_filtering itself counts substrings per line).
 Approximations are stated where they are made.
 """
 

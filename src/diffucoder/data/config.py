@@ -1,6 +1,6 @@
 """Typed config for the `data` section. Owned by the data package; composed in diffucoder.config.
 
-Defaults are the RefineCode/OpenCoder values (reference data.md 1.2-1.3) where they exist; a
+Defaults are the RefineCode/OpenCoder values (opc_data_filtering's code_filter_config.py) where they exist; a
 threshold set to ``None`` turns that rule off (datatrove convention).
 """
 

@@ -1,6 +1,7 @@
 """Decontamination against the evaluation sets (HumanEval+, MBPP+, MBPP) and any given files.
 
-Two checks (reference data.md 1.8):
+Two checks (BigCode's bigcode-dataset ``decontamination/find_substrings.py``, and an n-gram overlap as in
+datatrove's ``n_grams.py``):
 
 1. BigCode substring method: drop a document whose normalised text (lower-cased, whitespace
    collapsed) contains a normalised benchmark prompt docstring or canonical solution. Strings

@@ -2,7 +2,7 @@
 
 A rule's ``keep(f)`` returns True, or ``(False, reason)``; the reason string names the rule and
 the side of the threshold. Thresholds come from :mod:`diffucoder.data.config` (RefineCode's values
-by default, reference data.md 1.2-1.3); a ``None`` threshold leaves the rule out. A document is
+by default, from OpenCoder's opc_data_filtering); a ``None`` threshold leaves the rule out. A document is
 dropped by the first rule it trips, and :class:`FilterStats` counts drops and keeps a few dropped
 examples per reason (datatrove's filter base, our version).
 """

@@ -2,10 +2,11 @@
 
 - SFT (stage 3, OpenCoder-SFT-like): ``{"id", "messages": [user, assistant]}``; the assistant turn is
   "Here is the code to solve this problem:" plus one fenced python block, the shape the paper's
-  evaluation prompt pre-fills (reference diffucoder.md 7.14).
+  evaluation prompt pre-fills (paper §B.2, Qwen2.5-Coder's evaluation templates).
 - RL (stage 4, AceCode-like): ``{"id", "question", "test_cases", "entry_point", "pass_rates"}``.
 - ``hard_sample_filter``: keep rows whose mean pass rate is <= the 20th percentile of all means and
-  whose std is >= the 40th percentile of the whole set's stds (paper B.1; diffucoder.md 4.5).
+  whose std is >= the 40th percentile of the whole set's stds (paper §B.1; apple/ml-diffucoder
+  ``recipes/process_data.py``).
 - ``augment_with_signature``: the released recipe's second copy of a problem, wrapped as
   "Please complete the following problem:" with the signature and the question as its docstring.
 """

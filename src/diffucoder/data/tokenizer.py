@@ -3,7 +3,7 @@
 Why our own tokenizer at tiny scale: a ~4k-vocab BPE trained on the tiny corpus keeps the embedding
 and output head a small share of a few-million-parameter model. At paper scale the Qwen2.5-Coder
 tokenizer is loaded instead, and :func:`load_tokenizer` adds the two tokens diffusion needs
-(``<|mask|>`` and ``<|dlm_pad|>``, reference §1.1) when they are missing; the model side then
+(``<|mask|>`` and ``<|dlm_pad|>``, paper §B.1) when they are missing; the model side then
 resizes its embeddings.
 
 Training uses the HF ``tokenizers`` library (byte-level BPE, so any UTF-8 text round-trips); the

@@ -1,4 +1,4 @@
-"""AR-ness of a decoding order, from decode traces (paper §4.1, App. A.2; reference §3).
+"""AR-ness of a decoding order, from decode traces (paper §4.1, App. A.2).
 
 Let ``p_t`` be the completion position unmasked at step ``t`` (t = 1..T, T = L: one token per step).
 

@@ -1,10 +1,10 @@
 """Typed config for the `decoding` section. Owned by the decoding package; composed in diffucoder.config.
 
-Defaults are DiffuCoder's README/demo settings for Dream's ``diffusion_generate`` (reference §2.2):
+Defaults are DiffuCoder's README/demo settings for Dream's ``diffusion_generate`` (apple/ml-diffucoder):
 256 new tokens in 256 steps, entropy confidence, ``alg_temp`` 0, top-p 0.95, temperature 0.2 (the
 paper's evaluation temperature before RL). RL rollouts and evaluation override what they need.
 
-``fast`` holds the Fast-dLLM accelerations (reference §2.3), off by default because the paper's
+``fast`` holds the Fast-dLLM accelerations (arXiv 2505.22618), off by default because the paper's
 numbers use the plain sampler.
 """
 
@@ -21,7 +21,7 @@ KVCache = Literal["none", "prefix", "dual"]
 
 
 class FastDecodingConfig(StrictModel):
-    """Fast-dLLM style decoding (reference §2.3): confidence-threshold commits and a block KV cache."""
+    """Fast-dLLM style decoding (arXiv 2505.22618): confidence-threshold commits and a block KV cache."""
 
     enabled: bool = Field(False, description="use the settings below; False = the plain Dream sampler")
     threshold: float | None = Field(

@@ -2,9 +2,9 @@
 
 Every source answers one question: "the logits predicting positions ``[start, end)`` of the canvas"
 (the current block), already realigned for the AR shift (hidden state ``j - 1`` predicts token ``j``,
-reference §1.2). ``refresh=True`` marks the first step of a block.
+as in Dream). ``refresh=True`` marks the first step of a block.
 
-The caches (reference §2.3) are approximate because attention is bidirectional: K/V of a cached
+The caches (Fast-dLLM, arXiv 2505.22618) are approximate because attention is bidirectional: K/V of a cached
 position depend on every other token, including masks that later steps fill in. They are refreshed
 once per block by a full forward whose K/V we keep per layer:
 

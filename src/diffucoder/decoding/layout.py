@@ -1,4 +1,5 @@
-"""The decoding canvas: left-padded prompts followed by a fully masked completion (reference §2.1).
+"""The decoding canvas: left-padded prompts followed by a fully masked completion (Dream's
+``diffusion_generate``).
 
 A batch of prompts arrives left-padded, so every completion occupies the same columns
 ``[P, P + L)``. When there is padding, each row gets position ids that count only its real tokens

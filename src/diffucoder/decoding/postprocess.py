@@ -1,4 +1,4 @@
-"""Turn a decoded completion into text and code (reference §2.1 "EOS and length handling", §7 item 14).
+"""Turn a decoded completion into text and code (Dream's post-processing; paper §B.2).
 
 Diffusion decoding fills every position, so a completion runs on past its logical end: a base model
 writes ``<|endoftext|>``, an instruct model ends its turn with ``<|im_end|>`` and fills the tail with

@@ -1,4 +1,4 @@
-"""``diffusion_generate``: Dream's masked-diffusion sampler plus Fast-dLLM options (reference §2.1, §2.3).
+"""``diffusion_generate``: Dream's masked-diffusion sampler plus Fast-dLLM options (arXiv 2505.22618).
 
 The completion starts fully masked. Each step runs the model once, picks a token for every masked
 position of the current block, and commits some of them; a committed token is never re-masked.

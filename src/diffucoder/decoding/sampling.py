@@ -1,4 +1,4 @@
-"""Per-position token choice and confidence, as Dream's ``sample_tokens`` (reference §2.1).
+"""Per-position token choice and confidence, as Dream's ``sample_tokens`` (``generation_utils.py``).
 
 The logits are tempered, truncated (top-p, then top-k) and softmaxed once; the token is sampled from
 that distribution (argmax at temperature 0) and every confidence is read off the *same* processed

@@ -1,4 +1,5 @@
-"""Dream's time grid and its floor-based "how many tokens to unmask this step" rule (reference §2.1).
+"""Dream's time grid and its floor-based "how many tokens to unmask this step" rule
+(Dream's ``generation_utils.py``).
 
 Dream walks ``t_i = linspace(1, eps, steps + 1)`` and at step ``i`` unmasks
 ``k_i = int(m_i * (1 - t_{i+1} / t_i))`` tokens, where ``m_i`` is the number still masked, and at the

@@ -30,7 +30,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = load_config(args.config, args.overrides)
-    print(cfg.to_yaml(), end="")  # resolve once, print at start (STYLE rule 4)
+    print(cfg.to_yaml(), end="")  # resolve once, print at start
     result = run_evaluation(cfg, args.model, args.benchmarks, args.out)
     headline = {k: v for k, v in sorted(result.metrics.items()) if "_temp" not in k}
     print(json.dumps({"out": result.out_uri, "metrics": headline, "timings": result.timings}, indent=2))

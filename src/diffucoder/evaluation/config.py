@@ -1,6 +1,6 @@
 """Typed config for the `evaluation` section. Owned by the evaluation package; composed in diffucoder.config.
 
-Defaults follow the DiffuCoder protocol (reference diffucoder.md §5, §7 item 14): instruct prompts with
+Defaults follow the DiffuCoder protocol (paper §3, §B.2, Table 2): instruct prompts with
 the pre-filled assistant turn, generation length = steps = 512 for "1x" and half the steps for "2x",
 the best of temperatures {0.2, 0.3, 0.4}, and EvalPlus execution semantics (expected outputs from the
 canonical solution, per-problem time limits scaled from its run time).

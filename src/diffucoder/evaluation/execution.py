@@ -1,6 +1,6 @@
 """Running references and candidates through the sandbox service with EvalPlus semantics.
 
-Plan (reference sandbox.md §1.2):
+Plan (EvalPlus's ``evalplus/evaluate.py``, with the sandbox service in place of its process pool):
 1. Reference pass: every problem's reference program runs once in the sandbox, on the same jobs
    the candidates will get. For io problems (HumanEval+, MBPP+) the job asks for outputs
    (``expected=None``), which become the expected values; for asserts problems (MBPP, tiny) the

@@ -1,6 +1,6 @@
 """The evaluation stage: ``run_evaluation(cfg, model_uri, benchmarks, out_uri) -> EvalResult``.
 
-Order (STYLE rule 16, fail fast): load every benchmark, run every reference solution in the
+Order (fail fast): load every benchmark, run every reference solution in the
 sandbox (expected outputs + time limits; a broken reference stops the run before any decoding),
 load the model, then for each (speed, temperature) grid point decode ``n_samples`` completions per
 problem, execute them in the sandbox and score them. Outputs under ``out_uri``:

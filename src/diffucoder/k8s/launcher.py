@@ -3,7 +3,7 @@
 The KFP launcher component calls :func:`launch_trainjob`; it blocks while the TrainJob runs and
 raises with the job's own reason and message when it fails, so the pipeline task fails loudly.
 
-Retry-safe (kfp reference §4.6): the job name is deterministic, so a retried launcher first reads
+Retry-safe: the job name is deterministic, so a retried launcher first reads
 the job: a running one is re-attached, a completed one is reported done, a failed one is deleted
 and created afresh (training resumes from its newest checkpoint with ``--resume auto``).
 The resolved-config ConfigMap is made a child of the TrainJob (ownerReference), so deleting the

@@ -5,7 +5,7 @@ Deployment and its Service) is this module's output for the shared service (a te
 ``python -m diffucoder.k8s.sandbox_deploy render``), and :class:`SandboxDeployer` creates a private
 copy per pipeline run (label ``diffucoder.io/run-id``) and deletes it when the run ends.
 
-Pod hardening (sandbox reference §3): restricted Pod Security (non-root, no privilege escalation,
+Pod hardening (docs/sandbox.md): restricted Pod Security (non-root, no privilege escalation,
 all capabilities dropped, seccomp RuntimeDefault), read-only root filesystem with a memory-backed
 /tmp, no service-account token, no service links, requests == limits (Guaranteed QoS). Network
 isolation is the namespace's NetworkPolicies (no egress at all; ingress only from pods labelled

@@ -1,5 +1,6 @@
 """Build a :class:`DiffusionLM`: from scratch (Qwen2 dims in ModelConfig) or by converting a base
-HF causal LM (reference §1: add ``<|mask|>``/``<|dlm_pad|>``, drop the causal mask, keep the shift).
+HF causal LM (paper §B.1-B.2, the DiffuLLaMA recipe: add ``<|mask|>``/``<|dlm_pad|>``, drop the causal mask,
+keep the shift).
 
 This is the only path that accepts a plain causal LM; it stamps the HF config with the fields that
 declare a diffusion model, which :func:`diffucoder.model.io.load_model` then requires.

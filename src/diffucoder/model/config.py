@@ -2,7 +2,7 @@
 
 Two ways to get a model (see :func:`diffucoder.model.build_model`):
 - ``base_model_uri`` set: convert an HF causal-LM checkpoint (a dir or ``s3://``) into a diffusion
-  LM, as DiffuCoder did with Qwen2.5-Coder-7B (reference §1).
+  LM, as DiffuCoder did with Qwen2.5-Coder-7B (paper §B.1).
 - ``base_model_uri`` unset: a from-scratch Qwen2 with the dimensions below. The defaults are the
   Qwen2.5-7B / Dream-7B dimensions the paper uses; the tiny preset shrinks them.
 """
@@ -40,7 +40,7 @@ class ModelConfig(StrictModel):
     attn_implementation: Literal["sdpa", "sdpa_fp32", "eager"] = Field(
         "sdpa",
         description="attention kernel; all take the arbitrary 4-D masks that stage-1 annealing needs "
-        "(FlashAttention-2 cannot, reference §1.2). sdpa_fp32 = SDPA in float32 inside a bf16-mixed "
+        "(FlashAttention-2 cannot, HKUNLP/DiffuLLaMA#16). sdpa_fp32 = SDPA in float32 inside a bf16-mixed "
         "autocast, faster on CPU (diffucoder.model.attention)",
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(

@@ -1,4 +1,5 @@
-"""``DiffusionLM``: an HF Qwen2 causal LM run with bidirectional attention (reference §1.1-1.2).
+"""``DiffusionLM``: an HF Qwen2 causal LM run with bidirectional attention (paper §B.2:
+Dream's architecture).
 
 How attention is made non-causal in transformers 5.x: ``Qwen2Model.forward`` builds a causal mask
 unless ``attention_mask`` is already a dict mapping each layer type to a prepared mask, and the SDPA

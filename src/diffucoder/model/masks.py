@@ -2,7 +2,7 @@
 
 Convention everywhere in diffucoder: a boolean mask, ``True`` = the query may attend to the key.
 
-Annealing (reference §1.2, DiffuLLaMA recipe): at optimizer step ``s`` with ratio
+Annealing (paper §B.1; DiffuLLaMA's ``get_anneal_attn_mask``): at optimizer step ``s`` with ratio
 ``r = min(1, (s + 1) / anneal_steps)``, the allowed-attention matrix is the causal lower triangle
 OR an i.i.d. Bernoulli(r) matrix, drawn fresh each step and shared across the batch. At ``r = 1``
 attention is fully bidirectional and no mask is needed at all.

@@ -1,4 +1,5 @@
-"""Realign AR-shifted logits for inference (reference §1.2 "Shift kept", §7 pitfall 1).
+"""Realign AR-shifted logits for inference (as Dream's ``generation_utils.py``: training keeps the
+AR shift, so hidden state ``j - 1`` predicts token ``j``).
 
 The diffusion LM keeps the causal LM's shift: ``logits[:, i]`` predicts token ``i + 1``. Samplers
 want the prediction *for* position ``j``; it comes from hidden state ``j - 1``. Position 0 has no

@@ -1,4 +1,5 @@
-"""Group-relative advantages (reference §4.1 "GRPO", §4.2 "Advantages", §7 item 8).
+"""Group-relative advantages (paper §2.3, Table 2 "LOO"; apple/ml-diffucoder
+``coupled_grpo.py``).
 
 Rollouts arrive as consecutive groups of G completions of the same prompt. ``mean`` is the paper's
 baseline A_i = r_i - mean_j r_j; ``loo`` (leave-one-out, the released code) is

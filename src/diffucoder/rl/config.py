@@ -5,10 +5,11 @@ stage 4 runs in the same DeepSpeed loop: optimisation, ZeRO stage, checkpoints a
 their meaning. The diffusion-noise fields of stages 1-3 (``mask_eps``, ``anneal_steps``,
 ``truncate_prob``, ``prefix_prob``, ``conditional_mask``, ``seq_len``) are not read by stage 4.
 
-Batch arithmetic (reference §4.3): one *generation round* per rank draws
-``micro_batch_size * grad_accum_steps / num_generations`` prompts, samples ``num_generations``
-completions for each, and is reused for ``num_iterations`` (mu) optimizer steps, each with fresh
-mask seeds. The paper's 8 GPUs x 5 completions x grad_accum 2 = 8 prompts x 10 rollouts per step.
+Batch arithmetic (as apple/ml-diffucoder's ``recipes/config_coupled_code.yaml``): one *generation
+round* per rank draws ``micro_batch_size * grad_accum_steps / num_generations`` prompts, samples
+``num_generations`` completions for each, and is reused for ``num_iterations`` (mu) optimizer steps,
+each with fresh mask seeds. The paper's 8 GPUs x 5 completions x grad_accum 2 = 8 prompts x 10
+rollouts per step.
 
 Defaults are the paper's values where it gives one (G=10, T=1.2, mu=2, beta=0.01, eps=0.5, lr 1e-6
 cosine to 10%, Adam betas (0.9, 0.99), weight decay 0.1, grad clip 0.2, reference sync 64 steps).
@@ -27,7 +28,7 @@ Estimator = Literal["coupled", "decoupled", "full_mask"]
 
 
 class RolloutConfig(StrictModel):
-    """How completions are sampled (Dream sampler; reference §4.2, §7 item 7)."""
+    """How completions are sampled (Dream sampler; paper §5, §B.1)."""
 
     temperature: float = Field(
         1.2, ge=0, description="rollout temperature (paper 1.2; the released yaml says 1.0)"
@@ -49,14 +50,15 @@ class RolloutConfig(StrictModel):
     )
     append_first_test: bool = Field(
         True,
-        description="append 'Test cases: <first assert>' to questions without a code fence (reference §4.5)",
+        description="append 'Test cases: <first assert>' to questions without a code fence, as the "
+        "released recipe does",
     )
 
 
 class GRPOConfig(TrainStageConfig):
     """Coupled-GRPO (stage 4): rollouts, log-prob estimator, objective, reference model, optimisation."""
 
-    # --- optimisation: the paper's stage-4 values (reference §4.3) ---
+    # --- optimisation: the paper's stage-4 values (paper §B.1) ---
     lr: float = Field(1e-6, gt=0, description="peak learning rate (paper 1e-6, cosine to min_lr_ratio)")
     warmup_steps: int | None = Field(None, ge=0, description="set null to use warmup_ratio")
     warmup_ratio: float | None = Field(1e-4, ge=0, lt=1, description="released config: 1e-4")
@@ -83,7 +85,7 @@ class GRPOConfig(TrainStageConfig):
         "0 = off, as in the paper",
     )
 
-    # --- log-prob estimator (reference §4.1-4.2, §4.6) ---
+    # --- log-prob estimator (paper §2.3, App. A.3-A.4; d1's diffu-GRPO) ---
     estimator: Estimator = Field(
         "coupled",
         description="coupled: full-mask pass + complementary pair (paper); decoupled: same passes, "

@@ -1,9 +1,11 @@
-"""Per-token log-probability estimates of completions under a masked diffusion LM (reference §4.1-4.2, §4.6).
+"""Per-token log-probability estimates of completions under a masked diffusion LM (paper §2.3,
+App. A.3-A.4; d1's diffu-GRPO).
 
 A dLLM has no tractable token log-likelihood, so GRPO's ratios use Monte-Carlo scores from noised
 copies of each rollout. Every estimator here builds its noised copies from a *local*
 ``torch.Generator`` seeded by the caller, so the policy, old-policy and reference passes that share
-a seed see identical masks, and global RNG state is never touched (reference §7 item 6).
+a seed see identical masks, and global RNG state is never touched (the released code reseeds
+the global RNGs, which also steers rollout sampling).
 
 - ``full_mask`` (d1): one pass with every completion token masked; per-token score = log p.
   Optionally each prompt token is also masked with probability ``p_mask_prompt`` (d1 uses 0.15).
@@ -23,7 +25,7 @@ but are never scored; the caller multiplies by its completion mask.
 
 The forward pass uses the rollout's attention layout (a 4-D mask hiding left padding and
 real-token position ids, :func:`diffucoder.decoding.layout.make_canvas`), so a prompt is scored in
-the same context it was decoded in (reference §7 item 10).
+the same context it was decoded in (the released code passes neither mask nor position ids here).
 """
 
 from __future__ import annotations

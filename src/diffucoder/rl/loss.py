@@ -1,4 +1,5 @@
-"""The coupled-GRPO objective as pure functions on tensors (reference §4.1-4.2, §7 items 8, 9, 11).
+"""The coupled-GRPO objective as pure functions on tensors (paper §2.2-2.3;
+apple/ml-diffucoder ``coupled_grpo.py``).
 
 Per completion token k of rollout i with advantage A_i and estimated log-probs under the policy
 (``logp``), the rollout policy (``old_logp``) and the reference (``ref_logp``):

@@ -1,4 +1,5 @@
-"""The frozen reference policy of the KL term, and its periodic sync (reference §4.2, §7 item 11).
+"""The frozen reference policy of the KL term, and its periodic sync (paper Algorithm 1;
+TRL's ``SyncRefModelCallback``).
 
 The reference is our own copy of the starting policy, taken *before* DeepSpeed wraps the policy:
 under ZeRO-3 ``deepspeed.initialize`` partitions the policy's parameters in place, and TRL's way

@@ -1,4 +1,4 @@
-"""Scoring rollouts through the sandbox service (reference §4.4).
+"""Scoring rollouts through the sandbox service (paper §B.1; open-r1 ``rewards.py``).
 
 total = code_weight * pass_rate + format_weight * format (paper 2.0 and 0.5, ``sandbox`` section),
 where the format and code rewards are :mod:`diffucoder.sandbox.rewards` (code only when format == 1).

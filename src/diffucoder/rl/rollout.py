@@ -1,4 +1,5 @@
-"""Rollouts: chat prompts, G diffusion-sampled completions per prompt, completion masks (reference §4.2).
+"""Rollouts: chat prompts, G diffusion-sampled completions per prompt, completion masks (apple/ml-diffucoder
+``coupled_grpo.py``).
 
 - Prompt: the tokenizer's chat template (optional system turn, the question as the user turn, the
   generation prompt), tokenized without extra special tokens and **left-truncated** to the last
@@ -63,7 +64,7 @@ class RolloutBatch:
 
 
 def user_message(problem: Problem, append_first_test: bool) -> str:
-    """The user turn: the question, plus its first test case when the question has no code fence (§4.5)."""
+    """The user turn: the question, plus its first test case when it has no code fence (released recipe)."""
     if append_first_test and "```" not in problem.question and problem.tests:
         return f"{problem.question}\nTest cases: {problem.tests[0]}"
     return problem.question

@@ -2,7 +2,7 @@
 
 Order matters: the reference model is copied from the policy here, *before* the runner hands the
 policy to DeepSpeed (which partitions it in place under ZeRO-3), and the sandbox is checked before
-any rollout, so a wrong URL fails the stage in seconds, naming the URL (STYLE rule 16).
+any rollout, so a wrong URL fails the stage in seconds, naming the URL.
 
 Sandbox: ``sandbox.url`` when set; otherwise rank 0 starts a local sandbox server subprocess
 (:func:`diffucoder.sandbox.local.local_sandbox`) for the whole stage, shares its loopback URL with

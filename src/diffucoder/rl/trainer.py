@@ -1,4 +1,4 @@
-"""Coupled-GRPO as a stage of the shared DeepSpeed loop (reference §4.1 Algorithm 1, §4.2; STYLE rule 6).
+"""Coupled-GRPO as a stage of the shared DeepSpeed loop (paper Algorithm 1, §2.3).
 
 The loop (:mod:`diffucoder.train.loop`) asks the stage for one micro-batch and its loss at a time.
 Stage 4 answers from a buffer of *generation rounds*; each round goes through named steps:

@@ -1,7 +1,7 @@
 """Typed config for the `sandbox` section. Owned by the sandbox package; composed in diffucoder.config.
 
-Defaults follow the paper's reward path (5 s per test, reward = 2.0 x code + 0.5 x format) and the
-limits measured in ../shared/reference/sandbox.md section 4 (1 GiB address space, 64 KiB of output).
+Defaults follow the paper's reward path (§B.1: 5 s per test, reward = 2.0 x code + 0.5 x format) and
+limits that fit test programs (1 GiB address space, 64 KiB of output; docs/sandbox.md).
 """
 
 from __future__ import annotations

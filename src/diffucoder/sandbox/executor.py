@@ -3,8 +3,8 @@
 Runs as ``python -m diffucoder.sandbox.executor SLOT`` (optionally inside bubblewrap), reads jobs
 and writes raw outcomes as length-prefixed JSON on stdin/stdout. It is trusted code: it never runs
 the solution itself, only forks children that drop privileges, install every layer and then run
-harness.run. Why a fork server: a fork of this already-warm interpreter costs ~2 ms against ~28 ms
-for a fresh interpreter (../shared/reference/sandbox.md 4.2).
+harness.run. Why a fork server: a fork of this already-warm interpreter with every layer costs ~6 ms of
+CPU against ~19 ms for a fresh interpreter (BENCHMARKS.md, ``## sandbox``).
 
 Per-test verdicts survive crashes: if the child dies or hangs in test i, test i gets its verdict and
 a fresh child resumes at i+1 (the solution is re-executed), so one slow test costs one test.

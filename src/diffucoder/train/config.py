@@ -2,7 +2,7 @@
 
 One class serves all three stages: the stages differ only by these values (and by the data format
 the stage name implies: packed token shards for pretrain/midtrain, chat rows for instruct).
-Class defaults are the paper's Stage I values (reference §1.4, Table 3); ``presets/paper-7b.yaml``
+Class defaults are the paper's Stage I values (§B.1, Table 3); ``presets/paper-7b.yaml``
 holds the Stage II/III values that differ, ``presets/tiny.yaml`` the laptop-scale ones.
 """
 
@@ -70,7 +70,7 @@ class TrainStageConfig(StrictModel):
         "to partition on one rank, where ZeRO-2's gradient buffers cost 3-15 % of a tiny CPU step",
     )
 
-    # --- diffusion noise (reference §1.3) ---
+    # --- diffusion noise (paper Eq. 1, §B.1) ---
     mask_eps: float = Field(1e-3, gt=0, lt=1, description="t ~ U[eps, 1]; bounds the 1/t weight by 1/eps")
     anneal_steps: int = Field(
         10_000,

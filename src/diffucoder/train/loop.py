@@ -3,7 +3,7 @@
 Shape of a recipe (as in torchtune): ``setup(resume)`` -> ``train()`` -> ``save_checkpoint()`` ->
 ``cleanup()``. What a stage contributes is a :class:`~diffucoder.train.stages.StageStep` (data
 stream + loss); accumulation, clipping, the LR schedule, the DeepSpeed step, metrics, the progress
-bar and checkpoints live here once (STYLE.md rule 5).
+bar and checkpoints live here once.
 
 Reproducibility: every random draw of the loop comes from a generator derived from
 (seed, rank, step, micro-batch), never from global RNG state, so a resumed run redraws exactly the

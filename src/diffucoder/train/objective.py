@@ -1,8 +1,8 @@
-"""The masked-diffusion ELBO used by training stages 1-3 (reference §1.3, paper Eq. 1/11).
+"""The masked-diffusion ELBO used by training stages 1-3 (paper Eq. 1/11, §B.1).
 
 Forward process: absorbing diffusion with alpha_t = 1 - t. Each sequence draws one
 t = (1 - eps) * u + eps, u ~ U(0, 1), and every maskable token becomes ``<|mask|>`` with
-probability t. Loss (DiffuLLaMA/DiffuCoder normalisation, reference §1.3):
+probability t. Loss (DiffuLLaMA/DiffuCoder normalisation, apple/ml-diffucoder#9):
 
     loss = sum over masked targets of CE(x0 | x_t) / t   /   number of masked targets in the batch
 

@@ -1,4 +1,5 @@
-"""Learning-rate schedule of stages 1-3: linear warmup, then cosine decay to a floor (reference §1.4).
+"""Learning-rate schedule of stages 1-3: linear warmup, then cosine decay to a floor (paper §B.1,
+Table 3).
 
 The paper decays to 10% of the peak LR. The schedule is a pure function of the optimizer step so
 resume needs no scheduler state beyond the step count (DeepSpeed still saves the LambdaLR state).

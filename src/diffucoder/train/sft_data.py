@@ -5,7 +5,7 @@ Rows are ``{"id", "messages": [..., {"role": "assistant", "content": ...}]}`` in
 template and the generation prompt; the response is the last (assistant) message closed with
 ``<|im_end|>`` as the template renders it. Every example is then padded to exactly ``seq_len`` with
 ``<|dlm_pad|>``: the pads are ordinary response tokens (maskable and scored), which is how the model
-learns to end a completion (reference §1.3, pitfall 7.2). ``prompt_mask`` marks the prompt so the
+learns to end a completion (paper §B.1). ``prompt_mask`` marks the prompt so the
 conditional mask can keep it un-noised.
 
 SFT sets are small next to pre-training corpora, so all rows are tokenised once at start-up: a bad

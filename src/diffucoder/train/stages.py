@@ -1,4 +1,4 @@
-"""What differs between stages 1-3: the data source and how a batch is noised (reference §1.3-1.4).
+"""What differs between stages 1-3: the data source and how a batch is noised (paper §3, §B.1).
 
 A stage is a :class:`StageStep`: it owns a :class:`~diffucoder.train.batches.BatchStream` and a
 ``loss(model, batch, ctx)`` that noises the batch and returns the ELBO. The shared loop
@@ -8,11 +8,11 @@ own stream (rollouts) and loss.
 - Packed stages (pretrain, midtrain): every position maskable, except that ``truncate_prob`` of the
   samples are cut to a random length (tail padded and hidden) and ``prefix_prob`` keep a random
   prefix un-noised (paper §B.1); attention is annealed from causal to bidirectional over
-  ``anneal_steps`` optimizer steps (reference §1.2).
+  ``anneal_steps`` optimizer steps (paper §B.1).
 - SFT (instruct): only response positions (pads included) are maskable, so the prompt is never
   noised or scored; with ``conditional_mask: progressive`` the share of samples treated that way
   rises from 0 to 1 over the first epoch and the rest are noised unconditionally, bridging from the
-  unconditional stages I-II (paper §B.1). Attention is full, pads attended (reference §1.3).
+  unconditional stages I-II (paper §B.1). Attention is full, pads attended (apple/ml-diffucoder#9).
 """
 
 from __future__ import annotations
