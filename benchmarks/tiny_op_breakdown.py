@@ -3,8 +3,8 @@
 Each tiny task is a chain of operations (its ``steps``, e.g. ``["add6", "negate"]``); a task's pass
 rate counts towards every operation family in its chain (parameters dropped: ``add6`` -> ``add``).
 Given one task file and one or more `diffucoder evaluate --out` directories evaluated on it, prints a
-table: tasks per family and the mean pass rate under each evaluation. This is how the sixth session
-found that the old RL set hardly contained the operations the stage-3 model fails on held-out tasks.
+table: tasks per family and the mean pass rate under each evaluation, e.g. whether an RL set
+practises the operations a stage-3 model fails on held-out tasks.
 
     .venv/bin/python benchmarks/tiny_op_breakdown.py TASKS.jsonl EVAL_DIR [EVAL_DIR ...]
 """

@@ -2,7 +2,7 @@
 
 Why: a CPU step allocates and frees the same few hundred MB of activations and gradients every step.
 With glibc's defaults the larger blocks are mmapped and the heap top is trimmed back to the OS, so
-every step page-faults its memory in again: on the 2-core box the kernel took ~15 % of a tiny-preset
+every step page-faults its memory in again: on 2 CPU cores the kernel took ~15 % of a tiny-preset
 training benchmark's CPU time, and steps were 8-20 % slower than with the settings below
 (stage 3: 0.20 s vs 0.18 s; BENCHMARKS.md ``## train``). Raising the mmap threshold to glibc's maximum (32 MiB) and the trim
 threshold to 1 GiB keeps that memory mapped; the process's RSS then stays at its peak, which a

@@ -236,6 +236,6 @@ def test_sft_rows_show_the_slipped_solutions(tmp_path):
 
 def test_no_slip_is_another_operations_right_code():
     """Measured: with `min` as the slip of "take the larger", GRPO learned "always max" and broke the
-    operations whose right code is `min` (BENCHMARKS.md `## grpo`, seventh session)."""
+    operations whose right code is `min` (BENCHMARKS.md `## grpo`)."""
     right_code = {op.expr for op in OPS}
     assert not [op.slug for op in OPS if op.slip in right_code]
