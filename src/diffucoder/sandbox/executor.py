@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffucoder.sandbox import harness, isolation
+from diffucoder.sandbox import harness, isolation, layout
 
 GRACE_S = 0.5  # the in-child timer fires first; this is for code that blocks SIGALRM
 
@@ -166,9 +166,12 @@ class Slot:
         self.uid = uid_base + index if self.is_root else None
         self.seccomp = isolation.compile_seccomp_filter(protected_pids=(os.getpid(), os.getppid()))
         self.landlock = isolation.landlock_abi() >= 1
-        self.read_paths = isolation.runtime_read_paths()
+        runtime_paths = layout.paths_from_env()
+        self.read_paths = isolation.landlock_read_paths(runtime_paths)
         self.tmp_root = isolation.private_tmp_root()
-        self.runtime_readable = self.uid is None or isolation.runtime_readable_by(self.uid)
+        # what would keep the code from running here (a runtime path hidden or unreadable): the
+        # server refuses to start on these, naming the paths
+        self.problems = layout.slot_problems(runtime_paths, uid=self.uid, tmp_root=str(self.tmp_root))
         isolation.set_child_subreaper()
 
     def layers(self) -> dict[str, bool]:
@@ -181,7 +184,7 @@ class Slot:
             "subreaper": True,
             "empty_env": True,
             "private_tmp": True,
-            "runtime_readable": self.runtime_readable,
+            "runtime_readable": not self.problems,
         }
 
 
@@ -408,11 +411,16 @@ def _parse_event(line: bytes) -> dict:
 
 
 def main() -> None:
-    slot = Slot(int(sys.argv[1]), int(sys.argv[2]))
     # stdout is the protocol channel; anything printed by accident must not corrupt it
     proto_out = os.dup(1)
     os.dup2(2, 1)
-    write_frame(proto_out, {"ready": True, "layers": slot.layers(), "pid": os.getpid()})
+    try:
+        slot = Slot(int(sys.argv[1]), int(sys.argv[2]))
+    except (OSError, isolation.IsolationError, layout.SandboxLayoutError) as exc:
+        write_frame(proto_out, {"ready": False, "error": str(exc)})
+        return
+    hello = {"ready": True, "layers": slot.layers(), "problems": slot.problems, "pid": os.getpid()}
+    write_frame(proto_out, hello)
     while True:
         job = read_frame(0)
         if job is None:

@@ -14,7 +14,8 @@ Layers (docs/sandbox.md has the threat model):
   (interpreter, libraries, /usr, /etc) and the child's own /proc entry; unprivileged, kernel >= 5.13.
 * subreaper: the executor adopts every orphan, so setsid'd or double-forked grandchildren are
   still found and killed after each job (executor.kill_descendants).
-* bubblewrap (optional, per slot): network, pid, ipc and uts namespaces and a read-only root.
+* bubblewrap (optional, per slot): network, pid, ipc and uts namespaces, a read-only root and a
+  private /tmp, with the runtime's own paths bound back read-only (layout.py decides which).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from diffucoder.sandbox import layout
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
@@ -262,30 +265,25 @@ def landlock_restrict(writable: list[str], readable: list[str]) -> None:
 _FS_FILE_MASK = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE
 
 
-def runtime_read_paths() -> list[str]:
-    """What Python and its libraries need to read: the interpreter's prefixes, system libraries."""
-    paths = {
-        sys.prefix,
-        sys.base_prefix,
-        sys.exec_prefix,
-        "/usr",
-        "/lib",
-        "/lib64",
-        "/bin",
-        "/etc",
-        "/dev/null",
-        "/dev/urandom",
-        "/dev/zero",
-    }
-    paths.update(p for p in sys.path if p and os.path.isdir(p) and "site-packages" in p)
-    return sorted(paths)
+# what any program needs to read besides its own runtime (layout.runtime_paths measures that part)
+_SYSTEM_READ_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/etc", "/dev/null", "/dev/urandom", "/dev/zero")
+
+
+def landlock_read_paths(runtime_paths: list[str]) -> list[str]:
+    """What the code may read under landlock: the system dirs and the slot's runtime paths, each
+    once (a path inside another needs no rule of its own; every rule costs a syscall per job)."""
+    return layout.minimal([*_SYSTEM_READ_PATHS, *runtime_paths])
 
 
 # --- detection -----------------------------------------------------------------------------------
 
 
-def bwrap_command() -> list[str] | None:
-    """The bubblewrap prefix for a slot, or None when bwrap is missing or cannot create namespaces here."""
+def bwrap_command(runtime_paths: list[str]) -> list[str] | None:
+    """The bubblewrap prefix for a slot, or None when bwrap is missing or cannot create namespaces here.
+
+    ``/bin/true`` only answers whether this host lets bwrap build the namespaces; whether the runtime
+    works inside them is proven by the slots themselves at start (layout.slot_problems).
+    """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return None
@@ -299,16 +297,13 @@ def bwrap_command() -> list[str] | None:
         "--ro-bind",
         "/",
         "/",
-        "--size",
-        str(512 * 1024 * 1024),
-        "--tmpfs",
-        "/tmp",
         "--proc",
         "/proc",
         "--dev",
         "/dev",
     ]
-    prefix += _expose_runtime_binds()
+    for mount in layout.PRIVATE_MOUNTS:  # size-capped: the code's files count against the slot, not the host
+        prefix += ["--size", str(512 * 1024 * 1024), "--tmpfs", mount]
     if os.geteuid() == 0:
         prefix += [
             "--cap-add",
@@ -328,57 +323,7 @@ def bwrap_command() -> list[str] | None:
         probe = subprocess.run([*prefix, "--", "/bin/true"], capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return prefix if probe.returncode == 0 else None
-
-
-def _hidden_ancestor(path: str) -> str | None:
-    """The top-most ancestor of ``path`` that other users cannot traverse (e.g. /root, mode 0700)."""
-    parts = Path(path).resolve().parts
-    for i in range(2, len(parts) + 1):
-        ancestor = str(Path(*parts[:i]))
-        try:
-            if not os.stat(ancestor).st_mode & 0o001:
-                return ancestor
-        except OSError:
-            return None
-    return None
-
-
-def _expose_runtime_binds() -> list[str]:
-    """bwrap args that let the sandbox uid reach an interpreter installed under a private dir.
-
-    pyenv puts Python under /root (mode 0700): the dropped uid could not import any stdlib module
-    the fork server had not imported yet. Inside the slot's mount namespace we cover that
-    ancestor with an empty world-traversable tmpfs and bind back only the runtime paths, which also
-    hides everything else in it (root's home) from the code.
-    """
-    entries: dict[str, set[str]] = {}
-    for path in {sys.base_prefix, sys.prefix}:
-        ancestor = _hidden_ancestor(path)
-        if ancestor is not None:
-            # bind the entry right below the hidden dir (bwrap would create the ones between as 0700)
-            entry = str(Path(ancestor) / Path(path).resolve().relative_to(ancestor).parts[0])
-            entries.setdefault(ancestor, set()).add(entry)
-    args: list[str] = []
-    for ancestor in sorted(entries):
-        args += ["--perms", "0755", "--tmpfs", ancestor]
-        for entry in sorted(entries[ancestor]):
-            args += ["--ro-bind", entry, entry]
-    return args
-
-
-def runtime_readable_by(uid: int) -> bool:
-    """Whether ``uid`` can read the interpreter's stdlib (checked in a throwaway child)."""
-    stdlib = os.path.dirname(os.__file__)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            drop_privileges(uid)
-            os._exit(0 if os.access(stdlib, os.R_OK | os.X_OK) else 1)
-        except BaseException:  # noqa: BLE001
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    return [*prefix, *layout.bwrap_binds(runtime_paths)] if probe.returncode == 0 else None
 
 
 def seccomp_available() -> bool:
@@ -390,7 +335,17 @@ def seccomp_available() -> bool:
 
 
 def private_tmp_root() -> Path:
-    """Parent of per-job temp dirs: root-owned, not listable, so jobs cannot find each other's dirs."""
-    root = Path(os.environ.get("TMPDIR", "/tmp")) / f"diffucoder-sandbox-{os.getpid()}"
-    root.mkdir(mode=0o711, exist_ok=True)
+    """Parent of per-job temp dirs: root-owned, not listable, so jobs cannot find each other's dirs.
+
+    Under bubblewrap TMPDIR is the slot's private /tmp; without it, the server's TMPDIR.
+    """
+    tmpdir = os.environ.get("TMPDIR", "/tmp")
+    root = Path(tmpdir) / f"diffucoder-sandbox-{os.getpid()}"
+    try:
+        root.mkdir(mode=0o711, exist_ok=True)
+    except OSError as exc:
+        raise IsolationError(
+            f"cannot create the job directory root {root} (TMPDIR={tmpdir}): {exc.strerror}; "
+            "point TMPDIR at a writable directory"
+        ) from None
     return root

@@ -45,15 +45,21 @@ def free_port() -> int:
 
 @contextmanager
 def local_sandbox(
-    cfg: SandboxConfig | None = None, insecure_dev: bool = False, startup_timeout_s: float = 60.0
+    cfg: SandboxConfig | None = None,
+    insecure_dev: bool = False,
+    startup_timeout_s: float = 60.0,
+    *,
+    python: str | None = None,
 ) -> Iterator[str]:
+    """Serve on a free loopback port for the duration of the block; ``python`` is the interpreter
+    that runs the server and its slots (default: this one), e.g. a dedicated sandbox venv."""
     cfg = cfg or SandboxConfig()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # every field travels as an override, so server-side limits (processes, output, files) match cfg
     overrides = [f"{k}={json.dumps(v)}" for k, v in cfg.model_dump(mode="json").items()]
     cmd = [
-        sys.executable,
+        python or sys.executable,
         "-m",
         "diffucoder.cli",
         "sandbox",

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import struct
-import sys
+import tempfile
 from typing import Any
 
 from diffucoder.sandbox.config import SandboxConfig
+from diffucoder.sandbox.layout import RuntimeLayout
 
 log = logging.getLogger(__name__)
 
@@ -25,40 +25,73 @@ class SlotError(RuntimeError):
 
 
 class ExecutorSlot:
-    def __init__(self, index: int, cfg: SandboxConfig, bwrap_prefix: list[str] | None):
+    def __init__(
+        self, index: int, cfg: SandboxConfig, runtime: RuntimeLayout, bwrap_prefix: list[str] | None
+    ):
         self.index = index
         self.cfg = cfg
+        self.runtime = runtime
         self.bwrap_prefix = bwrap_prefix
         self.proc: asyncio.subprocess.Process | None = None
         self.layers: dict[str, bool] = {}
+        self.problems: list[str] = []
         self.sequence = 0
         self.broken = False
+        self.stderr_tail = ""
+        self._stderr_pump: asyncio.Task | None = None
 
     async def start(self) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "diffucoder.sandbox.executor",
-            str(self.index),
-            str(self.cfg.sandbox_uid_base),
-        ]
+        cmd = self.runtime.slot_command(str(self.index), str(self.cfg.sandbox_uid_base))
         if self.bwrap_prefix:
             cmd = [*self.bwrap_prefix, "--", *cmd]
-        # the executor gets no server secrets: only what it needs to find the interpreter and our package
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": _package_root()}
-        self.proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-            cwd="/",
-            start_new_session=True,
-        )
+        # inside bubblewrap the job dirs live on the slot's private /tmp, whatever the server's TMPDIR
+        tmpdir = "/tmp" if self.bwrap_prefix else tempfile.gettempdir()
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self.runtime.slot_env(tmpdir=tmpdir),
+                cwd="/",
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SlotError(f"executor slot {self.index} could not run {cmd[0]}: {exc}") from None
         self.broken = False
-        hello = await asyncio.wait_for(self._read(), timeout=60)
+        self.stderr_tail = ""
+        self._stderr_pump = asyncio.create_task(self._pump_stderr(self.proc))
+        try:
+            hello = await asyncio.wait_for(self._read(), timeout=60)
+        except (SlotError, TimeoutError) as exc:
+            await self._reap()
+            raise SlotError(
+                f"executor slot {self.index} did not start ({exc}); its stderr ends with:\n{self.stderr_tail}"
+            ) from None
         if not hello.get("ready"):
-            raise SlotError(f"executor slot {self.index} did not start: {hello}")
+            await self._reap()
+            raise SlotError(f"executor slot {self.index} did not start: {hello.get('error', hello)}")
         self.layers = dict(hello["layers"], bubblewrap=bool(self.bwrap_prefix))
+        self.problems = list(hello.get("problems", []))
+
+    async def _pump_stderr(self, proc: asyncio.subprocess.Process) -> None:
+        """Forward the slot's stderr (bwrap's errors, the executor's tracebacks) to the log, keeping
+        the end for start-up errors. Read continuously: a full pipe would block the executor."""
+        assert proc.stderr is not None
+        while chunk := await proc.stderr.read(65536):
+            text = chunk.decode(errors="replace")
+            self.stderr_tail = (self.stderr_tail + text)[-4000:]
+            for line in text.rstrip().splitlines():
+                log.warning("sandbox slot %d: %s", self.index, line)
+
+    async def _reap(self) -> None:
+        """Kill a slot that failed to start and wait until its stderr has been read to the end."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
+        if self._stderr_pump is not None:
+            await self._stderr_pump
 
     async def _read(self) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
@@ -103,24 +136,29 @@ class ExecutorSlot:
             await self.proc.wait()
 
 
-def _package_root() -> str:
-    import diffucoder
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(diffucoder.__file__)))
-
-
 class ExecutorPool:
     """N slots behind an asyncio queue of idle slots."""
 
-    def __init__(self, cfg: SandboxConfig, bwrap_prefix: list[str] | None):
+    def __init__(self, cfg: SandboxConfig, runtime: RuntimeLayout, bwrap_prefix: list[str] | None):
         self.cfg = cfg
-        self.slots = [ExecutorSlot(i, cfg, bwrap_prefix) for i in range(cfg.workers)]
+        self.slots = [ExecutorSlot(i, cfg, runtime, bwrap_prefix) for i in range(cfg.workers)]
         self.idle: asyncio.Queue[ExecutorSlot] = asyncio.Queue()
 
     async def start(self) -> None:
-        await asyncio.gather(*(s.start() for s in self.slots))
+        """Start every slot; if any cannot start, stop the others and raise the first error."""
+        outcomes = await asyncio.gather(*(s.start() for s in self.slots), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            await self.stop()
+            raise failures[0]
         for slot in self.slots:
             self.idle.put_nowait(slot)
+
+    @property
+    def problems(self) -> list[str]:
+        """What the first slot that found anything wrong with the runtime layout reported (the
+        slots share the layout; only their uids differ)."""
+        return next((s.problems for s in self.slots if s.problems), [])
 
     @property
     def slot_pids(self) -> list[int]:

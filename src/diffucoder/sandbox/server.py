@@ -25,7 +25,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from diffucoder.sandbox import isolation, judge
+from diffucoder.sandbox import isolation, judge, layout
 from diffucoder.sandbox.codec import CodecError
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.pool import ExecutorPool
@@ -89,9 +89,21 @@ class SandboxService:
         self.pool: ExecutorPool | None = None
 
     async def start(self) -> None:
-        bwrap = isolation.bwrap_command() if self.cfg.bubblewrap else None
-        self.pool = ExecutorPool(self.cfg, bwrap)
+        """The start-up probe: measure the runtime's paths with the real interpreter, then start the
+        slots, each of which checks that its namespace shows them all to its sandbox uid."""
+        runtime = await asyncio.to_thread(layout.discover)
+        bwrap = isolation.bwrap_command(list(runtime.paths)) if self.cfg.bubblewrap else None
+        self.pool = ExecutorPool(self.cfg, runtime, bwrap)
         await self.pool.start()
+        if self.pool.problems:
+            report = "\n  - ".join(self.pool.problems)
+            if not self.insecure_dev:
+                await self.pool.stop()
+                raise layout.SandboxLayoutError(
+                    f"the sandbox slots cannot run code from this layout (interpreter {runtime.interpreter}, "
+                    f"package {runtime.package_root}):\n  - {report}"
+                )
+            log.warning("serving despite layout problems (--insecure-dev):\n  - %s", report)
         missing = [k for k in MANDATORY_LAYERS if not self.pool.layers.get(k)]
         if missing and not self.insecure_dev:
             await self.pool.stop()
