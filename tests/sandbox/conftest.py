@@ -7,10 +7,15 @@ any of that is not true it fails loudly and no fork/memory bomb is ever sent.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from sandbox_helpers import SERVER_SECRET, containment_facts
+from sandbox_helpers import SERVER_SECRET, containment_facts, project_venv
 
 from diffucoder.sandbox.client import SandboxClient
 from diffucoder.sandbox.config import SandboxConfig
@@ -24,15 +29,34 @@ def sandbox_cfg() -> SandboxConfig:
 
 
 @pytest.fixture(scope="session")
-def sandbox_url(sandbox_cfg):
+def runtime_root() -> Iterator[Path]:
+    """The session server runs from a venv and a copy of the package under /tmp, as from a clone
+    there (CI systems clone under /tmp): exactly what bubblewrap hides behind each slot's private
+    /tmp unless the layout probe binds it back. Mode 0755, like a directory `git clone` makes."""
+    root = Path(tempfile.mkdtemp(prefix="diffucoder-runtime-", dir="/tmp"))
+    root.chmod(0o755)
+    project_venv(root)
+    yield root
+    shutil.rmtree(root)
+
+
+@pytest.fixture(scope="session")
+def sandbox_url(sandbox_cfg, runtime_root):
     os.environ["DIFFUCODER_SANDBOX_TEST_SECRET"] = (
         SERVER_SECRET  # the server inherits it; the code must not see it
     )
+    # a private TMPDIR under /tmp (mode 0700, as `mktemp -d` makes) for the server only
+    server_tmp = tempfile.mkdtemp(prefix="diffucoder-tmpdir-", dir="/tmp")
     try:
-        with local_sandbox(sandbox_cfg) as url:
+        with contextlib.ExitStack() as stack:
+            with pytest.MonkeyPatch.context() as env:
+                env.setenv("TMPDIR", server_tmp)  # inherited by the server process only
+                python = str(runtime_root / "venv" / "bin" / "python")
+                url = stack.enter_context(local_sandbox(sandbox_cfg, python=python))
             yield url
     finally:
         os.environ.pop("DIFFUCODER_SANDBOX_TEST_SECRET", None)
+        shutil.rmtree(server_tmp)
 
 
 @pytest.fixture(scope="session")

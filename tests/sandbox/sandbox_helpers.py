@@ -4,7 +4,13 @@
 from __future__ import annotations
 
 import secrets
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
+import diffucoder
 from diffucoder.sandbox.client import Job, SandboxClient
 
 FENCE = "```"
@@ -45,3 +51,27 @@ GOOD = f"Here is the code to solve this problem:\n{FENCE}python\ndef add(a, b):\
 SYNTAX = f"{FENCE}python\ndef add(a, b)\n    return a + b\n{FENCE}\n"
 NO_FENCE = "def add(a, b):\n    return a + b\n"
 TWO_BLOCKS = f"{FENCE}python\nx = 1\n{FENCE}\n{FENCE}python\ndef add(a, b):\n    return a + b\n{FENCE}\n"
+
+
+def project_venv(root: Path) -> Path:
+    """A venv under ``root`` laid out like a fresh clone's, and its python.
+
+    root/venv holds the interpreter link and its own site-packages; the package source is copied to
+    root/src and put on sys.path by a .pth line (what an editable install of a src/ layout writes);
+    the third-party packages come from this environment's site-packages through a second .pth line.
+    """
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    shutil.copytree(
+        Path(diffucoder.__file__).parent,
+        root / "src" / "diffucoder",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    deps = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (venv_site_packages(root) / "project.pth").write_text("\n".join([str(root / "src"), *deps]) + "\n")
+    return venv / "bin" / "python"
+
+
+def venv_site_packages(root: Path) -> Path:
+    (site,) = (root / "venv" / "lib").glob("python3*/site-packages")
+    return site

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from diffucoder.sandbox import isolation
+from diffucoder.sandbox import isolation, layout
 
 
 def in_child(fn) -> int:
@@ -78,7 +78,9 @@ def test_landlock_confines_writes_to_the_job_dir(tmp_path):
 
     def probe() -> int:
         isolation.set_no_new_privs()
-        isolation.landlock_restrict(writable=[str(job_dir)], readable=isolation.runtime_read_paths())
+        isolation.landlock_restrict(
+            writable=[str(job_dir)], readable=isolation.landlock_read_paths(layout.runtime_paths())
+        )
         (job_dir / "ok.txt").write_text("fine")
         try:
             (outside / "no.txt").write_text("escaped")
