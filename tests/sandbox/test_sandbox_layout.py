@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -113,12 +114,27 @@ def test_slots_see_the_runtime_under_tmp_and_nothing_else_there(contained_client
     sibling.write_text("not part of the runtime\n")
     fd, loose = tempfile.mkstemp(prefix="diffucoder-host-", dir="/tmp")
     os.close(fd)
+    # what the server's runtime holds under /tmp: the venv, the package copy and, from a clone
+    # under /tmp, the clone's own site-packages (project_venv points a .pth at it)
+    deps = {Path(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}
+    runtime = [runtime_root / "venv", runtime_root / "src", *(d for d in deps if d.is_relative_to("/tmp"))]
     try:
-        assert sorted(os.listdir(slot_view(contained_client, str(runtime_root)))) == ["src", "venv"]
+        # every directory on the way holds nothing but the way on
+        expected: dict[Path, set[str]] = {}
+        for path in runtime:
+            for parent, child in zip(path.parents, [path, *path.parents], strict=False):
+                if parent == Path("/"):
+                    break
+                expected.setdefault(parent, set()).add(child.name)
+        for directory, names in expected.items():
+            seen = set(os.listdir(slot_view(contained_client, str(directory))))
+            if directory == Path("/tmp"):  # plus the slot's own job directory root
+                job_roots = {n for n in seen if n.startswith("diffucoder-sandbox-")}
+                assert len(job_roots) == 1
+                seen -= job_roots
+            assert seen == names, directory
         assert not slot_view(contained_client, str(sibling)).exists()
         assert not slot_view(contained_client, loose).exists()
-        slot_tmp = set(os.listdir(slot_view(contained_client, "/tmp"))) - {runtime_root.name}
-        assert len(slot_tmp) == 1 and slot_tmp.pop().startswith("diffucoder-sandbox-")  # its job dirs
         code = (
             "import os\ndef where():\n    return os.getcwd()\n"
             "def write(path):\n    try:\n        open(path, 'w').write('x')\n        return 'written'\n"
