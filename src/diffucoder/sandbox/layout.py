@@ -46,7 +46,7 @@ class RuntimeLayout:
 
     def slot_env(self, *, tmpdir: str) -> dict[str, str]:
         """The slot's whole environment: no server secrets, only what locates the runtime."""
-        env = base_env(self.package_root, tmpdir=tmpdir)
+        env = _base_env(self.package_root, tmpdir=tmpdir)
         env[RUNTIME_PATHS_ENV] = json.dumps(self.paths)
         return env
 
@@ -55,7 +55,7 @@ class RuntimeLayout:
         return [self.interpreter, "-P", "-m", "diffucoder.sandbox.executor", *args]
 
 
-def base_env(package_root: str, *, tmpdir: str) -> dict[str, str]:
+def _base_env(package_root: str, *, tmpdir: str) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": package_root, "TMPDIR": tmpdir}
     env.update({k: os.environ[k] for k in _INTERPRETER_ENV if os.environ.get(k)})
     return env
@@ -90,7 +90,7 @@ def discover(interpreter: str | None = None, *, timeout_s: float = 60.0) -> Runt
     try:
         out = subprocess.run(
             cmd,
-            env=base_env(root, tmpdir=tempfile.gettempdir()),
+            env=_base_env(root, tmpdir=tempfile.gettempdir()),
             cwd="/",
             capture_output=True,
             text=True,

@@ -65,8 +65,13 @@ class ExecutorSlot:
             hello = await asyncio.wait_for(self._read(), timeout=60)
         except (SlotError, TimeoutError) as exc:
             await self._reap()
+            how = (
+                "did not report ready within 60 s"
+                if isinstance(exc, TimeoutError)
+                else f"exited before it was ready (exit code {self.proc.returncode})"
+            )
             raise SlotError(
-                f"executor slot {self.index} did not start ({exc}); its stderr ends with:\n{self.stderr_tail}"
+                f"executor slot {self.index} {how}; its stderr ends with:\n{self.stderr_tail}"
             ) from None
         if not hello.get("ready"):
             await self._reap()
