@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 setup: $(STAMP) system-deps
 
 # pip is upgraded first: a fresh setup with the venv's own pip 23.2 took 128 s, one with the upgrade
-# 95 s (two runs on a box whose speed drifted, so only a rough comparison). pip's
+# 95 s (two runs on a machine whose speed drifted, so only a rough comparison). pip's
 # byte-compilation stays on: with --no-compile the pipeline's first tasks compiled the same modules
 # in parallel processes and the data steps took 30 s longer.
 $(STAMP): pyproject.toml

@@ -13,7 +13,7 @@
    step, low-confidence remasking) at several temperatures.
 6. Batched vs one prompt at a time (problems/s), for prompts of mixed lengths (evaluation: left
    padding) and for one prompt repeated (GRPO's G completions: no padding). Run it against an older
-   tree with ``PYTHONPATH=<old checkout>/src`` for a before/after in the same session.
+   tree with ``PYTHONPATH=<old checkout>/src`` for a before/after on the same machine, back to back.
 
 Timings alternate between variants across repeats so load from other processes hits all alike;
 the median is reported. Prints one JSON object; progress goes to stderr.

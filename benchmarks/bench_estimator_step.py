@@ -2,7 +2,7 @@
 
 The policy pass of a GRPO micro-step: 8 sequences of a 128-token prompt + 80-token completion, three
 noised copies (full mask + a complementary pair), one batched forward, backward through the sum of
-the estimates. Compare source trees in the same session (the baseline is an older checkout):
+the estimates. Compare source trees back to back on one machine (the baseline is an older checkout):
 
     .venv/bin/python benchmarks/bench_estimator_step.py --model runs/tiny/<run>/instruct/final
     PYTHONPATH=<old checkout>/src .venv/bin/python benchmarks/bench_estimator_step.py --model ...

@@ -10,7 +10,7 @@ settings on a trained checkpoint, and the share of that time spent in ``choose_t
 - rollout: G = 8 copies of a prompt decoded together, 80 tokens in 40 steps, temperature 0.7
   (the tiny preset's GRPO rollouts).
 
-The baseline is an older tree run in the same session on the same machine:
+The baseline is an older tree, run back to back with this one on the same machine:
 
     .venv/bin/python benchmarks/bench_sampling.py --model runs/tiny/<run>/instruct/final \
         --problems runs/tiny/data/tasks/rl/train.jsonl
