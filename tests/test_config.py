@@ -84,7 +84,9 @@ def test_bad_override_syntax_is_named() -> None:
 
 
 def test_bad_preset_name_lists_the_presets() -> None:
-    with pytest.raises(ConfigError, match=r"'tinny' is neither a preset \(tiny, smoke, paper-7b\) nor a file"):
+    with pytest.raises(
+        ConfigError, match=r"'tinny' is neither a preset \(tiny, smoke, paper-7b\) nor a file"
+    ):
         load_config("tinny")
 
 

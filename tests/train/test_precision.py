@@ -17,7 +17,10 @@ CPUS = [
     (CpuFeatures("Intel Xeon Platinum 8168 (Skylake)", "AVX512", avx512_bf16=False, amx=False), "fp32"),
     (CpuFeatures("Intel Xeon Platinum 8380 (Ice Lake)", "AVX512", avx512_bf16=False, amx=False), "fp32"),
     (CpuFeatures("AMD EPYC 9654 (Zen 4)", "AVX512", avx512_bf16=True, amx=False), "bf16-mixed"),
-    (CpuFeatures("Intel Xeon Platinum 8480+ (Sapphire Rapids)", "AVX512", avx512_bf16=True, amx=True), "bf16-mixed"),
+    (
+        CpuFeatures("Intel Xeon Platinum 8480+ (Sapphire Rapids)", "AVX512", avx512_bf16=True, amx=True),
+        "bf16-mixed",
+    ),
     # the same Sapphire Rapids with torch's kernels capped (ATEN_CPU_CAPABILITY=avx2) or oneDNN capped
     (CpuFeatures("Sapphire Rapids", "AVX2", avx512_bf16=True, amx=True), "fp32"),
     (CpuFeatures("Sapphire Rapids", "AVX512", avx512_bf16=True, amx=True, onednn_max_isa="AVX2"), "fp32"),
