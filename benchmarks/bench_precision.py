@@ -115,6 +115,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per mode per round")
     parser.add_argument(
+        "--modes", nargs="+", choices=list(MODES), default=list(MODES), help="which modes (default: all)"
+    )
+    parser.add_argument(
         "--retain-freed-memory", action="store_true", help="glibc settings of diffucoder.heap"
     )
     args = parser.parse_args()
@@ -127,9 +130,10 @@ def main() -> None:
     results = {}
     for shape, make in (("stage3 32x144", stage3_batch), ("stage1 causal 16x256", causal_batch)):
         batch = make(model, torch.Generator().manual_seed(0))
-        times: dict[str, list[float]] = {mode: [] for mode in MODES}
+        times: dict[str, list[float]] = {mode: [] for mode in args.modes}
         for _ in range(args.rounds):
-            for mode, (autocast, attention) in MODES.items():
+            for mode in args.modes:
+                autocast, attention = MODES[mode]
                 model.hf.config._attn_implementation = attention
                 for _ in range(2):  # warm-up
                     step_seconds(model, optimizer, batch, autocast)

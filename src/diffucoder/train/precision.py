@@ -3,7 +3,7 @@
 bfloat16 pays off only where the hardware computes it natively. On a CPU with AVX512-BF16 or AMX,
 a bfloat16-autocast forward makes the tiny model's steps ~1.3x faster than float32; on a CPU
 without them (AVX2-only x86, e.g. AMD EPYC before Zen 4) torch emulates bfloat16 and the same steps
-run 13-17x slower (BENCHMARKS.md ``## precision``). So ``auto`` asks torch what this CPU can do:
+run 13-17x slower (BENCHMARKS.md ``## train``). So ``auto`` asks torch what this CPU can do:
 
 - ``torch.backends.cpu.get_cpu_capability()``: the vector ISA torch's own kernels dispatch to
   (``AVX512``, ``AVX2``, ...; lowered by ``ATEN_CPU_CAPABILITY``);
