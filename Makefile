@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-slow test-all lint bench compile images system-deps clean
+.PHONY: setup run smoke test test-slow test-all lint bench compile images system-deps clean
 
 setup: $(STAMP) system-deps
 
@@ -40,6 +40,11 @@ system-deps:
 
 run: setup
 	$(BIN)/diffucoder pipeline run-local --preset tiny
+
+# the same path as `make run` at its smallest (presets/smoke.yaml): a 40-file corpus, a 400-token
+# tokenizer, a few steps per stage, through the real sandbox and MLflow store; ~2-3 minutes
+smoke: setup
+	$(BIN)/diffucoder pipeline run-local --preset smoke --param stdlib_max_files=40 --param tokenizer_vocab_size=400
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -5,26 +5,40 @@ only at scored positions) and stage 1's causal phase (16 x 256, a causal mask, l
 Each step is forward + loss + backward + AdamW; the modes are interleaved in rounds so a load
 change on the machine hits all of them alike. fp32 is the baseline of the same run.
 
+    .venv/bin/python benchmarks/bench_precision.py                  # the tiny architecture, random weights
     .venv/bin/python benchmarks/bench_precision.py --model runs/tiny/<run>/instruct/final
-    .venv/bin/python benchmarks/bench_precision.py --model ... --retain-freed-memory
+    .venv/bin/python benchmarks/bench_precision.py --retain-freed-memory
+
+Step time does not depend on the weights' values, so without ``--model`` the tiny preset's
+architecture is built with random weights (a fresh machine needs no trained run). An AVX2-only CPU
+is emulated on a newer one by capping torch's kernels, oneDNN and MKL at AVX2 (the variables must be
+set before torch starts):
+
+    ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 .venv/bin/python benchmarks/bench_precision.py
 
 ``--retain-freed-memory`` applies :func:`diffucoder.heap.retain_freed_memory` first (as training and
-evaluation do); run both in turn to compare, since the allocator settings are per process. Prints one JSON object: median seconds per step for each shape and mode.
+evaluation do); run both in turn to compare, since the allocator settings are per process. Prints one
+JSON object: the CPU (model, the kernel's bfloat16-relevant flags, what torch reports, what
+``precision: auto`` picks) and the median seconds per step for each shape and mode.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
 import torch
 
+from diffucoder.config import load_config
 from diffucoder.heap import retain_freed_memory
+from diffucoder.model import build_model
 from diffucoder.model.io import load_model
 from diffucoder.train.objective import elbo_loss, forward_noise, scored_logit_positions
+from diffucoder.train.precision import CpuFeatures, choose_precision, cpu_flags
+
+REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 
 MODES = {  # name -> (autocast on, attention implementation)
     "fp32": (False, "sdpa"),
@@ -66,11 +80,43 @@ def step_seconds(model, optimizer, batch, autocast: bool) -> float:
     return time.perf_counter() - start
 
 
+class VocabOnly:
+    """What :func:`build_model` reads from a tokenizer: its size and special ids (the tiny vocabulary)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.mask_token_id, self.pad_token_id, self.eos_token_id = size - 1, size - 2, size - 3
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def tiny_model(vocab_size: int):
+    torch.manual_seed(0)
+    return build_model(load_config("tiny").model, VocabOnly(vocab_size))
+
+
+def cpu_report() -> dict:
+    features = CpuFeatures.detect()
+    flags = cpu_flags()
+    return {
+        "cpu": features.model,
+        "flags": {flag: flag in flags for flag in REPORTED_FLAGS},
+        "torch_cpu_capability": features.capability,
+        "torch_native_bf16": features.native_bf16,
+        "auto_precision": choose_precision("auto", "cpu", cpu=features).precision,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a tiny checkpoint dir (any stage)")
+    parser.add_argument("--model", help="a tiny checkpoint dir (any stage); default: random weights")
+    parser.add_argument("--vocab-size", type=int, default=4096, help="vocabulary without --model")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per mode per round")
+    parser.add_argument(
+        "--modes", nargs="+", choices=list(MODES), default=list(MODES), help="which modes (default: all)"
+    )
     parser.add_argument(
         "--retain-freed-memory", action="store_true", help="glibc settings of diffucoder.heap"
     )
@@ -78,15 +124,16 @@ def main() -> None:
     if args.retain_freed_memory:
         retain_freed_memory()
 
-    model, _ = load_model(args.model)
+    model = load_model(args.model)[0] if args.model else tiny_model(args.vocab_size)
     model.float().train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-7)
     results = {}
     for shape, make in (("stage3 32x144", stage3_batch), ("stage1 causal 16x256", causal_batch)):
         batch = make(model, torch.Generator().manual_seed(0))
-        times: dict[str, list[float]] = {mode: [] for mode in MODES}
+        times: dict[str, list[float]] = {mode: [] for mode in args.modes}
         for _ in range(args.rounds):
-            for mode, (autocast, attention) in MODES.items():
+            for mode in args.modes:
+                autocast, attention = MODES[mode]
                 model.hf.config._attn_implementation = attention
                 for _ in range(2):  # warm-up
                     step_seconds(model, optimizer, batch, autocast)
@@ -97,9 +144,7 @@ def main() -> None:
             {
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
-                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-                "machine": platform.processor() or platform.machine(),
+                **cpu_report(),
                 "retain_freed_memory": args.retain_freed_memory,
                 "median_step_s": results,
             },

@@ -60,5 +60,6 @@ def train_stage(
         )
         rec["metrics"] = {"steps": result["steps"], **result["metrics"]}
         rec["uris"] = {"model": final}
+        rec["settings"] = {"precision": result["precision"], "precision_reason": result["precision_reason"]}
     with open(model.path, "w") as f:
         json.dump(model.metadata, f)

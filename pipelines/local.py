@@ -7,14 +7,17 @@ interpreter's environment (no per-task pip install; docs/pipeline.md). Local run
 locally by design.
 """
 
+import contextlib
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from diffucoder import pipeline_steps as steps
 from diffucoder import storage
 from diffucoder.config import RunConfig
+from diffucoder.evaluation.paired import paired_difference, pass_rates
 
 # The metrics the summary shows per step (first match wins; the rest stay in MLflow / steps/*.json).
 KEY_METRICS = (
@@ -119,15 +122,54 @@ SIGNAL_STEPS = (
 )
 
 
-def learning_signal(heldout: dict[str, float | None]) -> str:
-    """One line: held-out pass@1 through the stages that were evaluated, with each stage's change."""
-    points = [(label, heldout[step]) for step, label in SIGNAL_STEPS if heldout.get(step) is not None]
+@dataclass(frozen=True)
+class HeldoutPoint:
+    """Held-out pass@1 of one evaluation step, with its per-problem pass rates when they are readable."""
+
+    label: str
+    score: float
+    rates: dict | None = None
+
+
+def heldout_points(by_step: dict[str, dict[str, Any]]) -> list[HeldoutPoint]:
+    """The evaluated stages in pipeline order, each with its tiny held-out rows (from per_problem.jsonl)."""
+    points = []
+    for step, label in SIGNAL_STEPS:
+        record = by_step.get(step)
+        if record is None or record["metrics"].get(HELDOUT) is None:
+            continue
+        per_problem = record["uris"].get("per_problem")
+        rates = None
+        if per_problem and storage.exists(per_problem):
+            rates = pass_rates(storage.read_text(per_problem), benchmark="tiny_heldout", speed="1x")
+        points.append(HeldoutPoint(label, record["metrics"][HELDOUT], rates))
+    return points
+
+
+def learning_signal(points: list[HeldoutPoint]) -> str:
+    """Held-out pass@1 through the evaluated stages; each change with its paired standard error."""
     if len(points) < 2:
         return ""
-    parts = [f"{points[0][1]:.3f} {points[0][0]}"]
-    for (_, before), (label, after) in zip(points, points[1:], strict=False):
-        parts.append(f"{after:.3f} {label} ({after - before:+.3f})")
-    return "learning signal: held-out tiny tasks pass@1 " + " -> ".join(parts)
+    lines = ["learning signal: held-out tiny tasks pass@1 (change +- paired SE over the same tasks)"]
+    lines.append(f"  {points[0].score:.3f} {points[0].label}")
+    for before, after in zip(points, points[1:], strict=False):
+        change = f"{after.score - before.score:+.3f}"
+        if before.rates and after.rates:
+            with contextlib.suppress(ValueError):  # fewer than 2 shared tasks: no SE to give
+                change = paired_difference(before.rates, after.rates).describe()
+        lines.append(f"  {after.score:.3f} {after.label} ({change})")
+    return "\n".join(lines)
+
+
+def precision_summary(rows: list[dict[str, Any]]) -> str:
+    """One line: the precision each training stage ran in and why (stages with one reason grouped)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        settings = r.get("settings", {})
+        if "precision" in settings:
+            groups.setdefault((settings["precision"], settings["precision_reason"]), []).append(r["step"])
+    parts = [f"{', '.join(steps)} {precision} ({reason})" for (precision, reason), steps in groups.items()]
+    return "precision: " + "; ".join(parts) if parts else ""
 
 
 def rl_trend(grpo_metrics: dict[str, float]) -> str:
@@ -152,11 +194,11 @@ def summary(run_root: str) -> str:
     for r in rows:
         uris = " ".join(f"{k}={v}" for k, v in r["uris"].items() if k not in DETAIL_FILES)
         lines.append(f"{r['step']:<{width}}  {r['seconds']:>7.1f}s  {_key_metrics(r['metrics']):<60}  {uris}")
-    by_step = {r["step"]: r["metrics"] for r in rows}
+    by_step = {r["step"]: r for r in rows}
     lines.append("")
-    signal = learning_signal({step: metrics.get(HELDOUT) for step, metrics in by_step.items()})
-    trend = rl_trend(by_step.get("grpo", {}))
-    lines += [line for line in (signal, trend) if line]
+    signal = learning_signal(heldout_points(by_step))
+    trend = rl_trend(by_step.get("grpo", {}).get("metrics", {}))
+    lines += [line for line in (precision_summary(rows), signal, trend) if line]
     lines.append(
         f"MLflow: parent run {record['parent_run_id']} in experiment {record['experiment']!r}; "
         f"open the UI with\n  mlflow ui --backend-store-uri {record['tracking_uri']}"

@@ -23,6 +23,25 @@ def test_presets_differ_where_they_should() -> None:
     assert tiny.fingerprint() != paper.fingerprint()
 
 
+def test_a_preset_with_a_base_overrides_it_section_by_section(tmp_path) -> None:
+    tiny, smoke = load_config("tiny"), load_config("smoke")
+    assert (smoke.model.hidden_size, smoke.model.rope_theta) == (64, tiny.model.rope_theta)
+    assert smoke.pretrain.max_steps == 3 and smoke.pretrain.lr == tiny.pretrain.lr
+    assert smoke.data.tiny_tasks.slip_rate == tiny.data.tiny_tasks.slip_rate
+    assert smoke.evaluation.max_problems == 3  # a mapping in tiny, replaced by a number
+    own = tmp_path / "mine.yaml"
+    own.write_text("base: smoke\npreset: mine\npretrain:\n  max_steps: 5\n")
+    mine = load_config(str(own))
+    assert (mine.pretrain.max_steps, mine.model.hidden_size) == (5, 64)
+
+
+def test_a_bad_base_is_named(tmp_path) -> None:
+    own = tmp_path / "bad.yaml"
+    own.write_text("base: tinyy\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: base 'tinyy' is not a preset"):
+        load_config(str(own))
+
+
 def test_overrides_are_typed_and_nested() -> None:
     cfg = load_config("tiny", ["seed=123", "storage.max_attempts=2", "tracking.tracking_uri=sqlite:///x.db"])
     assert cfg.seed == 123
@@ -65,7 +84,9 @@ def test_bad_override_syntax_is_named() -> None:
 
 
 def test_bad_preset_name_lists_the_presets() -> None:
-    with pytest.raises(ConfigError, match=r"'tinny' is neither a preset \(tiny, paper-7b\) nor a file"):
+    with pytest.raises(
+        ConfigError, match=r"'tinny' is neither a preset \(tiny, smoke, paper-7b\) nor a file"
+    ):
         load_config("tinny")
 
 

@@ -29,7 +29,7 @@ from diffucoder.rl.config import GRPOConfig
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.train.config import TrainStageConfig
 
-PRESETS = ("tiny", "paper-7b")
+PRESETS = ("tiny", "smoke", "paper-7b")
 
 
 class ConfigError(ValueError):
@@ -91,7 +91,30 @@ class RunConfig(StrictModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _read_preset(name_or_path: str) -> dict[str, Any]:
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on top: sections merge key by key, any other value replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (
+            _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def _read_preset(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A preset or YAML file as a dict; ``base: <preset>`` in it starts from that packaged preset."""
+    data, source = _read_yaml(name_or_path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if base not in PRESETS:
+        raise ConfigError(f"{source}: base {base!r} is not a preset ({', '.join(PRESETS)})")
+    if base in seen:
+        raise ConfigError(f"{source}: base {base!r} leads back to itself ({' -> '.join((*seen, base))})")
+    return _merged(_read_preset(base, (*seen, base)), data)
+
+
+def _read_yaml(name_or_path: str) -> tuple[dict[str, Any], str]:
     if name_or_path in PRESETS:
         text = resources.files("diffucoder.presets").joinpath(f"{name_or_path}.yaml").read_text()
         source = f"preset {name_or_path!r}"
@@ -108,7 +131,7 @@ def _read_preset(name_or_path: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
-    return data
+    return data, source
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

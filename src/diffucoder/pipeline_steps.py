@@ -173,13 +173,24 @@ def _finite_or_text(value: Any) -> Any:
     return value
 
 
-def record_step(root: str, step: str, seconds: float, metrics: dict[str, Any], uris: dict[str, str]) -> dict:
-    """Write ``steps/<step>.json`` (read by the run summary); returns the record."""
+def record_step(
+    root: str,
+    step: str,
+    seconds: float,
+    metrics: dict[str, Any],
+    uris: dict[str, str],
+    settings: dict[str, str] | None = None,
+) -> dict:
+    """Write ``steps/<step>.json`` (read by the run summary); returns the record.
+
+    ``settings``: what the step decided at run time and why (a training stage's precision).
+    """
     record = {
         "step": step,
         "seconds": round(seconds, 2),
         "metrics": metrics,
         "uris": uris,
+        "settings": settings or {},
         "finished_at": time.time(),
     }
     storage.write_text(
@@ -200,9 +211,9 @@ def timed_step(root: str, step: str, started: float | None = None) -> Iterator[d
     """Time a step body (or from ``started``, a wall-clock time, when it closes a chain of tasks);
     on success write its record from what the body put in the yielded dict."""
     started = time.time() if started is None else started
-    out: dict[str, Any] = {"metrics": {}, "uris": {}}
+    out: dict[str, Any] = {"metrics": {}, "uris": {}, "settings": {}}
     yield out
-    record_step(root, step, time.time() - started, out["metrics"], out["uris"])
+    record_step(root, step, time.time() - started, out["metrics"], out["uris"], out["settings"])
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import json
 
 import pytest
 import torch
-from micro import MICRO_OVERRIDES, MICRO_PARAMS
+from micro import MICRO_PARAMS, MICRO_PRESET
 
 from diffucoder import pipeline_steps as steps
 from diffucoder import storage
@@ -57,12 +57,12 @@ def micro_run(tmp_path_factory, moto_server, mlflow_server):
     for name in ("MLFLOW_RUN_ID", "DIFFUCODER_PARENT_RUN_ID", "MLFLOW_TRACKING_URI"):
         mp.delenv(name, raising=False)
     boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket="pipeline-e2e")
-    cfg = load_config("tiny", MICRO_OVERRIDES)
+    cfg = load_config(MICRO_PRESET)
     cfg.output_root = "s3://pipeline-e2e/runs"
     cfg.tracking.tracking_uri = mlflow_server
     cfg.tracking.experiment = "pipeline-e2e"
     arguments = local.local_arguments(
-        cfg, "tiny", MICRO_OVERRIDES, **MICRO_PARAMS, tracking_uri=mlflow_server, experiment="pipeline-e2e"
+        cfg, MICRO_PRESET, [], **MICRO_PARAMS, tracking_uri=mlflow_server, experiment="pipeline-e2e"
     )
     try:
         root = local.run_local(arguments, str(tmp_path_factory.mktemp("kfp-local")))
@@ -88,6 +88,7 @@ def test_every_stage_ran_and_recorded(micro_run):
         assert 0.0 <= by_step[f"eval-{label}"]["metrics"]["tiny_heldout_pass_at_1_1x"] <= 1.0
     table = local.summary(root)
     assert "learning signal: held-out tiny tasks pass@1" in table and "mlflow ui --backend-store-uri" in table
+    assert "paired SE" in table and "precision: pretrain, midtrain, instruct" in table
 
 
 def test_artifacts_are_complete_and_verified(micro_run, tmp_path):
@@ -117,7 +118,7 @@ def test_mlflow_parent_and_child_runs(micro_run, mlflow_server):
     parent = client.get_run(record["parent_run_id"])
     assert parent.info.status == "FINISHED"
     tags = parent.data.tags
-    assert tags["diffucoder.kind"] == "pipeline" and tags["diffucoder.preset"] == "tiny"
+    assert tags["diffucoder.kind"] == "pipeline" and tags["diffucoder.preset"] == MICRO_PRESET
     assert tags["kfp.run_id"] == record["kfp_run_id"] and tags["kfp.pipeline"] == record["pipeline"]
     assert tags["diffucoder.data_hash"] == record["data_root"].rsplit("/", 1)[-1] and "git_sha" in tags
     children = client.search_runs(

@@ -7,7 +7,7 @@ Slow (two whole-DAG runs). Tolerance: stage losses within 1e-3 relative, held-ou
 from __future__ import annotations
 
 import pytest
-from micro import MICRO_OVERRIDES, MICRO_PARAMS
+from micro import MICRO_PARAMS, MICRO_PRESET
 
 from diffucoder import pipeline_steps as steps
 from diffucoder.config import load_config
@@ -21,8 +21,8 @@ def _metrics(root: str) -> dict[str, dict]:
 @pytest.mark.slow
 def test_rerun_reproduces_the_final_metrics(tmp_path, mlflow_sqlite, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    cfg = load_config("tiny", MICRO_OVERRIDES + [f"output_root={tmp_path / 'runs'}"])
-    args = local.local_arguments(cfg, "tiny", MICRO_OVERRIDES, **MICRO_PARAMS, tracking_uri=mlflow_sqlite)
+    cfg = load_config(MICRO_PRESET, [f"output_root={tmp_path / 'runs'}"])
+    args = local.local_arguments(cfg, MICRO_PRESET, [], **MICRO_PARAMS, tracking_uri=mlflow_sqlite)
     first = local.run_local(args, str(tmp_path / "kfp"))
     second = local.run_local(remote.rerun_arguments(first), str(tmp_path / "kfp"))
     assert first != second

@@ -95,6 +95,34 @@ def test_seal_remote_makes_an_s3_dir_verifiable(s3_env, tmp_path):
     assert storage.get_dir(uri, tmp_path / "copy").joinpath("sub/stats.json").read_text() == "{}"
 
 
+def _per_problem(root: str, label: str, passed: list[int], public_passed: int = 0) -> dict[str, str]:
+    """An evaluation's per_problem.jsonl: one sample per held-out task, plus one HumanEval problem."""
+    rows = [
+        {
+            "benchmark": "tiny_heldout",
+            "task_id": f"t{i}",
+            "speed": "1x",
+            "temperature": 0.2,
+            "n": 1,
+            "n_correct": ok,
+        }
+        for i, ok in enumerate(passed)
+    ]
+    rows.append(
+        {
+            "benchmark": "humaneval",
+            "task_id": "t0",
+            "speed": "1x",
+            "temperature": 0.2,
+            "n": 1,
+            "n_correct": public_passed,
+        }
+    )
+    uri = f"{root}/eval-{label}/per_problem.jsonl"
+    storage.write_text(uri, "".join(json.dumps(r) + "\n" for r in rows))
+    return {"per_problem": uri}
+
+
 def test_summary_and_rerun_arguments(tmp_path):
     cfg = load_config("tiny", [f"output_root={tmp_path}"])
     root, data = str(tmp_path / "run-1"), str(tmp_path / "data" / "abc")
@@ -111,21 +139,42 @@ def test_summary_and_rerun_arguments(tmp_path):
     }
     storage.write_text(f"{root}/pipeline.json", json.dumps(record))
     steps.record_step(data, "data", 3.0, {"documents": 10}, {"corpus": f"{data}/corpus"})
-    steps.record_step(root, "eval-midtrain", 4.0, {"tiny_heldout_pass_at_1_1x": 0.0}, {"report": "r0.html"})
-    steps.record_step(root, "eval-instruct", 5.0, {"tiny_heldout_pass_at_1_1x": 0.25}, {"report": "r1.html"})
     trend = {"reward/total/first_quarter": 1.5, "reward/total/last_quarter": 1.75}
     trend |= {"pass_rate/first_quarter": 0.5, "pass_rate/last_quarter": 0.625}
-    steps.record_step(root, "grpo", 7.0, {**trend, "loss": 0.01}, {"model": f"{root}/grpo/final"})
-    steps.record_step(root, "eval-grpo", 6.0, {"tiny_heldout_pass_at_1_1x": 0.40}, {"report": "r2.html"})
+    native = ("bf16-mixed", "auto: native bfloat16 on this CPU (X: torch cpu_capability AVX512, ...)")
+    for stage, (precision, reason) in {
+        "pretrain": native,
+        "midtrain": native,
+        "instruct": native,
+        "grpo": ("fp32", "auto: this stage keeps float32 on CPU"),
+    }.items():
+        settings = {"precision": precision, "precision_reason": reason}
+        metrics = {**trend, "loss": 0.01} if stage == "grpo" else {"loss": 0.02}
+        steps.record_step(root, stage, 2.0, metrics, {"model": f"{root}/{stage}/final"}, settings)
+    # per-task results of the three evaluations on the same 4 held-out tasks (+ one public problem)
+    passed = {"midtrain": [0, 0, 0, 0], "instruct": [1, 0, 0, 0], "grpo": [1, 1, 1, 0]}
+    for label, seconds in (("midtrain", 4.0), ("instruct", 5.0)):
+        per_problem = _per_problem(root, label, passed[label])
+        metrics = {"tiny_heldout_pass_at_1_1x": sum(passed[label]) / 4}
+        steps.record_step(root, f"eval-{label}", seconds, metrics, {"report": f"{label}.html", **per_problem})
+    per_problem = _per_problem(root, "grpo", passed["grpo"], public_passed=1)
+    metrics = {"tiny_heldout_pass_at_1_1x": 0.75}
+    steps.record_step(root, "eval-grpo", 6.0, metrics, {"report": "grpo.html", **per_problem})
     table = local.summary(root)
     assert "data" in table and "documents=10" in table
     assert (
-        "pass@1 0.000 before instruct-tuning -> 0.250 after instruct (+0.250) -> "
-        "0.400 after coupled-GRPO (+0.150)" in table
-    )
+        "learning signal: held-out tiny tasks pass@1 (change +- paired SE over the same tasks)\n"
+        "  0.000 before instruct-tuning\n"
+        "  0.250 after instruct (+0.250 +- 0.250 paired SE, 4 tasks: 1 up, 0 down)\n"
+        "  0.750 after coupled-GRPO (+0.500 +- 0.289 paired SE, 4 tasks: 2 up, 0 down)"
+    ) in table
+    assert (
+        f"precision: pretrain, midtrain, instruct bf16-mixed ({native[1]}); "
+        "grpo fp32 (auto: this stage keeps float32 on CPU)"
+    ) in table
     assert "first -> last quarter: reward 1.500 -> 1.750 (+0.250), pass rate 0.500 -> 0.625 (+0.125)" in table
     assert "pass_rate/first_quarter=0.5, pass_rate/last_quarter=0.625, loss=0.01" in table
-    assert "mlflow ui --backend-store-uri sqlite:///x.db" in table and "HTML report: r2.html" in table
+    assert "mlflow ui --backend-store-uri sqlite:///x.db" in table and "HTML report: grpo.html" in table
     args = remote.rerun_arguments(root)
     assert args["config_yaml"] == cfg.to_yaml() and args["output_root"] == str(tmp_path)
     assert (args["sandbox_mode"], args["tracking_uri"]) == ("local", "sqlite:///x.db")

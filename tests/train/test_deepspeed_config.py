@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from diffucoder.train.config import TrainStageConfig
-from diffucoder.train.deepspeed_config import deepspeed_config, resolve_precision
+from diffucoder.train.deepspeed_config import deepspeed_config
 
 
 def test_batch_sizes_clipping_and_zero_stage():
@@ -26,10 +26,7 @@ def test_zero2_fp32_default():
     assert ds["bf16"] == {"enabled": False} and ds["fp16"] == {"enabled": False}
 
 
-def test_precision_auto_follows_device():
-    assert resolve_precision(TrainStageConfig(), "cuda") == "bf16"
-    assert resolve_precision(TrainStageConfig(), "cpu") == "fp32"
-    assert resolve_precision(TrainStageConfig(precision="bf16"), "cpu") == "bf16"
+def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision"):
         deepspeed_config(TrainStageConfig(), 1, "fp16")
 
@@ -38,7 +35,6 @@ def test_bf16_mixed_keeps_deepspeed_in_fp32_and_is_refused_for_grpo():
     from diffucoder.rl.config import GRPOConfig
 
     stage = TrainStageConfig(precision="bf16-mixed")
-    assert resolve_precision(stage, "cpu") == "bf16-mixed"
     ds = deepspeed_config(stage, world_size=2, precision="bf16-mixed")
     assert ds["bf16"] == {"enabled": False} and ds["fp16"] == {"enabled": False}
     with pytest.raises(ValueError, match="bf16-mixed is not supported for grpo"):

@@ -14,6 +14,7 @@ import pytest
 from train_helpers import run_train, small_overrides, train_cmd, train_env
 
 from diffucoder.config import load_config
+from diffucoder.train.precision import CpuFeatures, choose_precision
 from diffucoder.train.run import load_start_model
 
 METRICS = (
@@ -66,6 +67,11 @@ def test_pretrain_then_instruct_single_process(tmp_path, packed_dir, sft_file, m
         assert name in run.data.metrics, name
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [2, 4, 6, 8]
     assert "plots/loss.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    # the preset's precision: auto, resolved for this CPU and recorded with its reason
+    expected = choose_precision("auto", "cpu", cpu=CpuFeatures.detect())
+    assert (result["precision"], result["precision_reason"]) == (expected.precision, expected.reason)
+    assert run.data.params["precision"] == expected.precision
+    assert run.data.params["precision_reason"] == expected.reason
 
     # stage 3 starts from stage 1's final model
     sft_out = tmp_path / "instruct"

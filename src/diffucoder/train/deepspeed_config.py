@@ -9,31 +9,11 @@ extension that must be compiled, while ``torch.optim.AdamW`` runs everywhere.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from diffucoder.train.config import TrainStageConfig
 
 PRECISIONS = ("bf16", "bf16-mixed", "fp32")
-
-
-def resolve_precision(stage: TrainStageConfig, device_type: str) -> str:
-    """``auto`` -> ``bf16`` on CUDA, ``fp32`` elsewhere; an explicit choice is kept.
-
-    ``bf16-mixed`` on a CPU without native bfloat16 matmuls still trains correctly but slower than
-    fp32, so that case warns.
-    """
-    if stage.precision == "bf16-mixed" and device_type == "cpu":
-        import torch
-
-        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            warnings.warn(
-                "precision=bf16-mixed on a CPU without native bfloat16 support runs slower than fp32",
-                stacklevel=2,
-            )
-    if stage.precision != "auto":
-        return stage.precision
-    return "bf16" if device_type == "cuda" else "fp32"
 
 
 def deepspeed_config(stage: TrainStageConfig, world_size: int, precision: str) -> dict[str, Any]:
@@ -42,9 +22,9 @@ def deepspeed_config(stage: TrainStageConfig, world_size: int, precision: str) -
     Args:
         stage: the stage section of the RunConfig.
         world_size: number of data-parallel ranks.
-        precision: ``bf16``, ``bf16-mixed`` or ``fp32`` (see :func:`resolve_precision`). DeepSpeed
-            sees ``bf16-mixed`` as fp32: the training loop runs the forward under torch autocast
-            itself, so weights, gradients and their all-reduce stay float32.
+        precision: ``bf16``, ``bf16-mixed`` or ``fp32`` (:mod:`diffucoder.train.precision` resolves
+            ``auto``). DeepSpeed sees ``bf16-mixed`` as fp32: the training loop runs the forward under
+            torch autocast itself, so weights, gradients and their all-reduce stay float32.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")

@@ -67,6 +67,9 @@ def init_distributed(device_preference: str = "auto") -> DistInfo:
         torch.cuda.set_device(device)
     import deepspeed  # after DS_ACCELERATOR is set: the accelerator is chosen at import
 
+    if device.type == "cpu":
+        _skip_shared_memory_comm_build()
+
     if not dist.is_initialized():
         deepspeed.init_distributed(
             dist_backend="nccl" if device.type == "cuda" else "gloo", auto_mpi_discovery=False
@@ -74,6 +77,24 @@ def init_distributed(device_preference: str = "auto") -> DistInfo:
     return DistInfo(
         rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, device=device
     )
+
+
+def _skip_shared_memory_comm_build() -> None:
+    """Keep DeepSpeed from JIT-compiling its CPU shared-memory all-reduce op at process-group start.
+
+    DeepSpeed's torch backend builds ``deepspeed_shm_comm`` with ninja into torch's extension cache
+    (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``) the first time any process
+    group starts on a CPU: ~100 s on 2 cores. Only DeepSpeed's tensor-parallel *inference*
+    all-reduce uses the op; training collectives (gradient all-reduce, ZeRO) go through
+    torch.distributed/gloo. A build killed mid-way (Ctrl-C during a first run) leaves torch's
+    build lock file behind, and every later start then waits on it without a time limit or a
+    message. DeepSpeed skips the op when its probe table says it is not compatible
+    (``deepspeed.comm.torch.build_shm_op``); that table is a module-level dict DeepSpeed keeps for
+    the process, so marking the op there means nothing is built, loaded or waited for.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 def barrier() -> None:

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,9 +29,9 @@ from diffucoder.config import RunConfig
 from diffucoder.train import distributed
 from diffucoder.train.batches import BatchStream
 from diffucoder.train.checkpoint import local_root_for
-from diffucoder.train.deepspeed_config import resolve_precision
 from diffucoder.train.loop import Trainer
 from diffucoder.train.packed_data import META_FILE, PackedShards
+from diffucoder.train.precision import precision_for
 from diffucoder.train.sft_data import SFTExamples
 from diffucoder.train.stages import PACKED_STAGES, SFT_STAGES, PackedDiffusionStep, SFTDiffusionStep
 
@@ -51,6 +52,8 @@ class TrainResult:
     run_id: str | None
     world_size: int
     wall_s: float
+    precision: str
+    precision_reason: str
 
 
 def _tokenizer_uri(cfg: RunConfig, stage: str, data_uri: str) -> str:
@@ -169,7 +172,12 @@ def run(
     dist = distributed.init_distributed(cfg.device)
     model.to(dist.device)
     local_root = local_root_for(out_uri)
-    precision = resolve_precision(stage_cfg, dist.device.type)
+    choice = precision_for(stage_cfg.precision, dist.device, mixed_supported=stage not in RL_STAGES)
+    if choice.warning:
+        warnings.warn(choice.warning, stacklevel=2)
+    precision = choice.precision
+    if dist.is_main:
+        print(f"{stage}: precision {precision} ({choice.reason})", flush=True)
     with contextlib.ExitStack() as resources:
         step_fn = build_step(
             cfg, stage, data_uri, model, tokenizer, dist, local_root / "data-cache", precision, resources
@@ -207,6 +215,7 @@ def run(
                 {
                     "world_size": dist.world_size,
                     "precision": precision,
+                    "precision_reason": choice.reason,
                     "total_steps": total,
                     "stage": stage,
                     "data": data_uri,
@@ -234,6 +243,8 @@ def run(
                 tr.run_id,
                 dist.world_size,
                 time.time() - started,
+                precision,
+                choice.reason,
             )
             if dist.is_main:
                 storage.write_text(storage.join(out_uri, "config.yaml"), cfg.to_yaml())
