@@ -22,6 +22,7 @@ COMMANDS = {
     "runs": "diffucoder.runs_cli",
     "config": "diffucoder.config_cli",
     "k8s": "diffucoder.k8s.cli",
+    "plan": "diffucoder.ops.plan_cli",
 }
 
 
