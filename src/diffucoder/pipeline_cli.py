@@ -4,6 +4,7 @@
     diffucoder pipeline compile                                         (= make compile)
     diffucoder pipeline submit --host URL [--experiment E] [--param k=v ...] [--preset P] [key=value ...]
     diffucoder pipeline rerun RUN_ROOT [--host URL]
+    diffucoder pipeline schedule create|list|pause|resume|delete ...    (see diffucoder.schedule_cli)
 
 The DAG and the components live in the repository's ``pipelines/`` and ``components/`` folders (not
 in the installed library, which never imports kfp), so these commands run from a checkout; the
@@ -40,6 +41,32 @@ def _params(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def check_plan(arguments: dict[str, Any], *, force: bool) -> None:
+    """Refuse (SystemExit) a run whose plan does not fit in GPU memory, naming the stage, unless forced."""
+    from diffucoder import pipeline_steps as steps
+    from diffucoder.ops.planner import PlanError, make_plan, misfit_message
+
+    cfg = steps.resolve_config(
+        arguments.get("preset", "paper-7b"),
+        list(arguments.get("overrides", [])),
+        arguments.get("config_yaml", ""),
+    )
+    try:
+        plan = make_plan(
+            cfg,
+            start_from=arguments.get("start_from", "pretrain"),
+            run_grpo=bool(arguments.get("run_grpo", True)),
+        )
+    except PlanError as exc:
+        print(f"warning: no memory plan for this run ({exc})", file=sys.stderr)
+        return
+    if plan.misfits() and not force:
+        raise SystemExit(
+            "the run does not fit in GPU memory (diffucoder plan shows the whole plan; --force submits anyway):\n"
+            + misfit_message(plan)
+        )
+
+
 def _run_local(args: argparse.Namespace) -> int:
     _checkout_on_path()
     from diffucoder import pipeline_steps as steps
@@ -72,8 +99,14 @@ def _submit(args: argparse.Namespace) -> int:
     from pipelines.remote import submit
 
     arguments = {"preset": args.preset, "overrides": list(args.overrides), **_params(args.param)}
+    check_plan(arguments, force=args.force)
     url = submit(
-        args.host, arguments, experiment=args.experiment, run_name=args.run_name, namespace=args.namespace
+        args.host,
+        arguments,
+        experiment=args.experiment,
+        run_name=args.run_name,
+        namespace=args.namespace,
+        token=args.token,
     )
     print(url)
     return 0
@@ -136,8 +169,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", default=None)
     p.add_argument("--run-name", default=None)
     p.add_argument("--namespace", default=None)
+    p.add_argument("--token", default=None, help="bearer token (default: $KF_PIPELINES_TOKEN or none)")
     p.add_argument("--preset", default="paper-7b")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--force", action="store_true", help="submit even if the plan does not fit in GPU memory")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     p.set_defaults(func=_submit)
 
@@ -153,3 +188,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = inner.add_parser("summary", help="print a finished run's summary table again")
     p.add_argument("run", help="run root")
     p.set_defaults(func=_summary)
+
+    from diffucoder import schedule_cli
+
+    schedule_cli.register(inner)
