@@ -23,6 +23,7 @@ COMMANDS = {
     "config": "diffucoder.config_cli",
     "k8s": "diffucoder.k8s.cli",
     "plan": "diffucoder.ops.plan_cli",
+    "model": "diffucoder.model_cli",
 }
 
 

@@ -33,12 +33,15 @@ import yaml
 
 from diffucoder import storage
 from diffucoder.config import RunConfig, load_config, validate_config
+from diffucoder.ops.cost import log_run_totals, log_stage_cost
 
 PIPELINE_RECORD = "pipeline.json"
 STEP_DIR = "steps"
 SANDBOX_MODES = ("local", "shared", "per-run")
 LAUNCHERS = ("in-process", "trainjob")
 TRAIN_STAGES = ("pretrain", "midtrain", "instruct", "grpo")
+FINAL_EVALS = ("grpo", "final")  # evaluation labels of the model a run registers
+FINAL_EVAL_TAG = "diffucoder.final_eval"
 
 # --------------------------------------------------------------------------------------------
 # Config and run identity
@@ -287,6 +290,12 @@ def close_pipeline(
     else:
         record = json.loads(storage.read_text(record_uri))
         cfg.tracking.tracking_uri = record["tracking_uri"]
+        if record["parent_run_id"]:
+            try:  # the cost of what ran, failed runs included; never masks the status
+                heldout = f"{cfg.promotion.benchmark}_pass_at_1_{cfg.promotion.speed}"
+                log_run_totals(cfg, record["parent_run_id"], heldout)
+            except Exception as exc:
+                errors.append(f"cost totals of run {record['parent_run_id']}: {exc}")
         tracking.end_pipeline_run(record["parent_run_id"], status=status, cfg=cfg.tracking)
         record.update({"status": status, "kfp_state": state, "finished_at": time.time()})
         storage.write_text(record_uri, json.dumps(record, indent=1))
@@ -509,6 +518,7 @@ def train(
     if sandbox_url:
         cfg.sandbox.url = sandbox_url
     out = storage.join(root, stage)
+    started = time.time()
     if launcher == "in-process":
         from diffucoder.train.run import run
 
@@ -526,7 +536,9 @@ def train(
     result_uri = storage.join(out, "result.json")
     if not storage.exists(result_uri):
         raise FileNotFoundError(f"stage {stage}: {result_uri} missing after training finished")
-    return json.loads(storage.read_text(result_uri))
+    result = json.loads(storage.read_text(result_uri))
+    result["metrics"].update(log_stage_cost(cfg, result["run_id"], stage, time.time() - started))
+    return result
 
 
 def evaluate(
@@ -546,20 +558,40 @@ def evaluate(
     if sandbox_url:
         cfg.sandbox.url = sandbox_url
     names = [b.strip() for b in benchmarks.split(",") if b.strip()] or None
+    started = time.time()
     result = run_evaluation(
         cfg, model_uri, names, storage.join(root, f"eval-{label}"), parent_run_id=parent_run_id or None
     )
-    return {"metrics": result.metrics, "files": result.files, "mlflow_run_id": result.mlflow_run_id}
+    metrics = {**result.metrics, **log_stage_cost(cfg, result.mlflow_run_id, "evaluate", time.time() - started)}
+    if result.mlflow_run_id and label in FINAL_EVALS:
+        from diffucoder import tracking
+
+        tracking.set_run_tags(result.mlflow_run_id, {FINAL_EVAL_TAG: "true"}, cfg=cfg.tracking)
+    return {"metrics": metrics, "files": result.files, "mlflow_run_id": result.mlflow_run_id}
 
 
-def register(cfg: RunConfig, model_uri: str, metrics: dict[str, float], parent_run_id: str) -> str:
-    """Register the final model under ``tracking.registered_model_name`` and point the alias at it."""
+def register(
+    cfg: RunConfig,
+    root: str,
+    model_uri: str,
+    metrics: dict[str, float],
+    files: dict[str, str],
+    parent_run_id: str,
+) -> str:
+    """Register the final model under ``tracking.registered_model_name`` and point the alias at it.
+
+    The version is tagged with its held-out per-problem results and its data fingerprint, which
+    promotion (:mod:`diffucoder.ops.promotion`) and ``skip_if_data_unchanged`` compare.
+    """
     from diffucoder import tracking
+    from diffucoder.ops.promotion import DATA_HASH_TAG, PER_PROBLEM_TAG
 
     tracking.configure(cfg.tracking)
     tags = {
         "config_fingerprint": cfg.fingerprint(),
         "preset": cfg.preset,
+        PER_PROBLEM_TAG: files.get("per_problem", ""),
+        DATA_HASH_TAG: read_pipeline_record(root).get("data_fingerprint", ""),
         **{tracking.metric_name(k): f"{v:.4f}" for k, v in metrics.items() if "pass_at_1" in k},
     }
     return tracking.register_model(
@@ -570,3 +602,65 @@ def register(cfg: RunConfig, model_uri: str, metrics: dict[str, float], parent_r
         run_id=parent_run_id or None,
         cfg=cfg.tracking,
     )
+
+
+def promote(cfg: RunConfig, parent_run_id: str) -> str:
+    """The pipeline's promote step: candidate vs champion (:func:`diffucoder.ops.promotion.promote`)."""
+    from diffucoder.ops.promotion import promote as decide_and_move
+
+    decision = decide_and_move(cfg, run_id=parent_run_id or None)
+    print(f"promotion: {decision.outcome} ({decision.reason})")
+    return decision.outcome
+
+
+# --------------------------------------------------------------------------------------------
+# Retrain only on new data
+# --------------------------------------------------------------------------------------------
+
+DATA_ARTIFACTS = ("corpus", "tasks", "tokenizer", "midtrain_mix", "pretrain_packed", "midtrain_packed")
+SKIPPED_TAG = "diffucoder.skipped"
+
+
+def data_fingerprint(manifests: dict[str, str], stage_data_uris: dict[str, str]) -> str:
+    """Content hash of what the stages train on: the data artifacts' manifest hashes (every file's
+    sha256) and any explicit stage data URI (``sft_data_uri`` / ``rl_data_uri``) with its bytes' hash."""
+    missing = sorted(set(DATA_ARTIFACTS) - set(manifests))
+    if missing:
+        raise ValueError(f"data fingerprint: no manifest hash for {missing}")
+    key = {name: manifests[name] for name in DATA_ARTIFACTS}
+    for stage, uri in sorted(stage_data_uris.items()):
+        if uri:
+            key[stage] = f"{uri}#{hashlib.sha256(storage.read_bytes(uri)).hexdigest()}"
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_data(cfg: RunConfig, root: str, parent_run_id: str, fingerprint: str, skip_if_unchanged: bool) -> bool:
+    """Record the run's data fingerprint; False (skip training) when asked to and the champion has it.
+
+    The parent run gets ``diffucoder.data_hash`` = the fingerprint, and when skipping
+    ``diffucoder.skipped`` with the reason; the exit handler then closes it FINISHED.
+    """
+    from diffucoder import tracking
+    from diffucoder.ops.promotion import DATA_HASH_TAG
+
+    record = read_pipeline_record(root)
+    record["data_fingerprint"] = fingerprint
+    storage.write_text(storage.join(root, PIPELINE_RECORD), json.dumps(record, indent=1))
+    tracking.configure(cfg.tracking)
+    if parent_run_id:
+        tracking.set_run_tags(parent_run_id, {DATA_HASH_TAG: fingerprint}, cfg=cfg.tracking)
+    if not skip_if_unchanged:
+        return True
+    name = cfg.tracking.registered_model_name
+    champion = tracking.model_version(name, alias=cfg.promotion.champion_alias, cfg=cfg.tracking)
+    if champion is None or champion.tags.get(DATA_HASH_TAG) != fingerprint:
+        return True
+    reason = (
+        f"data unchanged: fingerprint {fingerprint} equals that of {name} version {champion.version} "
+        f"(alias {cfg.promotion.champion_alias!r}); training and evaluation skipped"
+    )
+    print(reason)
+    if parent_run_id:
+        tracking.set_run_tags(parent_run_id, {SKIPPED_TAG: reason}, cfg=cfg.tracking)
+    record_step(root, "check-data", 0.0, {"skipped": 1}, {})
+    return False
