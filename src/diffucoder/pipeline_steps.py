@@ -562,7 +562,10 @@ def evaluate(
     result = run_evaluation(
         cfg, model_uri, names, storage.join(root, f"eval-{label}"), parent_run_id=parent_run_id or None
     )
-    metrics = {**result.metrics, **log_stage_cost(cfg, result.mlflow_run_id, "evaluate", time.time() - started)}
+    metrics = {
+        **result.metrics,
+        **log_stage_cost(cfg, result.mlflow_run_id, "evaluate", time.time() - started),
+    }
     if result.mlflow_run_id and label in FINAL_EVALS:
         from diffucoder import tracking
 
@@ -634,7 +637,9 @@ def data_fingerprint(manifests: dict[str, str], stage_data_uris: dict[str, str])
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def check_data(cfg: RunConfig, root: str, parent_run_id: str, fingerprint: str, skip_if_unchanged: bool) -> bool:
+def check_data(
+    cfg: RunConfig, root: str, parent_run_id: str, fingerprint: str, skip_if_unchanged: bool
+) -> bool:
     """Record the run's data fingerprint; False (skip training) when asked to and the champion has it.
 
     The parent run gets ``diffucoder.data_hash`` = the fingerprint, and when skipping

@@ -463,6 +463,10 @@ def register_model(
     return str(version.version)
 
 
+# run tags `runs compare` shows: promotion decisions, skipped runs, data fingerprints
+OPERATIONS_TAGS = ("promotion/", "diffucoder.skipped", "diffucoder.data_hash")
+
+
 @dataclass
 class RunComparison:
     """Side-by-side view of runs: params that differ, and every metric's latest value per run."""
@@ -473,6 +477,7 @@ class RunComparison:
     param_diffs: dict[str, list[str | None]] = field(default_factory=dict)
     same_params: int = 0
     metrics: dict[str, list[float | None]] = field(default_factory=dict)
+    tags: dict[str, list[str | None]] = field(default_factory=dict)  # operations tags (OPERATIONS_TAGS)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -481,6 +486,7 @@ class RunComparison:
             "statuses": self.statuses,
             "param_diffs": self.param_diffs,
             "same_params": self.same_params,
+            "tags": self.tags,
             "metrics": {
                 k: [None if v is None or math.isnan(v) else v for v in vs] for k, vs in self.metrics.items()
             },
@@ -504,6 +510,7 @@ def compare_runs(run_ids: list[str], cfg: TrackingConfig | None = None) -> RunCo
         else:
             same += 1
     metric_keys = sorted({k for r in runs for k in r.data.metrics})
+    tag_keys = sorted({k for r in runs for k in r.data.tags if k.startswith(OPERATIONS_TAGS)})
     return RunComparison(
         run_ids=list(run_ids),
         run_names=[r.info.run_name for r in runs],
@@ -511,6 +518,7 @@ def compare_runs(run_ids: list[str], cfg: TrackingConfig | None = None) -> RunCo
         param_diffs=diffs,
         same_params=same,
         metrics={k: [r.data.metrics.get(k) for r in runs] for k in metric_keys},
+        tags={k: [r.data.tags.get(k) for r in runs] for k in tag_keys},
     )
 
 

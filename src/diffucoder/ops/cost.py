@@ -43,7 +43,11 @@ def log_run_totals(cfg: RunConfig, parent_run_id: str, heldout_metric: str) -> d
         "cost/gpu_hours": gpu_seconds / 3600,
         "cost/amount": sum(m.get("cost/amount", 0.0) for _, _, m in children),
     }
-    scores = [m[heldout_metric] for _, tags, m in children if heldout_metric in m and tags.get("diffucoder.final_eval")]
+    scores = [
+        m[heldout_metric]
+        for _, tags, m in children
+        if heldout_metric in m and tags.get("diffucoder.final_eval")
+    ]
     if scores and gpu_seconds > 0:
         totals[heldout_metric] = scores[-1]
         totals["cost/pass_at_1_per_gpu_hour"] = scores[-1] / totals["cost/gpu_hours"]
