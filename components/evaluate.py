@@ -93,6 +93,6 @@ def promote_model(config_yaml: str, run_root: str, parent_run_id: str, version: 
 
     cfg = steps.config_from_yaml(config_yaml)
     with steps.timed_step(run_root, "promote") as rec:
-        outcome = steps.promote(cfg, parent_run_id)
+        outcome = steps.promote(cfg, parent_run_id, version)
         rec["metrics"] = {"candidate_version": int(version), "decision": outcome}
     return outcome
