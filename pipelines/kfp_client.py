@@ -8,8 +8,12 @@ them into :class:`KfpError` messages that name the endpoint, the status and the 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+# a bearer token read from the environment stays out of `ps` listings and shell history
+TOKEN_ENV = "KF_PIPELINES_TOKEN"
 
 
 class KfpError(RuntimeError):
@@ -60,10 +64,30 @@ def kfp_call(host: str, what: str) -> Iterator[None]:
         raise KfpError(f"{what}: KFP endpoint {host} does not answer ({type(exc).__name__}: {exc})") from None
 
 
+def _probe(host: str, token: str | None) -> None:
+    """One health request, so that a refusing or failing endpoint is named as such.
+
+    ``kfp.Client`` asks for ``/healthz`` itself, but retries any error five times five seconds apart
+    and then reports a timeout, whether the endpoint is down, refuses the token or fails.
+    """
+    import kfp_server_api
+
+    config = kfp_server_api.Configuration(host=host if host.startswith("http") else f"https://{host}")
+    config.host = config.host.rstrip("/")
+    if token:
+        config.api_key["authorization"] = token
+        config.api_key_prefix["authorization"] = "Bearer"
+    with kfp_call(host, "connect"):
+        kfp_server_api.HealthzServiceApi(kfp_server_api.ApiClient(config)).healthz_service_get_healthz()
+
+
 def connect(host: str, *, namespace: str | None = None, token: str | None = None):
-    """A ``kfp.Client`` for ``host`` (``namespace`` for multi-user deployments, ``token`` = bearer token)."""
+    """A ``kfp.Client`` for ``host`` (``namespace`` for multi-user deployments, ``token`` = bearer
+    token, default ``$KF_PIPELINES_TOKEN``)."""
     import kfp
 
+    token = token or os.environ.get(TOKEN_ENV) or None
+    _probe(host, token)
     kwargs = {"host": host, "existing_token": token}
     if namespace:
         kwargs["namespace"] = namespace

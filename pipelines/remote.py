@@ -22,15 +22,16 @@ def submit(
     enable_caching: bool | None = None,
     namespace: str | None = None,
     token: str | None = None,
+    package: Path | None = None,
 ) -> str:
-    """Create a run from the IR compiled from this checkout; returns its URL.
+    """Create a run from the IR compiled from this checkout (or the compiled ``package``); returns its URL.
 
     Raises:
         pipelines.kfp_client.KfpError: the endpoint does not answer, refuses or fails (names it).
     """
     client = connect(host, namespace=namespace, token=token)
     with tempfile.TemporaryDirectory() as tmp, kfp_call(host, "submit"):
-        ir = compile_pipeline(Path(tmp) / "diffucoder.yaml")
+        ir = package or compile_pipeline(Path(tmp) / "diffucoder.yaml")
         run = client.create_run_from_pipeline_package(
             str(ir),
             arguments=arguments,

@@ -27,6 +27,7 @@ from pipelines.diffucoder import PIPELINE_NAME
 from pipelines.kfp_client import KfpNotFound, kfp_call
 
 RUN_NAME_MACROS = ("[[ScheduledTime", "[[Index]]", "[[RunUUID]]", "[[CurrentTime")
+MAX_CONCURRENCY = 10
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,15 @@ class PipelineVersion:
 
 @dataclass(frozen=True)
 class Trigger:
-    """Exactly one of ``cron`` (any form :func:`kfp_cron` takes) and ``interval_s``."""
+    """Exactly one of ``cron`` (any form :func:`kfp_cron` takes) and ``interval_s``; checked when made."""
 
     cron: str | None = None
     interval_s: int | None = None
     start: str | None = None  # RFC 3339
     end: str | None = None
+
+    def __post_init__(self) -> None:
+        self.kfp_args()
 
     def kfp_args(self) -> dict[str, Any]:
         if (self.cron is None) == (self.interval_s is None):
@@ -57,6 +61,25 @@ class Trigger:
         else:
             args["interval_second"] = self.interval_s
         return args
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A recurring run as asked for: checked when made, so bad input fails before any call to KFP."""
+
+    name: str
+    experiment: str
+    trigger: Trigger
+    arguments: dict[str, Any]
+    max_concurrency: int = 1
+    catchup: bool = False
+    enabled: bool = True
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        check_run_name_pattern(self.arguments.get("run_name", ""))
+        if not 1 <= self.max_concurrency <= MAX_CONCURRENCY:  # the KFP API server's limit
+            raise ValueError(f"--max-concurrency {self.max_concurrency}: KFP allows 1 to {MAX_CONCURRENCY}")
 
 
 def version_name(package: Path) -> str:
@@ -94,40 +117,25 @@ def check_run_name_pattern(pattern: str) -> None:
         )
 
 
-def create(
-    client,
-    host: str,
-    *,
-    name: str,
-    experiment: str,
-    trigger: Trigger,
-    arguments: dict[str, Any],
-    max_concurrency: int = 1,
-    catchup: bool = False,
-    enabled: bool = True,
-    description: str | None = None,
-    package: Path | None = None,
-):
-    """Create a recurring run of the pipeline compiled from this checkout (or ``package``)."""
-    check_run_name_pattern(arguments.get("run_name", ""))
-    when = trigger.kfp_args()
+def create(client, host: str, schedule: Schedule, *, package: Path | None = None):
+    """Create ``schedule`` as a recurring run of the pipeline compiled from this checkout (or ``package``)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = package or compile_pipeline(Path(tmp) / "diffucoder.yaml")
         version = ensure_pipeline_version(client, host, Path(path))
-    with kfp_call(host, f"experiment {experiment!r}"):
-        exp = client.create_experiment(experiment)
-    with kfp_call(host, f"create recurring run {name!r}"):
+    with kfp_call(host, f"experiment {schedule.experiment!r}"):
+        exp = client.create_experiment(schedule.experiment)
+    with kfp_call(host, f"create recurring run {schedule.name!r}"):
         run = client.create_recurring_run(
             experiment_id=exp.experiment_id,
-            job_name=name,
-            description=description,
-            max_concurrency=max_concurrency,
-            no_catchup=not catchup,
-            params=arguments,
+            job_name=schedule.name,
+            description=schedule.description,
+            max_concurrency=schedule.max_concurrency,
+            no_catchup=not schedule.catchup,
+            params=schedule.arguments,
             pipeline_id=version.pipeline_id,
             version_id=version.version_id,
-            enabled=enabled,
-            **when,
+            enabled=schedule.enabled,
+            **schedule.trigger.kfp_args(),
         )
     return run, version
 

@@ -15,10 +15,10 @@ seconds. Times are RFC 3339 (``2026-12-01T03:00:00Z``).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from diffucoder.pipeline_cli import _checkout_on_path, _params, check_plan
+from diffucoder.cli import exit_2_on
+from diffucoder.pipeline_cli import check_plan, checkout_on_path, kfp_errors, parse_params
 
 
 def _client(args: argparse.Namespace):
@@ -28,27 +28,24 @@ def _client(args: argparse.Namespace):
 
 
 def _create(args: argparse.Namespace) -> int:
-    _checkout_on_path()
+    checkout_on_path()
     from pipelines import schedules
 
-    arguments = {"preset": args.preset, "overrides": list(args.overrides), **_params(args.param)}
+    arguments = {"preset": args.preset, "overrides": list(args.overrides), **parse_params(args.param)}
     if args.run_name_pattern:
         arguments["run_name"] = args.run_name_pattern
     check_plan(arguments, force=args.force)
-    trigger = schedules.Trigger(cron=args.cron, interval_s=args.interval, start=args.start, end=args.end)
-    run, version = schedules.create(
-        _client(args),
-        args.host,
+    schedule = schedules.Schedule(  # checks cron, interval, run-name pattern before any call to KFP
         name=args.name,
         experiment=args.experiment,
-        trigger=trigger,
+        trigger=schedules.Trigger(cron=args.cron, interval_s=args.interval, start=args.start, end=args.end),
         arguments=arguments,
         max_concurrency=args.max_concurrency,
         catchup=args.catchup,
         enabled=not args.paused,
         description=args.description,
-        package=args.package,
     )
+    run, version = schedules.create(_client(args), args.host, schedule, package=args.package)
     made = "uploaded" if version.created else "reused"
     print(f"pipeline version {version.name} ({made}, id {version.version_id})")
     print(f"recurring run {run.display_name!r}: id {run.recurring_run_id}, status {run.status}")
@@ -56,7 +53,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    _checkout_on_path()
+    checkout_on_path()
     from pipelines import schedules
 
     runs = schedules.list_all(_client(args), args.host, args.experiment)
@@ -83,28 +80,12 @@ def _list(args: argparse.Namespace) -> int:
 
 def _by_id(action: str):
     def run(args: argparse.Namespace) -> int:
-        _checkout_on_path()
+        checkout_on_path()
         from pipelines import schedules
 
         getattr(schedules, action)(_client(args), args.host, args.schedule_id)
         print(f"{action}d recurring run {args.schedule_id}")
         return 0
-
-    return run
-
-
-def _guarded(func):
-    """Bad input and KFP failures end the command with one line naming the cause (exit 2)."""
-
-    def run(args: argparse.Namespace) -> int:
-        _checkout_on_path()
-        from pipelines.kfp_client import KfpError
-
-        try:
-            return func(args)
-        except (KfpError, ValueError) as exc:
-            print(f"diffucoder pipeline schedule {args.schedule_command}: {exc}", file=sys.stderr)
-            return 2
 
     return run
 
@@ -148,12 +129,12 @@ def register(inner: argparse._SubParsersAction) -> None:
         "--force", action="store_true", help="create it even if the plan does not fit in GPU memory"
     )
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    p.set_defaults(func=_guarded(_create))
+    p.set_defaults(func=exit_2_on(kfp_errors, "pipeline schedule create", _create))
 
     p = sub.add_parser("list", help="recurring runs (all, or of one experiment)")
     _endpoint_args(p)
     p.add_argument("--experiment", default=None)
-    p.set_defaults(func=_guarded(_list))
+    p.set_defaults(func=exit_2_on(kfp_errors, "pipeline schedule list", _list))
 
     for action, help_text in (
         ("pause", "stop triggering (KFP: disable)"),
@@ -163,4 +144,4 @@ def register(inner: argparse._SubParsersAction) -> None:
         p = sub.add_parser(action, help=help_text)
         _endpoint_args(p)
         p.add_argument("schedule_id", metavar="SCHEDULE_ID")
-        p.set_defaults(func=_guarded(_by_id(action)))
+        p.set_defaults(func=exit_2_on(kfp_errors, f"pipeline schedule {action}", _by_id(action)))

@@ -396,6 +396,13 @@ class KfpApiServer:
         return _ok("V2beta1RecurringRun", job)
 
 
+def schedule(action: str, url: str, *args: str) -> int:
+    """Exit code of ``diffucoder pipeline schedule ACTION --host URL ARGS...`` run in this process."""
+    from diffucoder.cli import main
+
+    return main(["pipeline", "schedule", action, "--host", url, *args])
+
+
 def serve(api: KfpApiServer) -> tuple[ThreadingHTTPServer, str]:
     """Start ``api`` on a free loopback port in a thread; returns (server, base URL)."""
 

@@ -13,11 +13,10 @@ import datetime as dt
 import hashlib
 
 import pytest
-from kfp_api import KfpApiServer, serve
+from kfp_api import KfpApiServer, schedule, serve
 from micro import MICRO_OVERRIDES, MICRO_PARAMS
 
 from diffucoder import pipeline_steps as steps
-from diffucoder.cli import main
 from diffucoder.config import load_config
 from pipelines import local
 
@@ -40,29 +39,17 @@ def test_schedule_promotion_and_skip(tmp_path, mlflow_server, compiled_ir, monke
     api = KfpApiServer()
     server, url = serve(api)
     try:
+        nightly = [
+            "--name",
+            "nightly",
+            "--cron",
+            "0 3 * * *",
+            "--run-name-pattern",
+            "nightly-[[ScheduledTime]]",
+        ]
+        package = ["--package", str(compiled_ir[0]), "--preset", "tiny"]
         assert (
-            main(
-                [
-                    "pipeline",
-                    "schedule",
-                    "create",
-                    "--host",
-                    url,
-                    "--name",
-                    "nightly",
-                    "--cron",
-                    "0 3 * * *",
-                    "--run-name-pattern",
-                    "nightly-[[ScheduledTime]]",
-                    "--param",
-                    "skip_if_data_unchanged=true",
-                    "--package",
-                    str(compiled_ir[0]),
-                    "--preset",
-                    "tiny",
-                    *overrides,
-                ]
-            )
+            schedule("create", url, *nightly, "--param", "skip_if_data_unchanged=true", *package, *overrides)
             == 0
         )
         rid = next(iter(api.recurring))

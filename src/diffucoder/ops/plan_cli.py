@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from diffucoder.cli import exit_2_on
 from diffucoder.ops.planner import Plan, PlanError, make_plan, misfit_message
 
 EXIT_DOES_NOT_FIT = 3
@@ -74,16 +74,19 @@ def format_plan(plan: Plan) -> str:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from diffucoder.config import ConfigError, load_config
+    from diffucoder.config import load_config
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-        plan = make_plan(cfg, start_from=args.start_from, run_grpo=not args.no_grpo)
-    except (ConfigError, PlanError) as exc:
-        print(f"diffucoder plan: {exc}", file=sys.stderr)
-        return 2
+    plan = make_plan(
+        load_config(args.config, args.overrides), start_from=args.start_from, run_grpo=not args.no_grpo
+    )
     print(json.dumps(plan.as_dict(), indent=1) if args.json else format_plan(plan))
     return EXIT_DOES_NOT_FIT if plan.misfits() else 0
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    from diffucoder.config import ConfigError
+
+    return ConfigError, PlanError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -95,4 +98,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-grpo", action="store_true", help="the run skips stage 4 (pipeline run_grpo=false)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    p.set_defaults(func=_plan)
+    p.set_defaults(func=exit_2_on(_errors, "plan", _plan))

@@ -11,7 +11,8 @@ section) to the ``candidate`` (or ``--version``) and prints the decision; ``roll
 from __future__ import annotations
 
 import argparse
-import sys
+
+from diffucoder.cli import exit_2_on
 
 
 def _config(args: argparse.Namespace):
@@ -39,18 +40,13 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(func):
-    def run(args: argparse.Namespace) -> int:
-        from diffucoder.config import ConfigError
-        from diffucoder.ops.promotion import PromotionError
+def _errors() -> tuple[type[Exception], ...]:
+    from mlflow.exceptions import MlflowException
 
-        try:
-            return func(args)
-        except (PromotionError, ConfigError) as exc:
-            print(f"diffucoder model {args.model_command}: {exc}", file=sys.stderr)
-            return 2
+    from diffucoder.config import ConfigError
+    from diffucoder.ops.promotion import PromotionError
 
-    return run
+    return PromotionError, ConfigError, MlflowException
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -63,8 +59,8 @@ def register(inner: argparse._SubParsersAction) -> None:
     p = inner.add_parser("promote", help="candidate vs champion on the same held-out problems; move champion")
     _common(p)
     p.add_argument("--version", default=None, help="compare this version instead of the candidate alias")
-    p.set_defaults(func=_guarded(_promote))
+    p.set_defaults(func=exit_2_on(_errors, "model promote", _promote))
     p = inner.add_parser("rollback", help="point champion back at the previous champion")
     _common(p)
     p.add_argument("--to", default=None, help="a specific version instead of the previous champion")
-    p.set_defaults(func=_guarded(_rollback))
+    p.set_defaults(func=exit_2_on(_errors, "model rollback", _rollback))
