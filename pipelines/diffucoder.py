@@ -233,30 +233,19 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                     tasks=tasks.outputs["tasks"],
                 )
             )
-            packed_pretrain = place.data(
-                _named(data_steps.pack, "pack-pretrain")(
-                    config_yaml=cfg_yaml,
-                    data_root=data_root,
-                    stage="pretrain",
-                    text=corpus.outputs["corpus"],
-                    tokenizer=tok.outputs["tokenizer"],
-                )
-            ).outputs["packed"]
-            packed_midtrain = place.data(
-                _named(data_steps.pack, "pack-midtrain")(
-                    config_yaml=cfg_yaml,
-                    data_root=data_root,
-                    stage="midtrain",
-                    text=mix.outputs["mix"],
-                    tokenizer=tok.outputs["tokenizer"],
-                )
-            ).outputs["packed"]
             packed = {
-                "pretrain": packed_pretrain,
-                "midtrain": packed_midtrain,
-                "instruct": tasks.outputs["tasks"],
-                "grpo": tasks.outputs["tasks"],
+                stage: place.data(
+                    _named(data_steps.pack, f"pack-{stage}")(
+                        config_yaml=cfg_yaml,
+                        data_root=data_root,
+                        stage=stage,
+                        text=text,
+                        tokenizer=tok.outputs["tokenizer"],
+                    )
+                ).outputs["packed"]
+                for stage, text in (("pretrain", corpus.outputs["corpus"]), ("midtrain", mix.outputs["mix"]))
             }
+            packed["instruct"] = packed["grpo"] = tasks.outputs["tasks"]
             data_uris = {"instruct": sft_data_uri, "grpo": rl_data_uri}
             sandbox = place.control(
                 sandbox_endpoint(
@@ -336,8 +325,8 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                     tasks=tasks.outputs["tasks"],
                     tokenizer=tok.outputs["tokenizer"],
                     midtrain_mix=mix.outputs["mix"],
-                    pretrain_packed=packed_pretrain,
-                    midtrain_packed=packed_midtrain,
+                    pretrain_packed=packed["pretrain"],
+                    midtrain_packed=packed["midtrain"],
                 )
             )
 
