@@ -33,7 +33,7 @@ import yaml
 
 from diffucoder import storage
 from diffucoder.config import RunConfig, load_config, validate_config
-from diffucoder.ops.cost import log_run_totals, log_stage_cost
+from diffucoder.ops.cost import FINAL_EVAL_TAG, log_run_totals, log_stage_cost
 
 PIPELINE_RECORD = "pipeline.json"
 STEP_DIR = "steps"
@@ -41,7 +41,6 @@ SANDBOX_MODES = ("local", "shared", "per-run")
 LAUNCHERS = ("in-process", "trainjob")
 TRAIN_STAGES = ("pretrain", "midtrain", "instruct", "grpo")
 FINAL_EVALS = ("grpo", "final")  # evaluation labels of the model a run registers
-FINAL_EVAL_TAG = "diffucoder.final_eval"
 
 # --------------------------------------------------------------------------------------------
 # Config and run identity

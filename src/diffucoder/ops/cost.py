@@ -14,6 +14,9 @@ from diffucoder import tracking
 from diffucoder.config import RunConfig
 from diffucoder.ops.planner import stage_gpus
 
+# tag of the evaluation run that scored the model a pipeline run registers (its held-out pass@1 is the run's)
+FINAL_EVAL_TAG = "diffucoder.final_eval"
+
 
 def stage_cost(cfg: RunConfig, stage: str, seconds: float) -> dict[str, float]:
     gpus = stage_gpus(cfg, stage)
@@ -44,9 +47,7 @@ def log_run_totals(cfg: RunConfig, parent_run_id: str, heldout_metric: str) -> d
         "cost/amount": sum(m.get("cost/amount", 0.0) for _, _, m in children),
     }
     scores = [
-        m[heldout_metric]
-        for _, tags, m in children
-        if heldout_metric in m and tags.get("diffucoder.final_eval")
+        m[heldout_metric] for _, tags, m in children if heldout_metric in m and tags.get(FINAL_EVAL_TAG)
     ]
     if scores and gpu_seconds > 0:
         totals[heldout_metric] = scores[-1]
