@@ -10,8 +10,8 @@ Counted from what the code actually keeps, not from a rule of thumb:
   ZeRO-2 partitions gradients and optimizer states over the data-parallel ranks, ZeRO-3 also the
   weights (except tensors below DeepSpeed's persistence threshold, which stay whole).
 - **Buffers**: ZeRO-2/3 stage gradients in a bucket of ``reduce_bucket_size`` elements (DeepSpeed's
-  default 5e8), allocated whole on a GPU. On a CPU only the pages written are resident, i.e. at most
-  one gradient per parameter. ZeRO-3 also holds gathered weights of the layers in flight.
+  default 5e8), allocated whole whatever the model's size. ZeRO-3 also holds gathered weights of
+  the layers in flight.
 - **Activations**: what autograd saves per decoder layer and token for the Qwen2 layer (two
   RMSNorms that upcast to fp32, q/k/v/o projections, RoPE, SDPA that saves q, k, v, its output and
   the log-sum-exp, SwiGLU), per precision mode; ``tests/ops/test_memory.py`` checks the counts
@@ -128,7 +128,7 @@ def _sharded(tensors: list[int], zero_stage: int, ranks: int) -> float:
 
 
 def state_bytes(
-    tensors: list[int], *, zero_stage: int, precision: str, weight_bytes: int, ranks: int, device: str
+    tensors: list[int], *, zero_stage: int, precision: str, weight_bytes: int, ranks: int
 ) -> tuple[float, float, float, float]:
     """(weights, gradients, optimizer, buffers) bytes per rank for AdamW under DeepSpeed."""
     psi = float(sum(tensors))
@@ -146,8 +146,7 @@ def state_bytes(
     weights = weight_bytes * _sharded(tensors, zero_stage, ranks)
     buffers = 0.0
     if zero_stage >= 2:
-        bucket = REDUCE_BUCKET_ELEMENTS if device == "cuda" else min(REDUCE_BUCKET_ELEMENTS, psi)
-        buffers += weight_bytes * bucket
+        buffers += weight_bytes * REDUCE_BUCKET_ELEMENTS
     if zero_stage == 3:  # weights of the layers in flight, gathered from the other ranks
         layer = max(tensors)
         buffers += weight_bytes * min(psi - _sharded(tensors, 3, ranks), PREFETCH_BUCKET_ELEMENTS + 2 * layer)
@@ -165,7 +164,6 @@ def training_memory(
     seq_len: int,
     scored_positions: int,
     reference_copy: bool = False,
-    device: str = "cuda",
 ) -> MemoryEstimate:
     """Peak bytes per rank of one optimizer step.
 
@@ -174,7 +172,6 @@ def training_memory(
             estimator copies) and their length.
         scored_positions: positions the LM head and loss run at in that pass.
         reference_copy: stage 4 with a KL term keeps a frozen full replica of the policy.
-        device: ``cuda`` counts buffers as allocated; ``cpu`` as resident (pages written).
     """
     tensors = param_tensors(model, vocab_size)
     weight_bytes = 2 if precision == "bf16" else DTYPE_BYTES[model.dtype]
@@ -184,7 +181,6 @@ def training_memory(
         precision=precision,
         weight_bytes=weight_bytes,
         ranks=ranks,
-        device=device,
     )
     tokens = rows * seq_len
     per_layer = activation_bytes_per_token(model, precision)

@@ -98,12 +98,6 @@ def stage_gpus(cfg: RunConfig, stage: str) -> int:
     return cfg.k8s.trainjob.num_nodes.get(stage, 1) * cfg.k8s.trainjob.gpus_per_node
 
 
-def _precision(stage_cfg, device: str) -> str:
-    if stage_cfg.precision != "auto":
-        return stage_cfg.precision
-    return "bf16" if device == "cuda" else "fp32"
-
-
 def _epoch_size(cfg: RunConfig, stage: str) -> float | None:
     size = cfg.plan.dataset.get(stage)
     if size is None:
@@ -162,7 +156,7 @@ def _grpo_flops(cfg: RunConfig, n: int, steps: int, world: int) -> tuple[float, 
     return flops, world * rounds * train, copies * g.micro_batch_size, seq
 
 
-def plan_stage(cfg: RunConfig, stage: str, *, device: str = "cuda") -> StagePlan:
+def plan_stage(cfg: RunConfig, stage: str) -> StagePlan:
     stage_cfg = getattr(cfg, stage)
     gpus = stage_gpus(cfg, stage)
     world = max(gpus, 1)
@@ -177,7 +171,9 @@ def plan_stage(cfg: RunConfig, stage: str, *, device: str = "cuda") -> StagePlan
         tokens = float(steps) * stage_cfg.micro_batch_size * stage_cfg.grad_accum_steps * world * seq
         flops = tokens * flops_per_token(n_matmul, m.num_hidden_layers, m.hidden_size, seq)
         rows, scored = stage_cfg.micro_batch_size, stage_cfg.micro_batch_size * seq
-    precision = _precision(stage_cfg, device)
+    # plans are for plan.gpu, a GPU with bfloat16, where the trainer resolves auto to bf16
+    # (diffucoder.train.precision.choose_precision; not imported here: it loads torch)
+    precision = "bf16" if stage_cfg.precision == "auto" else stage_cfg.precision
     memory = training_memory(
         m,
         vocab_size=vocab,
@@ -188,7 +184,6 @@ def plan_stage(cfg: RunConfig, stage: str, *, device: str = "cuda") -> StagePlan
         seq_len=seq,
         scored_positions=scored,
         reference_copy=stage == "grpo" and cfg.grpo.beta > 0,
-        device=device,
     )
     p = cfg.plan
     hours = flops / (world * p.peak_tflops * 1e12 * p.mfu) / 3600
