@@ -282,6 +282,11 @@ def main() -> None:
                         "tensor_peak_mib": round(rank0["tensor_peak_mb"], 1),
                         "planned_mib": round(pred["total"], 1),
                         "ratio": round(pred["total"] / rank0["tensor_peak_mb"], 3),
+                        # the gradient bucket (5e8 elements) dominates ZeRO rows of small models; it
+                        # is live at the peak (allocated at the first gradient hook or at start-up)
+                        "ratio_without_buffers": round(
+                            (pred["total"] - pred["buffers"]) / (rank0["tensor_peak_mb"] - pred["buffers"]), 3
+                        ),
                         "tensor_before_steps_mib": round(rank0["tensor_before_steps_mb"], 1),
                         "rss_growth_mib": round(rss, 1),
                         "planned_parts_mib": {k: round(v, 1) for k, v in pred.items() if k != "total"},
