@@ -1,4 +1,4 @@
-"""A recurring run, a promotion and a skipped-because-unchanged run, end to end on the micro tiny setting.
+"""A recurring run, a promotion and a skipped-because-unchanged run, end to end on the smoke preset.
 
 The schedule is created through the real ``kfp.Client`` against the validating loopback KFP API
 (tests/pipeline/kfp_api.py); each "trigger" takes the recurring run's parameters with KFP's macros
@@ -14,7 +14,7 @@ import hashlib
 
 import pytest
 from kfp_api import KfpApiServer, schedule, serve
-from micro import MICRO_OVERRIDES, MICRO_PARAMS
+from micro import MICRO_PARAMS, MICRO_PRESET
 
 from diffucoder import pipeline_steps as steps
 from diffucoder.config import load_config
@@ -35,7 +35,7 @@ def test_schedule_promotion_and_skip(tmp_path, mlflow_server, compiled_ir, monke
     for name in ("MLFLOW_RUN_ID", "DIFFUCODER_PARENT_RUN_ID", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    overrides = [*MICRO_OVERRIDES, "promotion.min_problems=3", "tracking.registered_model_name=ops-e2e"]
+    overrides = ["promotion.min_problems=3", "tracking.registered_model_name=ops-e2e"]
     api = KfpApiServer()
     server, url = serve(api)
     try:
@@ -47,7 +47,7 @@ def test_schedule_promotion_and_skip(tmp_path, mlflow_server, compiled_ir, monke
             "--run-name-pattern",
             "nightly-[[ScheduledTime]]",
         ]
-        package = ["--package", str(compiled_ir[0]), "--preset", "tiny"]
+        package = ["--package", str(compiled_ir[0]), "--preset", MICRO_PRESET]
         assert (
             schedule("create", url, *nightly, "--param", "skip_if_data_unchanged=true", *package, *overrides)
             == 0
@@ -60,9 +60,9 @@ def test_schedule_promotion_and_skip(tmp_path, mlflow_server, compiled_ir, monke
             == "diffucoder-" + hashlib.sha256(compiled_ir[0].read_bytes()).hexdigest()[:12]
         )
 
-        cfg = load_config("tiny", overrides)
+        cfg = load_config(MICRO_PRESET, overrides)
         cfg.output_root = str(tmp_path / "runs")
-        base = local.local_arguments(cfg, "tiny", overrides, **MICRO_PARAMS, tracking_uri=mlflow_server)
+        base = local.local_arguments(cfg, MICRO_PRESET, overrides, **MICRO_PARAMS, tracking_uri=mlflow_server)
         kfp_root = str(tmp_path / "kfp-local")
         client = MlflowClient(tracking_uri=mlflow_server)
 
