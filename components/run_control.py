@@ -127,7 +127,7 @@ def check_data(
         "midtrain_packed": midtrain_packed,
     }
     fingerprint = steps.data_fingerprint(
-        {name: a.metadata["manifest_sha256"] for name, a in artifacts.items()},
+        {name: a.metadata["content_sha256"] for name, a in artifacts.items()},
         {"instruct": sft_data_uri, "grpo": rl_data_uri},
     )
     return steps.check_data(cfg, run_root, parent_run_id, fingerprint, bool(skip_if_data_unchanged))

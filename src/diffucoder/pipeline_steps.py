@@ -141,7 +141,8 @@ def artifact_metadata(uri: str, cfg: RunConfig, **extra: Any) -> dict[str, Any]:
     """What a KFP artifact carries for a directory artifact: URI, file count, bytes, checksums, config.
 
     ``manifest_sha256`` hashes the sealed MANIFEST.json, which lists every file's sha256, so two
-    artifacts with equal ``manifest_sha256`` hold byte-identical files. Refuses an incomplete
+    artifacts with equal ``manifest_sha256`` hold byte-identical files; ``content_sha256`` hashes
+    the file list alone, so an artifact rebuilt with the same bytes keeps it. Refuses an incomplete
     (unsealed) directory: a step must never hand on a half-written artifact.
     """
     if not storage.is_complete(uri):
@@ -154,6 +155,7 @@ def artifact_metadata(uri: str, cfg: RunConfig, **extra: Any) -> dict[str, Any]:
         "files": len(files),
         "bytes": sum(f.size for f in files),
         "manifest_sha256": hashlib.sha256(blob).hexdigest(),
+        "content_sha256": manifest.content_sha256(),
         "config_fingerprint": cfg.fingerprint(),
         "config": cfg.model_dump(mode="json"),
     }
@@ -641,13 +643,15 @@ DATA_ARTIFACTS = ("corpus", "tasks", "tokenizer", "midtrain_mix", "pretrain_pack
 SKIPPED_TAG = "diffucoder.skipped"
 
 
-def data_fingerprint(manifests: dict[str, str], stage_data_uris: dict[str, str]) -> str:
-    """Content hash of what the stages train on: the data artifacts' manifest hashes (every file's
-    sha256) and any explicit stage data URI (``sft_data_uri`` / ``rl_data_uri``) with its bytes' hash."""
-    missing = sorted(set(DATA_ARTIFACTS) - set(manifests))
+def data_fingerprint(contents: dict[str, str], stage_data_uris: dict[str, str]) -> str:
+    """Content hash of what the stages train on: the data artifacts' content hashes (every file's
+    path, size and sha256, not when it was written, so data steps that rerun without KFP's cache and
+    write the same bytes give the same fingerprint) and any explicit stage data URI
+    (``sft_data_uri`` / ``rl_data_uri``) with its bytes' hash."""
+    missing = sorted(set(DATA_ARTIFACTS) - set(contents))
     if missing:
-        raise ValueError(f"data fingerprint: no manifest hash for {missing}")
-    key = {name: manifests[name] for name in DATA_ARTIFACTS}
+        raise ValueError(f"data fingerprint: no content hash for {missing}")
+    key = {name: contents[name] for name in DATA_ARTIFACTS}
     for stage, uri in sorted(stage_data_uris.items()):
         if uri:
             key[stage] = f"{uri}#{hashlib.sha256(storage.read_bytes(uri)).hexdigest()}"
