@@ -4,7 +4,7 @@ The schedule is created through the real ``kfp.Client`` against the validating l
 (tests/pipeline/kfp_api.py); each "trigger" takes the recurring run's parameters with KFP's macros
 expanded (``KfpApiServer.fire``) and runs the pipeline compiled from this checkout (the package
 whose content hash names the scheduled version) through kfp.local, with a real MLflow server as
-tracking store and registry.
+tracking store and registry and the run tree on a moto S3 server.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _run_trigger(api, rid, when, base_args, kfp_root) -> dict:
     return {"root": root, "record": steps.read_pipeline_record(root), "package": package}
 
 
-def test_schedule_promotion_and_skip(tmp_path, mlflow_server, compiled_ir, monkeypatch, capsys):
+def test_schedule_promotion_and_skip(tmp_path, s3_env, mlflow_server, compiled_ir, monkeypatch, capsys):
     from mlflow import MlflowClient
 
     for name in ("MLFLOW_RUN_ID", "DIFFUCODER_PARENT_RUN_ID", "MLFLOW_TRACKING_URI"):
@@ -61,7 +61,7 @@ def test_schedule_promotion_and_skip(tmp_path, mlflow_server, compiled_ir, monke
         )
 
         cfg = load_config(MICRO_PRESET, overrides)
-        cfg.output_root = str(tmp_path / "runs")
+        cfg.output_root = f"{s3_env}/runs"  # a tracking server registers models from object storage only
         base = local.local_arguments(cfg, MICRO_PRESET, overrides, **MICRO_PARAMS, tracking_uri=mlflow_server)
         kfp_root = str(tmp_path / "kfp-local")
         client = MlflowClient(tracking_uri=mlflow_server)
