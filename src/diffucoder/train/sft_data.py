@@ -1,7 +1,8 @@
 """Chat rows for stage 3 (instruction tuning), padded to a fixed length with ``<|dlm_pad|>``.
 
 Rows are ``{"id", "messages": [..., {"role": "assistant", "content": ...}]}`` in JSONL or Parquet
-(docs/interfaces.md). The prompt is every message but the last, rendered with the tokenizer's chat
+(docs/interfaces.md), or OpenCoder-SFT-style ``{"instruction", "output"}`` rows, which are turned
+into that form as they are read (:func:`diffucoder.data.formats.opencoder_to_sft`). The prompt is every message but the last, rendered with the tokenizer's chat
 template and the generation prompt; the response is the last (assistant) message closed with
 ``<|im_end|>`` as the template renders it. Every example is then padded to exactly ``seq_len`` with
 ``<|dlm_pad|>``: the pads are ordinary response tokens (maskable and scored), which is how the model
@@ -57,6 +58,15 @@ def read_rows(uri: str) -> list[dict]:
             rows.append(json.loads(line))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{uri}: line {line_no}: invalid JSON: {exc}") from exc
+    return rows
+
+
+def chat_rows(rows: list[dict], uri: str) -> list[dict]:
+    """A file's rows as chat rows: OpenCoder-style files (``instruction``/``output``) are converted."""
+    if rows and isinstance(rows[0], dict) and "messages" not in rows[0] and "instruction" in rows[0]:
+        from diffucoder.data.formats import opencoder_to_sft
+
+        return opencoder_to_sft(rows, uri)
     return rows
 
 
@@ -123,7 +133,7 @@ class SFTExamples:
             )
         ids, masks = [], []
         for uri in sft_files(data_uri):
-            for r, row in enumerate(read_rows(uri)):
+            for r, row in enumerate(chat_rows(read_rows(uri), uri)):
                 where = f"{uri}: row {r}" + (
                     f" (id={row['id']!r})" if isinstance(row, dict) and "id" in row else ""
                 )
