@@ -6,8 +6,8 @@
   with ``<|beginoftext|>``, ``<|mask|>``, ``<|dlm_pad|>`` appended as paper-7b does.
 - paper-7b without data sources: the run fails in open-run, before any compute, having written nothing.
 
-Local output roots and SQLite tracking keep these to ~1-3 minutes each; the S3 + MLflow-server path
-of the same DAG is covered by test_pipeline_e2e.py.
+Local output roots and SQLite tracking keep these to a few minutes each (the stage 1-3 run is marked
+slow); the S3 + MLflow-server path of the same DAG is covered by test_pipeline_e2e.py.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def test_grpo_from_an_imported_diffucoder_instruct_checkpoint(tmp_path, monkeypa
     assert model.hf.get_input_embeddings().weight.shape[0] == ck.model.config.vocab_size
 
 
+@pytest.mark.slow  # ~4 min on 2 busy cores; the conversion itself is tested in tests/model (seconds)
 def test_stages_1_to_3_from_an_imported_qwen_coder_base(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     ck = write_qwen2_checkpoint(tmp_path / "released")
