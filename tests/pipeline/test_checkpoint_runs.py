@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from micro import MICRO_OVERRIDES, MICRO_PARAMS
+from micro import MICRO_PARAMS, MICRO_PRESET
 from tiny_checkpoints import write_dream_checkpoint, write_qwen2_checkpoint
 
 from diffucoder import pipeline_steps as steps
@@ -51,8 +51,8 @@ def test_grpo_from_an_imported_diffucoder_instruct_checkpoint(tmp_path, monkeypa
     import_checkpoint(str(ck.path), start)
     root = _run(
         tmp_path,
-        "tiny",
-        MICRO_OVERRIDES,
+        MICRO_PRESET,
+        [],
         start_from="grpo",
         start_model_uri=start,
         final_eval_benchmarks="tiny_heldout",
@@ -92,10 +92,10 @@ def test_stages_1_to_3_from_an_imported_qwen_coder_base(tmp_path, monkeypatch):
     base = str(tmp_path / "models" / "Qwen2.5-Coder-tiny")
     import_checkpoint(str(ck.path), base)
     n_base = len(load_tokenizer(base))
-    overrides = [*MICRO_OVERRIDES, "model.tokens.bos=<|beginoftext|>", "instruct.seq_len=384"]
+    overrides = ["model.tokens.bos=<|beginoftext|>", "instruct.seq_len=384"]
     root = _run(
         tmp_path,
-        "tiny",
+        MICRO_PRESET,
         overrides,
         base_model_uri=base,
         run_grpo=False,
