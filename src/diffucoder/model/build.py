@@ -84,7 +84,7 @@ def _from_scratch(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTr
     return Qwen2ForCausalLM(hf_cfg).to(DTYPES[cfg.dtype])
 
 
-def _init_rows_at_mean(hf: PreTrainedModel, rows: list[int], known: int) -> None:
+def init_rows_at_mean(hf: PreTrainedModel, rows: list[int], known: int) -> None:
     """Set ``rows`` of the input embedding and the LM head to the mean of their first ``known`` rows."""
     if not rows:
         return
@@ -116,7 +116,7 @@ def _convert_base(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTr
     if target != rows:
         hf.resize_token_embeddings(target, mean_resizing=False)
     known = min(base_tokens, rows)
-    _init_rows_at_mean(hf, sorted(set(range(known, len(tokenizer))) | set(range(rows, target))), known)
+    init_rows_at_mean(hf, sorted(set(range(known, len(tokenizer))) | set(range(rows, target))), known)
     return hf
 
 

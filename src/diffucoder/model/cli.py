@@ -1,8 +1,9 @@
-"""``diffucoder model import|export``: released checkpoints in, Dream-format checkpoints out.
+"""``diffucoder model import|export|add-pad``: released checkpoints in, Dream-format checkpoints out.
 
 diffucoder model import apple/DiffuCoder-7B-Instruct s3://bucket/models/DiffuCoder-7B-Instruct
 diffucoder model import ./Qwen2.5-Coder-7B s3://bucket/models/Qwen2.5-Coder-7B
 diffucoder model export s3://bucket/runs/x/grpo/final ./export --format dream --dream-code ./dc-snapshot
+diffucoder model add-pad s3://bucket/models/DiffuCoder-7B-Base s3://bucket/models/DiffuCoder-7B-Base-dlm-pad
 """
 
 from __future__ import annotations
@@ -33,8 +34,18 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pad(args: argparse.Namespace) -> int:
+    from diffucoder.model.pad_token import add_pad_token
+
+    result = add_pad_token(args.src, args.dst, args.token)
+    print(json.dumps(asdict(result), indent=1))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("model", help="import released checkpoints, export Dream-format checkpoints")
+    parser = sub.add_parser(
+        "model", help="import released checkpoints, export Dream-format checkpoints, add a pad token"
+    )
     inner = parser.add_subparsers(dest="model_command", required=True)
 
     p = inner.add_parser(
@@ -58,3 +69,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="copy Dream's configuration_dream.py, modeling_dream.py, generation_utils.py from DIR",
     )
     p.set_defaults(func=_export)
+
+    p = inner.add_parser(
+        "add-pad",
+        help="write a project model with its own pad token (DiffuCoder-Instruct's recipe) for stage 3",
+        description="Appends TOKEN (when the vocabulary lacks it) as the pad token, its embedding rows at "
+        "the mean of the others, and writes the result to DST; every other weight is unchanged.",
+    )
+    p.add_argument("src", help="a project model (an import such as DiffuCoder-7B-Base)")
+    p.add_argument("dst")
+    p.add_argument("--token", default="<|dlm_pad|>", help="the pad token (default: %(default)s)")
+    p.set_defaults(func=_add_pad)
