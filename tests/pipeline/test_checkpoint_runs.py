@@ -4,6 +4,8 @@
   evaluations run with that checkpoint's tokenizer and special tokens; no corpus is built.
 - ``base_model_uri`` = an imported Qwen2.5-Coder-format model: stages 1-3 convert and train it,
   with ``<|beginoftext|>``, ``<|mask|>``, ``<|dlm_pad|>`` appended as paper-7b does.
+- ``start_from=midtrain`` from an imported DiffuCoder-Base-format model given ``<|dlm_pad|>`` by
+  ``diffucoder model add-pad``: stage 2 data is packed with that model's tokenizer, stage 3 pads with it.
 - paper-7b without data sources: the run fails in open-run, before any compute, having written nothing.
 
 Local output roots and SQLite tracking keep these to a few minutes each (the stage 1-3 run is marked
@@ -24,6 +26,7 @@ from diffucoder.config import load_config
 from diffucoder.data.tokenizer import load_tokenizer
 from diffucoder.model import load_model
 from diffucoder.model.importer import import_checkpoint
+from diffucoder.model.pad_token import add_pad_token
 from pipelines import local
 
 DATA_STEPS = {"data", "tiny-tasks", "tokenizer", "midtrain-mix", "pack-pretrain", "pack-midtrain"}
@@ -113,6 +116,36 @@ def test_stages_1_to_3_from_an_imported_qwen_coder_base(tmp_path, monkeypatch):
     assert appended == [n_base, n_base + 1, n_base + 2]
     assert (model.mask_token_id, model.pad_token_id) == (appended[1], appended[2])
     assert model.hf.get_input_embeddings().weight.shape[0] == ck.model.config.vocab_size  # padding rows used
+
+
+@pytest.mark.slow  # ~2 min on 2 busy cores; stages 2-3 from such a model are tested in tests/train (seconds)
+def test_stages_2_and_3_from_an_imported_diffucoder_base_with_its_own_pad(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    ck = write_dream_checkpoint(tmp_path / "released", instruct=False)
+    import_checkpoint(str(ck.path), str(tmp_path / "models" / "DiffuCoder-Base-tiny"))
+    start = str(tmp_path / "models" / "DiffuCoder-Base-tiny-dlm-pad")
+    pad_id = add_pad_token(str(tmp_path / "models" / "DiffuCoder-Base-tiny"), start).pad_token_id
+    root = _run(
+        tmp_path,
+        MICRO_PRESET,
+        ["instruct.seq_len=384"],
+        start_from="midtrain",
+        start_model_uri=start,
+        run_grpo=False,
+        final_eval_benchmarks="tiny_heldout",
+    )
+    by_step = _records(root)
+    assert {"midtrain", "instruct", "eval-instruct"} <= set(by_step) and "pretrain" not in by_step
+    assert by_step["tokenizer"]["uris"]["tokenizer"] == start  # stage-2 data packed with its tokenizer
+
+    model, tokenizer = load_model(storage.join(root, "instruct", "final"))
+    _, started = load_model(start)
+    assert tokenizer.get_vocab() == started.get_vocab()
+    assert (tokenizer.pad_token_id, model.pad_token_id, model.mask_token_id) == (
+        pad_id,
+        pad_id,
+        ck.token_ids["<|mask|>"],
+    )
 
 
 def test_paper_7b_without_data_sources_fails_before_any_compute(tmp_path, capfd):
