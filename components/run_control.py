@@ -21,11 +21,11 @@ def open_run(
     arguments: dict,
     kfp_run_id: str,
     job_name: str,
-    raw_uris: list,
     stdlib_max_files: int,
     vocab_size: int,
 ) -> NamedTuple("RunInfo", config_yaml=str, run_root=str, data_root=str, parent_run_id=str):
-    """Resolve the config once; start the MLflow parent run; return what every later step needs."""
+    """Resolve the config once and check the run can go (every stage it trains has a data source, the
+    models it starts from are imported); store the data plan; start the MLflow parent run."""
     from diffucoder import pipeline_steps as steps
 
     cfg = steps.resolve_config(
@@ -39,8 +39,11 @@ def open_run(
         base_model_uri,
         benchmark_root,
     )
+    plan = steps.plan_run(cfg, arguments)  # raises before anything is written or started
+    steps.check_inputs(cfg, arguments, plan)
     root = steps.run_root(cfg, job_name)
-    data = steps.data_root(cfg, [str(u) for u in raw_uris], stdlib_max_files, vocab_size)
+    data = steps.data_root(cfg, plan, stdlib_max_files, vocab_size)
+    steps.write_plan(data, plan)
     parent = steps.open_pipeline(cfg, root, data, arguments, kfp_run_id, job_name)
     from typing import NamedTuple
 

@@ -15,6 +15,7 @@ import sys
 COMMANDS = {
     "data": "diffucoder.data.cli",
     "train": "diffucoder.train.cli",
+    "model": "diffucoder.model.cli",
     "generate": "diffucoder.decoding.cli",
     "sandbox": "diffucoder.sandbox.cli",
     "evaluate": "diffucoder.evaluation.cli",
