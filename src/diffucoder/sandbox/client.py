@@ -35,28 +35,55 @@ class Job:
 
     Assert jobs: ``tests`` = assert statements (or whole test programs), one per test case.
     EvalPlus-style io jobs: ``entry_point`` + ``inputs`` (one argument list per case) and
-    ``expected`` outputs (compared with EvalPlus semantics, float tolerance ``atol``), or
-    ``expected=None`` to get the outputs back in ``JobResult.outputs`` (e.g. from a canonical solution).
+    ``expected`` outputs (compared as EvalPlus 0.3.1 does, float tolerance ``atol``, the special
+    oracles of ``evalplus_dataset``), or ``expected=None`` to get the outputs back in
+    ``JobResult.outputs`` (e.g. from a canonical solution). ``time_limits_s`` gives each case its
+    own limit; ``stop_on_failure`` runs nothing after the first case that raises or times out.
     """
 
     code: str
     tests: list[str] = field(default_factory=list)
     time_limit_s: float | None = None
+    time_limits_s: list[float] | None = None
+    load_time_limit_s: float | None = None
     total_time_limit_s: float | None = None
     memory_mb: int | None = None
     entry_point: str | None = None
     inputs: list[list[Any]] | None = None
     expected: list[Any] | None = None
+    # the same, already encoded (e.g. a reference's outputs as they came): sent as they are
+    expected_encoded: list[Any] | None = None
     atol: float = 0.0
+    evalplus_dataset: str | None = None
+    stop_on_failure: bool = False
 
     def payload(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "tests": list(self.tests), "atol": self.atol}
-        for key in ("time_limit_s", "total_time_limit_s", "memory_mb", "entry_point"):
+        body: dict[str, Any] = {
+            "code": self.code,
+            "tests": list(self.tests),
+            "atol": self.atol,
+            "stop_on_failure": self.stop_on_failure,
+        }
+        for key in (
+            "time_limit_s",
+            "time_limits_s",
+            "load_time_limit_s",
+            "total_time_limit_s",
+            "memory_mb",
+            "entry_point",
+            "evalplus_dataset",
+        ):
             if getattr(self, key) is not None:
                 body[key] = getattr(self, key)
         if self.inputs is not None:
             body["inputs"] = [encode(list(args)) for args in self.inputs]
-            body["expected"] = None if self.expected is None else [encode(x) for x in self.expected]
+            body["expected"] = (
+                self.expected_encoded
+                if self.expected_encoded is not None
+                else None
+                if self.expected is None
+                else [encode(x) for x in self.expected]
+            )
         return body
 
 
@@ -74,14 +101,17 @@ class JobResult:
     program_error: str | None = None
     outputs: list[Any] | None = None
     test_seconds: list[float | None] = field(default_factory=list)
+    wall_timeout_at: int | None = None
+    # the outputs as the service sent them (codec trees), e.g. to pass on as another job's expected
+    encoded_outputs: list[Any] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobResult:
-        outputs = data.get("outputs")
-        if outputs is not None:
-            outputs = [None if o is None else decode(o) for o in outputs]
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "outputs"}
-        return cls(**fields, outputs=outputs)
+        encoded = data.get("outputs")
+        outputs = None if encoded is None else [None if o is None else decode(o) for o in encoded]
+        skip = ("outputs", "encoded_outputs")
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k not in skip}
+        return cls(**fields, outputs=outputs, encoded_outputs=encoded)
 
 
 class _Retryable(Exception):

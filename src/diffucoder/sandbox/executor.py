@@ -244,6 +244,7 @@ def run_job(slot: Slot, job: dict) -> dict:
     err = CappedBuffer(int(job["max_output_bytes"]))
     began = time.monotonic()
     total_deadline = began + float(job["total_time_limit_s"])
+    stop_on_failure = bool(job.get("stop_on_failure"))
     program: dict[str, Any] = {"status": "ok"}
     tmp = tempfile.mkdtemp(prefix="job-", dir=slot.tmp_root)
     try:
@@ -261,25 +262,41 @@ def run_job(slot: Slot, job: dict) -> dict:
             loaded, failure = _record(events, start, outcomes)
             if failure is not None and failure["status"] == "syntax_error":
                 return _finish([{"status": "syntax_error"}] * n, failure, out, err, began)
+            wall = fate == "wall"
             # a child that ended without reporting a test never passed it, whatever its exit status
-            fate = "crashed" if fate == "ok" else fate
+            fate = "timeout" if wall else ("crashed" if fate == "ok" else fate)
             if not loaded:
                 # the solution failed or exited before its tests: every remaining test shares that fate
-                program = failure or {
+                program = (failure if failure and not wall else None) or {
                     "status": fate,
                     "error": f"the program ended before its tests ran ({fate})",
                 }
                 for i in range(start, n):
-                    outcomes[i] = outcomes[i] or {"status": program["status"], "error": program["error"]}
+                    outcomes[i] = outcomes[i] or {
+                        "status": program["status"],
+                        "error": program["error"],
+                        "wall": wall,
+                    }
                 break
             pending = [i for i in range(start, n) if outcomes[i] is None]
+            failed = [i for i in range(start, n) if outcomes[i] and outcomes[i]["status"] != "ok"]
+            if stop_on_failure and failed and (not pending or failed[0] < pending[0]):
+                _skip(outcomes, failed[0] + 1)
+                break
             if not pending:
                 break
-            outcomes[pending[0]] = {"status": fate, "error": f"the child ended during this test ({fate})"}
+            outcomes[pending[0]] = {
+                "status": fate,
+                "error": f"the child ended during this test ({'job wall-clock limit' if wall else fate})",
+                "wall": wall,
+            }
             start = pending[0] + 1
+            if stop_on_failure:
+                _skip(outcomes, start)
+                break
             if start < n and time.monotonic() >= total_deadline:
                 for i in range(start, n):
-                    outcomes[i] = {"status": "timeout", "error": "job wall-clock limit reached"}
+                    outcomes[i] = {"status": "timeout", "error": "job wall-clock limit reached", "wall": True}
             if start >= n or time.monotonic() >= total_deadline:
                 break
         return _finish(outcomes, program, out, err, began)
@@ -288,6 +305,12 @@ def run_job(slot: Slot, job: dict) -> dict:
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _skip(outcomes: list[dict | None], start: int) -> None:
+    """Tests after the first failure of a stop-on-failure job: never run, never passed."""
+    for i in range(start, len(outcomes)):
+        outcomes[i] = {"status": "skipped", "error": "not run: an earlier test failed"}
 
 
 def _record(events: list[dict], start: int, outcomes: list[dict | None]) -> tuple[bool, dict | None]:
@@ -309,6 +332,7 @@ def _record(events: list[dict], start: int, outcomes: list[dict | None]) -> tupl
         ):
             # (the harness reports results only after "loaded": earlier ones were written by the code)
             outcomes[ev["index"]] = {k: ev.get(k) for k in ("status", "value", "error", "seconds")}
+            outcomes[ev["index"]]["wall"] = False
     return loaded, failure
 
 
@@ -324,7 +348,7 @@ def _finish(outcomes, program, out, err, began) -> dict:
 
 def _attempt(slot, job, start, tmp, out, err, total_deadline) -> tuple[list[dict], str]:
     """One child from test ``start`` on; returns its events and how it ended
-    ("ok" | "timeout" | "memory" | "crashed")."""
+    ("ok" | "timeout" | "wall" (the job's wall-clock limit) | "memory" | "crashed")."""
     channel_r, channel_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -337,9 +361,17 @@ def _attempt(slot, job, start, tmp, out, err, total_deadline) -> tuple[list[dict
     pidfd = os.pidfd_open(pid)
     events: list[dict] = []
     partial = b""
-    per_test = float(job["time_limit_s"]) + GRACE_S
+    limits = [float(t) for t in job["time_limits_s"]]
+    next_test = start  # the probe the child runs next, once it has loaded the program
+    loaded = False
+
+    def limit_now() -> float:
+        if not loaded:
+            return float(job["load_time_limit_s"]) + GRACE_S
+        return limits[min(next_test, len(limits) - 1)] + GRACE_S if limits else GRACE_S
+
     max_events = 2 * len(job["probes"]) + 8
-    test_deadline = time.monotonic() + per_test
+    test_deadline = time.monotonic() + limit_now()
     fate = "ok"
     streams = {channel_r: None, out_r: out, err_r: err}
     exited = False
@@ -349,7 +381,7 @@ def _attempt(slot, job, start, tmp, out, err, total_deadline) -> tuple[list[dict
             now = time.monotonic()
             deadline = min(test_deadline, total_deadline)
             if now >= deadline:
-                fate = "timeout"
+                fate = "wall" if total_deadline <= test_deadline else "timeout"
                 break
             ready, _, _ = select.select([*streams, pidfd], [], [], deadline - now)
             for fd in ready:
@@ -363,8 +395,13 @@ def _attempt(slot, job, start, tmp, out, err, total_deadline) -> tuple[list[dict
                     partial += chunk
                     *lines, partial = partial.split(b"\n")
                     for line in lines:
-                        events.append(_parse_event(line))
-                        test_deadline = time.monotonic() + per_test
+                        event = _parse_event(line)
+                        events.append(event)
+                        if event.get("event") == "loaded":
+                            loaded = True
+                        elif event.get("event") == "result" and type(event.get("index")) is int:
+                            next_test = max(next_test, event["index"] + 1)
+                        test_deadline = time.monotonic() + limit_now()
                     # the harness writes at most a few lines per test; more is the code flooding fd 3
                     if len(partial) > 64 * 1024 * 1024 or len(events) > max_events:
                         fate = "crashed"

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from diffucoder.sandbox.codec import CodecError, decode, encode
+from diffucoder.sandbox.codec import CodecError, decode, digest, encode
 
 
 class ProbeTimeout(BaseException):
@@ -57,27 +57,18 @@ def _describe(exc: BaseException) -> str:
 def run(job: dict[str, Any], start: int, channel_fd: int) -> None:
     """Execute the solution and probes[start:]; never returns (exits the child)."""
     channel = _Channel(channel_fd)
-    time_limit = float(job["time_limit_s"])
+    limits = [float(t) for t in job["time_limits_s"]]
     inputs = [decode(x) for x in job.get("inputs") or []]
+    stop_on_failure = bool(job.get("stop_on_failure"))
     signal.signal(signal.SIGALRM, _on_alarm)
-
-    def input_for(i: int) -> list[Any]:
-        return copy.deepcopy(
-            inputs[i]
-        )  # EvalPlus deep-copies too: a mutating solution must not see its own edits
-
-    namespace: dict[str, Any] = {
-        "__name__": "__main__",
-        "__builtins__": __builtins__,
-        "__diffucoder_input__": input_for,
-    }
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
         code = compile(job["code"], "<solution>", "exec")
     except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
         channel.send(event="syntax_error", error=_describe(exc))
         os._exit(0)
     try:
-        signal.setitimer(signal.ITIMER_REAL, time_limit)
+        signal.setitimer(signal.ITIMER_REAL, float(job["load_time_limit_s"]))
         exec(code, namespace)
         signal.setitimer(signal.ITIMER_REAL, 0)
     except BaseException as exc:  # noqa: BLE001 - everything the solution raises is its own failure
@@ -87,40 +78,68 @@ def run(job: dict[str, Any], start: int, channel_fd: int) -> None:
     channel.send(event="loaded")
     probes = job["probes"]
     for index in range(start, len(probes)):
-        probe = probes[index]
-        began = time.perf_counter()
-        try:
-            signal.setitimer(signal.ITIMER_REAL, time_limit)
-            if probe["mode"] == "value":
-                value = eval(compile(probe["source"], f"<test {index}>", "eval"), namespace)
-            else:
-                exec(compile(probe["source"], f"<test {index}>", "exec"), namespace)
-                value = None
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            try:
-                encoded = encode(value)
-            except CodecError as exc:
-                channel.send(
-                    event="result",
-                    index=index,
-                    status="error",
-                    error=f"unencodable result: {exc}",
-                    seconds=time.perf_counter() - began,
-                )
-                continue
-            channel.send(
-                event="result", index=index, status="ok", value=encoded, seconds=time.perf_counter() - began
-            )
-        except BaseException as exc:  # noqa: BLE001
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            channel.send(
-                event="result",
-                index=index,
-                status=_status_of(exc),
-                error=_describe(exc),
-                seconds=time.perf_counter() - began,
-            )
+        status = _run_probe(probes[index], index, limits[index], namespace, inputs, channel)
+        if status != "ok" and stop_on_failure:
+            break
     _flush_and_exit()
+
+
+def _run_probe(
+    probe: dict[str, Any],
+    index: int,
+    limit: float,
+    namespace: dict[str, Any],
+    inputs: list[Any],
+    channel: _Channel,
+) -> str:
+    """Run one probe under its time limit and report it; returns the reported status."""
+    began = time.perf_counter()
+    try:
+        if probe["mode"] == "call":
+            # EvalPlus times only the call: the function is looked up and the arguments copied
+            # first (a copy, so a solution that mutates its arguments changes nothing judged)
+            function = namespace[probe["source"]]
+            args = copy.deepcopy(inputs[probe["input"]])
+            began = time.perf_counter()
+            signal.setitimer(signal.ITIMER_REAL, limit)
+            value = function(*args)
+        elif probe["mode"] == "value":
+            signal.setitimer(signal.ITIMER_REAL, limit)
+            value = eval(compile(probe["source"], f"<test {index}>", "eval"), namespace)
+        else:
+            signal.setitimer(signal.ITIMER_REAL, limit)
+            exec(compile(probe["source"], f"<test {index}>", "exec"), namespace)
+            value = None
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        seconds = time.perf_counter() - began
+    except BaseException as exc:  # noqa: BLE001
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        status = _status_of(exc)
+        channel.send(
+            event="result",
+            index=index,
+            status=status,
+            error=_describe(exc),
+            seconds=time.perf_counter() - began,
+        )
+        return status
+    try:
+        encoded = _encode_result(value, probe["mode"])
+    except BaseException as exc:  # noqa: BLE001 - e.g. a repr that raises while digesting
+        channel.send(event="result", index=index, status="error", error=f"unencodable result: {exc!r}"[:500])
+        return "error"
+    channel.send(event="result", index=index, status="ok", value=encoded, seconds=seconds)
+    return "ok"
+
+
+def _encode_result(value: Any, mode: str) -> Any:
+    """The value's encoding; an io output too large to carry is sent as its digest."""
+    try:
+        return encode(value)
+    except CodecError:
+        if mode != "call":
+            raise
+        return digest(value)
 
 
 def _flush_and_exit() -> None:

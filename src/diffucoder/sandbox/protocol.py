@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Verdict = Literal["passed", "failed", "timeout", "memory", "syntax_error", "crashed"]
+Verdict = Literal["passed", "failed", "timeout", "memory", "syntax_error", "crashed", "skipped"]
 
 
 class RunRequest(BaseModel):
@@ -24,9 +24,21 @@ class RunRequest(BaseModel):
         None, description="io jobs: codec-encoded outputs; None = return outputs"
     )
     atol: float = Field(0.0, ge=0)
+    evalplus_dataset: Literal["humaneval", "mbpp"] | None = Field(
+        None, description="io jobs: apply that EvalPlus dataset's special oracles (chosen by entry point)"
+    )
     time_limit_s: float | None = Field(None, gt=0, le=60, description="per test case")
+    time_limits_s: list[Annotated[float, Field(gt=0, le=60)]] | None = Field(
+        None, description="one limit per test case (EvalPlus scales each from the reference's time)"
+    )
+    load_time_limit_s: float | None = Field(
+        None, gt=0, le=600, description="for loading the program; default the per-test limit"
+    )
     total_time_limit_s: float | None = Field(None, gt=0, le=600)
     memory_mb: int | None = Field(None, ge=64, le=65536)
+    stop_on_failure: bool = Field(
+        False, description="run no test after the first that raises, times out or crashes (EvalPlus)"
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> RunRequest:
@@ -34,6 +46,11 @@ class RunRequest(BaseModel):
             raise ValueError("inputs given without entry_point")
         if self.inputs is not None and self.tests:
             raise ValueError("give either tests or entry_point+inputs, not both")
+        n_cases = len(self.inputs) if self.inputs is not None else len(self.tests)
+        if self.time_limits_s is not None and len(self.time_limits_s) != n_cases:
+            raise ValueError(f"time_limits_s has {len(self.time_limits_s)} items for {n_cases} test cases")
+        if self.expected is not None and len(self.expected) != n_cases:
+            raise ValueError(f"expected has {len(self.expected)} items for {n_cases} inputs")
         return self
 
 
@@ -47,6 +64,9 @@ class RunResult(BaseModel):
     program_error: str | None = None
     outputs: list[Any] | None = None
     test_seconds: list[float | None] = Field(default_factory=list)
+    wall_timeout_at: int | None = Field(
+        None, description="the test running when the job's wall-clock limit ended it, if it did"
+    )
     stdout: str = ""
     stderr: str = ""
     duration_s: float = 0.0

@@ -164,9 +164,7 @@ class SandboxService:
                 raw = await self.pool.run(job)
             finally:
                 self.running -= 1
-            result = judge.verdicts_from(
-                raw, probes, want_outputs=req.expected is None and req.inputs is not None
-            )
+            result = judge.verdicts_from(raw, probes, req)
         finally:
             self.accepted -= 1
             self._update_gauges()
