@@ -20,7 +20,6 @@ import builtins
 import gzip
 import hashlib
 import json
-import textwrap
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -264,13 +263,6 @@ def mbpp_prompt(text: str, first_test: str) -> str:
     return f'"""\n{text.strip()}\n{first_test.strip()}\n"""\n'
 
 
-def verbatim_test(test: str) -> str:
-    """An MBPP assert as a small program the sandbox runs as written (exact Python semantics, as in
-    MBPP's own harness) instead of splitting it into a value comparison with float tolerance; this
-    also lets results the sandbox codec cannot carry (a ``Counter`` in Mbpp/40, /88) be compared."""
-    return "def _mbpp_check():\n" + textwrap.indent(test.strip(), "    ") + "\n\n\n_mbpp_check()\n"
-
-
 def load_mbpp(uri: str, task_ids: tuple[int, int]) -> list[Problem]:
     """Original MBPP rows with ``task_ids[0] <= task_id <= task_ids[1]`` (asserts kind)."""
     problems = []
@@ -298,7 +290,9 @@ def load_mbpp(uri: str, task_ids: tuple[int, int]) -> list[Problem]:
                 entry_point=entry_point,
                 reference=code,
                 kind="asserts",
-                tests=tuple(verbatim_test(t) for t in tests),
+                # each `assert EXPR == LITERAL` becomes a value the server compares with Python's
+                # exact `==` (sandbox/probes.py); a Counter (Mbpp/40, /88) arrives as a Counter
+                tests=tuple(t.strip() for t in tests),
                 setup=setup,
                 source_sha256=data.sha256,
             )

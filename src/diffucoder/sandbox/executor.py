@@ -188,16 +188,21 @@ class Slot:
         }
 
 
-def _child(slot: Slot, job: dict, start: int, tmp: str, channel_w: int, out_w: int, err_w: int) -> None:
-    """In the forked child: install every layer, then hand over to the harness. Never returns."""
+def _child(slot: Slot, job: dict, tmp: str, fds: list[int], out_w: int, err_w: int, body) -> None:
+    """In a forked child: install every layer, then run ``body()``. Never returns.
+
+    ``fds`` become descriptors 3, 4, ... in order (the harness's pipes); every other descriptor is
+    closed, so a child holds only the pipes it was given."""
     try:
         os.setsid()
         devnull = os.open("/dev/null", os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
-        channel = os.dup2(channel_w, 3, inheritable=False)
-        os.closerange(4, 65536)
+        moved = [os.dup(fd) for fd in fds]  # out of the way first: a source may sit on a target number
+        for target, fd in enumerate(moved, start=3):
+            os.dup2(fd, target, inheritable=False)
+        os.closerange(3 + len(fds), 65536)
         os.chdir(tmp)
         os.environ.clear()
         os.environ.update(
@@ -229,11 +234,12 @@ def _child(slot: Slot, job: dict, start: int, tmp: str, channel_w: int, out_w: i
             own_proc = f"/proc/{os.getpid()}"
             isolation.landlock_restrict(writable=[tmp, "/dev/null"], readable=[*slot.read_paths, own_proc])
         slot.seccomp.load()
-        os.write(channel, b'{"event": "isolated"}\n')  # before any untrusted code: it cannot unsend this
+        os.write(3, b'{"event": "isolated"}\n')  # before any untrusted code: it cannot unsend this
     except BaseException as exc:  # noqa: BLE001 - report, never run the code half-isolated
         os.write(2, f"sandbox isolation failed: {exc!r}\n".encode())
         os._exit(121)
-    harness.run(job, start, channel)
+    body()
+    os._exit(0)
 
 
 def run_job(slot: Slot, job: dict) -> dict:
@@ -285,6 +291,10 @@ def run_job(slot: Slot, job: dict) -> dict:
                 break
             if not pending:
                 break
+            if any(ev.get("event") == "restart" for ev in events) and not wall:
+                start = pending[0]  # the tester stopped after a timeout: fresh processes go on
+                if time.monotonic() < total_deadline:
+                    continue
             outcomes[pending[0]] = {
                 "status": fate,
                 "error": f"the child ended during this test ({'job wall-clock limit' if wall else fate})",
@@ -352,11 +362,24 @@ def _attempt(slot, job, start, tmp, out, err, total_deadline) -> tuple[list[dict
     channel_r, channel_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(channel_r), os.close(out_r), os.close(err_r)
-        _child(slot, job, start, tmp, channel_w, out_w, err_w)
-    for fd in (channel_w, out_w, err_w):
+    child_ends = [channel_w, out_w, err_w]
+    if job.get("tester"):
+        # the solution answers requests on its own pipe pair; only the tester holds the channel
+        request_r, request_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        child_ends += [request_r, request_w, reply_r, reply_w]
+        solution = os.fork()
+        if solution == 0:
+            _child(slot, job, tmp, [reply_w, request_r], out_w, err_w, lambda: harness.serve_solution(job, 4, 3))
+        pid = os.fork()
+        if pid == 0:
+            body = lambda: harness.run_tester(job, start, 3, 5, 4)  # noqa: E731
+            _child(slot, job, tmp, [channel_w, request_w, reply_r], out_w, err_w, body)
+    else:
+        pid = os.fork()
+        if pid == 0:
+            _child(slot, job, tmp, [channel_w], out_w, err_w, lambda: harness.run(job, start, 3))
+    for fd in child_ends:
         os.close(fd)
     pidfd = os.pidfd_open(pid)
     events: list[dict] = []

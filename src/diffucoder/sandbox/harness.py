@@ -1,10 +1,11 @@
-"""The code that runs inside the sandbox child, around the code under test.
+"""The code that runs inside the sandbox children, around the code under test.
 
-It is imported by the warm fork server before any job, so each job pays only for a fork. It
+It is imported by the warm fork server before any job, so each job pays only for a fork. ``run``
 executes the solution once, then each probe (see probes.py), and writes one JSON line per event to
 the result pipe. Nothing it writes is believed blindly: the executor derives verdicts from these
 lines plus the child's fate, and values are compared on the trusted side against expected values
-the child never sees.
+the child never sees. Jobs with tests that must run whole use two processes instead (remote.py):
+``serve_solution`` in the solution's, ``run_tester`` in the tester's, which alone holds the pipe.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from diffucoder.sandbox import remote
 from diffucoder.sandbox.codec import CodecError, decode, digest, encode
 
 
@@ -54,18 +56,14 @@ def _describe(exc: BaseException) -> str:
     return text if len(text) <= 500 else text[:500] + "..."
 
 
-def run(job: dict[str, Any], start: int, channel_fd: int) -> None:
-    """Execute the solution and probes[start:]; never returns (exits the child)."""
-    channel = _Channel(channel_fd)
-    limits = [float(t) for t in job["time_limits_s"]]
-    inputs = [decode(x) for x in job.get("inputs") or []]
-    stop_on_failure = bool(job.get("stop_on_failure"))
-    signal.signal(signal.SIGALRM, _on_alarm)
+def _load(job: dict[str, Any], report) -> dict[str, Any]:
+    """Execute the program; reports how that went with ``report(event=..., ...)``. Returns its
+    namespace, or exits the process when the program does not compile or fails while loading."""
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
         code = compile(job["code"], "<solution>", "exec")
     except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
-        channel.send(event="syntax_error", error=_describe(exc))
+        report(event="syntax_error", error=_describe(exc))
         os._exit(0)
     try:
         signal.setitimer(signal.ITIMER_REAL, float(job["load_time_limit_s"]))
@@ -73,14 +71,75 @@ def run(job: dict[str, Any], start: int, channel_fd: int) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
     except BaseException as exc:  # noqa: BLE001 - everything the solution raises is its own failure
         signal.setitimer(signal.ITIMER_REAL, 0)
-        channel.send(event="load_failed", status=_status_of(exc), error=_describe(exc))
+        report(event="load_failed", status=_status_of(exc), error=_describe(exc))
         _flush_and_exit()
-    channel.send(event="loaded")
+    report(event="loaded")
+    return namespace
+
+
+def _run_probes(
+    job: dict[str, Any], start: int, namespace: dict[str, Any], channel: _Channel, *, stop_on: set[str]
+) -> str | None:
+    """Run probes[start:]; returns the status that stopped the loop, if one did."""
+    limits = [float(t) for t in job["time_limits_s"]]
+    inputs = [decode(x) for x in job.get("inputs") or []]
     probes = job["probes"]
     for index in range(start, len(probes)):
         status = _run_probe(probes[index], index, limits[index], namespace, inputs, channel)
-        if status != "ok" and stop_on_failure:
-            break
+        if status in stop_on or (status != "ok" and job.get("stop_on_failure")):
+            return status
+    return None
+
+
+def run(job: dict[str, Any], start: int, channel_fd: int) -> None:
+    """Execute the solution and probes[start:]; never returns (exits the child)."""
+    channel = _Channel(channel_fd)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    namespace = _load(job, channel.send)
+    _run_probes(job, start, namespace, channel, stop_on=set())
+    _flush_and_exit()
+
+
+def serve_solution(job: dict[str, Any], read_fd: int, write_fd: int) -> None:
+    """The solution process of a tester job: load the program, then answer the tester; never returns."""
+    pipe = remote._Pipe(read_fd, write_fd)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    namespace = _load(job, lambda **event: pipe.send({"load": event}))
+    try:
+        remote.SolutionServer(namespace, pipe).serve()
+    except remote.SolutionGone:
+        pass
+    _flush_and_exit()
+
+
+def run_tester(job: dict[str, Any], start: int, channel_fd: int, read_fd: int, write_fd: int) -> None:
+    """The tester process: relay how the program loaded, then run probes[start:] against the
+    solution's names as proxies. A test that times out or loses the solution ends this attempt (the
+    solution may be wedged; the executor resumes with fresh processes); never returns."""
+    remote.make_undumpable()
+    channel = _Channel(channel_fd)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    pipe = remote._Pipe(read_fd, write_fd)
+    try:
+        while True:  # the first well-formed load event; anything the solution printed before is ignored
+            message = pipe.receive()
+            if isinstance(message, dict) and isinstance(message.get("load"), dict):
+                break
+        event = message["load"]
+        if event.get("event") not in ("loaded", "load_failed", "syntax_error"):
+            raise remote.SolutionGone()
+        channel.send(**{k: str(v)[:500] for k, v in event.items()})
+        if event["event"] != "loaded":
+            _flush_and_exit()
+        signal.setitimer(signal.ITIMER_REAL, float(job["load_time_limit_s"]))
+        namespace = remote.SolutionClient(pipe).namespace()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    except BaseException:  # noqa: BLE001 - the solution died or never answered: no test ran
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _flush_and_exit()
+    stopped = _run_probes(job, start, namespace, channel, stop_on={"timeout", "crashed"})
+    if stopped == "timeout" and not job.get("stop_on_failure"):
+        channel.send(event="restart")  # the solution may still be busy: go on with fresh processes
     _flush_and_exit()
 
 
@@ -115,6 +174,8 @@ def _run_probe(
     except BaseException as exc:  # noqa: BLE001
         signal.setitimer(signal.ITIMER_REAL, 0)
         status = _status_of(exc)
+        if isinstance(exc, remote.SolutionGone):
+            return "crashed"  # unreported: the executor gives the test the solution's fate
         channel.send(
             event="result",
             index=index,

@@ -45,6 +45,8 @@ def executor_job(req: RunRequest, probes: list[Probe], cfg: SandboxConfig) -> di
         "load_time_limit_s": req.load_time_limit_s or per_test,
         "total_time_limit_s": req.total_time_limit_s or cfg.total_time_limit_s,
         "stop_on_failure": req.stop_on_failure,
+        # tests that run whole go to a tester process the solution cannot speak for (remote.py)
+        "tester": any(p.mode == "exec" for p in probes),
         "memory_mb": req.memory_mb or cfg.memory_mb,
         "max_output_bytes": cfg.max_output_bytes,
         "max_processes": cfg.max_processes,
