@@ -31,7 +31,8 @@ def _forge():
             pass
 """
 FORGERS = {
-    "at_import": _FORGE + "_forge()\nos._exit(0)\ndef is_prime(n):\n    return False\ndef add(a, b):\n    return 0\n",
+    "at_import": _FORGE
+    + "_forge()\nos._exit(0)\ndef is_prime(n):\n    return False\ndef add(a, b):\n    return 0\n",
     "in_the_call": _FORGE
     + "def is_prime(n):\n    _forge()\n    os._exit(0)\ndef add(a, b):\n    _forge()\n    os._exit(0)\n",
     "forges_and_stays": _FORGE + "_forge()\ndef is_prime(n):\n    _forge()\n    return False\n"

@@ -370,7 +370,9 @@ def _attempt(slot, job, start, tmp, out, err, total_deadline) -> tuple[list[dict
         child_ends += [request_r, request_w, reply_r, reply_w]
         solution = os.fork()
         if solution == 0:
-            _child(slot, job, tmp, [reply_w, request_r], out_w, err_w, lambda: harness.serve_solution(job, 4, 3))
+            _child(
+                slot, job, tmp, [reply_w, request_r], out_w, err_w, lambda: harness.serve_solution(job, 4, 3)
+            )
         pid = os.fork()
         if pid == 0:
             body = lambda: harness.run_tester(job, start, 3, 5, 4)  # noqa: E731

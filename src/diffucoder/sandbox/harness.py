@@ -105,10 +105,8 @@ def serve_solution(job: dict[str, Any], read_fd: int, write_fd: int) -> None:
     pipe = remote._Pipe(read_fd, write_fd)
     signal.signal(signal.SIGALRM, _on_alarm)
     namespace = _load(job, lambda **event: pipe.send({"load": event}))
-    try:
+    with contextlib.suppress(remote.SolutionGone):  # the tester is done: so is this process
         remote.SolutionServer(namespace, pipe).serve()
-    except remote.SolutionGone:
-        pass
     _flush_and_exit()
 
 

@@ -90,7 +90,9 @@ class SolutionServer:
     def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         if op == "names":
-            return {"names": {k: self._describe(v) for k, v in self.namespace.items() if not k.startswith("__")}}
+            return {
+                "names": {k: self._describe(v) for k, v in self.namespace.items() if not k.startswith("__")}
+            }
         target = self._resolve(request.get("target"))
         if op == "call":
             args = [self._resolve(a) for a in request.get("args", [])]
