@@ -3,10 +3,10 @@
 Two commands:
 
     # build the hard sample set (committed under tests/evaluation/data/evalplus_hard/)
-    .venv/bin/python benchmarks/evalplus_agreement.py build --data-root DIR
+    .venv/bin/python benchmarks/evalplus_agreement.py build [--data-root DIR]
     # install evalplus==0.3.1 into its own venv (cached in build/), score the set with it
     # (offline, on the same data files) and with `diffucoder evaluate --samples`, compare
-    .venv/bin/python benchmarks/evalplus_agreement.py run --data-root DIR [--dataset humaneval]
+    .venv/bin/python benchmarks/evalplus_agreement.py run [--data-root DIR] [--dataset humaneval] [--once]
 
 The sample set, per task: the canonical solution; a single-token mutant of it that passes the base
 inputs and fails the plus inputs (where one of the first mutants does); the canonical solution
@@ -533,18 +533,22 @@ def main() -> None:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build")
-    b.add_argument("--data-root", type=Path, required=True)
+    b.add_argument("--data-root", type=Path, default=None, help="default: the data shipped with diffucoder")
     b.add_argument("--out", type=Path, default=SAMPLES_DIR)
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--dataset", choices=["humaneval", "mbpp"], action="append")
     r = sub.add_parser("run")
-    r.add_argument("--data-root", type=Path, required=True)
+    r.add_argument("--data-root", type=Path, default=None, help="default: the data shipped with diffucoder")
     r.add_argument("--dataset", choices=["humaneval", "mbpp"], action="append")
     r.add_argument("--work", type=Path, default=REPO / "build" / "evalplus-agreement")
     r.add_argument("--parallel", type=int, default=2)
     r.add_argument("--tasks", type=int, default=None, help="only the first N tasks of each dataset")
     r.add_argument("--once", action="store_true", help="one cold run per side (agreement only, no timing)")
     args = parser.parse_args()
+    if args.data_root is None:
+        from diffucoder import benchmark_data
+
+        args.data_root = Path(benchmark_data.shipped_root())
     if args.command == "build":
         print(
             json.dumps(build(args.data_root, args.out, args.workers, args.dataset or ["humaneval", "mbpp"]))

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from diffucoder import benchmark_data
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -28,12 +30,12 @@ def _agreement_module():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["humaneval", "mbpp"])
-def test_every_sample_agrees_with_evalplus_0_3_1(dataset, data_root):
+def test_every_sample_agrees_with_evalplus_0_3_1(dataset):
     agreement = _agreement_module()
     work = REPO / "build" / "evalplus-agreement-test"
-    report = agreement.run(Path(data_root), [dataset], work / dataset, parallel=2, tasks=None, timed=False)[
-        dataset
-    ]
+    report = agreement.run(
+        Path(benchmark_data.shipped_root()), [dataset], work / dataset, parallel=2, tasks=None, timed=False
+    )[dataset]
     assert report["counts"]["samples"] > 3 * report["tasks"], report["by_kind"]
     assert not report["unexplained"], report["unexplained"][:20]
     # the named EvalPlus bugs are real: they show up, and only where named

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 
+from diffucoder import benchmark_data
 from diffucoder.config import load_config
 from diffucoder.evaluation.benchmarks import load_benchmark
 from diffucoder.evaluation.references import ReferenceCache, run_references
@@ -25,11 +27,10 @@ def _write(path, rows) -> str:
     return str(path)
 
 
-def _cfg(data_root, tmp_path, *extra):
+def _cfg(tmp_path, *extra):
     return load_config(
         None,
         [
-            f"evaluation.data_root={data_root}",
             f"evaluation.max_problems={TASKS}",
             "evaluation.max_io_inputs=20",
             f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
@@ -53,15 +54,10 @@ def test_malformed_files_are_named_by_line(tmp_path, rows, message):
         read_samples(_write(tmp_path / "s.jsonl", rows))
 
 
-def test_unknown_mixed_and_missing_tasks_are_refused(tmp_path, data_root):
-    cfg = load_config(None, [f"evaluation.data_root={data_root}", "evaluation.max_problems=2"])
+def test_unknown_mixed_and_missing_tasks_are_refused(tmp_path):
+    cfg = load_config(None, ["evaluation.max_problems=2"])
     problems = load_benchmark("humaneval_plus", cfg.evaluation)
-    known = {
-        p.task_id
-        for p in load_benchmark(
-            "humaneval", load_config(None, [f"evaluation.data_root={data_root}"]).evaluation
-        )
-    }
+    known = {p.task_id for p in load_benchmark("humaneval", load_config(None).evaluation)}
     uri = str(tmp_path / "s.jsonl")
     rows = [{"task_id": "HumanEval/0", "solution": "a"}, {"task_id": "Task/7", "solution": "b"}]
     with pytest.raises(SamplesError, match=r"line 2: unknown task id 'Task/7'"):
@@ -82,17 +78,16 @@ def test_unknown_mixed_and_missing_tasks_are_refused(tmp_path, data_root):
         match_samples(read_samples(_write(tmp_path / "s.jsonl", rows)), problems, uri, known_task_ids=known)
 
 
-def test_samples_score_as_evalplus_reports_and_reuse_the_reference_cache(tmp_path, data_root):
-    raw = [json.loads(line) for line in gzip.open(f"{data_root}/evalplus/HumanEvalPlus-v0.1.10.jsonl.gz")][
-        :TASKS
-    ]
+def test_samples_score_as_evalplus_reports_and_reuse_the_reference_cache(tmp_path):
+    data = Path(benchmark_data.shipped_root()) / benchmark_data.HUMANEVAL_PLUS
+    raw = [json.loads(line) for line in gzip.decompress(data.read_bytes()).splitlines()][:TASKS]
     rows = []
     for row in raw:
         rows.append({"task_id": row["task_id"], "completion": row["canonical_solution"]})  # passes
         rows.append({"task_id": row["task_id"], "solution": row["prompt"] + "    return None\n"})  # fails
         rows.append({"task_id": row["task_id"], "solution": "import os\nos._exit(0)\n"})  # EvalPlus: timeout
     samples = _write(tmp_path / "samples.jsonl", rows)
-    cfg = _cfg(data_root, tmp_path, f"evaluation.reference_cache_uri={tmp_path / 'refs'}")
+    cfg = _cfg(tmp_path, f"evaluation.reference_cache_uri={tmp_path / 'refs'}")
     result = score_samples(cfg, samples, str(tmp_path / "out"))
 
     assert result.metrics["humaneval_pass_at_1_samples"] == pytest.approx(1 / 3)
@@ -119,10 +114,8 @@ def test_samples_score_as_evalplus_reports_and_reuse_the_reference_cache(tmp_pat
     assert json.loads(victim.read_text())["body"]["tiers"]["base"]["expected"][0] != {"i": 12345}
 
 
-def test_reference_cache_on_s3(s3_env, data_root):
-    cfg = load_config(
-        None, [f"evaluation.data_root={data_root}", "evaluation.max_problems=2", "evaluation.max_io_inputs=5"]
-    )
+def test_reference_cache_on_s3(s3_env):
+    cfg = load_config(None, ["evaluation.max_problems=2", "evaluation.max_io_inputs=5"])
     problems = load_benchmark("humaneval_plus", cfg.evaluation)
     cache = ReferenceCache(f"{s3_env}/reference-cache")
     with local_sandbox(SandboxConfig(workers=1)) as url:
