@@ -414,7 +414,7 @@ def run_ours(
     out = work / f"ours-{dataset}"
     cmd = [
         str(REPO / ".venv" / "bin" / "diffucoder"), "evaluate", "--samples", str(samples), "--out", str(out),
-        "--benchmarks", bench,
+        "--benchmarks", bench, "--config", "paper-7b",
         f"evaluation.data_root={data.parent}", f"evaluation.{file_key}={data.name}",
         f"evaluation.reference_cache_uri={work / 'reference-cache'}", f"sandbox.workers={parallel}",
         f"tracking.tracking_uri=sqlite:///{work / 'mlflow.db'}",
@@ -554,9 +554,8 @@ def main() -> None:
             json.dumps(build(args.data_root, args.out, args.workers, args.dataset or ["humaneval", "mbpp"]))
         )
     else:
-        report = run(
-            args.data_root, args.dataset or ["humaneval", "mbpp"], args.work, args.parallel, args.tasks
-        )
+        datasets = args.dataset or ["humaneval", "mbpp"]
+        report = run(args.data_root, datasets, args.work, args.parallel, args.tasks, timed=not args.once)
         print(json.dumps(report, indent=2))
 
 

@@ -29,7 +29,7 @@ def _write(path, rows) -> str:
 
 def _cfg(tmp_path, *extra):
     return load_config(
-        None,
+        "paper-7b",  # the paper's evaluation protocol: every input of every tier
         [
             f"evaluation.max_problems={TASKS}",
             "evaluation.max_io_inputs=20",
@@ -55,9 +55,9 @@ def test_malformed_files_are_named_by_line(tmp_path, rows, message):
 
 
 def test_unknown_mixed_and_missing_tasks_are_refused(tmp_path):
-    cfg = load_config(None, ["evaluation.max_problems=2"])
+    cfg = load_config("paper-7b", ["evaluation.max_problems=2"])
     problems = load_benchmark("humaneval_plus", cfg.evaluation)
-    known = {p.task_id for p in load_benchmark("humaneval", load_config(None).evaluation)}
+    known = {p.task_id for p in load_benchmark("humaneval", load_config("paper-7b").evaluation)}
     uri = str(tmp_path / "s.jsonl")
     rows = [{"task_id": "HumanEval/0", "solution": "a"}, {"task_id": "Task/7", "solution": "b"}]
     with pytest.raises(SamplesError, match=r"line 2: unknown task id 'Task/7'"):
@@ -115,7 +115,7 @@ def test_samples_score_as_evalplus_reports_and_reuse_the_reference_cache(tmp_pat
 
 
 def test_reference_cache_on_s3(s3_env):
-    cfg = load_config(None, ["evaluation.max_problems=2", "evaluation.max_io_inputs=5"])
+    cfg = load_config("paper-7b", ["evaluation.max_problems=2", "evaluation.max_io_inputs=5"])
     problems = load_benchmark("humaneval_plus", cfg.evaluation)
     cache = ReferenceCache(f"{s3_env}/reference-cache")
     with local_sandbox(SandboxConfig(workers=1)) as url:

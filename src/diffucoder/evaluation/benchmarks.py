@@ -101,17 +101,22 @@ def read_data_file(uri: str) -> DataFile:
         raise FileNotFoundError(f"benchmark file {uri} does not exist") from exc
 
 
-def _read_jsonl(uri: str, raw: bytes | None = None) -> list[dict[str, Any]]:
-    """Rows of a JSONL (optionally gzipped) file at a local path or s3:// URI."""
-    if raw is None:
-        raw = read_data_file(uri).raw
+def jsonl_lines(uri: str, raw: bytes, error: type[ValueError]) -> list[str]:
+    """The lines of a JSONL file's bytes, gunzipped when its name ends in ``.gz``."""
     if uri.endswith(".gz"):
         try:
             raw = gzip.decompress(raw)
         except OSError as exc:
-            raise BenchmarkFormatError(f"{uri}: not a valid gzip file ({exc})") from exc
+            raise error(f"{uri}: not a valid gzip file ({exc})") from None
+    return raw.decode("utf-8", "replace").splitlines()
+
+
+def _read_jsonl(uri: str, raw: bytes | None = None) -> list[dict[str, Any]]:
+    """Rows of a JSONL (optionally gzipped) file at a local path or s3:// URI."""
+    if raw is None:
+        raw = read_data_file(uri).raw
     rows = []
-    for lineno, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(jsonl_lines(uri, raw, BenchmarkFormatError), start=1):
         if not line.strip():
             continue
         try:

@@ -170,6 +170,19 @@ def reference_cache(cfg: RunConfig, out_uri: str) -> ReferenceCache:
     return ReferenceCache(cfg.evaluation.reference_cache_uri or storage.join(out_uri, "reference_cache"))
 
 
+@contextlib.contextmanager
+def _sandbox_and_references(cfg: RunConfig, problems: list[Problem], out_uri: str, timings: dict[str, float]):
+    """A sandbox client and every problem's reference (cached or run; ``timings["reference_s"]``)."""
+    from diffucoder.sandbox.client import SandboxClient
+
+    with sandbox_url(cfg) as url:
+        client = SandboxClient(url, cfg.sandbox)
+        t0 = time.perf_counter()
+        references = run_references(problems, client, cfg.evaluation, reference_cache(cfg, out_uri))
+        timings["reference_s"] = time.perf_counter() - t0
+        yield client, references
+
+
 def _load_problems(cfg: RunConfig, names: list[str]) -> list[Problem]:
     return [p for name in names for p in load_benchmark(name, cfg.evaluation)]
 
@@ -237,7 +250,6 @@ def run_evaluation(
     """
     from diffucoder.heap import retain_freed_memory
     from diffucoder.model import load_model
-    from diffucoder.sandbox.client import SandboxClient
 
     retain_freed_memory()  # decoding re-allocates the same activations every step (diffucoder.heap)
     ev = cfg.evaluation
@@ -248,11 +260,7 @@ def run_evaluation(
     timings = {"generation_s": 0.0, "sandbox_s": 0.0}
     results: list[ProblemResult] = []
     gen_seconds: dict[str, float] = {}
-    with sandbox_url(cfg) as url:
-        client = SandboxClient(url, cfg.sandbox)
-        t0 = time.perf_counter()
-        references = run_references(problems, client, ev, reference_cache(cfg, out_uri))
-        timings["reference_s"] = time.perf_counter() - t0
+    with _sandbox_and_references(cfg, problems, out_uri, timings) as (client, references):
         model, tokenizer = load_model(model_uri, device=_device(cfg))
         model.eval()
         generator = torch.Generator(device=_device(cfg)).manual_seed(cfg.seed + ev.seed_offset)
@@ -315,7 +323,6 @@ def score_samples(
         read_samples,
         samples_dataset,
     )
-    from diffucoder.sandbox.client import SandboxClient
 
     ev = cfg.evaluation
     t_start = time.perf_counter()
@@ -346,11 +353,7 @@ def score_samples(
         ", ".join(names),
     )
     timings: dict[str, float] = {}
-    with sandbox_url(cfg) as url:
-        client = SandboxClient(url, cfg.sandbox)
-        t0 = time.perf_counter()
-        references = run_references(problems, client, ev, reference_cache(cfg, out_uri))
-        timings["reference_s"] = time.perf_counter() - t0
+    with _sandbox_and_references(cfg, problems, out_uri, timings) as (client, references):
         t0 = time.perf_counter()
         outcomes = execute_candidates([(p, s.program(p)) for p, s in items], client, references, ev)
         timings["sandbox_s"] = time.perf_counter() - t0

@@ -9,13 +9,12 @@ version is refused with the first offending line, never scored in part.
 
 from __future__ import annotations
 
-import gzip
 import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from diffucoder.evaluation.benchmarks import Problem, mbpp_serialize_inputs
+from diffucoder.evaluation.benchmarks import Problem, jsonl_lines, mbpp_serialize_inputs
 
 
 class SamplesError(ValueError):
@@ -40,13 +39,8 @@ def read_samples(uri: str) -> list[Sample]:
         raw = storage.read_bytes(uri)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"samples file {uri} does not exist") from exc
-    if uri.endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except OSError as exc:
-            raise SamplesError(f"{uri}: not a valid gzip file ({exc})") from None
     samples = []
-    for line_no, line in enumerate(raw.decode("utf-8", "replace").splitlines(), start=1):
+    for line_no, line in enumerate(jsonl_lines(uri, raw, SamplesError), start=1):
         if not line.strip():
             continue
         try:

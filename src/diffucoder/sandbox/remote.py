@@ -27,7 +27,7 @@ import os
 import types
 from typing import Any
 
-from diffucoder.sandbox.codec import decode, encode
+from diffucoder.sandbox.codec import CodecError, decode, encode
 
 PR_SET_DUMPABLE = 4
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -130,8 +130,12 @@ class SolutionServer:
         return self._wrap(value)
 
     def _wrap(self, value: Any) -> dict[str, Any]:
-        """Plain data as a value, anything holding an object as a handle that stays here."""
-        encoded = encode(value)
+        """Plain data as a value, anything holding an object (or too large to send) as a handle that
+        stays here."""
+        try:
+            encoded = encode(value)
+        except CodecError:
+            encoded = {"obj": ""}
         if not _holds_object(encoded):
             return {"value": encoded}
         self.objects[id(value)] = value
