@@ -96,3 +96,23 @@ def test_grpo_code_rewards_give_the_forger_nothing(contained_client):
     rewards = code_rewards(completions, [tests] * len(completions), contained_client, time_limit_s=2.0)
     assert rewards[0] == 1.0
     assert rewards[1:] == [0.0] * len(FORGERS), rewards
+
+
+def test_tests_that_run_whole_can_use_the_solutions_objects(contained_client):
+    """Handles: a class of the solution constructed, its attributes set and read, its methods called,
+    its objects passed back and iterated; an exception keeps its builtin type."""
+    code = (
+        "class Node:\n    def __init__(self, v):\n        self.v, self.left = v, None\n"
+        "    def depth(self):\n        return 1 + (self.left.depth() if self.left else 0)\n"
+        "def depth_of(node):\n    return node.depth()\n"
+        "def evens(n):\n    return (i for i in range(n) if i % 2 == 0)\n"
+        "def checked(x):\n    if x < 0:\n        raise ValueError('negative')\n    return x\n"
+    )
+    tests = [
+        "root = Node(1)\nroot.left = Node(2)\nassert root.left.v == 2 and depth_of(root) == 2",
+        "assert list(evens(7)) == [0, 2, 4, 6]",
+        "try:\n    checked(-1)\nexcept ValueError:\n    pass\nelse:\n    raise AssertionError",
+        "assert Node(3) != Node(3)",  # objects of the solution compare by identity here
+    ]
+    result = contained_client.run(Job(code=code, tests=tests))
+    assert result.verdicts == ["passed"] * len(tests), (result.verdicts, result.stderr[-500:])
