@@ -42,7 +42,7 @@ def _cfg(tmp_path, *extra):
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        (['{"task_id": "HumanEval/0", "solution": "x"}', "{oops"], r"line 2: malformed JSON"),
+        (['{"task_id": "HumanEval/0", "solution": "x"}', "{oops"], r"line 2: invalid JSON"),
         ([{"task_id": "HumanEval/0"}], r"line 1: HumanEval/0 has neither 'solution' nor 'completion'"),
         ([{"task_id": "HumanEval/0", "solution": ["a", "b"]}], r"line 1: 'solution' must be a string"),
         ([{"solution": "x"}], r"line 1: expected an object with a string 'task_id'"),

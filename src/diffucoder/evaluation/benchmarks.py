@@ -20,6 +20,7 @@ import builtins
 import gzip
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -101,14 +102,24 @@ def read_data_file(uri: str) -> DataFile:
         raise FileNotFoundError(f"benchmark file {uri} does not exist") from exc
 
 
-def jsonl_lines(uri: str, raw: bytes, error: type[ValueError]) -> list[str]:
-    """The lines of a JSONL file's bytes, gunzipped when its name ends in ``.gz``."""
+def jsonl_objects(uri: str, raw: bytes, error: type[ValueError]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line of a JSONL file's bytes, gunzipped when its name
+    ends in ``.gz``; ``error`` names the file and line of anything that is not a JSON object."""
     if uri.endswith(".gz"):
         try:
             raw = gzip.decompress(raw)
         except OSError as exc:
             raise error(f"{uri}: not a valid gzip file ({exc})") from None
-    return raw.decode("utf-8", "replace").splitlines()
+    for line_no, line in enumerate(raw.decode("utf-8", "replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise error(f"{uri} line {line_no}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise error(f"{uri} line {line_no}: expected a JSON object, got {type(row).__name__}")
+        yield line_no, row
 
 
 def _read_jsonl(uri: str, raw: bytes | None = None) -> list[dict[str, Any]]:
@@ -116,18 +127,8 @@ def _read_jsonl(uri: str, raw: bytes | None = None) -> list[dict[str, Any]]:
     if raw is None:
         raw = read_data_file(uri).raw
     rows = []
-    for lineno, line in enumerate(jsonl_lines(uri, raw, BenchmarkFormatError), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BenchmarkFormatError(f"{uri} line {lineno}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise BenchmarkFormatError(
-                f"{uri} line {lineno}: expected a JSON object, got {type(row).__name__}"
-            )
-        row["__line__"] = lineno
+    for line_no, row in jsonl_objects(uri, raw, BenchmarkFormatError):
+        row["__line__"] = line_no
         rows.append(row)
     if not rows:
         raise BenchmarkFormatError(f"{uri}: no rows")

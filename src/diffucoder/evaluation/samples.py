@@ -9,12 +9,11 @@ version is refused with the first offending line, never scored in part.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from diffucoder.evaluation.benchmarks import Problem, jsonl_lines, mbpp_serialize_inputs
+from diffucoder.evaluation.benchmarks import Problem, jsonl_objects, mbpp_serialize_inputs
 
 
 class SamplesError(ValueError):
@@ -40,14 +39,8 @@ def read_samples(uri: str) -> list[Sample]:
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"samples file {uri} does not exist") from exc
     samples = []
-    for line_no, line in enumerate(jsonl_lines(uri, raw, SamplesError), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SamplesError(f"{uri} line {line_no}: malformed JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("task_id"), str):
+    for line_no, row in jsonl_objects(uri, raw, SamplesError):
+        if not isinstance(row.get("task_id"), str):
             raise SamplesError(f"{uri} line {line_no}: expected an object with a string 'task_id'")
         solution, completion = row.get("solution"), row.get("completion")
         if solution is None and completion is None:
