@@ -506,6 +506,7 @@ def run(
 ) -> dict[str, Any]:
     """Both sides on the sample set; ``timed`` runs each twice and reports the second (warm caches)."""
     python = ensure_evalplus()
+    work = work.resolve()  # the tools run with work as their cwd
     shutil.rmtree(work, ignore_errors=True)  # cold caches: each side computes its references here
     work.mkdir(parents=True)
     rounds = 2 if timed else 1
