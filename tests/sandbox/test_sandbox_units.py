@@ -10,8 +10,11 @@ from sandbox_helpers import GOOD, NO_FENCE, SYNTAX, TWO_BLOCKS
 
 from diffucoder.sandbox.codec import CodecError, Opaque, decode, encode
 from diffucoder.sandbox.config import load_sandbox_config
+from diffucoder.sandbox.pool import SlotInputs
 from diffucoder.sandbox.probes import probe_for_assert, probes_for_io
+from diffucoder.sandbox.protocol import TierData
 from diffucoder.sandbox.rewards import extract_code, format_reward, total_reward
+from diffucoder.sandbox.tiers import TierStore
 
 
 @pytest.mark.parametrize(
@@ -168,3 +171,36 @@ def test_load_sandbox_config_reads_the_section_and_names_bad_keys(tmp_path):
         load_sandbox_config(None, ["wokers=2"])
     with pytest.raises(ValueError, match="neither a preset nor a file"):
         load_sandbox_config("no-such-preset")
+
+
+def test_tier_store_is_content_addressed_and_drops_the_least_recently_used():
+    a = TierData(inputs=[encode([1])], expected=[encode(2)])
+    b = TierData(inputs=[encode(["x" * 400])], expected=None)
+    store = TierStore(capacity_bytes=600)
+    first = store.put(a)
+    assert store.put(TierData(inputs=[encode([1])], expected=[encode(2)])) is first
+    assert first.inputs == [[1]] and first.expected == [2] and len(first) == 1
+    store.put(b)
+    assert store.get(first.ref) is first  # both fit: a is now the most recently used
+    store.put(TierData(inputs=[encode(["y" * 400])]))
+    assert store.get(first.ref) is first and len(store.tiers) == 2  # b went first
+    with pytest.raises(CodecError):
+        store.put(TierData(inputs=[{"bogus": 1}]))
+
+
+def test_slot_inputs_sends_a_tier_once_and_names_what_the_slot_keeps():
+    store = TierStore(capacity_bytes=1 << 20)
+    small, other = (store.put(TierData(inputs=[encode([n])])) for n in (1, 2))
+    slot = SlotInputs(capacity=small.inputs_bytes + other.inputs_bytes)
+    job = {"io": {"inputs": small.ref}}
+    slot.attach(job, small)
+    assert job["io"]["encoded"] == small.encoded_inputs and job["io"]["hold"] == [small.ref]
+    again = {"io": {"inputs": small.ref}}
+    slot.attach(again, small)
+    assert "encoded" not in again["io"]
+    slot.attach({"io": {"inputs": other.ref}}, other)
+    assert list(slot.held) == [small.ref, other.ref]
+    slot.clear()
+    fresh = {"io": {"inputs": small.ref}}
+    slot.attach(fresh, small)
+    assert "encoded" in fresh["io"]

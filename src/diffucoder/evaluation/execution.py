@@ -18,10 +18,13 @@ Plan:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from diffucoder.evaluation.benchmarks import Problem, Tier
+from diffucoder.evaluation.benchmarks import Problem
 from diffucoder.evaluation.config import EvaluationConfig
+
+if TYPE_CHECKING:
+    from diffucoder.sandbox.client import Tier as ClientTier
 
 # EvalPlus's process for a tier lives min(cap, sum of limits) + 1 s, joined with another second.
 WALL_SLACK_S = 2.0
@@ -82,19 +85,20 @@ def time_limits(seconds: tuple[float, ...], cfg: EvaluationConfig) -> TimeLimits
     return TimeLimits(per_input, min(cfg.max_time_limit_s, sum(per_input)) + WALL_SLACK_S)
 
 
-def _tier_job(problem: Problem, tier: Tier, program: str, ref: TierReference, cfg: EvaluationConfig):
+def _tier_job(problem: Problem, tier: ClientTier, program: str, ref: TierReference, cfg: EvaluationConfig):
+    """``tier``: the sandbox client's Tier of this problem's inputs and expected outputs, shared by
+    every sample so the sandbox receives them once."""
     from diffucoder.sandbox.client import Job
 
     limits = time_limits(ref.seconds, cfg)
     return Job(
         code=program,
         entry_point=problem.entry_point,
-        inputs=[list(args) for args in tier.inputs],
-        expected_encoded=ref.expected,
+        tier=tier,
         atol=problem.atol,
         evalplus_dataset=problem.dataset,
-        time_limits_s=list(limits.per_input_s) if tier.inputs else None,
-        time_limit_s=None if tier.inputs else 1.0,
+        time_limits_s=list(limits.per_input_s) if limits.per_input_s else None,
+        time_limit_s=None if limits.per_input_s else 1.0,
         load_time_limit_s=limits.wall_s,
         total_time_limit_s=limits.wall_s,
         memory_mb=cfg.memory_mb,
@@ -120,12 +124,22 @@ def tier_names(problem: Problem) -> list[str]:
     return [t.name for t in problem.tiers] if problem.kind == "io" else ["tests"]
 
 
-def candidate_job(problem: Problem, tier_name: str, program: str, reference: Reference, cfg):
+def candidate_job(
+    problem: Problem, tier_name: str, program: str, reference: Reference, cfg, *, shared: dict | None = None
+):
+    """The sandbox job of one sample on one tier; ``shared`` (a dict kept across calls) gives the
+    samples of a tier one client Tier object."""
+    from diffucoder.sandbox.client import Tier as ClientTier
+
     ref = reference.tiers[tier_name]
     if problem.kind == "asserts":
         return _asserts_job(problem, program, ref, cfg)
-    tier = next(t for t in problem.tiers if t.name == tier_name)
-    return _tier_job(problem, tier, program, ref, cfg)
+    shared = {} if shared is None else shared
+    key = (problem.source_sha256 or problem.benchmark, problem.task_id, tier_name)
+    if key not in shared:
+        tier = next(t for t in problem.tiers if t.name == tier_name)
+        shared[key] = ClientTier([list(args) for args in tier.inputs], encoded_expected=ref.expected)
+    return _tier_job(problem, shared[key], program, ref, cfg)
 
 
 def evalplus_status(result) -> tuple[Status, int | None]:
@@ -160,14 +174,15 @@ def execute_candidates(
     """Run (problem, program) pairs in the sandbox; returns each pair's outcome per tier, in order.
 
     Jobs are keyed by (data file, task, tier, program) and run once each."""
-    keys, jobs, index = [], [], {}
+    keys, jobs, index, shared = [], [], {}, {}
     for problem, program in items:
         row = []
         for name in tier_names(problem):
             key = (problem.source_sha256 or problem.benchmark, problem.task_id, name, program)
             if key not in index:
                 index[key] = len(jobs)
-                jobs.append(candidate_job(problem, name, program, references[problem_key(problem)], cfg))
+                reference = references[problem_key(problem)]
+                jobs.append(candidate_job(problem, name, program, reference, cfg, shared=shared))
             row.append((name, index[key]))
         keys.append(row)
     results = client.run_batch(jobs)

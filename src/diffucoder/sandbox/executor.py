@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diffucoder.sandbox import harness, isolation, layout
+from diffucoder.sandbox.codec import decode
 
 GRACE_S = 0.5  # the in-child timer fires first; this is for code that blocks SIGALRM
 
@@ -157,11 +158,37 @@ def _reap() -> None:
 # --- one job -------------------------------------------------------------------------------------
 
 
+class InputsCache:
+    """Decoded io inputs kept for the next jobs of the same tier, as the server's record of this slot
+    says (pool.SlotInputs). The children inherit them through the fork: no job decodes its inputs."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, list[Any]] = {}
+
+    def expand(self, job: dict[str, Any]) -> dict[str, Any]:
+        """An io job with its probes and decoded inputs (other jobs as they are)."""
+        io = job.pop("io", None)
+        if io is None:
+            return job
+        ref = io["inputs"]
+        inputs = [decode(x) for x in io["encoded"]] if "encoded" in io else self.held.get(ref)
+        kept = {r: self.held[r] for r in io["hold"] if r in self.held}
+        if inputs is not None and ref in io["hold"]:
+            kept[ref] = inputs
+        self.held = kept
+        if inputs is None:
+            raise LookupError(f"this slot does not hold the inputs of tier {ref[:12]}")
+        job["probes"] = [{"source": io["call"], "mode": "call", "input": i} for i in range(io["count"])]
+        job["decoded_inputs"] = inputs
+        return job
+
+
 class Slot:
     """Per-slot state prepared once: uid, seccomp filter, landlock paths, temp root."""
 
     def __init__(self, index: int, uid_base: int):
         self.index = index
+        self.inputs = InputsCache()
         self.is_root = os.geteuid() == 0
         self.uid = uid_base + index if self.is_root else None
         self.seccomp = isolation.compile_seccomp_filter(protected_pids=(os.getpid(), os.getppid()))
@@ -260,7 +287,7 @@ def run_job(slot: Slot, job: dict) -> dict:
         start = 0
         while True:
             events, fate = _attempt(slot, job, start, tmp, out, err, total_deadline)
-            if fate == "infra" and not any(ev.get("event") == "isolated" for ev in events):
+            if _not_isolated(events, fate):
                 return {
                     "infra_error": "the sandbox child could not install its isolation layers: "
                     + err.text()[-500:]
@@ -315,6 +342,15 @@ def run_job(slot: Slot, job: dict) -> dict:
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _not_isolated(events: list[dict], fate: str) -> bool:
+    """Whether a process of the attempt never installed its isolation layers: the child (or a tester
+    job's tester) exited with the isolation failure's code before reporting "isolated", or the tester
+    saw its solution process end without the line the solution's isolated child writes first."""
+    if fate == "infra" and not any(ev.get("event") == "isolated" for ev in events):
+        return True
+    return any(ev.get("event") == "solution_not_isolated" for ev in events)
 
 
 def _skip(outcomes: list[dict | None], start: int) -> None:
@@ -488,7 +524,7 @@ def main() -> None:
         if job is None:
             return
         try:
-            result = run_job(slot, job)
+            result = run_job(slot, slot.inputs.expand(job))
         except Exception as exc:  # noqa: BLE001 - reported as an infrastructure error, never a verdict
             result = {"infra_error": f"executor failed: {exc!r}"}
         write_frame(proto_out, dict(result, seq=job.get("seq")))

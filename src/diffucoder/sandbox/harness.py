@@ -11,7 +11,6 @@ the child never sees. Jobs with tests that must run whole use two processes inst
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import signal
@@ -20,7 +19,7 @@ import time
 from typing import Any
 
 from diffucoder.sandbox import remote
-from diffucoder.sandbox.codec import CodecError, decode, digest, encode
+from diffucoder.sandbox.codec import CodecError, digest, encode
 
 
 class ProbeTimeout(BaseException):
@@ -82,7 +81,7 @@ def _run_probes(
 ) -> str | None:
     """Run probes[start:]; returns the status that stopped the loop, if one did."""
     limits = [float(t) for t in job["time_limits_s"]]
-    inputs = [decode(x) for x in job.get("inputs") or []]
+    inputs = job.get("decoded_inputs") or []  # this process's copy (a fork): its calls may mutate it
     probes = job["probes"]
     for index in range(start, len(probes)):
         status = _run_probe(probes[index], index, limits[index], namespace, inputs, channel)
@@ -119,6 +118,14 @@ def run_tester(job: dict[str, Any], start: int, channel_fd: int, read_fd: int, w
     signal.signal(signal.SIGALRM, _on_alarm)
     pipe = remote._Pipe(read_fd, write_fd)
     try:
+        # the solution process's first line comes from the executor's trusted code, before any of
+        # the program's: without it that process never isolated itself (an infrastructure error)
+        if pipe.receive() != {"event": "isolated"}:
+            raise remote.SolutionGone()
+    except remote.SolutionGone:
+        channel.send(event="solution_not_isolated")
+        _flush_and_exit()
+    try:
         while True:  # the first well-formed load event; anything the solution printed before is ignored
             message = pipe.receive()
             if isinstance(message, dict) and isinstance(message.get("load"), dict):
@@ -153,10 +160,10 @@ def _run_probe(
     began = time.perf_counter()
     try:
         if probe["mode"] == "call":
-            # EvalPlus times only the call: the function is looked up and the arguments copied
-            # first (a copy, so a solution that mutates its arguments changes nothing judged)
+            # EvalPlus times only the call; each input is used once per process, and the trusted
+            # side judges with its own copy, so a solution that mutates its arguments changes nothing
             function = namespace[probe["source"]]
-            args = copy.deepcopy(inputs[probe["input"]])
+            args = inputs[probe["input"]]
             began = time.perf_counter()
             signal.setitimer(signal.ITIMER_REAL, limit)
             value = function(*args)
