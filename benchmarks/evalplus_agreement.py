@@ -6,7 +6,7 @@ Two commands:
     .venv/bin/python benchmarks/evalplus_agreement.py build [--data-root DIR]
     # install evalplus==0.3.1 into its own venv (cached in build/), score the set with it
     # (offline, on the same data files) and with `diffucoder evaluate --samples`, compare
-    .venv/bin/python benchmarks/evalplus_agreement.py run [--data-root DIR] [--dataset humaneval] [--once]
+    .venv/bin/python benchmarks/evalplus_agreement.py run [--data-root DIR] [--dataset humaneval] [--once] [--tasks N [--seed S]]
 
 The sample set, per task: the canonical solution; a single-token mutant of it that passes the base
 inputs and fails the plus inputs (where one of the first mutants does); the canonical solution
@@ -31,6 +31,7 @@ import io
 import json
 import os
 import platform
+import random
 import resource
 import shutil
 import signal
@@ -352,12 +353,18 @@ def ensure_evalplus(venv: Path = EVALPLUS_VENV) -> Path:
     return python
 
 
-def _plain_samples(dataset: str, samples_dir: Path, work: Path, tasks: int | None) -> Path:
-    """The samples as plain JSONL (EvalPlus needs a *.jsonl path), optionally the first ``tasks`` tasks."""
+def _plain_samples(
+    dataset: str, samples_dir: Path, work: Path, tasks: int | None, seed: int | None = None
+) -> Path:
+    """The samples as plain JSONL (EvalPlus needs a *.jsonl path); with ``tasks``, only that many
+    tasks: the first ones, or a random choice drawn with ``seed`` (kept in file order)."""
     rows = _jsonl(samples_dir / f"{dataset}.jsonl.gz")
     if tasks is not None:
-        keep = list(dict.fromkeys(r["task_id"] for r in rows))[:tasks]
-        rows = [r for r in rows if r["task_id"] in set(keep)]
+        every = list(dict.fromkeys(r["task_id"] for r in rows))
+        keep = set(
+            every[:tasks] if seed is None else random.Random(seed).sample(every, min(tasks, len(every)))
+        )
+        rows = [r for r in rows if r["task_id"] in keep]
     path = work / f"{dataset}.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -502,6 +509,7 @@ def run(
     tasks: int | None,
     *,
     timed: bool,
+    seed: int | None = None,
     samples_dir: Path = SAMPLES_DIR,
 ) -> dict[str, Any]:
     """Both sides on the sample set; ``timed`` runs each twice and reports the second (warm caches)."""
@@ -510,9 +518,14 @@ def run(
     shutil.rmtree(work, ignore_errors=True)  # cold caches: each side computes its references here
     work.mkdir(parents=True)
     rounds = 2 if timed else 1
-    report: dict[str, Any] = {"machine": machine(), "parallel": parallel, "warm_caches": timed}
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "parallel": parallel,
+        "warm_caches": timed,
+        "task_seed": seed,
+    }
     for dataset in datasets:
-        samples = _plain_samples(dataset, samples_dir, work, tasks)
+        samples = _plain_samples(dataset, samples_dir, work, tasks, seed)
         task_ids = list(
             dict.fromkeys(json.loads(line)["task_id"] for line in samples.read_text().splitlines())
         )
@@ -543,7 +556,10 @@ def main() -> None:
     r.add_argument("--dataset", choices=["humaneval", "mbpp"], action="append")
     r.add_argument("--work", type=Path, default=REPO / "build" / "evalplus-agreement")
     r.add_argument("--parallel", type=int, default=2)
-    r.add_argument("--tasks", type=int, default=None, help="only the first N tasks of each dataset")
+    r.add_argument("--tasks", type=int, default=None, help="only N tasks of each dataset (the first N)")
+    r.add_argument(
+        "--seed", type=int, default=None, help="with --tasks: N tasks drawn at random with this seed"
+    )
     r.add_argument("--once", action="store_true", help="one cold run per side (agreement only, no timing)")
     args = parser.parse_args()
     if args.data_root is None:
@@ -556,7 +572,15 @@ def main() -> None:
         )
     else:
         datasets = args.dataset or ["humaneval", "mbpp"]
-        report = run(args.data_root, datasets, args.work, args.parallel, args.tasks, timed=not args.once)
+        report = run(
+            args.data_root,
+            datasets,
+            args.work,
+            args.parallel,
+            args.tasks,
+            timed=not args.once,
+            seed=args.seed,
+        )
         print(json.dumps(report, indent=2))
 
 
