@@ -153,6 +153,11 @@ def test_full_queue_answers_429_and_the_client_retries():
         assert all(ra == "1" for c, ra in zip(codes, retry_after, strict=True) if c == 429)
         results = SandboxClient(url, cfg).run_batch([Job(code=slow["code"], tests=slow["tests"])] * 6)
         assert [r.verdicts for r in results] == [["passed"]] * 6
+        # a full queue is waited out, however many 429s: they are not failed attempts
+        patient = SandboxClient(url, cfg.model_copy(update={"max_attempts": 1}))
+        assert [r.verdicts for r in patient.run_batch([Job(code=slow["code"], tests=slow["tests"])] * 6)] == [
+            ["passed"]
+        ] * 6
         # server-side limits travel from the caller's config to the subprocess server
         chatty = SandboxClient(url, cfg).run(Job(code="print('z' * 100000)", tests=["assert 1 == 1"]))
         assert chatty.stdout.startswith("z" * 2048) and "[... 97953 more bytes dropped]" in chatty.stdout

@@ -1,7 +1,9 @@
 """Client of the sandbox service, used by the RL trainer and the evaluator.
 
 ``SandboxClient(url).run_batch(jobs)`` splits jobs into batches, sends them concurrently with httpx,
-retries 429/5xx/connection errors with exponential backoff (tenacity) within a deadline, and raises
+retries 5xx/connection errors with exponential backoff (tenacity) up to ``max_attempts`` within a
+deadline, waits out 429 (a full queue is back-pressure, not a failure: it retries until the deadline),
+and raises
 :class:`SandboxUnavailable` when the service cannot be reached. Verdicts are never invented here: a
 job the service could not run comes back with ``infra_error`` set, for the caller to retry or skip.
 """
@@ -14,13 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from diffucoder.sandbox.codec import decode, encode
 from diffucoder.sandbox.config import SandboxConfig
@@ -165,6 +161,10 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+class _Busy(_Retryable):
+    """429: the server's queue is full; retried until the deadline without counting as a failure."""
+
+
 class SandboxClient:
     def __init__(self, url: str, cfg: SandboxConfig | None = None):
         self.url = url.rstrip("/")
@@ -255,7 +255,7 @@ class SandboxClient:
     ) -> httpx.Response:
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
-            stop=stop_after_attempt(self.cfg.max_attempts) | stop_after_delay(deadline),
+            stop=self._stop(deadline),
             wait=_wait_with_retry_after(),
             reraise=True,
         )
@@ -265,9 +265,22 @@ class SandboxClient:
                     return await self._send(http, path, body, deadline)
         except _Retryable as exc:
             raise SandboxUnavailable(
-                f"sandbox at {self.url} failed after {self.cfg.max_attempts} attempts: {exc}"
+                f"sandbox at {self.url} gave no answer (up to {self.cfg.max_attempts} failed attempts "
+                f"within {deadline:.0f} s): {exc}"
             ) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _stop(self, deadline: float):
+        """Stop after ``max_attempts`` failures or at the deadline; a 429 is no failure (a large
+        evaluation sends more jobs than the server queues, and the queue drains)."""
+        failures = 0
+
+        def stop(state: RetryCallState) -> bool:
+            nonlocal failures
+            failures += not isinstance(state.outcome.exception(), _Busy)
+            return failures >= self.cfg.max_attempts or state.seconds_since_start >= deadline
+
+        return stop
 
     async def _send(
         self, http: httpx.AsyncClient, path: str, body: dict[str, Any], deadline: float
@@ -280,7 +293,7 @@ class SandboxClient:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code == 429 or response.status_code >= 500:
             retry_after = response.headers.get("Retry-After")
-            raise _Retryable(
+            raise (_Busy if response.status_code == 429 else _Retryable)(
                 f"HTTP {response.status_code}: {response.text[:200]}",
                 float(retry_after) if retry_after and retry_after.isdigit() else None,
             )
