@@ -378,8 +378,9 @@ def _subset_data(data_root: Path, dataset: str, task_ids: list[str], work: Path)
     if len(kept) == len(rows):
         return source
     path = work / f"{dataset}-subset.jsonl.gz"
-    # mtime 0: the same selection gives the same bytes, so both sides' caches (keyed by the file's
-    # hash) stay valid for a later --reuse-caches run
+    if path.exists() and _jsonl(path) == kept:
+        return path  # kept as it is: both sides' caches are keyed by the file's hash (--reuse-caches)
+    # mtime 0: the same selection gives the same bytes
     text = "".join(json.dumps(row) + "\n" for row in kept)
     path.write_bytes(gzip.compress(text.encode(), mtime=0))
     return path
