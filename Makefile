@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup run smoke test test-slow test-all lint bench compile images system-deps clean
+.PHONY: setup run smoke test test-slow test-all test-evalplus lint bench compile images system-deps clean
 
 setup: $(STAMP) system-deps
 
@@ -54,6 +54,11 @@ test-slow: setup
 
 test-all: setup
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+# Sample-for-sample agreement with EvalPlus 0.3.1, installed from PyPI into build/evalplus-0.3.1
+# (once; reused while it imports) and run offline on the project's HumanEval+/MBPP+ files.
+test-evalplus: setup
+	$(BIN)/python -m pytest -m slow tests/evaluation/test_evalplus_agreement.py $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests components pipelines benchmarks

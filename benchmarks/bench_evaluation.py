@@ -41,7 +41,13 @@ def git_sha() -> str | None:
 def bench_execution(client, n_problems: int) -> dict:
     from diffucoder.evaluation.benchmarks import load_benchmark
     from diffucoder.evaluation.config import EvaluationConfig
-    from diffucoder.evaluation.execution import candidate_jobs, execute_candidates, run_references
+    from diffucoder.evaluation.execution import (
+        candidate_job,
+        combined_verdict,
+        execute_candidates,
+        tier_names,
+    )
+    from diffucoder.evaluation.references import run_references
 
     cfg = EvaluationConfig(max_problems=n_problems)
     problems = [p for name in ("humaneval_plus", "mbpp_plus", "mbpp") for p in load_benchmark(name, cfg)]
@@ -53,10 +59,13 @@ def bench_execution(client, n_problems: int) -> dict:
     t0 = time.perf_counter()
     results = execute_candidates(items, client, references, cfg)
     t_batched = time.perf_counter() - t0
-    assert all(r.passed == r.total for r in results), "a reference failed as a candidate"
+    assert all(combined_verdict(r)[0] for r in results), "a reference failed as a candidate"
     t0 = time.perf_counter()
-    for job in candidate_jobs(items, references, cfg):
-        client.run(job)
+    for problem, program in items:
+        for tier in tier_names(problem):
+            client.run(
+                candidate_job(problem, tier, program, references[(problem.benchmark, problem.task_id)], cfg)
+            )
     t_single = time.perf_counter() - t0
     return {
         "problems": len(problems),

@@ -51,13 +51,13 @@ def build_engine(dims: dict, device: str, precision: str):
     import deepspeed
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from diffucoder.model.build import declare_diffusion
+    from diffucoder.model.build import declare_diffusion_config
     from diffucoder.model.diffusion_lm import DiffusionLM
 
     vocab = dims["vocab_size"]
     hf = Qwen2ForCausalLM(Qwen2Config(**dims, max_position_embeddings=4096, attn_implementation="sdpa"))
-    declare_diffusion(
-        hf, SimpleNamespace(mask_token_id=vocab - 1, pad_token_id=vocab - 2, eos_token_id=vocab - 3)
+    declare_diffusion_config(
+        hf.config, SimpleNamespace(mask_token_id=vocab - 1, pad_token_id=vocab - 2, eos_token_id=vocab - 3)
     )
     model = DiffusionLM(hf).to(device)
     config = {

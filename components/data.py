@@ -1,5 +1,6 @@
 """Data steps: raw sources -> per-shard filter (ParallelFor) -> dedup -> per-shard finalize -> report,
-plus the tiny task sets, the tokenizer (tiny only), the mid-training mix and packing."""
+plus the tiny task sets, the tokenizer, the mid-training text and packing. Each follows the run's data
+plan (``pipeline_steps.read_plan``): what the run does not need becomes a small "unused" marker."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
@@ -8,15 +9,15 @@ from components.images import TOOLS_IMAGE
 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
-def ingest(config_yaml: str, data_root: str, raw_uris: list, stdlib_max_files: int) -> list:
-    """The fan-outs' items: ``[{"uri", "shard", "data_root"}]`` (the stdlib cut into raw shards when no URIs)."""
+def ingest(config_yaml: str, data_root: str, stdlib_max_files: int) -> list:
+    """The fan-outs' items: ``[{"uri", "shard", "data_root"}]`` from ``data.sources.pretrain``."""
     import time
 
     from diffucoder import pipeline_steps as steps
 
     started = time.time()
     cfg = steps.config_from_yaml(config_yaml)
-    inputs = steps.raw_sources(cfg, data_root, [str(u) for u in raw_uris], stdlib_max_files)
+    inputs = steps.raw_sources(cfg, data_root, steps.read_plan(data_root), stdlib_max_files)
     return steps.ingest_units(cfg, data_root, inputs, started)
 
 
@@ -69,7 +70,7 @@ def data_report(config_yaml: str, data_root: str, docs_per_shard: list, corpus: 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
 def tiny_tasks(config_yaml: str, data_root: str, tasks: Output[Dataset]):
-    """The tiny task family: train/held-out tasks, the SFT set (stage 3) and the RL set (stage 4)."""
+    """The tiny task family (train/held-out tasks, SFT and RL sets), when a stage or evaluation reads it."""
     import json
 
     from diffucoder import pipeline_steps as steps
@@ -87,7 +88,7 @@ def tiny_tasks(config_yaml: str, data_root: str, tasks: Output[Dataset]):
 def tokenizer(
     config_yaml: str, data_root: str, vocab_size: int, corpus: Input[Dataset], tokenizer: Output[dsl.Artifact]
 ):
-    """Train the tiny BPE tokenizer on the filtered corpus (or take the base model's)."""
+    """The tokenizer packing uses: the base (or start) model's, or a BPE trained on the filtered corpus."""
     import json
 
     from diffucoder import pipeline_steps as steps
@@ -105,7 +106,7 @@ def tokenizer(
 def midtrain_mix(
     config_yaml: str, data_root: str, corpus: Input[Dataset], tasks: Input[Dataset], mix: Output[Dataset]
 ):
-    """Stage-2 text: the filtered corpus interleaved with the train tasks written as code."""
+    """Stage-2 text: ``data.sources.midtrain``, or (generated:tiny) the corpus with the train tasks as code."""
     import json
 
     from diffucoder import pipeline_steps as steps

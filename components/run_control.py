@@ -23,11 +23,11 @@ def open_run(
     kfp_run_id: str,
     job_name: str,
     run_name: str,
-    raw_uris: list,
     stdlib_max_files: int,
     vocab_size: int,
 ) -> NamedTuple("RunInfo", config_yaml=str, run_root=str, data_root=str, parent_run_id=str):
-    """Resolve the config once; start the MLflow parent run; return what every later step needs."""
+    """Resolve the config once and check the run can go (every stage it trains has a data source, the
+    models it starts from are imported); store the data plan; start the MLflow parent run."""
     from diffucoder import pipeline_steps as steps
 
     cfg = steps.resolve_config(
@@ -41,8 +41,11 @@ def open_run(
         base_model_uri,
         benchmark_root,
     )
+    plan = steps.plan_run(cfg, arguments)  # raises before anything is written or started
+    steps.check_inputs(cfg, arguments, plan)
     root = steps.run_root(cfg, run_name or job_name)
-    data = steps.data_root(cfg, [str(u) for u in raw_uris], stdlib_max_files, vocab_size)
+    data = steps.data_root(cfg, plan, stdlib_max_files, vocab_size)
+    steps.write_plan(data, plan)
     parent = steps.open_pipeline(cfg, root, data, arguments, kfp_run_id, job_name)
     from typing import NamedTuple
 
@@ -105,8 +108,6 @@ def check_data(
     run_root: str,
     parent_run_id: str,
     skip_if_data_unchanged: bool,
-    sft_data_uri: str,
-    rl_data_uri: str,
     corpus: Input[Dataset],
     tasks: Input[Dataset],
     tokenizer: Input[Artifact],
@@ -128,6 +129,6 @@ def check_data(
     }
     fingerprint = steps.data_fingerprint(
         {name: a.metadata["content_sha256"] for name, a in artifacts.items()},
-        {"instruct": sft_data_uri, "grpo": rl_data_uri},
+        steps.stage_source_uris(cfg),
     )
     return steps.check_data(cfg, run_root, parent_run_id, fingerprint, bool(skip_if_data_unchanged))

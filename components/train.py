@@ -23,10 +23,10 @@ def train_stage(
     model: Output[Model],
     init: Input[Model] = None,
     init_uri: str = "",
-    data_uri: str = "",
     sandbox_url: str = "",
 ):
-    """Train ``stage`` from ``init`` (or ``init_uri``, or from scratch) on ``data`` (or ``data_uri``).
+    """Train ``stage`` from ``init`` (or ``init_uri``, or from scratch) on ``data`` (stages 1-2) or
+    ``data.sources.<stage>`` (stages 3-4; generated:tiny = the task set in ``data``).
 
     ``launcher``: ``in-process`` trains in this pod; ``trainjob`` creates a Kubeflow Trainer TrainJob
     (multi-node stages) and follows it to completion. Output: the sealed ``final/`` model.
@@ -39,7 +39,7 @@ def train_stage(
     steps.export_run_env(parent_run_id, kfp_run_id, pipeline_name)
     start = init.metadata["uri"] if init is not None else init_uri
     with steps.timed_step(run_root, stage) as rec:
-        src = steps.stage_data_uri(stage, data.metadata["uri"], data_uri)
+        src = steps.stage_data_uri(cfg, stage, data.metadata["uri"])
         result = steps.train(
             cfg, run_root, stage, src, start, launcher, kfp_run_id, parent_run_id, sandbox_url
         )

@@ -18,6 +18,9 @@ stage on; ``run_grpo`` skips stage 4 (the instruct model is then evaluated and r
 cached data steps) equals the champion model's. Registration is followed by ``promote-model``
 (candidate vs champion, :mod:`diffucoder.ops.promotion`). ``run_name`` (default: the KFP job name)
 names the run root and the MLflow parent run.
+Each stage reads the source the config's ``data.sources`` names; open-run refuses a run that would
+train a stage without one, and the data steps build only what the run's stages read (a step the run
+does not need leaves an "unused" marker, so the DAG has one shape).
 """
 
 import copy
@@ -113,11 +116,8 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
         tracking_uri: str = "",
         experiment: str = "",
         base_model_uri: str = "",
-        raw_data_uris: list = [],  # noqa: B006
         stdlib_max_files: int = 0,
         tokenizer_vocab_size: int = 4096,
-        sft_data_uri: str = "",
-        rl_data_uri: str = "",
         benchmark_root: str = "",
         checkpoint_eval_benchmarks: str = "tiny_heldout",
         final_eval_benchmarks: str = "",
@@ -159,19 +159,15 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                     kfp_run_id=job_id,
                     job_name=job_name,
                     run_name=run_name,
-                    raw_uris=raw_data_uris,
                     stdlib_max_files=stdlib_max_files,
                     vocab_size=tokenizer_vocab_size,
                     arguments=dict(
-                        sft_data_uri=sft_data_uri,
-                        rl_data_uri=rl_data_uri,
                         sandbox_mode=sandbox_mode,
                         sandbox_url=sandbox_url,
                         launcher=launcher,
                         start_from=start_from,
                         start_model_uri=start_model_uri,
                         run_grpo=run_grpo,
-                        raw_data_uris=raw_data_uris,
                         stdlib_max_files=stdlib_max_files,
                         tokenizer_vocab_size=tokenizer_vocab_size,
                         checkpoint_eval_benchmarks=checkpoint_eval_benchmarks,
@@ -187,10 +183,7 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
             # ---- data: fan-out over shards, global dedup, fan-out finalize, report ----
             units = place.data(
                 data_steps.ingest(
-                    config_yaml=cfg_yaml,
-                    data_root=data_root,
-                    raw_uris=raw_data_uris,
-                    stdlib_max_files=stdlib_max_files,
+                    config_yaml=cfg_yaml, data_root=data_root, stdlib_max_files=stdlib_max_files
                 )
             )
             with dsl.ParallelFor(
@@ -246,7 +239,6 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                 for stage, text in (("pretrain", corpus.outputs["corpus"]), ("midtrain", mix.outputs["mix"]))
             }
             packed["instruct"] = packed["grpo"] = tasks.outputs["tasks"]
-            data_uris = {"instruct": sft_data_uri, "grpo": rl_data_uri}
             sandbox = place.control(
                 sandbox_endpoint(
                     config_yaml=cfg_yaml,
@@ -269,7 +261,6 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                     **common,
                     launcher=stage_launcher,
                     data=packed[stage],
-                    data_uri=data_uris.get(stage, ""),
                     sandbox_url=sandbox.output if stage == "grpo" else "",
                     **(
                         {"init": init_task.outputs["model"]}
@@ -319,8 +310,6 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                     run_root=run_root,
                     parent_run_id=parent,
                     skip_if_data_unchanged=skip_if_data_unchanged,
-                    sft_data_uri=sft_data_uri,
-                    rl_data_uri=rl_data_uri,
                     corpus=corpus.outputs["corpus"],
                     tasks=tasks.outputs["tasks"],
                     tokenizer=tok.outputs["tokenizer"],

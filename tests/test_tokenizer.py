@@ -16,6 +16,7 @@ from diffucoder import storage
 from diffucoder.data.tokenizer import (
     CHAT_TEMPLATE,
     DEFAULT_SPECIAL_TOKENS,
+    add_diffusion_tokens,
     load_tokenizer,
     save_tokenizer,
     train_tokenizer,
@@ -100,22 +101,29 @@ def test_save_load_local_and_s3(tok, tmp_path, s3_env):
         )
 
 
-def test_load_adds_mask_and_pad_to_a_foreign_tokenizer(tmp_path):
-    """A Qwen-like tokenizer without diffusion tokens gets <|mask|> and <|dlm_pad|> appended."""
+def test_load_keeps_a_foreign_tokenizer_and_conversion_appends_the_diffusion_tokens(tmp_path):
+    """Loading honours what a tokenizer declares; converting a base appends bos, mask, pad in order."""
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     raw.add_tokens(list(pre_tokenizers.ByteLevel.alphabet()))
-    foreign = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>")
+    foreign = PreTrainedTokenizerFast(
+        tokenizer_object=raw, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
     foreign.save_pretrained(tmp_path / "foreign")
     before = len(foreign)
     loaded = load_tokenizer(str(tmp_path / "foreign"))
-    assert len(loaded) == before + 2
-    assert loaded.mask_token == "<|mask|>" and loaded.mask_token_id >= before
-    assert loaded.pad_token == "<|dlm_pad|>" and loaded.pad_token_id >= before
+    assert len(loaded) == before and loaded.mask_token is None
+    assert loaded.pad_token == "<|endoftext|>"  # the pad it declares, not ours
+
+    added = add_diffusion_tokens(loaded, bos="<|beginoftext|>")
+    assert added == [before, before + 1, before + 2]
+    assert loaded.convert_ids_to_tokens(added) == ["<|beginoftext|>", "<|mask|>", "<|dlm_pad|>"]
+    assert (loaded.bos_token_id, loaded.mask_token_id, loaded.pad_token_id) == tuple(added)
     assert loaded.eos_token_id == foreign.eos_token_id
     assert loaded.chat_template == CHAT_TEMPLATE
     assert loaded("a<|mask|>")["input_ids"][-1] == loaded.mask_token_id
+    assert add_diffusion_tokens(loaded, bos="<|beginoftext|>") == []  # already there: nothing appended
 
 
 def test_missing_tokenizer_dir_is_named(tmp_path):

@@ -18,6 +18,7 @@ Command = Callable[[argparse.Namespace], int]
 COMMANDS = {
     "data": "diffucoder.data.cli",
     "train": "diffucoder.train.cli",
+    "model": "diffucoder.model.cli",
     "generate": "diffucoder.decoding.cli",
     "sandbox": "diffucoder.sandbox.cli",
     "evaluate": "diffucoder.evaluation.cli",

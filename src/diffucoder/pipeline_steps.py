@@ -14,7 +14,10 @@ Run layout under ``<output_root>/<run name>/``::
     pretrain/ midtrain/ instruct/ grpo/ eval-<label>/   the stages' artifacts
 
 Data artifacts live under ``<output_root>/data/<data fingerprint>/`` (:func:`data_root`): raw/,
-work/, corpus/, tasks/, tokenizer/, midtrain-mix/, <stage>-packed/, steps/.
+work/, corpus/, tasks/, tokenizer/, midtrain-mix/, <stage>-packed/, steps/, plan.json. What the data
+steps build follows the run's :class:`DataPlan` (the stages it trains and the sources
+``data.sources`` names); a step the run does not need writes a small sealed ``unused/<step>/``
+marker instead, so the DAG keeps one shape for every run.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import yaml
@@ -103,13 +107,138 @@ def run_root(cfg: RunConfig, job_name: str) -> str:
     return storage.join(cfg.output_root, run_name(job_name))
 
 
-def data_root(cfg: RunConfig, raw_uris: list[str], stdlib_max_files: int, vocab_size: int) -> str:
+# --------------------------------------------------------------------------------------------
+# The data plan: what a run's data steps build, checked before any compute
+# --------------------------------------------------------------------------------------------
+
+PLAN_FILE = "plan.json"
+SOURCE_HINTS = {
+    "pretrain": "raw code URIs, or [generated:tiny]",
+    "midtrain": "sealed filtered-text shards from `diffucoder data prepare`, or generated:tiny",
+    "instruct": "an SFT JSONL/Parquet URI (chat or OpenCoder rows), or generated:tiny",
+    "grpo": "an RL JSONL/Parquet URI (AceCode-style rows), or generated:tiny",
+}
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """What one run's data steps produce, from the stages it trains and ``data.sources``.
+
+    Attributes:
+        stages: the training stages the run trains, in order.
+        corpus: build the stage-1 corpus (stage 1 trains on it, or stage 2 mixes tiny tasks into it).
+        tiny_tasks: generate the tiny tasks (a stage's source is generated:tiny, or an evaluation of
+            the run scores tiny_heldout).
+        tokenizer_from: the tokenizer packing uses: a model URI (the base model, or the start model of
+            a run that starts at stage 2), or "" = a BPE trained on the corpus. Unused when no stage packs.
+    """
+
+    stages: tuple[str, ...]
+    corpus: bool
+    tiny_tasks: bool
+    tokenizer_from: str
+
+    @property
+    def packs(self) -> bool:
+        return any(s in self.stages for s in ("pretrain", "midtrain"))
+
+
+def _no_source(stage: str) -> str:
+    return f"stage {stage} has no data source: set data.sources.{stage} ({SOURCE_HINTS[stage]})"
+
+
+def _benchmarks(names: str, cfg: RunConfig) -> list[str]:
+    return [b.strip() for b in names.split(",") if b.strip()] or list(cfg.evaluation.benchmarks)
+
+
+def plan_run(cfg: RunConfig, arguments: dict[str, Any]) -> DataPlan:
+    """The run's data plan from its config and pipeline arguments, refusing what cannot run.
+
+    Raises:
+        ValueError: a stage the run trains has no data source (naming the stage and the setting),
+            a later start without ``start_model_uri``, or an unknown ``start_from``.
+    """
+    start = arguments.get("start_from", "pretrain")
+    if start not in TRAIN_STAGES:
+        raise ValueError(f"start_from={start!r}: expected one of {', '.join(TRAIN_STAGES)}")
+    start_model = arguments.get("start_model_uri", "")
+    if start != "pretrain" and not start_model:
+        raise ValueError(f"start_from={start} needs start_model_uri (the model that stage starts from)")
+    stages = TRAIN_STAGES[TRAIN_STAGES.index(start) :]
+    run_grpo = arguments.get("run_grpo", True)
+    if isinstance(run_grpo, str):  # kfp.local hands parameters inside a dict over as strings
+        run_grpo = run_grpo.lower() == "true"
+    if not run_grpo and start != "grpo":
+        stages = stages[:-1]
+    sources = cfg.data.sources
+    missing = [_no_source(stage) for stage in stages if not sources.of(stage)]
+    if missing:
+        raise ValueError("; ".join(missing))
+    evaluated = _benchmarks(arguments.get("final_eval_benchmarks", ""), cfg)
+    if "instruct" in stages:
+        evaluated += _benchmarks(arguments.get("checkpoint_eval_benchmarks", ""), cfg)
+    generated = [s for s in stages if sources.generated(s)]
+    tokenizer_from = ""  # later starts pack nothing
+    if start == "midtrain":
+        tokenizer_from = start_model
+    elif start == "pretrain":
+        tokenizer_from = cfg.model.base_model_uri or ""
+    return DataPlan(
+        stages=stages,
+        corpus="pretrain" in stages or "midtrain" in generated,
+        tiny_tasks=bool(set(generated) - {"pretrain"}) or "tiny_heldout" in evaluated,
+        tokenizer_from=tokenizer_from,
+    )
+
+
+def check_inputs(cfg: RunConfig, arguments: dict[str, Any], plan: DataPlan) -> None:
+    """Everything the run reads exists, before any compute: each source URI of a stage it trains,
+    and the models it starts from, which must be sealed project artifacts of the right kind (their
+    config.json is read, nothing is downloaded), so a released checkpoint never imported fails here.
+
+    Raises:
+        FileNotFoundError / storage.IncompleteArtifactError / ValueError: naming the setting.
+    """
+    from diffucoder.model.kinds import check_sealed_model
+
+    sources = cfg.data.sources
+    for stage in plan.stages:
+        if sources.generated(stage):
+            continue
+        source = sources.of(stage)
+        for uri in source if isinstance(source, list) else [source]:
+            if not storage.exists(uri):
+                raise FileNotFoundError(f"data.sources.{stage}: {uri} does not exist")
+    midtrain_text = "midtrain" in plan.stages and not sources.generated("midtrain")
+    if midtrain_text and not storage.is_complete(sources.midtrain):
+        raise storage.IncompleteArtifactError(
+            f"data.sources.midtrain={sources.midtrain}: not a sealed directory of filtered text shards "
+            "(write it with `diffucoder data prepare --out`)"
+        )
+    if cfg.model.base_model_uri and plan.stages[0] == "pretrain":
+        check_sealed_model(cfg.model.base_model_uri, "model.base_model_uri", base=True)
+    if arguments.get("start_model_uri"):
+        check_sealed_model(arguments["start_model_uri"], "start_model_uri", base=False)
+
+
+def write_plan(root: str, plan: DataPlan) -> None:
+    storage.write_text(storage.join(root, PLAN_FILE), json.dumps(asdict(plan), indent=1))
+
+
+def read_plan(root: str) -> DataPlan:
+    """The plan open-run stored for this data root (the root's name is keyed by it)."""
+    data = json.loads(storage.read_text(storage.join(root, PLAN_FILE)))
+    return DataPlan(**{**data, "stages": tuple(data["stages"])})
+
+
+def data_root(cfg: RunConfig, plan: DataPlan, stdlib_max_files: int, vocab_size: int) -> str:
     """Where the data steps write: keyed by everything that shapes the data, not by the run, so a
-    rerun with the same data settings finds (and KFP's cache can reuse) the same artifacts."""
+    rerun with the same data settings finds (and KFP's cache can reuse) the same artifacts. The plan
+    is part of the key: a run that builds no corpus must not leave an empty one for a run that does."""
     key = {
         "data": cfg.data.model_dump(mode="json"),
         "seed": cfg.seed,
-        "raw": list(raw_uris),
+        "plan": asdict(plan),
         "stdlib_max_files": stdlib_max_files,
         "vocab_size": vocab_size,
         "base_model": cfg.model.base_model_uri,
@@ -117,6 +246,20 @@ def data_root(cfg: RunConfig, raw_uris: list[str], stdlib_max_files: int, vocab_
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return storage.join(cfg.output_root, "data", digest)
+
+
+def unused(cfg: RunConfig, root: str, step: str, reason: str) -> str:
+    """A sealed marker artifact for a step this run does not need; returns its URI."""
+    from diffucoder.data import io
+
+    out = storage.join(root, "unused", step)
+    with io.output_dir(out) as path:
+        io.write_json(str(path / "unused.json"), {"step": step, "reason": reason})
+    return out
+
+
+def is_unused(uri: str) -> bool:
+    return storage.exists(storage.join(uri, "unused.json"))
 
 
 def export_run_env(parent_run_id: str = "", kfp_run_id: str = "", pipeline_name: str = "") -> None:
@@ -344,13 +487,20 @@ def sandbox_endpoint(cfg: RunConfig, mode: str, url: str, kfp_run_id: str) -> st
 INGEST_STARTED = "ingest_started_at"
 
 
-def raw_sources(cfg: RunConfig, root: str, raw_uris: list[str], stdlib_max_files: int) -> list[str]:
-    """The raw inputs: the given URIs, else the CPython stdlib cut into raw shards (tiny preset)."""
-    if raw_uris:
-        return list(raw_uris)
-    from diffucoder.data.corpus import build_stdlib_corpus
+def raw_sources(cfg: RunConfig, root: str, plan: DataPlan, stdlib_max_files: int) -> list[str]:
+    """The raw inputs of the stage-1 corpus: ``data.sources.pretrain`` (generated:tiny = the CPython
+    stdlib cut into raw shards), or one empty raw shard when the run builds no corpus."""
+    from diffucoder.data.corpus import build_stdlib_corpus, write_doc_shards
 
     out = storage.join(root, "raw")
+    if not plan.corpus:
+        from diffucoder.data import io
+
+        with io.output_dir(out) as path:
+            write_doc_shards(path, [], cfg.data.shard_docs)  # the fan-outs need one item
+        return [out]
+    if not cfg.data.sources.generated("pretrain"):
+        return list(cfg.data.sources.pretrain)
     build_stdlib_corpus(out, cfg.data, max_files=stdlib_max_files or None)
     return [out]
 
@@ -447,17 +597,25 @@ def data_report(cfg: RunConfig, root: str) -> dict[str, Any]:
 
 
 def tiny_tasks(cfg: RunConfig, root: str) -> str:
+    """The tiny task sets, or an unused marker when no stage or evaluation of the run reads them."""
     from diffucoder.data.formats import write_tiny_task_sets
 
+    if not read_plan(root).tiny_tasks:
+        return unused(
+            cfg, root, "tiny-tasks", "no stage source is generated:tiny and tiny_heldout is not evaluated"
+        )
     out = storage.join(root, "tasks")
     write_tiny_task_sets(out, cfg.data.tiny_tasks)
     return out
 
 
 def tokenizer(cfg: RunConfig, root: str, corpus: str, vocab_size: int) -> str:
-    """The base model's tokenizer when there is one, else a BPE trained on the filtered corpus."""
-    if cfg.model.base_model_uri:
-        return cfg.model.base_model_uri
+    """The tokenizer packing uses: the plan's model (base or start model), else a BPE trained on the corpus."""
+    plan = read_plan(root)
+    if not plan.packs:
+        return unused(cfg, root, "tokenizer", "no stage of this run reads packed data")
+    if plan.tokenizer_from:
+        return plan.tokenizer_from
     from diffucoder.data.pipeline import shard_files
     from diffucoder.data.tokenizer import train_tokenizer_from_shards
 
@@ -467,6 +625,12 @@ def tokenizer(cfg: RunConfig, root: str, corpus: str, vocab_size: int) -> str:
 
 
 def midtrain_mix(cfg: RunConfig, root: str, corpus: str, tasks: str) -> str:
+    """Stage 2's text: ``data.sources.midtrain`` (sealed filtered shards), or for generated:tiny the
+    corpus interleaved with the train tasks as code."""
+    if "midtrain" not in read_plan(root).stages:
+        return unused(cfg, root, "midtrain-mix", "this run does not train stage 2")
+    if not cfg.data.sources.generated("midtrain"):
+        return cfg.data.sources.midtrain  # checked sealed when the run opened (check_inputs)
     from diffucoder.data.corpus import build_midtrain_mix
     from diffucoder.data.pipeline import shard_files
 
@@ -476,6 +640,8 @@ def midtrain_mix(cfg: RunConfig, root: str, corpus: str, tasks: str) -> str:
 
 
 def pack(cfg: RunConfig, root: str, text: str, tokenizer_uri: str, stage: str) -> dict[str, Any]:
+    if stage not in read_plan(root).stages:
+        return {"uri": unused(cfg, root, f"pack-{stage}", f"this run does not train {stage}")}
     from diffucoder.data.pack import pack_shards
     from diffucoder.data.pipeline import shard_files
 
@@ -492,12 +658,18 @@ def pack(cfg: RunConfig, root: str, text: str, tokenizer_uri: str, stage: str) -
 STAGE_DATA = {"instruct": "sft/train.jsonl", "grpo": "rl/train.jsonl"}
 
 
-def stage_data_uri(stage: str, artifact_uri: str, override: str = "") -> str:
-    """The stage's input: an explicit URI, else the packed dir (1-2) or the task set's file (3-4)."""
-    if override:
-        return override
+def stage_data_uri(cfg: RunConfig, stage: str, artifact_uri: str) -> str:
+    """The stage's input: the packed dir (stages 1-2), else ``data.sources.<stage>`` (3-4), where
+    generated:tiny is the task set's file."""
     sub = STAGE_DATA.get(stage)
-    return storage.join(artifact_uri, sub) if sub else artifact_uri
+    if sub is None:
+        return artifact_uri
+    if cfg.data.sources.generated(stage):
+        return storage.join(artifact_uri, sub)
+    source = cfg.data.sources.of(stage)
+    if not source:
+        raise ValueError(_no_source(stage))
+    return source
 
 
 def train(
@@ -555,7 +727,8 @@ def evaluate(
     """Evaluate a model (tiny held-out tasks from the run's task set); returns metrics + file URIs."""
     from diffucoder.evaluation.run import run_evaluation
 
-    cfg.evaluation.tiny_heldout_uri = storage.join(tasks_uri, "heldout.jsonl")
+    if not is_unused(tasks_uri):
+        cfg.evaluation.tiny_heldout_uri = storage.join(tasks_uri, "heldout.jsonl")
     if sandbox_url:
         cfg.sandbox.url = sandbox_url
     names = [b.strip() for b in benchmarks.split(",") if b.strip()] or None
@@ -643,18 +816,40 @@ DATA_ARTIFACTS = ("corpus", "tasks", "tokenizer", "midtrain_mix", "pretrain_pack
 SKIPPED_TAG = "diffucoder.skipped"
 
 
+def stage_source_uris(cfg: RunConfig) -> dict[str, str]:
+    """The sources stages 3-4 read directly (``data.sources.instruct``/``grpo`` when not generated):
+    no data artifact covers them, so the fingerprint hashes them itself. Stage 1-2 sources reach
+    the stages through the corpus, mix and packed artifacts, which are hashed already."""
+    sources = cfg.data.sources
+    return {
+        stage: sources.of(stage) for stage in STAGE_DATA if sources.of(stage) and not sources.generated(stage)
+    }
+
+
+def _source_sha256(uri: str) -> str:
+    """A file's sha256, or for a directory/prefix the hash of its files' relative names and hashes."""
+    files = storage.list_files(uri)
+    if not files:
+        return hashlib.sha256(storage.read_bytes(uri)).hexdigest()
+    digest = hashlib.sha256()
+    for file_uri in files:
+        name = file_uri[len(str(uri)) :].lstrip("/")
+        digest.update(f"{name}\0{hashlib.sha256(storage.read_bytes(file_uri)).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
 def data_fingerprint(contents: dict[str, str], stage_data_uris: dict[str, str]) -> str:
     """Content hash of what the stages train on: the data artifacts' content hashes (every file's
     path, size and sha256, not when it was written, so data steps that rerun without KFP's cache and
-    write the same bytes give the same fingerprint) and any explicit stage data URI
-    (``sft_data_uri`` / ``rl_data_uri``) with its bytes' hash."""
+    write the same bytes give the same fingerprint) and the source each later stage reads directly
+    (:func:`stage_source_uris`) with its files' hash."""
     missing = sorted(set(DATA_ARTIFACTS) - set(contents))
     if missing:
         raise ValueError(f"data fingerprint: no content hash for {missing}")
     key = {name: contents[name] for name in DATA_ARTIFACTS}
     for stage, uri in sorted(stage_data_uris.items()):
         if uri:
-            key[stage] = f"{uri}#{hashlib.sha256(storage.read_bytes(uri)).hexdigest()}"
+            key[stage] = f"{uri}#{_source_sha256(uri)}"
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

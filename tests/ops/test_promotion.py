@@ -202,3 +202,22 @@ def test_stage_cost_and_run_totals_reach_mlflow_and_runs_compare(registry, capsy
         next(line for line in out.splitlines() if line.startswith("promotion/decision")).split()[1]
         == "promoted"
     )
+
+
+def test_fingerprint_follows_the_stage_sources_files(tmp_path):
+    """Stages 3-4 read data.sources directly; changing a byte of a source file (or a file of a
+    source dir) changes the fingerprint, renaming nothing else does not."""
+    contents = {name: f"sha-{name}" for name in steps.DATA_ARTIFACTS}
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text('{"id": 1}\n')
+    rl_dir = tmp_path / "rl"
+    rl_dir.mkdir()
+    (rl_dir / "part-0.jsonl").write_text('{"id": 2}\n')
+    sources = {"instruct": str(sft), "grpo": str(rl_dir)}
+    first = steps.data_fingerprint(contents, sources)
+    assert steps.data_fingerprint(contents, sources) == first
+    (rl_dir / "part-0.jsonl").write_text('{"id": 3}\n')
+    changed_dir = steps.data_fingerprint(contents, sources)
+    sft.write_text('{"id": 4}\n')
+    changed_file = steps.data_fingerprint(contents, sources)
+    assert len({first, changed_dir, changed_file}) == 3

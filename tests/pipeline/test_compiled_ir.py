@@ -250,13 +250,13 @@ def test_pipeline_parameters_and_defaults(compiled_ir):
         "tracking_uri",
         "experiment",
         "base_model_uri",
-        "raw_data_uris",
-        "sft_data_uri",
-        "rl_data_uri",
         "benchmark_root",
         "start_model_uri",
     ):
         assert name in params, name
+    # every stage's data comes from the config's data.sources section, never from a parameter
+    for name in ("raw_data_uris", "sft_data_uri", "rl_data_uri"):
+        assert name not in params, name
     assert spec["pipelineInfo"]["name"] == "diffucoder"
 
 

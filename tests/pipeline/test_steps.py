@@ -41,23 +41,31 @@ def test_bad_config_yaml_names_the_key():
         steps.config_from_yaml("- a\n- b\n")
 
 
-def test_data_root_follows_data_settings_only():
+def test_data_root_follows_data_settings_and_plan_only():
     a = load_config("tiny")
     b = load_config("tiny", ["pretrain.lr=0.1"])
     c = load_config("tiny", ["data.shard_docs=7"])
-    assert steps.data_root(a, [], 0, 4096) == steps.data_root(b, [], 0, 4096)
-    assert steps.data_root(a, [], 0, 4096) != steps.data_root(c, [], 0, 4096)
-    assert steps.data_root(a, [], 0, 4096) != steps.data_root(a, [], 40, 4096)
+    plan = steps.plan_run(a, {})
+    assert steps.data_root(a, plan, 0, 4096) == steps.data_root(b, plan, 0, 4096)
+    assert steps.data_root(a, plan, 0, 4096) != steps.data_root(c, plan, 0, 4096)
+    assert steps.data_root(a, plan, 0, 4096) != steps.data_root(a, plan, 40, 4096)
+    # a run that builds no corpus must not share a data root with one that does
+    grpo_only = steps.plan_run(a, {"start_from": "grpo", "start_model_uri": "/m"})
+    assert steps.data_root(a, plan, 0, 4096) != steps.data_root(a, grpo_only, 0, 4096)
 
 
 def test_run_name_and_stage_data():
     assert steps.run_name("diffucoder-2026-11-27 08:37:31") == "diffucoder-2026-11-27-08-37-31"
     with pytest.raises(ValueError, match="no usable characters"):
         steps.run_name("///")
-    assert steps.stage_data_uri("instruct", "s3://b/tasks") == "s3://b/tasks/sft/train.jsonl"
-    assert steps.stage_data_uri("grpo", "/t") == "/t/rl/train.jsonl"
-    assert steps.stage_data_uri("pretrain", "/p") == "/p"
-    assert steps.stage_data_uri("grpo", "/t", "s3://b/rl.jsonl") == "s3://b/rl.jsonl"
+    tiny = load_config("tiny")
+    assert steps.stage_data_uri(tiny, "instruct", "s3://b/tasks") == "s3://b/tasks/sft/train.jsonl"
+    assert steps.stage_data_uri(tiny, "grpo", "/t") == "/t/rl/train.jsonl"
+    assert steps.stage_data_uri(tiny, "pretrain", "/p") == "/p"
+    real = load_config("tiny", ["data.sources.grpo=s3://b/rl.jsonl", "data.sources.instruct=null"])
+    assert steps.stage_data_uri(real, "grpo", "/t") == "s3://b/rl.jsonl"
+    with pytest.raises(ValueError, match="stage instruct has no data source: set data.sources.instruct"):
+        steps.stage_data_uri(real, "instruct", "/t")
 
 
 def test_sandbox_endpoint_modes():
@@ -188,13 +196,13 @@ def test_rerun_restores_parameter_types_that_kfp_recorded_as_strings():
     recorded = {
         "stdlib_max_files": "40.0",
         "run_grpo": "false",
-        "raw_data_uris": "[]",
+        "overrides": "[]",
         "sandbox_mode": "local",
     }
     assert remote.typed_arguments(recorded) == {
         "stdlib_max_files": 40,
         "run_grpo": False,
-        "raw_data_uris": [],
+        "overrides": [],
         "sandbox_mode": "local",
     }
     for bad in ("forty", "40.5"):
@@ -213,3 +221,81 @@ def test_submit_to_an_unreachable_endpoint_names_it(unused_port):
 def test_data_row_without_an_ingest_start_says_what_to_rerun(tmp_path):
     with pytest.raises(FileNotFoundError, match="rerun the data steps from ingest"):
         steps.ingest_started(str(tmp_path / "data" / "abc"))
+
+
+def test_plan_needs_a_source_for_every_stage_the_run_trains():
+    paper = load_config("paper-7b")
+    with pytest.raises(ValueError) as err:
+        steps.plan_run(paper, {})
+    for stage in ("pretrain", "midtrain", "instruct", "grpo"):
+        assert f"stage {stage} has no data source: set data.sources.{stage}" in str(err.value)
+    # only the stages the run trains need one
+    grpo_only = load_config("paper-7b", ["data.sources.grpo=s3://rl/acecode-hard.jsonl"])
+    plan = steps.plan_run(grpo_only, {"start_from": "grpo", "start_model_uri": "s3://m/instruct"})
+    assert plan == steps.DataPlan(stages=("grpo",), corpus=False, tiny_tasks=False, tokenizer_from="")
+    assert not plan.packs
+    # the tiny tasks come only for an evaluation that scores them
+    plan = steps.plan_run(
+        grpo_only,
+        {
+            "start_from": "grpo",
+            "start_model_uri": "s3://m/i",
+            "final_eval_benchmarks": "humaneval,tiny_heldout",
+        },
+    )
+    assert plan.tiny_tasks and not plan.corpus
+    with pytest.raises(ValueError, match="start_from=instruct needs start_model_uri"):
+        steps.plan_run(grpo_only, {"start_from": "instruct"})
+    with pytest.raises(ValueError, match="start_from='sft': expected one of"):
+        steps.plan_run(grpo_only, {"start_from": "sft"})
+
+
+def test_plan_follows_start_and_generated_sources():
+    tiny = load_config("tiny")
+    assert steps.plan_run(tiny, {}) == steps.DataPlan(
+        stages=("pretrain", "midtrain", "instruct", "grpo"), corpus=True, tiny_tasks=True, tokenizer_from=""
+    )
+    no_grpo = steps.plan_run(tiny, {"run_grpo": "false"})  # kfp.local hands dict values over as text
+    assert no_grpo.stages == ("pretrain", "midtrain", "instruct")
+    midtrain = steps.plan_run(tiny, {"start_from": "midtrain", "start_model_uri": "/m/pretrain"})
+    assert midtrain.corpus and midtrain.tokenizer_from == "/m/pretrain"  # the mix reads the corpus
+    real = load_config(
+        "tiny",
+        [
+            "data.sources.midtrain=s3://c/annealing",
+            "data.sources.instruct=s3://s/sft.jsonl",
+            "data.sources.grpo=s3://r/rl.jsonl",
+        ],
+    )
+    only_mbpp = {"final_eval_benchmarks": "mbpp", "checkpoint_eval_benchmarks": "mbpp"}
+    plan = steps.plan_run(real, {"start_from": "midtrain", "start_model_uri": "/m", **only_mbpp})
+    assert not plan.corpus and not plan.tiny_tasks and plan.packs
+    based = load_config("tiny", ["model.base_model_uri=s3://m/qwen"])
+    assert steps.plan_run(based, {}).tokenizer_from == "s3://m/qwen"
+    with pytest.raises(ValueError, match="use \\[generated:tiny\\] alone or URIs"):
+        load_config("tiny", ["data.sources.pretrain=[generated:tiny,s3://x]"])
+    with pytest.raises(ValueError, match="unknown generated source 'generated:big'"):
+        load_config("tiny", ["data.sources.grpo=generated:big"])
+
+
+def test_inputs_must_exist_and_start_models_be_imported(tmp_path):
+    from tiny_checkpoints import write_dream_checkpoint
+
+    ck = write_dream_checkpoint(tmp_path / "dc")
+    cfg = load_config("tiny")
+    args = {"start_from": "grpo", "start_model_uri": str(ck.path)}
+    plan = steps.plan_run(cfg, args)
+    with pytest.raises(
+        storage.IncompleteArtifactError, match=f"import it first: diffucoder model import SRC {ck.path}"
+    ):
+        steps.check_inputs(cfg, args, plan)
+    with pytest.raises(FileNotFoundError, match="start_model_uri=.*no config.json there"):
+        steps.check_inputs(cfg, {**args, "start_model_uri": str(tmp_path / "none")}, plan)
+    missing = load_config("tiny", [f"data.sources.grpo={tmp_path / 'rl.jsonl'}"])
+    with pytest.raises(FileNotFoundError, match="data.sources.grpo: .*rl.jsonl does not exist"):
+        steps.check_inputs(missing, args, plan)
+    unsealed = load_config("tiny", [f"data.sources.midtrain={tmp_path}"])
+    with pytest.raises(
+        storage.IncompleteArtifactError, match="data.sources.midtrain=.*not a sealed directory"
+    ):
+        steps.check_inputs(unsealed, {}, steps.plan_run(unsealed, {}))

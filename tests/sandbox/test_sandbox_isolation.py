@@ -90,3 +90,51 @@ def test_landlock_confines_writes_to_the_job_dir(tmp_path):
 
     assert in_child(probe) == 0
     assert (job_dir / "ok.txt").exists() and not (outside / "no.txt").exists()
+
+
+_FAILING_ISOLATION = """
+import json, sys, tempfile, types
+from diffucoder.sandbox import executor, isolation, judge
+from diffucoder.sandbox.config import SandboxConfig
+from diffucoder.sandbox.protocol import RunRequest
+
+victim = sys.argv[1]  # "solution": the solution process of a tester job; "single": a plain job's child
+real_child = executor._child
+
+def child(slot, job, tmp, fds, out_w, err_w, body):
+    # in the forked child only: the tester's solution process is the one given two pipe ends
+    if (victim == "solution" and len(fds) == 2) or (victim == "single" and not job["tester"]):
+        def refuse(limits):
+            raise OSError("setrlimit refused")
+        isolation.apply_rlimits = refuse
+    real_child(slot, job, tmp, fds, out_w, err_w, body)
+
+executor._child = child
+slot = types.SimpleNamespace(uid=None, landlock=False, read_paths=[], seccomp=types.SimpleNamespace(load=lambda: None),
+                             tmp_root=tempfile.mkdtemp())
+tests = ["assert add(1, 2) == 3"] if victim == "single" else ["def check(f):\\n    assert f(1, 2) == 3\\ncheck(add)"]
+request = RunRequest(code="def add(a, b):\\n    return a + b\\n", tests=tests)
+job = judge.prepare(request, None)
+raw = executor.run_job(slot, judge.executor_job(job, SandboxConfig()))
+print(json.dumps(judge.verdicts_from(raw, job).model_dump()))
+"""
+
+
+@pytest.mark.parametrize("victim", ["none", "solution", "single"])
+def test_a_child_that_cannot_isolate_itself_is_an_infra_error(victim):
+    """Not a crash of the program: neither a plain job's child nor a tester job's solution process
+    runs anything unless every layer is in place, and the job reports why. (Run in a subprocess:
+    the executor kills every descendant of the process it runs in.)"""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _FAILING_ISOLATION, victim], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    if victim == "none":
+        assert result["infra_error"] is None and result["verdicts"] == ["passed"], result
+    else:
+        assert result["verdicts"] == [] and "setrlimit refused" in result["infra_error"], result

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sandbox_helpers import GOOD, NO_FENCE, SYNTAX, TWO_BLOCKS, assert_honest
 
-from diffucoder.sandbox.client import Job, SandboxClient, SandboxUnavailable
+from diffucoder.sandbox.client import Job, SandboxClient, SandboxUnavailable, Tier
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.local import free_port, local_sandbox
 from diffucoder.sandbox.rewards import code_rewards, format_reward, total_reward
@@ -82,6 +82,28 @@ def test_io_jobs_return_outputs_and_compare_like_evalplus(client):
     assert client.run(Job(code=mutating, entry_point="h", inputs=[[[]], [[]]], expected=[1, 1])).passed == 2
 
 
+def test_jobs_share_a_registered_tier_and_a_dropped_one_is_registered_again(client, sandbox_url):
+    """Many samples of a problem name one tier; the slot's copy of its inputs is never changed by a
+    solution that mutates its arguments; a ref the server no longer holds (409) is registered again."""
+    tier = Tier([[[]], [[5]]], [1, 2])
+    mutating = "def h(xs):\n    xs.append(1)\n    return len(xs)\n"
+    wrong = "def h(xs):\n    return 0\n"
+    jobs = [Job(code=mutating, entry_point="h", tier=tier) for _ in range(4)]
+    results = client.run_batch([*jobs, Job(code=wrong, entry_point="h", tier=tier)])
+    assert [r.verdicts for r in results] == [["passed", "passed"]] * 4 + [["failed", "failed"]]
+    (ref,) = tier.refs.values()
+    stale = "0" * 64
+    response = httpx.post(
+        f"{sandbox_url}/v1/run", json={"code": mutating, "entry_point": "h", "tier": stale}, timeout=30
+    )
+    assert response.status_code == 409 and response.json()["detail"]["missing_tiers"] == [stale]
+    tier.refs = {url: stale for url in tier.refs}  # as if the server had restarted
+    assert client.run(Job(code=mutating, entry_point="h", tier=tier)).verdicts == ["passed", "passed"]
+    assert list(tier.refs.values()) == [ref]
+    with pytest.raises(ValueError, match="tier or inputs"):
+        Job(code=mutating, entry_point="h", tier=tier, inputs=[[[]]])
+
+
 def test_bad_requests_are_rejected_with_the_field(client, sandbox_url):
     with pytest.raises(ValueError, match="not a Python identifier"):
         client.run(Job(code="x = 1", entry_point="f(); x", inputs=[[1]]))
@@ -131,6 +153,11 @@ def test_full_queue_answers_429_and_the_client_retries():
         assert all(ra == "1" for c, ra in zip(codes, retry_after, strict=True) if c == 429)
         results = SandboxClient(url, cfg).run_batch([Job(code=slow["code"], tests=slow["tests"])] * 6)
         assert [r.verdicts for r in results] == [["passed"]] * 6
+        # a full queue is waited out, however many 429s: they are not failed attempts
+        patient = SandboxClient(url, cfg.model_copy(update={"max_attempts": 1}))
+        assert [r.verdicts for r in patient.run_batch([Job(code=slow["code"], tests=slow["tests"])] * 6)] == [
+            ["passed"]
+        ] * 6
         # server-side limits travel from the caller's config to the subprocess server
         chatty = SandboxClient(url, cfg).run(Job(code="print('z' * 100000)", tests=["assert 1 == 1"]))
         assert chatty.stdout.startswith("z" * 2048) and "[... 97953 more bytes dropped]" in chatty.stdout

@@ -1,4 +1,5 @@
-"""Pure-Python parts of the sandbox: codec, probes, EvalPlus comparison, reward formulas."""
+"""Pure-Python parts of the sandbox: codec, probes, reward formulas (EvalPlus comparison:
+test_evalplus_compare.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import math
 import pytest
 from sandbox_helpers import GOOD, NO_FENCE, SYNTAX, TWO_BLOCKS
 
-from diffucoder.sandbox.codec import CodecError, decode, encode, outputs_match
+from diffucoder.sandbox.codec import CodecError, Opaque, decode, encode
 from diffucoder.sandbox.config import load_sandbox_config
+from diffucoder.sandbox.pool import SlotInputs
 from diffucoder.sandbox.probes import probe_for_assert, probes_for_io
+from diffucoder.sandbox.protocol import TierData
 from diffucoder.sandbox.rewards import extract_code, format_reward, total_reward
+from diffucoder.sandbox.tiers import TierStore
 
 
 @pytest.mark.parametrize(
@@ -44,25 +48,48 @@ def test_codec_nan_and_type_distinctions():
     assert type(decode(encode(1))) is int and type(decode(encode(1.0))) is float
 
 
-def test_codec_rejects_objects_and_forged_payloads():
+def test_codec_objects_become_inert_and_forged_payloads_fail():
     class Liar:
         def __eq__(self, other):
             return True
 
-    with pytest.raises(CodecError):
-        encode(Liar())
-    for forged in ({"x": 1}, {"i": "1"}, [1], {"l": 5}, {"d": [[{"l": []}, 1]]}):
+        __hash__ = object.__hash__
+
+    liar = decode(encode(Liar()))
+    assert isinstance(liar, Opaque) and liar != 1 and liar != liar.type_name and liar == liar
+    for forged in (
+        {"x": 1},
+        {"i": "1"},
+        [1],
+        {"l": 5},
+        {"d": [[{"l": []}, 1]]},
+        {"ln": [1, "a"]},
+        {"nd": ["<i8", [3], [{"i": 1}]]},
+        {"np": ["O", None]},
+        {"sub": ["x.Y", {"obj": "z"}]},
+        {"std": ["os.system", []]},
+    ):
         with pytest.raises(CodecError):
             decode(forged)
 
 
-def test_outputs_match_follows_evalplus():
-    assert outputs_match([1, 2], [1, 2]) and not outputs_match((1, 2), [1, 2])
-    assert outputs_match(0.1 + 0.2, 0.3)  # float expected: atol defaults to 1e-6
-    assert not outputs_match(0.31, 0.3) and outputs_match(0.31, 0.3, atol=0.02)
-    assert outputs_match([1.0, 2.0000001], [1.0, 2.0]) and not outputs_match([1.0], [1.0, 2.0])
-    assert not outputs_match(float("nan"), float("nan"))
-    assert not outputs_match("0.3", 0.3) and not outputs_match(1, 2)
+def test_codec_keeps_what_evalplus_compares():
+    import collections
+
+    import numpy as np
+
+    point = collections.namedtuple("Point", "x y")(1, 2)
+    back = decode(encode(point))
+    assert back == (1, 2) and type(back) is not tuple and isinstance(back, tuple)
+    assert decode(encode(point)) == back  # re-encoding a decoded value keeps it
+    counter = decode(encode(collections.Counter("abca")))
+    assert type(counter) is collections.Counter and counter == {"a": 2, "b": 1, "c": 1}
+    scalar, array = decode(encode(np.int64(3))), decode(encode(np.array([[1.5, 2.0]])))
+    assert type(scalar) is np.int64 and array.shape == (1, 2) and array.dtype == np.float64
+    big = 7**20_000  # beyond Python's 4300-digit str limit
+    assert decode(encode(big)) == big
+    million = list(range(10**6)) + [0.5]
+    assert decode(encode(million)) == million and type(decode(encode(million))[-1]) is float
 
 
 def test_probe_splits_assert_and_hides_expected():
@@ -78,7 +105,6 @@ def test_probe_splits_assert_and_hides_expected():
     # a split assert keeps Python's exact semantics (as running the assert would); only io jobs get atol
     assert probe_for_assert("assert f() == 0.3").judge(0.1 + 0.2) is False
     assert probe_for_assert("assert f() == 3.0").judge(3) is True
-    assert probes_for_io("f", [[1]], [0.3], 0.0)[0].judge(0.1 + 0.2) is True
 
 
 @pytest.mark.parametrize(
@@ -97,13 +123,17 @@ def test_other_shapes_run_whole(test):
     assert probe.mode == "exec" and probe.source == test
 
 
-def test_io_probes_validate():
-    probes = probes_for_io("f", [[1], [2]], [1, 4], 0.0)
-    assert [p.expected for p in probes] == [1, 4] and all("__diffucoder_input__" in p.source for p in probes)
+def test_io_probes_validate_and_keep_expected_values_out_of_the_wire():
+    probes = probes_for_io("f", [[1], [2]], [1, 4])
+    assert [p.expected for p in probes] == [1, 4]
+    assert [p.wire() for p in probes] == [
+        {"source": "f", "mode": "call", "input": 0},
+        {"source": "f", "mode": "call", "input": 1},
+    ]
     with pytest.raises(ValueError, match="not a Python identifier"):
-        probes_for_io("f(); import os", [[1]], None, 0.0)
+        probes_for_io("f(); import os", [[1]], None)
     with pytest.raises(ValueError, match="expected has 1 items but inputs has 2"):
-        probes_for_io("f", [[1], [2]], [1], 0.0)
+        probes_for_io("f", [[1], [2]], [1])
 
 
 @pytest.mark.parametrize(
@@ -141,3 +171,36 @@ def test_load_sandbox_config_reads_the_section_and_names_bad_keys(tmp_path):
         load_sandbox_config(None, ["wokers=2"])
     with pytest.raises(ValueError, match="neither a preset nor a file"):
         load_sandbox_config("no-such-preset")
+
+
+def test_tier_store_is_content_addressed_and_drops_the_least_recently_used():
+    a = TierData(inputs=[encode([1])], expected=[encode(2)])
+    b = TierData(inputs=[encode(["x" * 400])], expected=None)
+    store = TierStore(capacity_bytes=600)
+    first = store.put(a)
+    assert store.put(TierData(inputs=[encode([1])], expected=[encode(2)])) is first
+    assert first.inputs == [[1]] and first.expected == [2] and len(first) == 1
+    store.put(b)
+    assert store.get(first.ref) is first  # both fit: a is now the most recently used
+    store.put(TierData(inputs=[encode(["y" * 400])]))
+    assert store.get(first.ref) is first and len(store.tiers) == 2  # b went first
+    with pytest.raises(CodecError):
+        store.put(TierData(inputs=[{"bogus": 1}]))
+
+
+def test_slot_inputs_sends_a_tier_once_and_names_what_the_slot_keeps():
+    store = TierStore(capacity_bytes=1 << 20)
+    small, other = (store.put(TierData(inputs=[encode([n])])) for n in (1, 2))
+    slot = SlotInputs(capacity=small.inputs_bytes + other.inputs_bytes)
+    job = {"io": {"inputs": small.ref}}
+    slot.attach(job, small)
+    assert job["io"]["encoded"] == small.encoded_inputs and job["io"]["hold"] == [small.ref]
+    again = {"io": {"inputs": small.ref}}
+    slot.attach(again, small)
+    assert "encoded" not in again["io"]
+    slot.attach({"io": {"inputs": other.ref}}, other)
+    assert list(slot.held) == [small.ref, other.ref]
+    slot.clear()
+    fresh = {"io": {"inputs": small.ref}}
+    slot.attach(fresh, small)
+    assert "encoded" in fresh["io"]

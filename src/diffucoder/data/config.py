@@ -6,7 +6,7 @@ threshold set to ``None`` turns that rule off (datatrove convention).
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from diffucoder.config_base import StrictModel
 
@@ -183,8 +183,70 @@ class MidtrainMixConfig(StrictModel):
     task_copies: int = Field(1, ge=1, description="times each train task appears in the mix")
 
 
+GENERATED_TINY = "generated:tiny"
+SOURCE_STAGES = ("pretrain", "midtrain", "instruct", "grpo")
+
+
+class DataSourcesConfig(StrictModel):
+    """Where each training stage's data comes from: one setting per stage, nothing implicit.
+
+    A stage without a source cannot train: a pipeline run that would train it fails before any
+    compute, naming the setting. ``generated:tiny`` is the tiny preset's own data for that stage.
+    """
+
+    pretrain: list[str] = Field(
+        [],
+        description="raw code for the stage-1 corpus, filtered and deduplicated by the pipeline: local "
+        "dirs or s3:// prefixes of source files, JSONL/Parquet files with a text column, HF saved "
+        "datasets (what `diffucoder data prepare --input` takes); [generated:tiny] = the running "
+        "interpreter's CPython standard library",
+    )
+    midtrain: str | None = Field(
+        None,
+        description="stage-2 annealing text: sealed filtered-text shards (the output of `diffucoder data "
+        "prepare --out`); generated:tiny = the stage-1 corpus plus the tiny train tasks written as code",
+    )
+    instruct: str | None = Field(
+        None,
+        description="stage-3 SFT rows, a JSONL/Parquet file or a dir of them: chat rows {id, messages} or "
+        "OpenCoder-style {instruction, output} (converted as they are read); generated:tiny = the tiny "
+        "train tasks' SFT set",
+    )
+    grpo: str | None = Field(
+        None,
+        description="stage-4 RL problems, a JSONL/Parquet file: AceCode-style {id, question, test_cases, "
+        "entry_point, pass_rates} (`diffucoder data rl-hard-filter` makes the paper's hard split); "
+        "generated:tiny = the tiny tasks' RL slice",
+    )
+
+    @field_validator("pretrain")
+    @classmethod
+    def _pretrain_is_uris_or_generated(cls, value: list[str]) -> list[str]:
+        generated = [v for v in value if v.startswith("generated:")]
+        if generated and (len(value) > 1 or generated[0] != GENERATED_TINY):
+            raise ValueError(f"data.sources.pretrain: use [{GENERATED_TINY}] alone or URIs, got {value}")
+        return value
+
+    @field_validator("midtrain", "instruct", "grpo")
+    @classmethod
+    def _known_generator(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("generated:") and value != GENERATED_TINY:
+            raise ValueError(f"unknown generated source {value!r}; the one generator is {GENERATED_TINY}")
+        return value
+
+    def of(self, stage: str) -> str | list[str] | None:
+        """The source of ``stage`` (None or [] when not given)."""
+        return getattr(self, stage)
+
+    def generated(self, stage: str) -> bool:
+        """Whether ``stage`` reads the tiny preset's generated data."""
+        source = self.of(stage)
+        return source == [GENERATED_TINY] if stage == "pretrain" else source == GENERATED_TINY
+
+
 class DataConfig(StrictModel):
-    """Data stage: readers, filters, dedup, decontamination, packing and the tiny task sets."""
+    """Data stage: readers, filters, dedup, decontamination, packing, the tiny task sets and the
+    stages' sources."""
 
     shard_docs: int = Field(2000, ge=1, description="documents per output Parquet shard")
     workers: int = Field(2, ge=1, description="local process-pool size for `diffucoder data prepare`")
@@ -197,6 +259,7 @@ class DataConfig(StrictModel):
     pack: PackConfig = PackConfig()
     tiny_tasks: TinyTasksConfig = TinyTasksConfig()
     midtrain_mix: MidtrainMixConfig = MidtrainMixConfig()
+    sources: DataSourcesConfig = DataSourcesConfig()
 
     @model_validator(mode="after")
     def _check_dedup(self) -> DataConfig:

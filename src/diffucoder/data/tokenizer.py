@@ -2,9 +2,11 @@
 
 Why our own tokenizer at tiny scale: a ~4k-vocab BPE trained on the tiny corpus keeps the embedding
 and output head a small share of a few-million-parameter model. At paper scale the Qwen2.5-Coder
-tokenizer is loaded instead, and :func:`load_tokenizer` adds the two tokens diffusion needs
-(``<|mask|>`` and ``<|dlm_pad|>``, paper §B.1) when they are missing; the model side then
-resizes its embeddings.
+tokenizer is loaded instead, and converting it (:func:`add_diffusion_tokens`, called when a base
+causal LM becomes a diffusion model) appends the tokens diffusion needs (``<|mask|>`` and
+``<|dlm_pad|>``, paper §B.1); the model side then sizes its embeddings. :func:`load_tokenizer`
+itself changes nothing: a checkpoint's tokenizer keeps the special tokens it declares (Dream's pad
+is ``<|endoftext|>``, DiffuCoder-Instruct's ``<|dlm_pad|>``).
 
 Training uses the HF ``tokenizers`` library (byte-level BPE, so any UTF-8 text round-trips); the
 result is wrapped as a transformers ``PreTrainedTokenizerFast`` so the rest of the code uses one
@@ -104,19 +106,31 @@ def train_tokenizer(
     return _wrap(tok)
 
 
-def add_diffusion_tokens(tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
-    """Make an existing (e.g. Qwen) tokenizer diffusion-ready, in place.
+def add_diffusion_tokens(
+    tokenizer: PreTrainedTokenizerFast,
+    *,
+    mask: str = MASK_TOKEN,
+    pad: str = PAD_TOKEN,
+    bos: str | None = None,
+) -> list[int]:
+    """Make a base (e.g. Qwen) tokenizer diffusion-ready, in place; returns the ids it appended.
 
-    Adds ``<|mask|>`` and ``<|dlm_pad|>`` when absent and sets them as mask and pad token; sets
-    eos to ``<|endoftext|>`` when the vocab has it and no eos is set. Callers must resize the model's
-    embeddings to ``len(tokenizer)`` afterwards (``build_model`` does).
+    Appends ``bos`` (when given), ``mask`` and ``pad`` in that order when the vocabulary lacks them,
+    and sets them as the bos, mask and pad token; sets eos to ``<|endoftext|>`` when the vocab has it
+    and no eos is set. ``bos`` is declared, never prepended (DiffuCoder's tokenizer declares
+    ``<|beginoftext|>`` with ``add_bos_token: false``); appending it first gives the released ids.
+    Callers size the model's embeddings to ``len(tokenizer)`` afterwards (``build_model`` does).
     """
-    tokenizer.add_special_tokens({"mask_token": MASK_TOKEN, "pad_token": PAD_TOKEN})
+    before = len(tokenizer)
+    roles = {"mask_token": mask, "pad_token": pad}
+    if bos is not None:
+        roles = {"bos_token": bos, **roles}
+    tokenizer.add_special_tokens(roles)
     if tokenizer.eos_token is None and EOS_TOKEN in tokenizer.get_vocab():
         tokenizer.eos_token = EOS_TOKEN
     if not tokenizer.chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
+    return list(range(before, len(tokenizer)))
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, uri: str) -> None:
@@ -136,11 +150,11 @@ def _load_local(path: Path, source: str) -> PreTrainedTokenizerFast:
     tok = AutoTokenizer.from_pretrained(str(path))
     if not isinstance(tok, PreTrainedTokenizerFast):
         raise ValueError(f"{source}: expected a fast (tokenizer.json) tokenizer, got {type(tok).__name__}")
-    return add_diffusion_tokens(tok)
+    return tok
 
 
 def load_tokenizer(uri: str) -> PreTrainedTokenizerFast:
-    """Load a tokenizer from a local dir or a (sealed) ``s3://`` dir; adds mask/pad when missing.
+    """Load a tokenizer from a local dir or a (sealed) ``s3://`` dir, with the special tokens it declares.
 
     Raises:
         FileNotFoundError: the dir has no tokenizer files (the message names the URI).

@@ -18,8 +18,9 @@ from __future__ import annotations
 import ast
 import builtins
 import gzip
+import hashlib
 import json
-import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,24 @@ class BenchmarkFormatError(ValueError):
 
 
 @dataclass(frozen=True)
+class Tier:
+    """One EvalPlus input tier of a problem: ``base`` (the original tests) or ``plus`` (EvalPlus's)."""
+
+    name: str
+    inputs: tuple = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Problem:
     """One benchmark problem, ready for prompting and execution.
 
-    ``kind="io"``: call ``entry_point`` on each of ``inputs`` and compare with the reference's outputs
-    (``atol`` for floats). ``kind="asserts"``: run ``program + setup`` followed by each of ``tests``.
-    ``code_prompt`` is code the program is built on (the HumanEval signature + docstring, which also
-    defines helpers such as ``poly``); it is empty for the text-only benchmarks.
+    ``kind="io"``: call ``entry_point`` on each input of each of ``tiers`` and compare with the
+    reference's outputs as EvalPlus does (``atol`` for floats, the special oracles of ``dataset``);
+    each tier is judged on its own, as EvalPlus runs base and plus in separate processes.
+    ``kind="asserts"``: run ``program + setup`` followed by each of ``tests``. ``code_prompt`` is code
+    the program is built on (the HumanEval signature + docstring, which also defines helpers such as
+    ``poly``); it is empty for the text-only benchmarks. ``source_sha256`` names the data file's
+    content (reference cache key and version check of samples files).
     """
 
     benchmark: str
@@ -54,33 +66,69 @@ class Problem:
     code_prompt: str = ""
     tests: tuple[str, ...] = ()
     setup: str = ""
-    inputs: tuple = field(default=(), repr=False)
+    tiers: tuple[Tier, ...] = ()
     atol: float = 0.0
+    dataset: str | None = None  # "humaneval" | "mbpp" for EvalPlus problems
+    source_sha256: str = ""
+
+    @property
+    def inputs(self) -> tuple:
+        """Every tier's inputs, in order."""
+        return tuple(args for tier in self.tiers for args in tier.inputs)
 
 
-def _read_jsonl(uri: str) -> list[dict[str, Any]]:
-    """Rows of a JSONL (optionally gzipped) file at a local path or s3:// URI."""
+@dataclass(frozen=True)
+class DataFile:
+    """A benchmark file's bytes and their digests (EvalPlus names a dataset by the file's MD5)."""
+
+    uri: str
+    raw: bytes = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+    @property
+    def md5(self) -> str:
+        return hashlib.md5(self.raw).hexdigest()  # noqa: S324 - EvalPlus's dataset hash, not security
+
+
+def read_data_file(uri: str) -> DataFile:
     from diffucoder import storage
 
-    raw = storage.read_bytes(uri)
+    try:
+        return DataFile(uri, storage.read_bytes(uri))
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"benchmark file {uri} does not exist") from exc
+
+
+def jsonl_objects(uri: str, raw: bytes, error: type[ValueError]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line of a JSONL file's bytes, gunzipped when its name
+    ends in ``.gz``; ``error`` names the file and line of anything that is not a JSON object."""
     if uri.endswith(".gz"):
         try:
             raw = gzip.decompress(raw)
         except OSError as exc:
-            raise BenchmarkFormatError(f"{uri}: not a valid gzip file ({exc})") from exc
-    rows = []
-    for lineno, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+            raise error(f"{uri}: not a valid gzip file ({exc})") from None
+    for line_no, line in enumerate(raw.decode("utf-8", "replace").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise BenchmarkFormatError(f"{uri} line {lineno}: invalid JSON ({exc.msg})") from None
+            raise error(f"{uri} line {line_no}: invalid JSON ({exc.msg})") from None
         if not isinstance(row, dict):
-            raise BenchmarkFormatError(
-                f"{uri} line {lineno}: expected a JSON object, got {type(row).__name__}"
-            )
-        row["__line__"] = lineno
+            raise error(f"{uri} line {line_no}: expected a JSON object, got {type(row).__name__}")
+        yield line_no, row
+
+
+def _read_jsonl(uri: str, raw: bytes | None = None) -> list[dict[str, Any]]:
+    """Rows of a JSONL (optionally gzipped) file at a local path or s3:// URI."""
+    if raw is None:
+        raw = read_data_file(uri).raw
+    rows = []
+    for line_no, row in jsonl_objects(uri, raw, BenchmarkFormatError):
+        row["__line__"] = line_no
         rows.append(row)
     if not rows:
         raise BenchmarkFormatError(f"{uri}: no rows")
@@ -99,85 +147,71 @@ def _field(row: dict, name: str, uri: str, kind: type | tuple[type, ...] = str) 
 
 
 # --- MBPP+ input types -------------------------------------------------------------------------
-# JSON stores tuples, sets and complex numbers as lists / strings, but MBPP+ functions are specified
-# (and contract-checked) on the Python types shown in the prompt's example assert. EvalPlus restores
-# them with a hand-kept table of task ids; we derive the shape from the example call's literal
-# arguments instead, so the types match what the model was shown. docs/evaluation.md lists where this
-# differs from EvalPlus (a few tasks whose example uses a tuple that EvalPlus passes as a list).
+# JSON stores tuples, sets and complex numbers as lists / strings. EvalPlus 0.3.1 rebuilds them with
+# a hand-kept table of task ids (evalplus/data/mbpp.py, mbpp_deserialize_inputs); the expected outputs
+# and every verdict depend on those exact arguments, so the table is EvalPlus's, entry for entry
+# (it passes lists where a few prompts show tuples, e.g. Mbpp/98, and keeps strings such as 'j' and
+# '3' as strings).
+
+_TUPLE_EACH_ARG = {2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616, 630}
+_TUPLE_EACH_ARG |= {726, 740, 744, 809}
+_TUPLES_IN_EACH_ARG = {63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780}
+_TUPLES_IN_FIRST_ARG = {75, 413, 444, 753}
+_FIRST_ARG_TUPLE = {250, 405, 446, 617, 720, 763, 808}
+_ALL_TUPLES = {580, 615, 791}
 
 
-def example_call_args(assertion: str, entry_point: str) -> list[Any] | None:
-    """Literal arguments of the first ``entry_point(...)`` call in the example asserts, or None."""
-    try:
-        tree = ast.parse(assertion)
-    except SyntaxError:
-        return None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == entry_point:
-            try:
-                return [ast.literal_eval(arg) for arg in node.args]
-            except ValueError:
-                return None
-    return None
+def _all_tuples(value: Any) -> Any:
+    return tuple(_all_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-def _is_container(value: Any) -> bool:
-    return isinstance(value, list | tuple | set | frozenset | dict)
+def mbpp_deserialize_inputs(task_id: str, inputs: list) -> list:
+    """EvalPlus 0.3.1's ``mbpp_deserialize_inputs``: MBPP+ arguments with their Python types."""
+    n = int(task_id.split("/")[-1])
+    if n in _TUPLE_EACH_ARG:
+        return [[tuple(lst) for lst in inp] for inp in inputs]
+    if n in _TUPLES_IN_EACH_ARG:
+        return [[[tuple(lst) for lst in lst_lst] for lst_lst in inp] for inp in inputs]
+    if n in _TUPLES_IN_FIRST_ARG:
+        return [[[tuple(lst) for lst in inp[0]]] + [inp[1]] for inp in inputs]
+    if n in (106, 750):
+        return [[inp[0]] + [tuple(inp[1])] for inp in inputs]
+    if n == 115:
+        # an empty item becomes {} (a dict), as in EvalPlus
+        return [
+            [[set(item) if isinstance(item, list) and len(item) else {} for item in inp[0]]] for inp in inputs
+        ]
+    if n == 124:
+        return [(float(inp[0]), complex(inp[1])) for inp in inputs]
+    if n in _FIRST_ARG_TUPLE:
+        return [[tuple(inp[0])] + [inp[1]] for inp in inputs]
+    if n in (259, 401, 445):
+        nested = [[[tuple(lst) for lst in lst_lst] for lst_lst in inp] for inp in inputs]
+        return [[tuple(lst) for lst in inp] for inp in nested]
+    if n == 278:
+        first = [[[tuple(item) if isinstance(item, list) else item for item in inp[0]]] for inp in inputs]
+        return [[tuple(lst) for lst in inp] for inp in first]
+    if n == 307:
+        return [[tuple(inp[0])] + [inp[1], inp[2]] for inp in inputs]
+    if n == 722:
+        return [[{key: tuple(value) for key, value in inp[0].items()}] + inp[1:] for inp in inputs]
+    if n == 252:
+        return [[complex(inp[0])] for inp in inputs]
+    if n in _ALL_TUPLES:
+        return [_all_tuples(inp) for inp in inputs]
+    return inputs
 
 
-def _template_for(value: Any, candidates: list[Any]) -> Any:
-    """The template element of the same kind as ``value`` (container vs scalar), if any."""
-    for cand in candidates:
-        if _is_container(cand) == _is_container(value):
-            return cand
-    return None
-
-
-def coerce_to_template(value: Any, template: Any) -> Any:
-    """Rebuild a JSON-decoded ``value`` with the container/number types of ``template``."""
-    if isinstance(template, tuple | list | set | frozenset) and isinstance(value, list):
-        elems = list(template)
-        positional = isinstance(template, tuple) and len(elems) == len(value)
-        items = []
-        for i, v in enumerate(value):
-            t = elems[i] if positional else None
-            if t is None or _is_container(t) != _is_container(v):
-                # A nested list deeper than the example's nesting takes the enclosing container's
-                # type (recursive structures such as Mbpp/580's tuples of tuples of ...).
-                t = _template_for(v, elems) or template
-            items.append(coerce_to_template(v, t))
-        return items if isinstance(template, list) else type(template)(items)
-    if isinstance(template, dict) and isinstance(value, dict) and template:
-        inner = next(iter(template.values()))
-        return {k: coerce_to_template(v, inner) for k, v in value.items()}
-    # Numbers JSON could not hold (complex, or a float saved as text) come back as strings; a string
-    # that does not parse is a genuine string input (MBPP+ mixes types inside one argument).
-    numeric = isinstance(template, int | float | complex) and not isinstance(template, bool)
-    if (
-        numeric
-        and isinstance(template, complex)
-        and isinstance(value, int | float)
-        and not isinstance(value, bool)
-    ):
-        return complex(value)
-    if numeric and isinstance(value, str):
-        for parse in (float, complex):
-            try:
-                return parse(value)
-            except ValueError:
-                continue
-    return value
-
-
-def _restore_input_types(inputs: list, template: list[Any] | None) -> list:
-    if template is None:
-        return inputs
-    return [
-        [coerce_to_template(v, t) for v, t in zip(args, template, strict=True)]
-        if len(args) == len(template)
-        else args
-        for args in inputs
-    ]
+def mbpp_serialize_inputs(task_id: str, inputs: list) -> list:
+    """EvalPlus 0.3.1's ``mbpp_serialize_inputs``: failing inputs in its results file, as JSON."""
+    n = int(task_id.split("/")[-1])
+    if n == 115:
+        return [[[list(item) for item in inp[0]]] for inp in inputs]
+    if n == 124:
+        return [(str(inp[0]), str(inp[1])) for inp in inputs]
+    if n == 252:
+        return [[str(inp[0])] for inp in inputs]
+    return inputs
 
 
 # --- loaders -----------------------------------------------------------------------------------
@@ -195,18 +229,21 @@ def _inputs(row: dict, name: str, uri: str) -> list:
 
 
 def load_evalplus(uri: str, benchmark: str, with_plus: bool) -> list[Problem]:
-    """HumanEval+ or MBPP+ problems (io kind); ``with_plus=False`` keeps only the base inputs."""
+    """HumanEval+ or MBPP+ problems (io kind); ``with_plus=False`` keeps only the base tier."""
+    data = read_data_file(uri)
     problems = []
-    for row in _read_jsonl(uri):
+    for row in _read_jsonl(uri, data.raw):
         task_id = _field(row, "task_id", uri)
         entry_point = _field(row, "entry_point", uri)
         prompt = _field(row, "prompt", uri)
         canonical = _field(row, "canonical_solution", uri)
-        inputs = _inputs(row, "base_input", uri) + (_inputs(row, "plus_input", uri) if with_plus else [])
         is_mbpp = "assertion" in row
-        if is_mbpp:
-            template = example_call_args(_field(row, "assertion", uri), entry_point)
-            inputs = _restore_input_types(inputs, template)
+        tiers = []
+        for name in ("base", "plus") if with_plus else ("base",):
+            inputs = _inputs(row, f"{name}_input", uri)
+            if is_mbpp:
+                inputs = mbpp_deserialize_inputs(task_id, inputs)
+            tiers.append(Tier(name, tuple(inputs)))
         atol = float(_field(row, "atol", uri, (int, float)))
         problems.append(
             Problem(
@@ -214,12 +251,14 @@ def load_evalplus(uri: str, benchmark: str, with_plus: bool) -> list[Problem]:
                 task_id=task_id,
                 prompt=prompt,
                 entry_point=entry_point,
-                # HumanEval's canonical solution is a body that continues the prompt; MBPP+'s is a program.
-                reference=canonical if is_mbpp else prompt + canonical,
+                # EvalPlus runs prompt + canonical_solution for both (MBPP+'s prompt is a docstring)
+                reference=prompt + canonical,
                 code_prompt="" if is_mbpp else prompt,
                 kind="io",
-                inputs=tuple(inputs),
+                tiers=tuple(tiers),
                 atol=atol,
+                dataset="mbpp" if is_mbpp else "humaneval",
+                source_sha256=data.sha256,
             )
         )
     return problems
@@ -230,18 +269,12 @@ def mbpp_prompt(text: str, first_test: str) -> str:
     return f'"""\n{text.strip()}\n{first_test.strip()}\n"""\n'
 
 
-def verbatim_test(test: str) -> str:
-    """An MBPP assert as a small program the sandbox runs as written (exact Python semantics, as in
-    MBPP's own harness) instead of splitting it into a value comparison with float tolerance; this
-    also lets results the sandbox codec cannot carry (a ``Counter`` in Mbpp/40, /88) be compared."""
-    return "def _mbpp_check():\n" + textwrap.indent(test.strip(), "    ") + "\n\n\n_mbpp_check()\n"
-
-
 def load_mbpp(uri: str, task_ids: tuple[int, int]) -> list[Problem]:
     """Original MBPP rows with ``task_ids[0] <= task_id <= task_ids[1]`` (asserts kind)."""
     problems = []
     lo, hi = task_ids
-    for row in _read_jsonl(uri):
+    data = read_data_file(uri)
+    for row in _read_jsonl(uri, data.raw):
         task_id = _field(row, "task_id", uri, int)
         if not lo <= task_id <= hi:
             continue
@@ -263,8 +296,11 @@ def load_mbpp(uri: str, task_ids: tuple[int, int]) -> list[Problem]:
                 entry_point=entry_point,
                 reference=code,
                 kind="asserts",
-                tests=tuple(verbatim_test(t) for t in tests),
+                # each `assert EXPR == LITERAL` becomes a value the server compares with Python's
+                # exact `==` (sandbox/probes.py); a Counter (Mbpp/40, /88) arrives as a Counter
+                tests=tuple(t.strip() for t in tests),
                 setup=setup,
+                source_sha256=data.sha256,
             )
         )
     return problems
@@ -289,7 +325,8 @@ def _entry_point_of(assert_line: str) -> str:
 def load_tiny_tasks(uri: str) -> list[Problem]:
     """Tiny held-out tasks from the data stage (asserts kind)."""
     problems = []
-    for row in _read_jsonl(uri):
+    data = read_data_file(uri)
+    for row in _read_jsonl(uri, data.raw):
         tests = _field(row, "tests", uri, list)
         problems.append(
             Problem(
@@ -300,6 +337,7 @@ def load_tiny_tasks(uri: str) -> list[Problem]:
                 reference=_field(row, "solution", uri),
                 kind="asserts",
                 tests=tuple(tests),
+                source_sha256=data.sha256,
             )
         )
     return problems
@@ -318,6 +356,15 @@ def _resolve(root: str, name: str) -> str:
     if root.startswith("s3://"):
         return root.rstrip("/") + "/" + name
     return str(Path(root).expanduser().resolve() / name)
+
+
+def evalplus_data_file(dataset: str, cfg: EvaluationConfig) -> DataFile:
+    """The HumanEval+ (``dataset="humaneval"``) or MBPP+ (``"mbpp"``) file the config names."""
+    return read_data_file(benchmark_uri("humaneval" if dataset == "humaneval" else "mbpp_plus", cfg))
+
+
+def data_task_ids(data: DataFile) -> set[str]:
+    return {str(row.get("task_id")) for row in _read_jsonl(data.uri, data.raw)}
 
 
 def benchmark_uri(name: str, cfg: EvaluationConfig) -> str:
@@ -369,4 +416,4 @@ def load_benchmark(name: str, cfg: EvaluationConfig) -> list[Problem]:
 
 
 def _cap_inputs(problem: Problem, cap: int) -> Problem:
-    return replace(problem, inputs=problem.inputs[:cap]) if len(problem.inputs) > cap else problem
+    return replace(problem, tiers=tuple(replace(t, inputs=t.inputs[:cap]) for t in problem.tiers))

@@ -1,7 +1,9 @@
-"""``diffucoder evaluate``: score a model on HumanEval(+), MBPP(+) and the tiny held-out tasks.
+"""``diffucoder evaluate``: score a model on HumanEval(+), MBPP(+) and the tiny held-out tasks, or
+score completions produced elsewhere (an EvalPlus samples file).
 
     diffucoder evaluate --model runs/tiny/instruct/final --benchmarks humaneval,mbpp_plus \\
         --out runs/tiny/eval --config tiny evaluation.max_problems=20
+    diffucoder evaluate --samples samples.jsonl --out runs/external/eval
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ def _benchmarks(text: str) -> list[str]:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from diffucoder.config import load_config
-    from diffucoder.evaluation.run import run_evaluation
+    from diffucoder.evaluation.run import run_evaluation, score_samples
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = load_config(args.config, args.overrides)
     print(cfg.to_yaml(), end="")  # resolve once, print at start
-    result = run_evaluation(cfg, args.model, args.benchmarks, args.out)
+    if args.samples:
+        result = score_samples(cfg, args.samples, args.out, args.benchmarks)
+    else:
+        result = run_evaluation(cfg, args.model, args.benchmarks, args.out)
     headline = {k: v for k, v in sorted(result.metrics.items()) if "_temp" not in k}
     print(json.dumps({"out": result.out_uri, "metrics": headline, "timings": result.timings}, indent=2))
     return 0
@@ -39,7 +44,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("evaluate", help="evaluate a model on code benchmarks (pass@k, AR-ness, report)")
-    parser.add_argument("--model", required=True, help="model dir or s3:// URI (HF format via save_model)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="model dir or s3:// URI (HF format via save_model)")
+    source.add_argument(
+        "--samples",
+        help="EvalPlus samples JSONL (task_id + solution or completion per line, local or s3://): "
+        "score these instead of decoding",
+    )
     parser.add_argument(
         "--benchmarks",
         type=_benchmarks,

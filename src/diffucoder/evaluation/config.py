@@ -77,24 +77,32 @@ class EvaluationConfig(StrictModel):
     )
     seed_offset: int = Field(0, description="added to the run seed for the sampling generator")
 
-    # --- execution (EvalPlus semantics) ---
+    # --- execution (EvalPlus 0.3.1 semantics) ---
     time_limit_factor: float = Field(
         4.0,
         gt=0,
-        description="a candidate's test gets factor x the canonical solution's time on it (EvalPlus: 4)",
+        description="a candidate's input gets factor x the canonical solution's time on it (EvalPlus: 4)",
     )
     min_time_limit_s: float = Field(
-        4.0, gt=0, le=60, description="floor of a test's time limit (EvalPlus: 4 s)"
+        1.0, gt=0, le=60, description="floor of an input's time limit (EvalPlus 0.3.1: 1 s)"
     )
     max_time_limit_s: float = Field(
         60.0,
         gt=0,
-        le=600,
-        description="cap of a candidate job's wall clock, all tests together (EvalPlus: 60 s)",
+        le=598,
+        description="cap of the sum of a tier's input limits; the tier's wall clock is that + 2 s "
+        "(EvalPlus: 60 s, EVALPLUS_TIMEOUT_PER_TASK)",
     )
     memory_mb: int = Field(4096, ge=64, description="address-space limit of each candidate program")
     max_io_inputs: int | None = Field(
-        None, ge=1, description="cap on plus inputs per problem (None = all; smoke runs set it)"
+        None,
+        ge=1,
+        description="cap on the inputs of each tier (base, plus) per problem (None = all; smoke runs)",
+    )
+    reference_cache_uri: str | None = Field(
+        None,
+        description="local dir or s3:// prefix keeping expected outputs and reference timings per "
+        "(data file, task); None = <out>/reference_cache",
     )
 
     # --- analysis and report ---

@@ -1,26 +1,37 @@
-"""Running references and candidates through the sandbox service with EvalPlus semantics.
+"""Running references and candidates through the sandbox service with EvalPlus 0.3.1 semantics.
 
-Plan (EvalPlus's ``evalplus/evaluate.py``, with the sandbox service in place of its process pool):
-1. Reference pass: every problem's reference program runs once in the sandbox, on the same jobs
-   the candidates will get. For io problems (HumanEval+, MBPP+) the job asks for outputs
-   (``expected=None``), which become the expected values; for asserts problems (MBPP, tiny) the
-   reference must pass its own tests. A reference that fails is a data problem and is reported,
+Plan:
+1. Reference pass (:mod:`diffucoder.evaluation.references`): every problem's reference program runs
+   once per tier, trusted and unhurried; its outputs become the expected values and its time on
+   each input sets that input's limit. A reference that fails is a data problem and is reported,
    never silently scored.
-2. Time limits (EvalPlus): each test gets ``time_limit_factor`` x the reference's time on it, at
-   least ``min_time_limit_s``; the job's wall-clock cap is the sum, at most ``max_time_limit_s``
-   (but never below factor x the reference's own job time).
-3. Candidate pass: one job per (problem, sample); the verdicts, pass count and any infrastructure
-   error come back per sample. An infrastructure error is kept apart from a failing program.
+2. Time limits, as ``untrusted_check`` of EvalPlus 0.3.1: input *i* gets
+   ``max(min_time_limit_s, time_limit_factor x reference time on i)``; a tier's process gets
+   ``min(max_time_limit_s, sum of its inputs' limits) + 2`` s of wall clock (EvalPlus's +1 and its
+   ``join(timeout + 1)``), each tier on its own.
+3. Candidate pass: one job per (problem, sample, tier), stopping at the first input that raises or
+   times out, as EvalPlus's default ``fast_check``; the trusted side compares outputs
+   (:mod:`diffucoder.sandbox.evalplus`). Identical jobs (the same samples scored for ``humaneval``
+   and ``humaneval_plus``) run once. An infrastructure error is kept apart from a failing program.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from diffucoder.evaluation.benchmarks import Problem
 from diffucoder.evaluation.config import EvaluationConfig
-from diffucoder.evaluation.oracles import ENTRY_NAME, entry_wrapper
+
+if TYPE_CHECKING:
+    from diffucoder.sandbox.client import Tier as ClientTier
+
+# EvalPlus's process for a tier lives min(cap, sum of limits) + 1 s, joined with another second.
+WALL_SLACK_S = 2.0
+# The sandbox protocol's ceiling on one test's limit.
+MAX_PER_TEST_S = 60.0
+
+Status = Literal["pass", "fail", "timeout"]
 
 
 class ReferenceFailure(RuntimeError):
@@ -29,137 +40,158 @@ class ReferenceFailure(RuntimeError):
 
 @dataclass(frozen=True)
 class TimeLimits:
-    """Sandbox limits of one job: per test case and for the whole job (wall clock)."""
+    """Sandbox limits of one tier's job: one per input, and the wall clock of the whole job."""
 
-    per_test_s: float
-    total_s: float
+    per_input_s: tuple[float, ...]
+    wall_s: float
 
 
-# The sandbox protocol's ceilings; the reference pass runs under them (it is trusted and must finish).
-MAX_PER_TEST_S = 60.0
-MAX_TOTAL_S = 600.0
-REFERENCE_LIMITS = TimeLimits(per_test_s=MAX_PER_TEST_S, total_s=MAX_TOTAL_S)
+@dataclass(frozen=True)
+class TierReference:
+    """What a candidate's tier is judged against: encoded expected outputs and the reference's times."""
+
+    expected: list[Any] | None  # codec trees; None for asserts problems
+    seconds: tuple[float, ...]
 
 
 @dataclass(frozen=True)
 class Reference:
-    """What a candidate is judged against: expected outputs (io kind) and its time limits."""
+    """A problem's references, tier by tier (asserts problems have one unnamed tier)."""
 
-    expected: list[Any] | None
-    limits: TimeLimits
+    tiers: dict[str, TierReference]
+
+
+@dataclass
+class TierOutcome:
+    """One candidate tier as EvalPlus reports it, plus what the sandbox saw."""
+
+    status: Status
+    verdict: str  # first non-passing verdict, "passed", or "infra_error"
+    n_passed: int
+    n_tests: int
+    first_failure: int | None  # index of the input EvalPlus names in ``*_fail_tests``
+    infra_error: str | None = None
 
 
 def problem_key(problem: Problem) -> tuple[str, str]:
     return (problem.benchmark, problem.task_id)
 
 
-def _job(problem: Problem, program: str, *, reference: bool, expected: list | None, limits: TimeLimits, cfg):
+def time_limits(seconds: tuple[float, ...], cfg: EvaluationConfig) -> TimeLimits:
+    """EvalPlus 0.3.1's limits for a tier whose reference took ``seconds`` on its inputs."""
+    per_input = tuple(
+        min(MAX_PER_TEST_S, max(cfg.min_time_limit_s, cfg.time_limit_factor * t)) for t in seconds
+    )
+    return TimeLimits(per_input, min(cfg.max_time_limit_s, sum(per_input)) + WALL_SLACK_S)
+
+
+def _tier_job(problem: Problem, tier: ClientTier, program: str, ref: TierReference, cfg: EvaluationConfig):
+    """``tier``: the sandbox client's Tier of this problem's inputs and expected outputs, shared by
+    every sample so the sandbox receives them once."""
     from diffucoder.sandbox.client import Job
 
-    common = {
-        "time_limit_s": limits.per_test_s,
-        "total_time_limit_s": limits.total_s,
-        "memory_mb": cfg.memory_mb,
-    }
-    if problem.kind == "asserts":
-        code = (program + "\n\n" + problem.setup) if problem.setup else program
-        return Job(code=code, tests=list(problem.tests), **common)
+    limits = time_limits(ref.seconds, cfg)
     return Job(
-        code=program + entry_wrapper(problem, reference),
-        entry_point=ENTRY_NAME,
-        inputs=[list(args) for args in problem.inputs],
-        expected=expected,
+        code=program,
+        entry_point=problem.entry_point,
+        tier=tier,
         atol=problem.atol,
-        **common,
+        evalplus_dataset=problem.dataset,
+        time_limits_s=list(limits.per_input_s) if limits.per_input_s else None,
+        time_limit_s=None if limits.per_input_s else 1.0,
+        load_time_limit_s=limits.wall_s,
+        total_time_limit_s=limits.wall_s,
+        memory_mb=cfg.memory_mb,
+        stop_on_failure=True,
     )
 
 
-def scaled_time_limits(
-    test_seconds: list[float | None], job_seconds: float, cfg: EvaluationConfig
-) -> TimeLimits:
-    """A candidate's limits from the reference's run (EvalPlus: each input gets max(floor, factor x
-    the reference's time on it); the job's wall cap is the sum of those, at most ``max_time_limit_s``).
+def _asserts_job(problem: Problem, program: str, ref: TierReference, cfg: EvaluationConfig):
+    from diffucoder.sandbox.client import Job
 
-    The sandbox takes one per-test limit per job, so every test gets the largest per-input limit. The
-    wall cap never drops below factor x the reference's whole job (+ the floor): a problem whose
-    reference alone needs most of the cap (Mbpp/255 builds 1.6M tuples) stays solvable.
-    """
-    per_input = [max(cfg.min_time_limit_s, cfg.time_limit_factor * (t or 0.0)) for t in test_seconds]
-    per_test = min(MAX_PER_TEST_S, max(per_input, default=cfg.min_time_limit_s))
-    total = max(
-        min(cfg.max_time_limit_s, sum(per_input)),
-        cfg.time_limit_factor * job_seconds + cfg.min_time_limit_s,
-        per_test,
+    limits = time_limits(ref.seconds, cfg)
+    code = (program + "\n\n" + problem.setup) if problem.setup else program
+    return Job(
+        code=code,
+        tests=list(problem.tests),
+        time_limits_s=list(limits.per_input_s),
+        total_time_limit_s=limits.wall_s,
+        memory_mb=cfg.memory_mb,
     )
-    return TimeLimits(per_test_s=per_test, total_s=min(MAX_TOTAL_S, total))
 
 
-def run_references(
-    problems: list[Problem], client, cfg: EvaluationConfig
-) -> dict[tuple[str, str], Reference]:
-    """Run every reference once; returns expected outputs and time limits keyed by :func:`problem_key`.
-
-    Raises:
-        ReferenceFailure: listing each problem whose reference did not pass / produce outputs.
-    """
-    jobs = [
-        _job(p, p.reference, reference=True, expected=None, limits=REFERENCE_LIMITS, cfg=cfg)
-        for p in problems
-    ]
-    results = client.run_batch(jobs)
-    references, failures = {}, []
-    for problem, result in zip(problems, results, strict=True):
-        where = f"{problem.benchmark} {problem.task_id}"
-        if result.infra_error:
-            failures.append(f"{where}: sandbox infrastructure error: {result.infra_error}")
-            continue
-        if problem.kind == "io":
-            outputs = result.outputs
-            if outputs is None or len(outputs) != len(problem.inputs) or result.passed != result.total:
-                failures.append(
-                    f"{where}: reference did not return an output for every input {_summary(result)}"
-                )
-                continue
-            expected = list(outputs)
-        else:
-            if result.passed != result.total:
-                failures.append(f"{where}: reference fails its own tests {_summary(result)}")
-                continue
-            expected = None
-        references[problem_key(problem)] = Reference(
-            expected, scaled_time_limits(result.test_seconds, result.duration_s, cfg)
-        )
-    if failures:
-        raise ReferenceFailure(f"{len(failures)} reference solution(s) failed:\n  " + "\n  ".join(failures))
-    return references
+def tier_names(problem: Problem) -> list[str]:
+    return [t.name for t in problem.tiers] if problem.kind == "io" else ["tests"]
 
 
-def _summary(result) -> str:
-    verdicts = sorted(set(result.verdicts))
-    return f"(verdicts {verdicts}, {result.passed}/{result.total} passed, stderr: {result.stderr[-300:]!r})"
+def candidate_job(
+    problem: Problem, tier_name: str, program: str, reference: Reference, cfg, *, shared: dict | None = None
+):
+    """The sandbox job of one sample on one tier; ``shared`` (a dict kept across calls) gives the
+    samples of a tier one client Tier object."""
+    from diffucoder.sandbox.client import Tier as ClientTier
+
+    ref = reference.tiers[tier_name]
+    if problem.kind == "asserts":
+        return _asserts_job(problem, program, ref, cfg)
+    shared = {} if shared is None else shared
+    key = (problem.source_sha256 or problem.benchmark, problem.task_id, tier_name)
+    if key not in shared:
+        tier = next(t for t in problem.tiers if t.name == tier_name)
+        shared[key] = ClientTier([list(args) for args in tier.inputs], encoded_expected=ref.expected)
+    return _tier_job(problem, shared[key], program, ref, cfg)
 
 
-def candidate_jobs(items: list[tuple[Problem, str]], references: dict[tuple[str, str], Reference], cfg):
-    """Sandbox jobs for (problem, program) pairs, judged against their references."""
-    jobs = []
-    for problem, program in items:
-        ref = references[problem_key(problem)]
-        jobs.append(
-            _job(problem, program, reference=False, expected=ref.expected, limits=ref.limits, cfg=cfg)
-        )
-    return jobs
+def evalplus_status(result) -> tuple[Status, int | None]:
+    """EvalPlus's status of a tier's job and the index of its first failing input.
+
+    "timeout" where EvalPlus's process would not have reported (the wall clock ran out, or the
+    process died: ``os._exit``, a crash); "fail" for anything the harness saw (a wrong value, an
+    exception, a per-input timeout, ``sys.exit`` at import)."""
+    if result.total == 0:
+        return ("pass" if result.program_status == "ok" else "fail"), None
+    first = next((i for i, v in enumerate(result.verdicts) if v != "passed"), None)
+    if first is None:
+        return "pass", None
+    if result.verdicts[first] == "crashed" or result.wall_timeout_at == first:
+        return "timeout", first
+    return "fail", first
 
 
-def verdict_of(result) -> tuple[bool, str]:
-    """(passed, verdict): the first non-passing test verdict, "passed", or "infra_error"."""
+def tier_outcome(result) -> TierOutcome:
     if result.infra_error:
-        return False, "infra_error"
-    if result.total > 0 and result.passed == result.total:
-        return True, "passed"
-    failing = [v for v in result.verdicts if v != "passed"]
-    return False, failing[0] if failing else "failed"
+        return TierOutcome("fail", "infra_error", 0, result.total, None, result.infra_error)
+    status, first = evalplus_status(result)
+    verdict = "passed" if status == "pass" else (result.verdicts[first] if first is not None else "failed")
+    if first is None and status != "pass":
+        verdict = result.program_status if result.program_status != "ok" else "failed"
+    return TierOutcome(status, verdict, result.passed, result.total, first)
 
 
-def execute_candidates(items: list[tuple[Problem, str]], client, references, cfg: EvaluationConfig) -> list:
-    """Run (problem, program) pairs in the sandbox; returns one JobResult per pair, in order."""
-    return client.run_batch(candidate_jobs(items, references, cfg))
+def execute_candidates(
+    items: list[tuple[Problem, str]], client, references: dict[tuple[str, str], Reference], cfg
+) -> list[dict[str, TierOutcome]]:
+    """Run (problem, program) pairs in the sandbox; returns each pair's outcome per tier, in order.
+
+    Jobs are keyed by (data file, task, tier, program) and run once each."""
+    keys, jobs, index, shared = [], [], {}, {}
+    for problem, program in items:
+        row = []
+        for name in tier_names(problem):
+            key = (problem.source_sha256 or problem.benchmark, problem.task_id, name, program)
+            if key not in index:
+                index[key] = len(jobs)
+                reference = references[problem_key(problem)]
+                jobs.append(candidate_job(problem, name, program, reference, cfg, shared=shared))
+            row.append((name, index[key]))
+        keys.append(row)
+    results = client.run_batch(jobs)
+    return [{name: tier_outcome(results[j]) for name, j in row} for row in keys]
+
+
+def combined_verdict(outcomes: dict[str, TierOutcome]) -> tuple[bool, str]:
+    """(passed, verdict) of a sample over its tiers: the first tier's failing verdict, "passed"."""
+    for outcome in outcomes.values():
+        if outcome.status != "pass":
+            return False, outcome.verdict
+    return True, "passed"

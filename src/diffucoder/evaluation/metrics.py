@@ -9,6 +9,8 @@ Names are MLflow-legal and stable across runs (paper §5 columns):
   left out when the 1x score is 0 (the ratio is undefined);
 - ``arness_local_at_{k}_{speed}`` / ``arness_global_at_{k}_{speed}``: mean AR-ness over samples;
 - ``tokens_per_s_{speed}``: generated tokens per second of decoding.
+Samples scored from a file (``diffucoder evaluate --samples``) have no speed or temperature: their
+cells are ``{bench}_pass_at_{k}_samples`` and ``evalplus_pass_at_{k}_samples``.
 Scores are fractions in [0, 1].
 """
 
@@ -32,6 +34,7 @@ class SampleResult:
     n_passed: int
     n_tests: int
     infra_error: str | None = None
+    tiers: dict[str, str] = field(default_factory=dict)  # EvalPlus status per tier (base, plus)
     gen_tokens: int = 0
     arness_local: dict[int, float] = field(default_factory=dict)
     arness_global: dict[int, float] = field(default_factory=dict)
@@ -44,8 +47,8 @@ class ProblemResult:
 
     benchmark: str
     task_id: str
-    speed: str
-    temperature: float
+    speed: str  # "1x", "2x", or SAMPLES
+    temperature: float | None  # None for SAMPLES
     samples: list[SampleResult]
 
     @property
@@ -71,6 +74,9 @@ class ProblemResult:
         return row
 
 
+SAMPLES = "samples"
+
+
 def temp_label(temperature: float) -> str:
     return f"temp{temperature:g}"
 
@@ -85,10 +91,13 @@ def aggregate(
 
     metrics: dict[str, float] = {}
     best: dict[tuple[str, str, int], float] = {}
-    for (bench, speed, temp), rows in sorted(cells.items()):
+    for (bench, speed, temp), rows in sorted(cells.items(), key=lambda c: (c[0][0], c[0][1], c[0][2] or 0.0)):
         counts = [(r.n, r.n_correct) for r in rows]
         for k in ks:
             score = mean_pass_at_k(counts, k)
+            if speed == SAMPLES:
+                best[(bench, speed, k)] = score
+                continue
             metrics[f"{bench}_pass_at_{k}_{speed}_{temp_label(temp)}"] = score
             if score > best.get((bench, speed, k), -1.0):
                 best[(bench, speed, k)] = score

@@ -100,7 +100,7 @@ def _heatmaps(results: list[ProblemResult], count: int) -> str:
     if not traced:
         return "<p>No decode traces were recorded.</p>"
     rows = "".join(
-        f"<li>row {i}: {html.escape(f'{r.benchmark} {r.task_id} ({r.speed}, T={r.temperature:g})')}</li>"
+        f"<li>row {i}: {html.escape(f'{r.benchmark} {r.task_id} ({_point(r)})')}</li>"
         for i, (r, _) in enumerate(traced)
     )
     length = min(len(s.trace) for _, s in traced)
@@ -109,6 +109,11 @@ def _heatmaps(results: list[ProblemResult], count: int) -> str:
         _png(decode_order_figure(trace, "decode order (colour = unmask step / last step)"))
         + f"<ol start=0>{rows}</ol>"
     )
+
+
+def _point(r: ProblemResult) -> str:
+    """The grid point of a result ("1x, T=0.2"), or "samples" for a scored samples file."""
+    return r.speed if r.temperature is None else f"{r.speed}, T={r.temperature:g}"
 
 
 def _failures(results: list[ProblemResult], limit: int) -> str:
@@ -123,9 +128,10 @@ def _failures(results: list[ProblemResult], limit: int) -> str:
     counts = ", ".join(f"{html.escape(v)}: {n}" for v, n in sorted(by_verdict.items()))
     parts = [f"<p>All failing samples by verdict: {counts}. First {len(items)} shown.</p>"]
     for r, s in items:
+        tiers = ", ".join(f"{name} {status}" for name, status in s.tiers.items())
         title = (
-            f"{r.benchmark} {r.task_id} ({r.speed}, T={r.temperature:g}): {s.verdict} "
-            f"({s.n_passed}/{s.n_tests} tests passed)"
+            f"{r.benchmark} {r.task_id} ({_point(r)}): {s.verdict} "
+            f"({s.n_passed}/{s.n_tests} tests passed{'; ' + tiers if tiers else ''})"
         )
         detail = f"<p>infra error: {html.escape(s.infra_error)}</p>" if s.infra_error else ""
         parts.append(
@@ -153,17 +159,24 @@ def render_report(
         for k, v in (notes or {}).items()
     )
     tables = "".join(_score_table(metrics, benchmarks, speeds, temperatures, k) for k in ks)
+    decoded = any(r.temperature is not None for r in results)  # a samples file has no decoding to show
     body = [
         f"<h1>{html.escape(title)}</h1>",
         f"<table>{meta}</table>" if meta else "",
         "<h2>Scores</h2>",
         tables,
-        "<h2>1x vs 2x steps</h2>",
-        _speed_bars(metrics, benchmarks, speeds, ks[0]),
-        "<h2>AR-ness</h2>",
-        _arness_curves(metrics, speeds),
-        "<h2>Decode order</h2>",
-        _heatmaps(results, heatmap_problems),
+        *(
+            [
+                "<h2>1x vs 2x steps</h2>",
+                _speed_bars(metrics, benchmarks, speeds, ks[0]),
+                "<h2>AR-ness</h2>",
+                _arness_curves(metrics, speeds),
+                "<h2>Decode order</h2>",
+                _heatmaps(results, heatmap_problems),
+            ]
+            if decoded
+            else []
+        ),
         "<h2>Failures</h2>",
         _failures(results, failure_limit),
     ]

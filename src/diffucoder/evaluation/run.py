@@ -1,12 +1,14 @@
-"""The evaluation stage: ``run_evaluation(cfg, model_uri, benchmarks, out_uri) -> EvalResult``.
+"""The evaluation stage: ``run_evaluation(cfg, model_uri, benchmarks, out_uri) -> EvalResult``, and
+``score_samples(cfg, samples_uri, out_uri)`` for completions produced elsewhere.
 
-Order (fail fast): load every benchmark, run every reference solution in the
-sandbox (expected outputs + time limits; a broken reference stops the run before any decoding),
+Order (fail fast): load every benchmark, get every reference (from the reference cache, else run in
+the sandbox: expected outputs + time limits; a broken reference stops the run before any decoding),
 load the model, then for each (speed, temperature) grid point decode ``n_samples`` completions per
-problem, execute them in the sandbox and score them. Outputs under ``out_uri``:
-``per_problem.jsonl`` (one row per problem and grid point, for run-to-run diffs), ``metrics.json``
-(flat metrics + timings), ``report.html`` and ``config.yaml``; metrics also go to the stage's MLflow
-run. The KFP component emits ``metrics.json`` as KFP Metrics.
+problem, execute them in the sandbox and score them. ``score_samples`` replaces model and decoding by
+a samples file and shares everything after. Outputs under ``out_uri``: ``per_problem.jsonl`` (one row
+per problem and grid point, for run-to-run diffs), ``metrics.json`` (flat metrics + timings),
+``report.html`` and ``config.yaml`` (+ EvalPlus's ``eval_results.json`` for a samples file); metrics
+also go to the stage's MLflow run. The KFP component emits ``metrics.json`` as KFP Metrics.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from tqdm.auto import tqdm
 
 from diffucoder.config import RunConfig
 from diffucoder.evaluation.benchmarks import Problem, load_benchmark
-from diffucoder.evaluation.execution import execute_candidates, problem_key, run_references, verdict_of
+from diffucoder.evaluation.execution import combined_verdict, execute_candidates, problem_key
 from diffucoder.evaluation.generation import decoding_config_for, generate_completions
-from diffucoder.evaluation.metrics import ProblemResult, SampleResult, aggregate
+from diffucoder.evaluation.metrics import SAMPLES, ProblemResult, SampleResult, aggregate
 from diffucoder.evaluation.prompts import build_prompt, code_from_completion, program_from_code
+from diffucoder.evaluation.references import ReferenceCache, run_references
 from diffucoder.evaluation.report import render_report
 
 log = logging.getLogger(__name__)
@@ -114,53 +117,120 @@ def _grid_point(
         for p, c in zip(items, completions, strict=True)
     ]
     t0 = time.perf_counter()
-    job_results = execute_candidates(list(zip(items, programs, strict=True)), client, references, ev)
+    outcomes = execute_candidates(list(zip(items, programs, strict=True)), client, references, ev)
     sandbox_seconds = time.perf_counter() - t0
 
     grouped: dict[tuple[str, str], list[SampleResult]] = {}
-    for problem, completion, program, result in zip(items, completions, programs, job_results, strict=True):
-        passed, verdict = verdict_of(result)
+    for problem, completion, program, tiers in zip(items, completions, programs, outcomes, strict=True):
         local, global_ = _arness(completion.trace, cfg)
-        grouped.setdefault(problem_key(problem), []).append(
-            SampleResult(
-                completion=completion.text,
-                program=program,
-                passed=passed,
-                verdict=verdict,
-                n_passed=result.passed,
-                n_tests=result.total,
-                infra_error=result.infra_error,
-                gen_tokens=ev.gen_length,
-                arness_local=local,
-                arness_global=global_,
-                trace=completion.trace,
-            )
-        )
+        sample = sample_result(completion.text, program, tiers)
+        sample.gen_tokens, sample.arness_local, sample.arness_global = ev.gen_length, local, global_
+        sample.trace = completion.trace
+        grouped.setdefault(problem_key(problem), []).append(sample)
     results = [
         ProblemResult(p.benchmark, p.task_id, speed, temperature, grouped[problem_key(p)]) for p in problems
     ]
     return results, gen_seconds, sandbox_seconds
 
 
-def _write_outputs(
-    cfg: RunConfig, out_uri: str, metrics, timings, per_problem: str, report_html: str
-) -> dict[str, str]:
+def sample_result(completion: str, program: str, tiers: dict) -> SampleResult:
+    """A sample's result from its outcome per tier (see execution.execute_candidates)."""
+    passed, verdict = combined_verdict(tiers)
+    infra = next((t.infra_error for t in tiers.values() if t.infra_error), None)
+    return SampleResult(
+        completion=completion,
+        program=program,
+        passed=passed,
+        verdict="infra_error" if infra else verdict,
+        n_passed=sum(t.n_passed for t in tiers.values()),
+        n_tests=sum(t.n_tests for t in tiers.values()),
+        infra_error=infra,
+        tiers={name: t.status for name, t in tiers.items()},
+    )
+
+
+def _write_outputs(cfg: RunConfig, out_uri: str, metrics, timings, texts: dict[str, str]) -> dict[str, str]:
+    """Write ``texts`` (file name -> content) and config.yaml, then metrics.json last: its presence
+    marks a complete evaluation output."""
     from diffucoder import storage
 
-    files = {
-        "per_problem": storage.join(out_uri, "per_problem.jsonl"),
-        "metrics": storage.join(out_uri, "metrics.json"),
-        "report": storage.join(out_uri, "report.html"),
-        "config": storage.join(out_uri, "config.yaml"),
-    }
-    storage.write_text(files["per_problem"], per_problem)
-    storage.write_text(files["report"], report_html)
-    storage.write_text(files["config"], cfg.to_yaml())
-    # metrics.json last: its presence marks a complete evaluation output.
+    files = {name: storage.join(out_uri, name) for name in [*texts, "config.yaml", "metrics.json"]}
+    for name, text in texts.items():
+        storage.write_text(files[name], text)
+    storage.write_text(files["config.yaml"], cfg.to_yaml())
     storage.write_text(
-        files["metrics"], json.dumps({"metrics": metrics, "timings": timings}, indent=2, sort_keys=True)
+        files["metrics.json"], json.dumps({"metrics": metrics, "timings": timings}, indent=2, sort_keys=True)
     )
-    return files
+    return {name.split(".")[0]: uri for name, uri in files.items()}
+
+
+def reference_cache(cfg: RunConfig, out_uri: str) -> ReferenceCache:
+    from diffucoder import storage
+
+    return ReferenceCache(cfg.evaluation.reference_cache_uri or storage.join(out_uri, "reference_cache"))
+
+
+@contextlib.contextmanager
+def _sandbox_and_references(cfg: RunConfig, problems: list[Problem], out_uri: str, timings: dict[str, float]):
+    """A sandbox client and every problem's reference (cached or run; ``timings["reference_s"]``)."""
+    from diffucoder.sandbox.client import SandboxClient
+
+    with sandbox_url(cfg) as url:
+        client = SandboxClient(url, cfg.sandbox)
+        t0 = time.perf_counter()
+        references = run_references(problems, client, cfg.evaluation, reference_cache(cfg, out_uri))
+        timings["reference_s"] = time.perf_counter() - t0
+        yield client, references
+
+
+def _load_problems(cfg: RunConfig, names: list[str]) -> list[Problem]:
+    return [p for name in names for p in load_benchmark(name, cfg.evaluation)]
+
+
+def _publish(
+    cfg: RunConfig,
+    out_uri: str,
+    *,
+    title: str,
+    names: list[str],
+    results: list[ProblemResult],
+    gen_seconds: dict[str, float],
+    timings: dict[str, float],
+    notes: dict[str, str],
+    extra_files: dict[str, str],
+    parent_run_id: str | None,
+) -> EvalResult:
+    """Metrics, report, output files and the MLflow run: everything after the samples are scored."""
+    from diffucoder import tracking
+
+    ev = cfg.evaluation
+    metrics = aggregate(results, ev.pass_k, gen_seconds)
+    timings["problems"] = float(len({(r.benchmark, r.task_id) for r in results}))
+    timings["samples"] = float(sum(r.n for r in results))
+    speeds = sorted({r.speed for r in results}, key=lambda s: (s == SAMPLES, s))
+    report_html = render_report(
+        metrics,
+        results,
+        title=title,
+        benchmarks=names,
+        speeds=speeds,
+        temperatures=[] if speeds == [SAMPLES] else ev.temperatures,
+        ks=ev.pass_k,
+        heatmap_problems=ev.heatmap_problems,
+        failure_limit=ev.report_failures,
+        notes={**notes, "config fingerprint": cfg.fingerprint()},
+    )
+    per_problem = "".join(json.dumps(r.to_row(ev.pass_k)) + "\n" for r in results)
+    texts = {"per_problem.jsonl": per_problem, "report.html": report_html, **extra_files}
+    files = _write_outputs(cfg, out_uri, metrics, timings, texts)
+
+    tracking.configure(cfg.tracking)
+    with tracking.stage_run("evaluate", cfg, parent_run_id=parent_run_id) as tr:
+        tr.log_metrics({**metrics, **{f"time_{k}": v for k, v in timings.items()}})
+        tr.log_text(report_html, "evaluation/report.html")
+        tr.log_text(per_problem, "evaluation/per_problem.jsonl")
+        run_id = tr.run_id
+    return EvalResult(metrics, results, out_uri, files, timings, run_id)
 
 
 def run_evaluation(
@@ -178,25 +248,19 @@ def run_evaluation(
         ReferenceFailure: a reference solution failed in the sandbox (before any decoding).
         SandboxUnavailable: the sandbox service could not be reached.
     """
-    from diffucoder import tracking
     from diffucoder.heap import retain_freed_memory
     from diffucoder.model import load_model
-    from diffucoder.sandbox.client import SandboxClient
 
     retain_freed_memory()  # decoding re-allocates the same activations every step (diffucoder.heap)
     ev = cfg.evaluation
     names = list(benchmarks or ev.benchmarks)
     t_start = time.perf_counter()
-    problems = [p for name in names for p in load_benchmark(name, ev)]
+    problems = _load_problems(cfg, names)
     log.info("evaluating %s on %d problems (%s)", model_uri, len(problems), ", ".join(names))
     timings = {"generation_s": 0.0, "sandbox_s": 0.0}
     results: list[ProblemResult] = []
     gen_seconds: dict[str, float] = {}
-    with sandbox_url(cfg) as url:
-        client = SandboxClient(url, cfg.sandbox)
-        t0 = time.perf_counter()
-        references = run_references(problems, client, ev)
-        timings["reference_s"] = time.perf_counter() - t0
+    with _sandbox_and_references(cfg, problems, out_uri, timings) as (client, references):
         model, tokenizer = load_model(model_uri, device=_device(cfg))
         model.eval()
         generator = torch.Generator(device=_device(cfg)).manual_seed(cfg.seed + ev.seed_offset)
@@ -209,36 +273,113 @@ def run_evaluation(
                 gen_seconds[speed] = gen_seconds.get(speed, 0.0) + g_s
                 timings["generation_s"] += g_s
                 timings["sandbox_s"] += s_s
-    metrics = aggregate(results, ev.pass_k, gen_seconds)
     timings["total_s"] = time.perf_counter() - t_start
-    timings["problems"] = float(len(problems))
-    timings["samples"] = float(sum(r.n for r in results))
-    report_html = render_report(
-        metrics,
-        results,
+    return _publish(
+        cfg,
+        out_uri,
         title=f"DiffuCoder evaluation: {model_uri}",
-        benchmarks=names,
-        speeds=ev.speeds,
-        temperatures=ev.temperatures,
-        ks=ev.pass_k,
-        heatmap_problems=ev.heatmap_problems,
-        failure_limit=ev.report_failures,
+        names=names,
+        results=results,
+        gen_seconds=gen_seconds,
+        timings=timings,
         notes={
             "model": model_uri,
             "prompt style": ev.prompt_style,
             "gen length": str(ev.gen_length),
             "samples per problem": str(ev.n_samples),
             "fast decoding": str(ev.fast_decoding),
-            "config fingerprint": cfg.fingerprint(),
         },
+        extra_files={},
+        parent_run_id=parent_run_id,
     )
-    per_problem = "".join(json.dumps(r.to_row(ev.pass_k)) + "\n" for r in results)
-    files = _write_outputs(cfg, out_uri, metrics, timings, per_problem, report_html)
 
-    tracking.configure(cfg.tracking)
-    with tracking.stage_run("evaluate", cfg, parent_run_id=parent_run_id) as tr:
-        tr.log_metrics({**metrics, **{f"time_{k}": v for k, v in timings.items()}})
-        tr.log_text(report_html, "evaluation/report.html")
-        tr.log_text(per_problem, "evaluation/per_problem.jsonl")
-        run_id = tr.run_id
-    return EvalResult(metrics, results, out_uri, files, timings, run_id)
+
+SAMPLES_BENCHMARKS = {"humaneval": ["humaneval", "humaneval_plus"], "mbpp": ["mbpp_plus"]}
+
+
+def score_samples(
+    cfg: RunConfig,
+    samples_uri: str,
+    out_uri: str,
+    benchmarks: list[str] | None = None,
+    *,
+    parent_run_id: str | None = None,
+) -> EvalResult:
+    """Score an EvalPlus samples file (completions produced elsewhere) as ``run_evaluation`` scores
+    decoded ones, and write EvalPlus's ``eval_results.json`` beside the usual outputs.
+
+    ``benchmarks`` default to the samples' dataset: ``humaneval,humaneval_plus`` for HumanEval+ task
+    ids, ``mbpp_plus`` for MBPP+.
+
+    Raises:
+        SamplesError: a malformed line, a line without solution/completion, an unknown task id, a
+            task without samples, or samples of another dataset than ``benchmarks``.
+    """
+    from diffucoder.evaluation.benchmarks import data_task_ids, evalplus_data_file
+    from diffucoder.evaluation.samples import (
+        SamplesError,
+        evalplus_results,
+        match_samples,
+        read_samples,
+        samples_dataset,
+    )
+
+    ev = cfg.evaluation
+    t_start = time.perf_counter()
+    samples = read_samples(samples_uri)
+    dataset = samples_dataset(samples, samples_uri)
+    names = list(benchmarks or SAMPLES_BENCHMARKS[dataset])
+    foreign = [n for n in names if n not in SAMPLES_BENCHMARKS[dataset]]
+    if foreign:
+        raise SamplesError(
+            f"{samples_uri} holds {dataset} samples; benchmark(s) {foreign} cannot score them "
+            f"(choose from {SAMPLES_BENCHMARKS[dataset]})"
+        )
+    problems = _load_problems(cfg, names)
+    data = evalplus_data_file(dataset, ev)
+    known = data_task_ids(data)
+    matched = {
+        name: match_samples(
+            samples, [p for p in problems if p.benchmark == name], samples_uri, known_task_ids=known
+        )
+        for name in names
+    }
+    items = [(p, s) for p in problems for s in matched[p.benchmark][p.task_id]]
+    log.info(
+        "scoring %d samples of %s on %d problems (%s)",
+        len(samples),
+        samples_uri,
+        len(problems),
+        ", ".join(names),
+    )
+    timings: dict[str, float] = {}
+    with _sandbox_and_references(cfg, problems, out_uri, timings) as (client, references):
+        t0 = time.perf_counter()
+        outcomes = execute_candidates([(p, s.program(p)) for p, s in items], client, references, ev)
+        timings["sandbox_s"] = time.perf_counter() - t0
+    grouped: dict[tuple[str, str], list[SampleResult]] = {}
+    for (problem, sample), tiers in zip(items, outcomes, strict=True):
+        text = sample.solution if sample.solution is not None else sample.completion or ""
+        grouped.setdefault(problem_key(problem), []).append(
+            sample_result(text, sample.program(problem), tiers)
+        )
+    results = [
+        ProblemResult(p.benchmark, p.task_id, SAMPLES, None, grouped[problem_key(p)]) for p in problems
+    ]
+    # EvalPlus's results file: the widest benchmark (plus tiers included when scored)
+    widest = max(names, key=lambda n: n.endswith("_plus"))
+    rows = [(p, s, t) for (p, s), t in zip(items, outcomes, strict=True) if p.benchmark == widest]
+    eval_results = evalplus_results(rows, data.md5, base_only=not widest.endswith("_plus"))
+    timings["total_s"] = time.perf_counter() - t_start
+    return _publish(
+        cfg,
+        out_uri,
+        title=f"Evaluation of samples {samples_uri}",
+        names=names,
+        results=results,
+        gen_seconds={},
+        timings=timings,
+        notes={"samples": samples_uri},
+        extra_files={"eval_results.json": json.dumps(eval_results)},
+        parent_run_id=parent_run_id,
+    )

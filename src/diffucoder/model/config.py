@@ -2,9 +2,13 @@
 
 Two ways to get a model (see :func:`diffucoder.model.build_model`):
 - ``base_model_uri`` set: convert an HF causal-LM checkpoint (a dir or ``s3://``) into a diffusion
-  LM, as DiffuCoder did with Qwen2.5-Coder-7B (paper §B.1).
+  LM, as DiffuCoder did with Qwen2.5-Coder-7B (paper §B.1): the ``tokens`` its tokenizer lacks are
+  appended and the embeddings sized to ``vocab_size``.
 - ``base_model_uri`` unset: a from-scratch Qwen2 with the dimensions below. The defaults are the
   Qwen2.5-7B / Dream-7B dimensions the paper uses; the tiny preset shrinks them.
+
+A released diffusion checkpoint (DiffuCoder, Dream) is not converted: ``diffucoder model import``
+makes it a project model, which any stage can start from (docs/model.md).
 """
 
 from __future__ import annotations
@@ -15,6 +19,28 @@ from pydantic import Field, model_validator
 
 from diffucoder.config_base import StrictModel
 
+TokenRole = Literal["bos", "eos", "mask", "pad"]
+
+
+class SpecialTokensConfig(StrictModel):
+    """The diffusion model's special tokens (a from-scratch tokenizer has them built in).
+
+    Converting a base causal LM appends the ones its tokenizer lacks in the order bos, mask, pad.
+    """
+
+    bos: str | None = Field(
+        None,
+        description="beginning-of-text token to declare (never prepended); paper-7b: <|beginoftext|>, "
+        "appended first so that mask and pad get DiffuCoder's ids",
+    )
+    mask: str = Field("<|mask|>", description="the absorbing-state token that noised positions hold")
+    pad: str = Field("<|dlm_pad|>", description="the trained pad of fixed-length SFT (paper §B.1)")
+    ids: dict[TokenRole, int] = Field(
+        {},
+        description="ids the tokenizer must give these roles (eos included), checked when the model is "
+        "built: a different base tokenizer then fails before training instead of shifting every id",
+    )
+
 
 class ModelConfig(StrictModel):
     """The masked-diffusion model: architecture for from-scratch builds, or a base checkpoint URI."""
@@ -22,6 +48,15 @@ class ModelConfig(StrictModel):
     # --- source ---
     base_model_uri: str | None = Field(
         None, description="HF causal-LM dir or s3:// URI to convert; None builds a from-scratch Qwen2"
+    )
+
+    # --- special tokens and vocabulary ---
+    tokens: SpecialTokensConfig = SpecialTokensConfig()
+    vocab_size: int | None = Field(
+        None,
+        ge=1,
+        description="embedding rows; None = len(tokenizer) from scratch, the base checkpoint's rows when "
+        "converting (Qwen2.5-Coder-7B pads to 152064); never fewer than the tokenizer's tokens",
     )
 
     # --- from-scratch Qwen2 dimensions (ignored when base_model_uri is set) ---

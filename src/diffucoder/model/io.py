@@ -4,13 +4,13 @@ A saved model is a directory artifact: written to a temp dir, sealed with ``MANI
 published through :mod:`diffucoder.storage`, so a reader never sees a half-written model.
 ``load_model`` refuses a checkpoint whose ``config.json`` does not declare ``diffusion_lm: true``:
 running a plain causal LM bidirectionally would silently produce garbage. Converting a causal LM is
-an explicit step (``build_model`` with ``model.base_model_uri``).
+an explicit step (``build_model`` with ``model.base_model_uri``), and so is taking in a released
+Dream/DiffuCoder checkpoint (``diffucoder model import``, :mod:`diffucoder.model.importer`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +19,9 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from diffucoder import storage
+from diffucoder.model.checkpoint import read_config
 from diffucoder.model.diffusion_lm import DiffusionLM
+from diffucoder.model.kinds import peek_config, require_diffusion
 
 
 @contextlib.contextmanager
@@ -59,21 +61,6 @@ def save_model(model: DiffusionLM, tokenizer: PreTrainedTokenizerBase, uri: str)
         storage.put_dir(tmp, uri)  # files first, MANIFEST.json last
 
 
-def _check_declared(config: dict, uri: str) -> None:
-    if not config.get("diffusion_lm"):
-        raise ValueError(
-            f"{uri}/config.json does not declare diffusion_lm: true; it is a plain causal LM. "
-            "Convert it explicitly with build_model(ModelConfig(base_model_uri=...), tokenizer)."
-        )
-    if config.get("diffusion_shift") != "ar":
-        raise ValueError(
-            f"{uri}/config.json: diffusion_shift={config.get('diffusion_shift')!r}, expected 'ar'"
-        )
-    for field in ("mask_token_id", "pad_token_id", "eos_token_id"):
-        if config.get(field) is None:
-            raise ValueError(f"{uri}/config.json: missing {field}")
-
-
 def load_model(
     uri: str,
     device: str | torch.device = "cpu",
@@ -92,20 +79,18 @@ def load_model(
         (model in eval mode, tokenizer)
 
     Raises:
-        ValueError: the checkpoint is not declared a diffusion LM, or tokenizer and model disagree.
+        ValueError: the checkpoint is not declared a diffusion LM (a Dream checkpoint: the message
+            names the import command), or tokenizer and model disagree.
         diffucoder.storage.IncompleteArtifactError: no MANIFEST.json.
     """
     from diffucoder.data.tokenizer import load_tokenizer
 
+    peeked = peek_config(uri)
+    if peeked is not None:  # a wrong kind of checkpoint is named before anything is downloaded
+        require_diffusion(peeked, uri)
     with local_dir(uri) as path:
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{uri}: no config.json (not an HF model dir)")
-        try:
-            config = json.loads(config_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{uri}/config.json: invalid JSON: {exc}") from exc
-        _check_declared(config, uri)
+        config = read_config(path, uri)
+        require_diffusion(config, uri)
         kwargs = {"attn_implementation": attn_implementation}
         if dtype is not None:
             kwargs["dtype"] = dtype

@@ -1,7 +1,9 @@
 """Client of the sandbox service, used by the RL trainer and the evaluator.
 
 ``SandboxClient(url).run_batch(jobs)`` splits jobs into batches, sends them concurrently with httpx,
-retries 429/5xx/connection errors with exponential backoff (tenacity) within a deadline, and raises
+retries 5xx/connection errors with exponential backoff (tenacity) up to ``max_attempts`` within a
+deadline, waits out 429 (a full queue is back-pressure, not a failure: it retries until the deadline),
+and raises
 :class:`SandboxUnavailable` when the service cannot be reached. Verdicts are never invented here: a
 job the service could not run comes back with ``infra_error`` set, for the caller to retry or skip.
 """
@@ -9,17 +11,12 @@ job the service could not run comes back with ``infra_error`` set, for the calle
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from diffucoder.sandbox.codec import decode, encode
 from diffucoder.sandbox.config import SandboxConfig
@@ -29,34 +26,94 @@ class SandboxUnavailable(RuntimeError):
     """The sandbox service could not be reached or kept failing; no verdict exists for the jobs."""
 
 
+class Tier:
+    """The inputs of an io test tier and, for candidate jobs, their expected outputs: encoded once,
+    registered once with each server (``POST /v1/tiers``, see tiers.py) and named by every job that
+    shares the object, so many samples of a problem send them once."""
+
+    def __init__(
+        self,
+        inputs: list[list[Any]],
+        expected: list[Any] | None = None,
+        *,
+        encoded_expected: list[Any] | None = None,
+    ):
+        if expected is not None and encoded_expected is not None:
+            raise ValueError("give expected or encoded_expected, not both")
+        if expected is not None:
+            encoded_expected = [encode(x) for x in expected]
+        self.data = {"inputs": [encode(list(args)) for args in inputs], "expected": encoded_expected}
+        self.refs: dict[str, str] = {}  # server URL -> the ref it registered this tier under
+        self._nbytes: int | None = None
+
+    @property
+    def nbytes(self) -> int:
+        if self._nbytes is None:
+            self._nbytes = len(json.dumps(self.data))
+        return self._nbytes
+
+
 @dataclass
 class Job:
     """One solution and its tests.
 
     Assert jobs: ``tests`` = assert statements (or whole test programs), one per test case.
-    EvalPlus-style io jobs: ``entry_point`` + ``inputs`` (one argument list per case) and
-    ``expected`` outputs (compared with EvalPlus semantics, float tolerance ``atol``), or
-    ``expected=None`` to get the outputs back in ``JobResult.outputs`` (e.g. from a canonical solution).
+    EvalPlus-style io jobs: ``entry_point`` + a :class:`Tier` of inputs (one argument list per case)
+    and ``expected`` outputs (compared as EvalPlus 0.3.1 does, float tolerance ``atol``, the special
+    oracles of ``evalplus_dataset``), or no expected outputs to get the outputs back in
+    ``JobResult.outputs`` (e.g. from a canonical solution). Jobs of the same tier should share one
+    ``Tier`` object; ``inputs=`` / ``expected=`` make one for this job alone. ``time_limits_s`` gives
+    each case its own limit; ``stop_on_failure`` runs nothing after the first case that raises or
+    times out.
     """
 
     code: str
     tests: list[str] = field(default_factory=list)
     time_limit_s: float | None = None
+    time_limits_s: list[float] | None = None
+    load_time_limit_s: float | None = None
     total_time_limit_s: float | None = None
     memory_mb: int | None = None
     entry_point: str | None = None
+    tier: Tier | None = None
     inputs: list[list[Any]] | None = None
     expected: list[Any] | None = None
     atol: float = 0.0
+    evalplus_dataset: str | None = None
+    stop_on_failure: bool = False
 
-    def payload(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "tests": list(self.tests), "atol": self.atol}
-        for key in ("time_limit_s", "total_time_limit_s", "memory_mb", "entry_point"):
+    def __post_init__(self) -> None:
+        if self.inputs is not None:
+            if self.tier is not None:
+                raise ValueError("give tier or inputs, not both")
+            self.tier = Tier(self.inputs, self.expected)
+        elif self.expected is not None:
+            raise ValueError("expected outputs need inputs")
+
+    def payload(self, tier_ref: str | None = None) -> dict[str, Any]:
+        """The job as the server reads it: an io job names its tier by the ref it was registered
+        under, or carries the tier's inputs and expected outputs when it has none."""
+        body: dict[str, Any] = {
+            "code": self.code,
+            "tests": list(self.tests),
+            "atol": self.atol,
+            "stop_on_failure": self.stop_on_failure,
+        }
+        for key in (
+            "time_limit_s",
+            "time_limits_s",
+            "load_time_limit_s",
+            "total_time_limit_s",
+            "memory_mb",
+            "entry_point",
+            "evalplus_dataset",
+        ):
             if getattr(self, key) is not None:
                 body[key] = getattr(self, key)
-        if self.inputs is not None:
-            body["inputs"] = [encode(list(args)) for args in self.inputs]
-            body["expected"] = None if self.expected is None else [encode(x) for x in self.expected]
+        if tier_ref is not None:
+            body["tier"] = tier_ref
+        elif self.tier is not None:
+            body.update(self.tier.data)
         return body
 
 
@@ -74,20 +131,38 @@ class JobResult:
     program_error: str | None = None
     outputs: list[Any] | None = None
     test_seconds: list[float | None] = field(default_factory=list)
+    wall_timeout_at: int | None = None
+    # the outputs as the service sent them (codec trees), e.g. to pass on as another job's expected
+    encoded_outputs: list[Any] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobResult:
-        outputs = data.get("outputs")
-        if outputs is not None:
-            outputs = [None if o is None else decode(o) for o in outputs]
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "outputs"}
-        return cls(**fields, outputs=outputs)
+        encoded = data.get("outputs")
+        outputs = None if encoded is None else [None if o is None else decode(o) for o in encoded]
+        skip = ("outputs", "encoded_outputs")
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k not in skip}
+        return cls(**fields, outputs=outputs, encoded_outputs=encoded)
+
+
+# tiers registered per request: large enough for HumanEval/15's 147 MB tier to go alone, small
+# enough that many small tiers share a request
+REGISTER_BYTES = 32 << 20
+
+
+class _UnknownTiers(Exception):
+    def __init__(self, refs: set[str]):
+        super().__init__(f"{len(refs)} unknown tier ref(s)")
+        self.refs = refs
 
 
 class _Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class _Busy(_Retryable):
+    """429: the server's queue is full; retried until the deadline without counting as a failure."""
 
 
 class SandboxClient:
@@ -116,6 +191,7 @@ class SandboxClient:
         chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         limit = asyncio.Semaphore(self.cfg.max_concurrent_requests)
         async with httpx.AsyncClient() as http:
+            await self._register(http, [j.tier for j in jobs if j.tier is not None])
 
             async def one(chunk: list[Job]) -> list[JobResult]:
                 async with limit:
@@ -124,6 +200,24 @@ class SandboxClient:
             parts = await asyncio.gather(*(one(c) for c in chunks))
         return [r for part in parts for r in part]
 
+    async def _register(self, http: httpx.AsyncClient, tiers: list[Tier]) -> None:
+        """Register the tiers this server has no ref for, in requests of at most ~32 MB."""
+        pending = list({id(t): t for t in tiers if self.url not in t.refs}.values())
+        while pending:
+            group, size = [], 0
+            while pending and (not group or size + pending[0].nbytes <= REGISTER_BYTES):
+                size += pending[0].nbytes
+                group.append(pending.pop(0))
+            body = {"tiers": [t.data for t in group]}
+            response = await self._send_retrying(http, "/v1/tiers", body, self.cfg.request_timeout_s)
+            refs = response.json()["refs"]
+            if len(refs) != len(group):
+                raise SandboxUnavailable(
+                    f"sandbox at {self.url} answered {len(refs)} refs for {len(group)} tiers"
+                )
+            for tier, ref in zip(group, refs, strict=True):
+                tier.refs[self.url] = ref
+
     def _deadline(self, chunk: list[Job]) -> float:
         """Seconds to wait for one batch: the configured deadline plus every job's own wall limit, so a
         batch of slow (timing-out) programs is never mistaken for an unreachable sandbox."""
@@ -131,22 +225,24 @@ class SandboxClient:
         return self.cfg.request_timeout_s + limits
 
     async def _post_batch(self, http: httpx.AsyncClient, chunk: list[Job]) -> list[JobResult]:
-        body = {"jobs": [j.payload() for j in chunk]}
         deadline = self._deadline(chunk)
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
-            stop=stop_after_attempt(self.cfg.max_attempts) | stop_after_delay(deadline),
-            wait=_wait_with_retry_after(),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    response = await self._send(http, body, deadline)
-        except _Retryable as exc:
+        for _ in range(self.cfg.max_attempts):
+            body = {"jobs": [j.payload(j.tier.refs[self.url] if j.tier else None) for j in chunk]}
+            try:
+                response = await self._send_retrying(http, "/v1/run_batch", body, deadline)
+                break
+            except _UnknownTiers as exc:  # the server dropped them (restarted, or its store is full)
+                tiers = [
+                    j.tier for j in chunk if j.tier is not None and j.tier.refs.get(self.url) in exc.refs
+                ]
+                for tier in tiers:
+                    tier.refs.pop(self.url, None)
+                await self._register(http, tiers)
+        else:
             raise SandboxUnavailable(
-                f"sandbox at {self.url} failed after {self.cfg.max_attempts} attempts: {exc}"
-            ) from exc
+                f"sandbox at {self.url} kept dropping registered tiers ({self.cfg.max_attempts} attempts): "
+                "raise its sandbox.tier_cache_mb or lower batch_size"
+            )
         results = response.json()["results"]
         if len(results) != len(chunk):
             raise SandboxUnavailable(
@@ -154,23 +250,59 @@ class SandboxClient:
             )
         return [JobResult.from_json(r) for r in results]
 
-    async def _send(self, http: httpx.AsyncClient, body: dict[str, Any], deadline: float) -> httpx.Response:
+    async def _send_retrying(
+        self, http: httpx.AsyncClient, path: str, body: dict[str, Any], deadline: float
+    ) -> httpx.Response:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+            stop=self._stop(deadline),
+            wait=_wait_with_retry_after(),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._send(http, path, body, deadline)
+        except _Retryable as exc:
+            raise SandboxUnavailable(
+                f"sandbox at {self.url} gave no answer (up to {self.cfg.max_attempts} failed attempts "
+                f"within {deadline:.0f} s): {exc}"
+            ) from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _stop(self, deadline: float):
+        """Stop after ``max_attempts`` failures or at the deadline; a 429 is no failure (a large
+        evaluation sends more jobs than the server queues, and the queue drains)."""
+        failures = 0
+
+        def stop(state: RetryCallState) -> bool:
+            nonlocal failures
+            failures += not isinstance(state.outcome.exception(), _Busy)
+            return failures >= self.cfg.max_attempts or state.seconds_since_start >= deadline
+
+        return stop
+
+    async def _send(
+        self, http: httpx.AsyncClient, path: str, body: dict[str, Any], deadline: float
+    ) -> httpx.Response:
         try:
             response = await http.post(
-                f"{self.url}/v1/run_batch", json=body, timeout=httpx.Timeout(deadline, connect=10)
+                f"{self.url}{path}", json=body, timeout=httpx.Timeout(deadline, connect=10)
             )
         except (httpx.TransportError, httpx.TimeoutException) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code == 429 or response.status_code >= 500:
             retry_after = response.headers.get("Retry-After")
-            raise _Retryable(
+            raise (_Busy if response.status_code == 429 else _Retryable)(
                 f"HTTP {response.status_code}: {response.text[:200]}",
                 float(retry_after) if retry_after and retry_after.isdigit() else None,
             )
+        if response.status_code == 409:
+            raise _UnknownTiers(set(response.json()["detail"]["missing_tiers"]))
         if response.status_code != 200:
             # a request the server rejects as malformed is a caller bug: say so, do not retry
             raise ValueError(
-                f"sandbox at {self.url} rejected the batch: HTTP {response.status_code}: "
+                f"sandbox at {self.url} rejected the request to {path}: HTTP {response.status_code}: "
                 f"{response.text[:500]}"
             )
         return response

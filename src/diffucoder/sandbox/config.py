@@ -47,6 +47,15 @@ class SandboxConfig(StrictModel):
     max_processes: int = Field(32, ge=4, description="processes (and threads) one job may hold")
     max_file_mb: int = Field(16, ge=1, description="largest file the code may write")
     max_open_files: int = Field(64, ge=16)
+    tier_cache_mb: int = Field(
+        2048, ge=1, description="registered io tiers (inputs + expected outputs) the server keeps, as JSON"
+    )
+    slot_inputs_cache_mb: int = Field(
+        64,
+        ge=0,
+        description="io inputs each slot keeps for the next jobs, as JSON (the children inherit them: "
+        "their address space counts against memory_mb)",
+    )
 
     # client
     request_timeout_s: float = Field(120.0, gt=0, description="deadline of one HTTP batch request")

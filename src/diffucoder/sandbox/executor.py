@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diffucoder.sandbox import harness, isolation, layout
+from diffucoder.sandbox.codec import decode
 
 GRACE_S = 0.5  # the in-child timer fires first; this is for code that blocks SIGALRM
 
@@ -157,11 +158,37 @@ def _reap() -> None:
 # --- one job -------------------------------------------------------------------------------------
 
 
+class InputsCache:
+    """Decoded io inputs kept for the next jobs of the same tier, as the server's record of this slot
+    says (pool.SlotInputs). The children inherit them through the fork: no job decodes its inputs."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, list[Any]] = {}
+
+    def expand(self, job: dict[str, Any]) -> dict[str, Any]:
+        """An io job with its probes and decoded inputs (other jobs as they are)."""
+        io = job.pop("io", None)
+        if io is None:
+            return job
+        ref = io["inputs"]
+        inputs = [decode(x) for x in io["encoded"]] if "encoded" in io else self.held.get(ref)
+        kept = {r: self.held[r] for r in io["hold"] if r in self.held}
+        if inputs is not None and ref in io["hold"]:
+            kept[ref] = inputs
+        self.held = kept
+        if inputs is None:
+            raise LookupError(f"this slot does not hold the inputs of tier {ref[:12]}")
+        job["probes"] = [{"source": io["call"], "mode": "call", "input": i} for i in range(io["count"])]
+        job["decoded_inputs"] = inputs
+        return job
+
+
 class Slot:
     """Per-slot state prepared once: uid, seccomp filter, landlock paths, temp root."""
 
     def __init__(self, index: int, uid_base: int):
         self.index = index
+        self.inputs = InputsCache()
         self.is_root = os.geteuid() == 0
         self.uid = uid_base + index if self.is_root else None
         self.seccomp = isolation.compile_seccomp_filter(protected_pids=(os.getpid(), os.getppid()))
@@ -188,16 +215,21 @@ class Slot:
         }
 
 
-def _child(slot: Slot, job: dict, start: int, tmp: str, channel_w: int, out_w: int, err_w: int) -> None:
-    """In the forked child: install every layer, then hand over to the harness. Never returns."""
+def _child(slot: Slot, job: dict, tmp: str, fds: list[int], out_w: int, err_w: int, body) -> None:
+    """In a forked child: install every layer, then run ``body()``. Never returns.
+
+    ``fds`` become descriptors 3, 4, ... in order (the harness's pipes); every other descriptor is
+    closed, so a child holds only the pipes it was given."""
     try:
         os.setsid()
         devnull = os.open("/dev/null", os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
-        channel = os.dup2(channel_w, 3, inheritable=False)
-        os.closerange(4, 65536)
+        moved = [os.dup(fd) for fd in fds]  # out of the way first: a source may sit on a target number
+        for target, fd in enumerate(moved, start=3):
+            os.dup2(fd, target, inheritable=False)
+        os.closerange(3 + len(fds), 65536)
         os.chdir(tmp)
         os.environ.clear()
         os.environ.update(
@@ -229,11 +261,12 @@ def _child(slot: Slot, job: dict, start: int, tmp: str, channel_w: int, out_w: i
             own_proc = f"/proc/{os.getpid()}"
             isolation.landlock_restrict(writable=[tmp, "/dev/null"], readable=[*slot.read_paths, own_proc])
         slot.seccomp.load()
-        os.write(channel, b'{"event": "isolated"}\n')  # before any untrusted code: it cannot unsend this
+        os.write(3, b'{"event": "isolated"}\n')  # before any untrusted code: it cannot unsend this
     except BaseException as exc:  # noqa: BLE001 - report, never run the code half-isolated
         os.write(2, f"sandbox isolation failed: {exc!r}\n".encode())
         os._exit(121)
-    harness.run(job, start, channel)
+    body()
+    os._exit(0)
 
 
 def run_job(slot: Slot, job: dict) -> dict:
@@ -244,6 +277,7 @@ def run_job(slot: Slot, job: dict) -> dict:
     err = CappedBuffer(int(job["max_output_bytes"]))
     began = time.monotonic()
     total_deadline = began + float(job["total_time_limit_s"])
+    stop_on_failure = bool(job.get("stop_on_failure"))
     program: dict[str, Any] = {"status": "ok"}
     tmp = tempfile.mkdtemp(prefix="job-", dir=slot.tmp_root)
     try:
@@ -253,7 +287,7 @@ def run_job(slot: Slot, job: dict) -> dict:
         start = 0
         while True:
             events, fate = _attempt(slot, job, start, tmp, out, err, total_deadline)
-            if fate == "infra" and not any(ev.get("event") == "isolated" for ev in events):
+            if _not_isolated(events, fate):
                 return {
                     "infra_error": "the sandbox child could not install its isolation layers: "
                     + err.text()[-500:]
@@ -261,25 +295,45 @@ def run_job(slot: Slot, job: dict) -> dict:
             loaded, failure = _record(events, start, outcomes)
             if failure is not None and failure["status"] == "syntax_error":
                 return _finish([{"status": "syntax_error"}] * n, failure, out, err, began)
+            wall = fate == "wall"
             # a child that ended without reporting a test never passed it, whatever its exit status
-            fate = "crashed" if fate == "ok" else fate
+            fate = "timeout" if wall else ("crashed" if fate == "ok" else fate)
             if not loaded:
                 # the solution failed or exited before its tests: every remaining test shares that fate
-                program = failure or {
+                program = (failure if failure and not wall else None) or {
                     "status": fate,
                     "error": f"the program ended before its tests ran ({fate})",
                 }
                 for i in range(start, n):
-                    outcomes[i] = outcomes[i] or {"status": program["status"], "error": program["error"]}
+                    outcomes[i] = outcomes[i] or {
+                        "status": program["status"],
+                        "error": program["error"],
+                        "wall": wall,
+                    }
                 break
             pending = [i for i in range(start, n) if outcomes[i] is None]
+            failed = [i for i in range(start, n) if outcomes[i] and outcomes[i]["status"] != "ok"]
+            if stop_on_failure and failed and (not pending or failed[0] < pending[0]):
+                _skip(outcomes, failed[0] + 1)
+                break
             if not pending:
                 break
-            outcomes[pending[0]] = {"status": fate, "error": f"the child ended during this test ({fate})"}
+            if any(ev.get("event") == "restart" for ev in events) and not wall:
+                start = pending[0]  # the tester stopped after a timeout: fresh processes go on
+                if time.monotonic() < total_deadline:
+                    continue
+            outcomes[pending[0]] = {
+                "status": fate,
+                "error": f"the child ended during this test ({'job wall-clock limit' if wall else fate})",
+                "wall": wall,
+            }
             start = pending[0] + 1
+            if stop_on_failure:
+                _skip(outcomes, start)
+                break
             if start < n and time.monotonic() >= total_deadline:
                 for i in range(start, n):
-                    outcomes[i] = {"status": "timeout", "error": "job wall-clock limit reached"}
+                    outcomes[i] = {"status": "timeout", "error": "job wall-clock limit reached", "wall": True}
             if start >= n or time.monotonic() >= total_deadline:
                 break
         return _finish(outcomes, program, out, err, began)
@@ -288,6 +342,21 @@ def run_job(slot: Slot, job: dict) -> dict:
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _not_isolated(events: list[dict], fate: str) -> bool:
+    """Whether a process of the attempt never installed its isolation layers: the child (or a tester
+    job's tester) exited with the isolation failure's code before reporting "isolated", or the tester
+    saw its solution process end without the line the solution's isolated child writes first."""
+    if fate == "infra" and not any(ev.get("event") == "isolated" for ev in events):
+        return True
+    return any(ev.get("event") == "solution_not_isolated" for ev in events)
+
+
+def _skip(outcomes: list[dict | None], start: int) -> None:
+    """Tests after the first failure of a stop-on-failure job: never run, never passed."""
+    for i in range(start, len(outcomes)):
+        outcomes[i] = {"status": "skipped", "error": "not run: an earlier test failed"}
 
 
 def _record(events: list[dict], start: int, outcomes: list[dict | None]) -> tuple[bool, dict | None]:
@@ -309,6 +378,7 @@ def _record(events: list[dict], start: int, outcomes: list[dict | None]) -> tupl
         ):
             # (the harness reports results only after "loaded": earlier ones were written by the code)
             outcomes[ev["index"]] = {k: ev.get(k) for k in ("status", "value", "error", "seconds")}
+            outcomes[ev["index"]]["wall"] = False
     return loaded, failure
 
 
@@ -324,22 +394,45 @@ def _finish(outcomes, program, out, err, began) -> dict:
 
 def _attempt(slot, job, start, tmp, out, err, total_deadline) -> tuple[list[dict], str]:
     """One child from test ``start`` on; returns its events and how it ended
-    ("ok" | "timeout" | "memory" | "crashed")."""
+    ("ok" | "timeout" | "wall" (the job's wall-clock limit) | "memory" | "crashed")."""
     channel_r, channel_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(channel_r), os.close(out_r), os.close(err_r)
-        _child(slot, job, start, tmp, channel_w, out_w, err_w)
-    for fd in (channel_w, out_w, err_w):
+    child_ends = [channel_w, out_w, err_w]
+    if job.get("tester"):
+        # the solution answers requests on its own pipe pair; only the tester holds the channel
+        request_r, request_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        child_ends += [request_r, request_w, reply_r, reply_w]
+        solution = os.fork()
+        if solution == 0:
+            _child(
+                slot, job, tmp, [reply_w, request_r], out_w, err_w, lambda: harness.serve_solution(job, 4, 3)
+            )
+        pid = os.fork()
+        if pid == 0:
+            body = lambda: harness.run_tester(job, start, 3, 5, 4)  # noqa: E731
+            _child(slot, job, tmp, [channel_w, request_w, reply_r], out_w, err_w, body)
+    else:
+        pid = os.fork()
+        if pid == 0:
+            _child(slot, job, tmp, [channel_w], out_w, err_w, lambda: harness.run(job, start, 3))
+    for fd in child_ends:
         os.close(fd)
     pidfd = os.pidfd_open(pid)
     events: list[dict] = []
     partial = b""
-    per_test = float(job["time_limit_s"]) + GRACE_S
+    limits = [float(t) for t in job["time_limits_s"]]
+    next_test = start  # the probe the child runs next, once it has loaded the program
+    loaded = False
+
+    def limit_now() -> float:
+        if not loaded:
+            return float(job["load_time_limit_s"]) + GRACE_S
+        return limits[min(next_test, len(limits) - 1)] + GRACE_S if limits else GRACE_S
+
     max_events = 2 * len(job["probes"]) + 8
-    test_deadline = time.monotonic() + per_test
+    test_deadline = time.monotonic() + limit_now()
     fate = "ok"
     streams = {channel_r: None, out_r: out, err_r: err}
     exited = False
@@ -349,7 +442,7 @@ def _attempt(slot, job, start, tmp, out, err, total_deadline) -> tuple[list[dict
             now = time.monotonic()
             deadline = min(test_deadline, total_deadline)
             if now >= deadline:
-                fate = "timeout"
+                fate = "wall" if total_deadline <= test_deadline else "timeout"
                 break
             ready, _, _ = select.select([*streams, pidfd], [], [], deadline - now)
             for fd in ready:
@@ -363,8 +456,13 @@ def _attempt(slot, job, start, tmp, out, err, total_deadline) -> tuple[list[dict
                     partial += chunk
                     *lines, partial = partial.split(b"\n")
                     for line in lines:
-                        events.append(_parse_event(line))
-                        test_deadline = time.monotonic() + per_test
+                        event = _parse_event(line)
+                        events.append(event)
+                        if event.get("event") == "loaded":
+                            loaded = True
+                        elif event.get("event") == "result" and type(event.get("index")) is int:
+                            next_test = max(next_test, event["index"] + 1)
+                        test_deadline = time.monotonic() + limit_now()
                     # the harness writes at most a few lines per test; more is the code flooding fd 3
                     if len(partial) > 64 * 1024 * 1024 or len(events) > max_events:
                         fate = "crashed"
@@ -426,7 +524,7 @@ def main() -> None:
         if job is None:
             return
         try:
-            result = run_job(slot, job)
+            result = run_job(slot, slot.inputs.expand(job))
         except Exception as exc:  # noqa: BLE001 - reported as an infrastructure error, never a verdict
             result = {"infra_error": f"executor failed: {exc!r}"}
         write_frame(proto_out, dict(result, seq=job.get("seq")))

@@ -12,16 +12,45 @@ import json
 import logging
 import struct
 import tempfile
+from collections import OrderedDict
 from typing import Any
 
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.layout import RuntimeLayout
+from diffucoder.sandbox.tiers import StoredTier
 
 log = logging.getLogger(__name__)
 
 
 class SlotError(RuntimeError):
     """The executor process failed (died, spoke garbage): an infrastructure error."""
+
+
+class SlotInputs:
+    """Which tiers' inputs a slot holds (its executor keeps them decoded for the next jobs): the
+    server sends a tier's inputs with the first job that needs them, and every io job lists the refs
+    the slot is to keep (least recently used dropped first beyond ``capacity`` bytes of JSON), so the
+    executor's cache follows this record even after a job it could not run."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.held: OrderedDict[str, int] = OrderedDict()
+
+    def attach(self, job: dict[str, Any], tier: StoredTier) -> None:
+        """Add to an io job the inputs the slot lacks and the refs it keeps."""
+        io = job["io"]
+        if tier.ref in self.held:
+            self.held.move_to_end(tier.ref)
+        else:
+            io["encoded"] = tier.encoded_inputs
+            while self.held and sum(self.held.values()) + tier.inputs_bytes > self.capacity:
+                self.held.popitem(last=False)
+            if tier.inputs_bytes <= self.capacity:  # a tier larger than the cache is sent every time
+                self.held[tier.ref] = tier.inputs_bytes
+        io["hold"] = list(self.held)
+
+    def clear(self) -> None:
+        self.held.clear()
 
 
 class ExecutorSlot:
@@ -36,11 +65,13 @@ class ExecutorSlot:
         self.layers: dict[str, bool] = {}
         self.problems: list[str] = []
         self.sequence = 0
+        self.inputs = SlotInputs(cfg.slot_inputs_cache_mb << 20)
         self.broken = False
         self.stderr_tail = ""
         self._stderr_pump: asyncio.Task | None = None
 
     async def start(self) -> None:
+        self.inputs.clear()  # a new executor process holds nothing
         cmd = self.runtime.slot_command(str(self.index), str(self.cfg.sandbox_uid_base))
         if self.bwrap_prefix:
             cmd = [*self.bwrap_prefix, "--", *cmd]
@@ -107,8 +138,10 @@ class ExecutorSlot:
             raise SlotError(f"executor slot {self.index} exited (code {self.proc.returncode})") from None
         return json.loads(body)
 
-    async def run(self, job: dict[str, Any]) -> dict[str, Any]:
+    async def run(self, job: dict[str, Any], tier: StoredTier | None = None) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdin is not None
+        if tier is not None:
+            self.inputs.attach(job, tier)
         self.sequence += 1
         data = json.dumps(dict(job, seq=self.sequence)).encode()
         self.proc.stdin.write(struct.pack(">I", len(data)) + data)
@@ -119,6 +152,8 @@ class ExecutorSlot:
             raise SlotError(
                 f"executor slot {self.index} answered job {result.get('seq')}, expected {self.sequence}"
             )
+        if result.get("infra_error"):
+            self.inputs.clear()  # whatever the executor kept, the next io job sends its inputs again
         return result
 
     def alive(self) -> bool:
@@ -174,12 +209,12 @@ class ExecutorPool:
     def layers(self) -> dict[str, bool]:
         return self.slots[0].layers if self.slots else {}
 
-    async def run(self, job: dict[str, Any]) -> dict[str, Any]:
+    async def run(self, job: dict[str, Any], tier: StoredTier | None = None) -> dict[str, Any]:
         slot = await self.idle.get()
         try:
             if not slot.alive():  # killed when a request was cancelled mid-job, or died between jobs
                 await self._restart(slot)
-            return await slot.run(job)
+            return await slot.run(job, tier)
         except (SlotError, TimeoutError, ConnectionError, BrokenPipeError) as exc:
             log.error("executor slot %d failed: %r; restarting it", slot.index, exc)
             await self._restart(slot)

@@ -15,37 +15,39 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from diffucoder.sandbox.codec import outputs_match
-
 _NO_EXPECTED = object()
 
 
 @dataclass(frozen=True)
 class Probe:
     """One unit the child runs. ``mode="value"``: evaluate ``source`` and send its encoded value;
+    ``mode="call"``: call ``source`` (a function name) on input ``input_index`` of the job and send
+    the encoded result (io jobs; compared on the trusted side by :mod:`diffucoder.sandbox.evalplus`);
     ``mode="exec"``: run ``source`` and report whether it completed."""
 
     source: str
-    mode: Literal["value", "exec"]
+    mode: Literal["value", "call", "exec"]
     # judge side only (never sent to the child)
-    op: Literal["==", "!=", "is", "is not", "truthy", "completed", "output"] = "completed"
+    op: Literal["==", "!=", "is", "is not", "completed", "output"] = "completed"
     expected: Any = field(default=None, compare=False)
-    atol: float = 0.0
-    # io jobs compare like EvalPlus (float tolerance); a split assert keeps Python's exact `==`
-    tolerant: bool = False
+    input_index: int = 0
+    arguments: Any = field(default=None, compare=False)  # io probes: the decoded input (for oracles)
 
-    def wire(self) -> dict[str, str]:
+    def wire(self) -> dict[str, Any]:
         """What the child receives: the source and mode, never the expected value."""
+        if self.mode == "call":
+            return {"source": self.source, "mode": "call", "input": self.input_index}
         return {"source": self.source, "mode": self.mode}
 
     def judge(self, value: Any) -> bool:
-        """Verdict for a value the child reported (already decoded from the tagged codec, so plain
-        builtin data whose ``==`` runs no code of the solution's)."""
-        if self.op in ("==", "!="):
-            equal = (
-                outputs_match(value, self.expected, self.atol) if self.tolerant else value == self.expected
-            )
-            return equal if self.op == "==" else not equal
+        """Verdict for a value the child reported, for split asserts (already decoded by the codec,
+        so ``==`` runs none of the solution's code). Python's ``assert`` semantics: a comparison
+        that raises or whose result has no truth value fails."""
+        try:
+            if self.op in ("==", "!="):
+                return bool(value == self.expected if self.op == "==" else value != self.expected)
+        except Exception:  # noqa: BLE001 - e.g. a numpy array compared with a list
+            return False
         if self.op == "is":
             return value is self.expected
         if self.op == "is not":
@@ -83,23 +85,22 @@ def probe_for_assert(test: str) -> Probe:
     return Probe(source=test, mode="exec")
 
 
-def probes_for_io(
-    entry_point: str, inputs: list[list[Any]], expected: list[Any] | None, atol: float
-) -> list[Probe]:
-    """EvalPlus-style io tests: call ``entry_point(*args)`` for each input; compare on the judge side,
-    or just collect the outputs when ``expected`` is None (to compute them from a canonical solution)."""
+def probes_for_io(entry_point: str, inputs: list[Any], expected: list[Any] | None) -> list[Probe]:
+    """EvalPlus-style io tests: call ``entry_point(*args)`` on each input; the child reads the
+    arguments from the job's own input list, so inputs need no Python literal form. The expected
+    outputs stay here, for :class:`diffucoder.sandbox.evalplus.TierComparison`; None = collect outputs."""
     if not entry_point.isidentifier():
         raise ValueError(f"entry_point {entry_point!r} is not a Python identifier")
     if expected is not None and len(expected) != len(inputs):
         raise ValueError(f"expected has {len(expected)} items but inputs has {len(inputs)}")
-    probes = []
-    for i, _ in enumerate(inputs):
-        # the child reads the arguments from its own input list, so inputs need no Python literal form
-        source = f"{entry_point}(*__diffucoder_input__({i}))"
-        if expected is None:
-            probes.append(Probe(source=source, mode="value", op="output"))
-        else:
-            probes.append(
-                Probe(source=source, mode="value", op="==", expected=expected[i], atol=atol, tolerant=True)
-            )
-    return probes
+    return [
+        Probe(
+            source=entry_point,
+            mode="call",
+            op="output" if expected is None else "==",
+            expected=None if expected is None else expected[i],
+            input_index=i,
+            arguments=args,
+        )
+        for i, args in enumerate(inputs)
+    ]

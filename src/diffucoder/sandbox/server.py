@@ -1,6 +1,7 @@
 """The sandbox HTTP service: FastAPI app over an ExecutorPool.
 
-Endpoints: POST /v1/run, POST /v1/run_batch, GET /healthz (active isolation layers), GET /metrics
+Endpoints: POST /v1/run, POST /v1/run_batch, POST /v1/tiers (io inputs and expected outputs
+registered once, then named by jobs: tiers.py), GET /healthz (active isolation layers), GET /metrics
 (Prometheus). Admission is bounded: at most ``workers + queue_size`` jobs are accepted at once and
 the rest get 429 with Retry-After, so an RL burst slows the trainer down instead of exhausting the
 host. On shutdown uvicorn stops accepting, gives in-flight requests ``shutdown_grace_s`` to finish,
@@ -29,7 +30,16 @@ from diffucoder.sandbox import isolation, judge, layout
 from diffucoder.sandbox.codec import CodecError
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.pool import ExecutorPool
-from diffucoder.sandbox.protocol import BatchRequest, BatchResult, RunRequest, RunResult
+from diffucoder.sandbox.protocol import (
+    BatchRequest,
+    BatchResult,
+    RunRequest,
+    RunResult,
+    TierData,
+    TiersRequest,
+    TiersResult,
+)
+from diffucoder.sandbox.tiers import TierStore
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +97,7 @@ class SandboxService:
         self.running = 0
         self.draining = False
         self.pool: ExecutorPool | None = None
+        self.tiers = TierStore(cfg.tier_cache_mb << 20)
 
     async def start(self) -> None:
         """The start-up probe: measure the runtime's paths with the real interpreter, then start the
@@ -141,32 +152,50 @@ class SandboxService:
         self.metrics.in_flight.set(self.accepted)
         self.metrics.queue_depth.set(max(self.accepted - self.running, 0))
 
-    @staticmethod
-    def probes_for(reqs: list[RunRequest]) -> list[list]:
-        """Validate every job before admitting any: a malformed batch is a 422 naming the job, not a run."""
+    def register(self, tiers: list[TierData]) -> list[str]:
+        """Store io tiers (see tiers.py); a malformed one is a 422 naming it."""
+        refs = []
+        for i, data in enumerate(tiers):
+            try:
+                refs.append(self.tiers.put(data).ref)
+            except CodecError as exc:
+                raise HTTPException(422, f"tiers[{i}]: {exc}") from None
+        return refs
+
+    def prepare(self, reqs: list[RunRequest]) -> list[judge.PreparedJob]:
+        """Validate every job before admitting any: a malformed batch is a 422 naming the job, not a
+        run; refs of tiers this server does not hold (any more) are a 409 listing them."""
+        missing = sorted({r.tier for r in reqs if r.tier is not None and self.tiers.get(r.tier) is None})
+        if missing:
+            raise HTTPException(
+                409, {"message": "unknown tier refs: register them again", "missing_tiers": missing}
+            )
         out = []
         for i, req in enumerate(reqs):
             try:
-                out.append(judge.build_probes(req))
+                tier = None
+                if req.tier is not None:
+                    tier = self.tiers.get(req.tier)
+                elif req.inputs is not None:
+                    tier = self.tiers.put(TierData(inputs=req.inputs, expected=req.expected))
+                out.append(judge.prepare(req, tier))
             except (ValueError, CodecError) as exc:
                 raise HTTPException(422, f"jobs[{i}]: {exc}") from None
         return out
 
-    async def run_one(self, req: RunRequest, probes: list) -> RunResult:
+    async def run_one(self, prepared: judge.PreparedJob) -> RunResult:
         """Run an admitted job; always releases its admission slot."""
         began = time.monotonic()
         try:
-            job = judge.executor_job(req, probes, self.cfg)
+            job = judge.executor_job(prepared, self.cfg)
             assert self.pool is not None
             self.running += 1
             self._update_gauges()
             try:
-                raw = await self.pool.run(job)
+                raw = await self.pool.run(job, prepared.tier)
             finally:
                 self.running -= 1
-            result = judge.verdicts_from(
-                raw, probes, want_outputs=req.expected is None and req.inputs is not None
-            )
+            result = judge.verdicts_from(raw, prepared)
         finally:
             self.accepted -= 1
             self._update_gauges()
@@ -202,18 +231,20 @@ def create_app(cfg: SandboxConfig, insecure_dev: bool = False) -> FastAPI:
 
     @app.post("/v1/run", response_model=RunResult)
     async def run(req: RunRequest) -> RunResult:
-        (probes,) = service.probes_for([req])
+        (prepared,) = service.prepare([req])
         service.admit(1)
-        return await service.run_one(req, probes)
+        return await service.run_one(prepared)
 
     @app.post("/v1/run_batch", response_model=BatchResult)
     async def run_batch(req: BatchRequest) -> BatchResult:
-        probes = service.probes_for(req.jobs)
+        prepared = service.prepare(req.jobs)
         service.admit(len(req.jobs))
-        results = await asyncio.gather(
-            *(service.run_one(job, p) for job, p in zip(req.jobs, probes, strict=True))
-        )
+        results = await asyncio.gather(*(service.run_one(job) for job in prepared))
         return BatchResult(results=list(results))
+
+    @app.post("/v1/tiers", response_model=TiersResult)
+    async def tiers(req: TiersRequest) -> TiersResult:
+        return TiersResult(refs=service.register(req.tiers))
 
     @app.get("/healthz")
     async def healthz() -> dict:

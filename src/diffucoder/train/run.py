@@ -56,10 +56,8 @@ class TrainResult:
     precision_reason: str
 
 
-def _tokenizer_uri(cfg: RunConfig, stage: str, data_uri: str) -> str:
-    """Where a from-scratch model's tokenizer comes from: the base model, else the packed data's meta.json."""
-    if cfg.model.base_model_uri:
-        return cfg.model.base_model_uri
+def _tokenizer_uri(stage: str, data_uri: str) -> str:
+    """Where a from-scratch model's tokenizer comes from: the packed data's meta.json."""
     if stage in PACKED_STAGES:
         meta_uri = storage.join(data_uri, META_FILE)
         if storage.exists(meta_uri):
@@ -75,9 +73,10 @@ def _tokenizer_uri(cfg: RunConfig, stage: str, data_uri: str) -> str:
 def load_start_model(cfg: RunConfig, stage: str, data_uri: str, init: str | None):
     """The model the stage starts from: ``--init`` (a diffusion LM dir), else a built/converted one.
 
+    Converting ``model.base_model_uri`` appends ``model.tokens`` to the base tokenizer first.
     Weight init of a from-scratch model draws from the global RNG, seeded identically on all ranks.
     """
-    from diffucoder.data.tokenizer import load_tokenizer
+    from diffucoder.data.tokenizer import add_diffusion_tokens, load_tokenizer
     from diffucoder.model import build_model, enable_gradient_checkpointing, load_model
 
     if init:
@@ -89,7 +88,12 @@ def load_start_model(cfg: RunConfig, stage: str, data_uri: str, init: str | None
         if cfg.model.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         return model, tokenizer
-    tokenizer = load_tokenizer(_tokenizer_uri(cfg, stage, data_uri))
+    if cfg.model.base_model_uri:
+        tokenizer = load_tokenizer(cfg.model.base_model_uri)
+        tokens = cfg.model.tokens
+        add_diffusion_tokens(tokenizer, mask=tokens.mask, pad=tokens.pad, bos=tokens.bos)
+    else:
+        tokenizer = load_tokenizer(_tokenizer_uri(stage, data_uri))
     torch.manual_seed(cfg.seed)
     return build_model(cfg.model, tokenizer), tokenizer
 

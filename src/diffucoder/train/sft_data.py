@@ -1,11 +1,13 @@
-"""Chat rows for stage 3 (instruction tuning), padded to a fixed length with ``<|dlm_pad|>``.
+"""Chat rows for stage 3 (instruction tuning), padded to a fixed length with the pad token.
 
 Rows are ``{"id", "messages": [..., {"role": "assistant", "content": ...}]}`` in JSONL or Parquet
-(docs/interfaces.md). The prompt is every message but the last, rendered with the tokenizer's chat
-template and the generation prompt; the response is the last (assistant) message closed with
-``<|im_end|>`` as the template renders it. Every example is then padded to exactly ``seq_len`` with
-``<|dlm_pad|>``: the pads are ordinary response tokens (maskable and scored), which is how the model
-learns to end a completion (paper §B.1). ``prompt_mask`` marks the prompt so the
+(docs/interfaces.md), or OpenCoder-SFT-style ``{"instruction", "output"}`` rows, which are turned
+into that form as they are read (:func:`diffucoder.data.formats.opencoder_to_sft`). The prompt is
+every message but the last, rendered with the tokenizer's chat template and the generation prompt;
+the response is the last (assistant) message closed with ``<|im_end|>`` as the template renders it.
+Every example is then padded to exactly ``seq_len`` with the tokenizer's pad (``<|dlm_pad|>`` for
+ours and DiffuCoder-Instruct's): the pads are ordinary response tokens (maskable and scored), which
+is how the model learns to end a completion (paper §B.1). ``prompt_mask`` marks the prompt so the
 conditional mask can keep it un-noised.
 
 SFT sets are small next to pre-training corpora, so all rows are tokenised once at start-up: a bad
@@ -60,6 +62,15 @@ def read_rows(uri: str) -> list[dict]:
     return rows
 
 
+def chat_rows(rows: list[dict], uri: str) -> list[dict]:
+    """A file's rows as chat rows: OpenCoder-style files (``instruction``/``output``) are converted."""
+    if rows and isinstance(rows[0], dict) and "messages" not in rows[0] and "instruction" in rows[0]:
+        from diffucoder.data.formats import opencoder_to_sft
+
+        return opencoder_to_sft(rows, uri)
+    return rows
+
+
 def _check_messages(row: dict, where: str) -> list[dict]:
     messages = row.get("messages") if isinstance(row, dict) else None
     if not isinstance(messages, list) or not messages:
@@ -85,7 +96,7 @@ def _check_messages(row: dict, where: str) -> list[dict]:
 def encode_example(
     messages: list[dict], tokenizer: PreTrainedTokenizerBase, seq_len: int, where: str
 ) -> dict[str, np.ndarray]:
-    """One chat example -> ``input_ids`` (seq_len,) padded with ``<|dlm_pad|>`` and ``prompt_mask`` (seq_len,) bool.
+    """One chat example -> ``input_ids`` (seq_len,) padded with the pad token and ``prompt_mask`` (seq_len,) bool.
 
     Raises:
         ValueError: prompt + response longer than ``seq_len`` (naming ``where`` and both lengths).
@@ -112,18 +123,20 @@ class SFTExamples:
 
     Args:
         data_uri: one JSONL/Parquet file or a dir of them (local or ``s3://``).
-        tokenizer: must have a chat template and ``<|dlm_pad|>`` as pad token.
+        tokenizer: must have a chat template and a pad token (ours and DiffuCoder-Instruct's:
+            ``<|dlm_pad|>``; a Dream checkpoint's: ``<|endoftext|>``).
         seq_len: fixed length of every example (paper: 2048).
     """
 
     def __init__(self, data_uri: str, tokenizer: PreTrainedTokenizerBase, seq_len: int):
         if tokenizer.pad_token_id is None:
             raise ValueError(
-                "tokenizer has no pad token; load it with diffucoder.data.tokenizer.load_tokenizer"
+                "tokenizer has no pad token; a base tokenizer gets one from "
+                "diffucoder.data.tokenizer.add_diffusion_tokens"
             )
         ids, masks = [], []
         for uri in sft_files(data_uri):
-            for r, row in enumerate(read_rows(uri)):
+            for r, row in enumerate(chat_rows(read_rows(uri), uri)):
                 where = f"{uri}: row {r}" + (
                     f" (id={row['id']!r})" if isinstance(row, dict) and "id" in row else ""
                 )
