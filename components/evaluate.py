@@ -72,8 +72,27 @@ def register_model(
 
     cfg = steps.config_from_yaml(config_yaml)
     with steps.timed_step(run_root, "register") as rec:
-        version = steps.register(cfg, model.metadata["uri"], evaluation.metadata["metrics"], parent_run_id)
+        version = steps.register(
+            cfg,
+            run_root,
+            model.metadata["uri"],
+            evaluation.metadata["metrics"],
+            evaluation.metadata["files"],
+            parent_run_id,
+        )
         name = cfg.tracking.registered_model_name
         rec["metrics"] = {"version": int(version)}
         rec["uris"] = {"registered": f"models:/{name}@{cfg.tracking.registered_model_alias}"}
     return version
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def promote_model(config_yaml: str, run_root: str, parent_run_id: str, version: str) -> str:
+    """Candidate vs champion on the same held-out problems; moves ``champion`` when the candidate wins."""
+    from diffucoder import pipeline_steps as steps
+
+    cfg = steps.config_from_yaml(config_yaml)
+    with steps.timed_step(run_root, "promote") as rec:
+        outcome = steps.promote(cfg, parent_run_id, version)
+        rec["metrics"] = {"candidate_version": int(version), "decision": outcome}
+    return outcome

@@ -3,6 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input
 
 from components.images import TOOLS_IMAGE
 
@@ -21,6 +22,7 @@ def open_run(
     arguments: dict,
     kfp_run_id: str,
     job_name: str,
+    run_name: str,
     stdlib_max_files: int,
     vocab_size: int,
 ) -> NamedTuple("RunInfo", config_yaml=str, run_root=str, data_root=str, parent_run_id=str):
@@ -41,7 +43,7 @@ def open_run(
     )
     plan = steps.plan_run(cfg, arguments)  # raises before anything is written or started
     steps.check_inputs(cfg, arguments, plan)
-    root = steps.run_root(cfg, job_name)
+    root = steps.run_root(cfg, run_name or job_name)
     data = steps.data_root(cfg, plan, stdlib_max_files, vocab_size)
     steps.write_plan(data, plan)
     parent = steps.open_pipeline(cfg, root, data, arguments, kfp_run_id, job_name)
@@ -76,6 +78,7 @@ def close_run(
     launcher: str,
     kfp_run_id: str,
     job_name: str,
+    run_name: str,
 ) -> str:
     """Exit handler: delete launched TrainJobs / the per-run sandbox, close the parent run.
 
@@ -95,5 +98,37 @@ def close_run(
         base_model_uri,
         benchmark_root,
     )
-    root = steps.run_root(cfg, job_name)
+    root = steps.run_root(cfg, run_name or job_name)
     return steps.close_pipeline(cfg, root, status.state, kfp_run_id, sandbox_mode, launcher)
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def check_data(
+    config_yaml: str,
+    run_root: str,
+    parent_run_id: str,
+    skip_if_data_unchanged: bool,
+    corpus: Input[Dataset],
+    tasks: Input[Dataset],
+    tokenizer: Input[Artifact],
+    midtrain_mix: Input[Dataset],
+    pretrain_packed: Input[Dataset],
+    midtrain_packed: Input[Dataset],
+) -> bool:
+    """The data fingerprint of this run; False = the champion was trained on the same data, skip training."""
+    from diffucoder import pipeline_steps as steps
+
+    cfg = steps.config_from_yaml(config_yaml)
+    artifacts = {
+        "corpus": corpus,
+        "tasks": tasks,
+        "tokenizer": tokenizer,
+        "midtrain_mix": midtrain_mix,
+        "pretrain_packed": pretrain_packed,
+        "midtrain_packed": midtrain_packed,
+    }
+    fingerprint = steps.data_fingerprint(
+        {name: a.metadata["content_sha256"] for name, a in artifacts.items()},
+        steps.stage_source_uris(cfg),
+    )
+    return steps.check_data(cfg, run_root, parent_run_id, fingerprint, bool(skip_if_data_unchanged))

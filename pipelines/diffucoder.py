@@ -14,6 +14,10 @@ IR (pipelines/diffucoder.yaml) is built from the defaults.
 Stage selection at run time: ``start_from`` (pretrain|midtrain|instruct|grpo, with
 ``start_model_uri`` for the later ones) picks one ``dsl.If`` branch holding the chain from that
 stage on; ``run_grpo`` skips stage 4 (the instruct model is then evaluated and registered).
+``skip_if_data_unchanged`` skips every stage when the data fingerprint (``check-data``, after the
+cached data steps) equals the champion model's. Registration is followed by ``promote-model``
+(candidate vs champion, :mod:`diffucoder.ops.promotion`). ``run_name`` (default: the KFP job name)
+names the run root and the MLflow parent run.
 Each stage reads the source the config's ``data.sources`` names; open-run refuses a run that would
 train a stage without one, and the data steps build only what the run's stages read (a step the run
 does not need leaves an "unused" marker, so the DAG has one shape).
@@ -25,8 +29,8 @@ import dataclasses
 from kfp import dsl, kubernetes
 
 from components import data as data_steps
-from components.evaluate import evaluate, register_model
-from components.run_control import close_run, open_run, sandbox_endpoint
+from components.evaluate import evaluate, promote_model, register_model
+from components.run_control import check_data, close_run, open_run, sandbox_endpoint
 from components.train import train_stage
 from diffucoder.config import load_config
 from diffucoder.pipeline_config import PipelineBuildConfig
@@ -123,6 +127,8 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
         start_from: str = "pretrain",
         start_model_uri: str = "",
         run_grpo: bool = True,
+        skip_if_data_unchanged: bool = False,
+        run_name: str = "",
     ):
         job_id, job_name = dsl.PIPELINE_JOB_ID_PLACEHOLDER, dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         config_args = dict(
@@ -143,6 +149,7 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                 launcher=launcher,
                 kfp_run_id=job_id,
                 job_name=job_name,
+                run_name=run_name,
             )
         )
         with dsl.ExitHandler(exit_task, name="diffucoder-run"):
@@ -151,6 +158,7 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                     **config_args,
                     kfp_run_id=job_id,
                     job_name=job_name,
+                    run_name=run_name,
                     stdlib_max_files=stdlib_max_files,
                     vocab_size=tokenizer_vocab_size,
                     arguments=dict(
@@ -164,6 +172,8 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                         tokenizer_vocab_size=tokenizer_vocab_size,
                         checkpoint_eval_benchmarks=checkpoint_eval_benchmarks,
                         final_eval_benchmarks=final_eval_benchmarks,
+                        skip_if_data_unchanged=skip_if_data_unchanged,
+                        run_name=run_name,
                     ),
                 )
             )
@@ -217,27 +227,18 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                 )
             )
             packed = {
-                "pretrain": place.data(
-                    _named(data_steps.pack, "pack-pretrain")(
+                stage: place.data(
+                    _named(data_steps.pack, f"pack-{stage}")(
                         config_yaml=cfg_yaml,
                         data_root=data_root,
-                        stage="pretrain",
-                        text=corpus.outputs["corpus"],
+                        stage=stage,
+                        text=text,
                         tokenizer=tok.outputs["tokenizer"],
                     )
-                ).outputs["packed"],
-                "midtrain": place.data(
-                    _named(data_steps.pack, "pack-midtrain")(
-                        config_yaml=cfg_yaml,
-                        data_root=data_root,
-                        stage="midtrain",
-                        text=mix.outputs["mix"],
-                        tokenizer=tok.outputs["tokenizer"],
-                    )
-                ).outputs["packed"],
-                "instruct": tasks.outputs["tasks"],
-                "grpo": tasks.outputs["tasks"],
+                ).outputs["packed"]
+                for stage, text in (("pretrain", corpus.outputs["corpus"]), ("midtrain", mix.outputs["mix"]))
             }
+            packed["instruct"] = packed["grpo"] = tasks.outputs["tasks"]
             sandbox = place.control(
                 sandbox_endpoint(
                     config_yaml=cfg_yaml,
@@ -284,7 +285,7 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                 return place.gpu(task, build.eval_gpus, build.eval_timeout_s)
 
             def register(model_task, eval_task):
-                return place.control(
+                registered = place.control(
                     register_model(
                         config_yaml=cfg_yaml,
                         run_root=run_root,
@@ -293,25 +294,50 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                         evaluation=eval_task.outputs["results"],
                     )
                 )
+                return place.control(
+                    promote_model(
+                        config_yaml=cfg_yaml,
+                        run_root=run_root,
+                        parent_run_id=parent,
+                        version=registered.output,
+                    )
+                )
 
-            for first in STAGES:
-                with dsl.If(start_from == first, name=f"from-{first}"):
-                    model = None
-                    for stage in STAGES[STAGES.index(first) : -1]:  # stages 1-3
-                        if stage == "instruct" and model is not None:
-                            # the held-out score stage 3's learning is measured from
-                            evaluate_model("midtrain", model, checkpoint_eval_benchmarks)
-                        model = train(stage, model, launcher if stage in multi_node else "in-process")
-                    if model is None:  # starting at GRPO: stage 4 is the whole chain
-                        grpo = train("grpo", None, "in-process")
-                        register(grpo, evaluate_model("grpo", grpo, final_eval_benchmarks))
-                        continue
-                    evaluate_model("instruct", model, checkpoint_eval_benchmarks)
-                    with dsl.If(run_grpo == True, name=f"grpo-from-{first}"):  # noqa: E712 - KFP condition
-                        grpo = train("grpo", model, "in-process")
-                        register(grpo, evaluate_model("grpo", grpo, final_eval_benchmarks))
-                    with dsl.Else(name=f"no-grpo-from-{first}"):
-                        register(model, evaluate_model("final", model, final_eval_benchmarks))
+            # ---- retrain only on new data: the fingerprint of what the stages would train on ----
+            data_check = place.control(
+                check_data(
+                    config_yaml=cfg_yaml,
+                    run_root=run_root,
+                    parent_run_id=parent,
+                    skip_if_data_unchanged=skip_if_data_unchanged,
+                    corpus=corpus.outputs["corpus"],
+                    tasks=tasks.outputs["tasks"],
+                    tokenizer=tok.outputs["tokenizer"],
+                    midtrain_mix=mix.outputs["mix"],
+                    pretrain_packed=packed["pretrain"],
+                    midtrain_packed=packed["midtrain"],
+                )
+            )
+
+            with dsl.If(data_check.output == True, name="train"):  # noqa: E712 - KFP condition
+                for first in STAGES:
+                    with dsl.If(start_from == first, name=f"from-{first}"):
+                        model = None
+                        for stage in STAGES[STAGES.index(first) : -1]:  # stages 1-3
+                            if stage == "instruct" and model is not None:
+                                # the held-out score stage 3's learning is measured from
+                                evaluate_model("midtrain", model, checkpoint_eval_benchmarks)
+                            model = train(stage, model, launcher if stage in multi_node else "in-process")
+                        if model is None:  # starting at GRPO: stage 4 is the whole chain
+                            grpo = train("grpo", None, "in-process")
+                            register(grpo, evaluate_model("grpo", grpo, final_eval_benchmarks))
+                            continue
+                        evaluate_model("instruct", model, checkpoint_eval_benchmarks)
+                        with dsl.If(run_grpo == True, name=f"grpo-from-{first}"):  # noqa: E712 - KFP condition
+                            grpo = train("grpo", model, "in-process")
+                            register(grpo, evaluate_model("grpo", grpo, final_eval_benchmarks))
+                        with dsl.Else(name=f"no-grpo-from-{first}"):
+                            register(model, evaluate_model("final", model, final_eval_benchmarks))
 
     return diffucoder
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from diffucoder import pipeline_steps as steps
 from pipelines.compile import compile_pipeline
+from pipelines.kfp_client import connect, kfp_call
 
 
 def run_url(host: str, run_id: str) -> str:
@@ -20,21 +21,17 @@ def submit(
     run_name: str | None = None,
     enable_caching: bool | None = None,
     namespace: str | None = None,
+    token: str | None = None,
+    package: Path | None = None,
 ) -> str:
-    """Create a run from the IR compiled from this checkout; returns its URL.
+    """Create a run from the IR compiled from this checkout (or the compiled ``package``); returns its URL.
 
     Raises:
-        ConnectionError: the endpoint does not answer (names the URL).
+        pipelines.kfp_client.KfpError: the endpoint does not answer, refuses or fails (names it).
     """
-    import kfp
-    from urllib3.exceptions import HTTPError
-
-    try:
-        client = kfp.Client(host=host, namespace=namespace) if namespace else kfp.Client(host=host)
-    except (HTTPError, OSError) as exc:
-        raise ConnectionError(f"KFP endpoint {host} does not answer ({type(exc).__name__}: {exc})") from None
-    with tempfile.TemporaryDirectory() as tmp:
-        ir = compile_pipeline(Path(tmp) / "diffucoder.yaml")
+    client = connect(host, namespace=namespace, token=token)
+    with tempfile.TemporaryDirectory() as tmp, kfp_call(host, "submit"):
+        ir = package or compile_pipeline(Path(tmp) / "diffucoder.yaml")
         run = client.create_run_from_pipeline_package(
             str(ir),
             arguments=arguments,

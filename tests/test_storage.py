@@ -430,3 +430,12 @@ def test_unreachable_endpoint_fails_fast_naming_it(monkeypatch: pytest.MonkeyPat
     ):
         storage.read_bytes("s3://some-bucket/key")
     assert time.monotonic() - start < 5
+
+
+def test_content_hash_ignores_when_the_manifest_was_sealed():
+    files = [storage.FileEntry("a.txt", 3, "ab" * 32)]
+    first = storage.Manifest(files, created_at="2026-12-01T03:00:00+00:00")
+    again = storage.Manifest(list(files), created_at="2026-12-02T03:00:00+00:00")
+    assert first.to_json() != again.to_json() and first.content_sha256() == again.content_sha256()
+    changed = storage.Manifest([storage.FileEntry("a.txt", 3, "cd" * 32)], created_at=first.created_at)
+    assert changed.content_sha256() != first.content_sha256()

@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
+
+Command = Callable[[argparse.Namespace], int]
 
 # subcommand -> module that registers it
 COMMANDS = {
@@ -23,7 +26,28 @@ COMMANDS = {
     "runs": "diffucoder.runs_cli",
     "config": "diffucoder.config_cli",
     "k8s": "diffucoder.k8s.cli",
+    "plan": "diffucoder.ops.plan_cli",
+    "model": "diffucoder.model_cli",
 }
+
+
+def exit_2_on(errors: Callable[[], tuple[type[Exception], ...]], command: str, func: Command) -> Command:
+    """``func`` with the ``errors`` it expects (bad input, a refused or unreachable service) ending the
+    command with one line ``diffucoder COMMAND: reason`` on stderr and exit code 2 instead of a traceback.
+
+    ``errors`` is called when the command runs, so a subcommand imports its error types (and what
+    they pull in, e.g. kfp) only when it is the one invoked.
+    """
+
+    def run(args: argparse.Namespace) -> int:
+        expected = errors()
+        try:
+            return func(args)
+        except expected as exc:
+            print(f"diffucoder {command}: {exc}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

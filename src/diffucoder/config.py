@@ -25,6 +25,7 @@ from diffucoder.decoding.config import DecodingConfig
 from diffucoder.evaluation.config import EvaluationConfig
 from diffucoder.k8s.config import KubernetesConfig
 from diffucoder.model.config import ModelConfig
+from diffucoder.ops.config import PlanConfig, PromotionConfig
 from diffucoder.rl.config import GRPOConfig
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.train.config import TrainStageConfig
@@ -81,6 +82,8 @@ class RunConfig(StrictModel):
     tracking: TrackingConfig = TrackingConfig()
     storage: StorageConfig = StorageConfig()
     k8s: KubernetesConfig = KubernetesConfig()
+    plan: PlanConfig = PlanConfig()
+    promotion: PromotionConfig = PromotionConfig()
 
     def fingerprint(self) -> str:
         """Short, stable hash of the resolved config (used in cache keys and run tags)."""

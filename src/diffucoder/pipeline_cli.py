@@ -4,6 +4,7 @@
     diffucoder pipeline compile                                         (= make compile)
     diffucoder pipeline submit --host URL [--experiment E] [--param k=v ...] [--preset P] [key=value ...]
     diffucoder pipeline rerun RUN_ROOT [--host URL]
+    diffucoder pipeline schedule create|list|pause|resume|delete ...    (see diffucoder.schedule_cli)
 
 The DAG and the components live in the repository's ``pipelines/`` and ``components/`` folders (not
 in the installed library, which never imports kfp), so these commands run from a checkout; the
@@ -20,8 +21,10 @@ from typing import Any
 
 import yaml
 
+from diffucoder.cli import exit_2_on
 
-def _checkout_on_path() -> None:
+
+def checkout_on_path() -> None:
     from diffucoder.images import find_repo_root
 
     root = str(find_repo_root())
@@ -29,7 +32,7 @@ def _checkout_on_path() -> None:
         sys.path.insert(0, root)
 
 
-def _params(items: list[str]) -> dict[str, Any]:
+def parse_params(items: list[str]) -> dict[str, Any]:
     """``--param k=v`` pairs; values parsed as YAML (numbers, bools, lists)."""
     out = {}
     for item in items:
@@ -40,8 +43,34 @@ def _params(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def check_plan(arguments: dict[str, Any], *, force: bool) -> None:
+    """Refuse (SystemExit) a run whose plan does not fit in GPU memory, naming the stage, unless forced."""
+    from diffucoder import pipeline_steps as steps
+    from diffucoder.ops.planner import PlanError, make_plan, misfit_message
+
+    cfg = steps.resolve_config(
+        arguments.get("preset", "paper-7b"),
+        list(arguments.get("overrides", [])),
+        arguments.get("config_yaml", ""),
+    )
+    try:
+        plan = make_plan(
+            cfg,
+            start_from=arguments.get("start_from", "pretrain"),
+            run_grpo=bool(arguments.get("run_grpo", True)),
+        )
+    except PlanError as exc:
+        print(f"warning: no memory plan for this run ({exc})", file=sys.stderr)
+        return
+    if plan.misfits() and not force:
+        raise SystemExit(
+            "the run does not fit in GPU memory (diffucoder plan shows the whole plan; --force submits anyway):\n"
+            + misfit_message(plan)
+        )
+
+
 def _run_local(args: argparse.Namespace) -> int:
-    _checkout_on_path()
+    checkout_on_path()
     from diffucoder import pipeline_steps as steps
     from pipelines import local
 
@@ -50,7 +79,7 @@ def _run_local(args: argparse.Namespace) -> int:
         cfg.output_root = args.output_root
     if args.tracking_uri:
         cfg.tracking.tracking_uri = args.tracking_uri
-    arguments = local.local_arguments(cfg, args.preset, args.overrides, **_params(args.param))
+    arguments = local.local_arguments(cfg, args.preset, args.overrides, **parse_params(args.param))
     print(f"running the diffucoder pipeline locally (kfp.local, {args.preset}); task logs follow", flush=True)
     started = time.time()
     root = local.run_local(arguments, args.kfp_root or local.default_kfp_root(arguments["output_root"]))
@@ -60,7 +89,7 @@ def _run_local(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    _checkout_on_path()
+    checkout_on_path()
     from pipelines.compile import IR_PATH, compile_pipeline
 
     print(compile_pipeline(args.out or IR_PATH))
@@ -68,23 +97,38 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    _checkout_on_path()
+    checkout_on_path()
     from pipelines.remote import submit
 
-    arguments = {"preset": args.preset, "overrides": list(args.overrides), **_params(args.param)}
+    arguments = {"preset": args.preset, "overrides": list(args.overrides), **parse_params(args.param)}
+    check_plan(arguments, force=args.force)
     url = submit(
-        args.host, arguments, experiment=args.experiment, run_name=args.run_name, namespace=args.namespace
+        args.host,
+        arguments,
+        experiment=args.experiment,
+        run_name=args.run_name,
+        namespace=args.namespace,
+        token=args.token,
+        package=args.package,
     )
     print(url)
     return 0
 
 
+def kfp_errors() -> tuple[type[Exception], ...]:
+    """An unreachable, refusing or failing KFP endpoint and bad parameters end the command with one line."""
+    checkout_on_path()
+    from pipelines.kfp_client import KfpError
+
+    return KfpError, ValueError
+
+
 def _rerun(args: argparse.Namespace) -> int:
-    _checkout_on_path()
+    checkout_on_path()
     from pipelines import local, remote
 
     arguments = remote.rerun_arguments(args.run)
-    arguments.update(_params(args.param))
+    arguments.update(parse_params(args.param))
     if args.host:
         print(remote.submit(args.host, arguments, experiment=args.experiment, namespace=args.namespace))
         return 0
@@ -95,7 +139,7 @@ def _rerun(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    _checkout_on_path()
+    checkout_on_path()
     from pipelines import local
 
     print(local.summary(args.run))
@@ -136,10 +180,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", default=None)
     p.add_argument("--run-name", default=None)
     p.add_argument("--namespace", default=None)
+    p.add_argument("--token", default=None, help="bearer token (default: $KF_PIPELINES_TOKEN or none)")
+    p.add_argument(
+        "--package", type=Path, default=None, help="a compiled pipeline YAML (default: compile this checkout)"
+    )
     p.add_argument("--preset", default="paper-7b")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--force", action="store_true", help="submit even if the plan does not fit in GPU memory")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    p.set_defaults(func=_submit)
+    p.set_defaults(func=exit_2_on(kfp_errors, "pipeline submit", _submit))
 
     p = inner.add_parser("rerun", help="run a past pipeline run again with its exact resolved config")
     p.add_argument("run", help="the past run's root (printed in its summary; holds pipeline.json)")
@@ -148,8 +197,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--namespace", default=None)
     p.add_argument("--kfp-root", default=None)
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    p.set_defaults(func=_rerun)
+    p.set_defaults(func=exit_2_on(kfp_errors, "pipeline rerun", _rerun))
 
     p = inner.add_parser("summary", help="print a finished run's summary table again")
     p.add_argument("run", help="run root")
     p.set_defaults(func=_summary)
+
+    from diffucoder import schedule_cli
+
+    schedule_cli.register(inner)

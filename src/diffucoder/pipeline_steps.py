@@ -37,12 +37,14 @@ import yaml
 
 from diffucoder import storage
 from diffucoder.config import RunConfig, load_config, validate_config
+from diffucoder.ops.cost import FINAL_EVAL_TAG, log_run_totals, log_stage_cost
 
 PIPELINE_RECORD = "pipeline.json"
 STEP_DIR = "steps"
 SANDBOX_MODES = ("local", "shared", "per-run")
 LAUNCHERS = ("in-process", "trainjob")
 TRAIN_STAGES = ("pretrain", "midtrain", "instruct", "grpo")
+FINAL_EVALS = ("grpo", "final")  # evaluation labels of the model a run registers
 
 # --------------------------------------------------------------------------------------------
 # Config and run identity
@@ -282,7 +284,8 @@ def artifact_metadata(uri: str, cfg: RunConfig, **extra: Any) -> dict[str, Any]:
     """What a KFP artifact carries for a directory artifact: URI, file count, bytes, checksums, config.
 
     ``manifest_sha256`` hashes the sealed MANIFEST.json, which lists every file's sha256, so two
-    artifacts with equal ``manifest_sha256`` hold byte-identical files. Refuses an incomplete
+    artifacts with equal ``manifest_sha256`` hold byte-identical files; ``content_sha256`` hashes
+    the file list alone, so an artifact rebuilt with the same bytes keeps it. Refuses an incomplete
     (unsealed) directory: a step must never hand on a half-written artifact.
     """
     if not storage.is_complete(uri):
@@ -295,6 +298,7 @@ def artifact_metadata(uri: str, cfg: RunConfig, **extra: Any) -> dict[str, Any]:
         "files": len(files),
         "bytes": sum(f.size for f in files),
         "manifest_sha256": hashlib.sha256(blob).hexdigest(),
+        "content_sha256": manifest.content_sha256(),
         "config_fingerprint": cfg.fingerprint(),
         "config": cfg.model_dump(mode="json"),
     }
@@ -430,6 +434,12 @@ def close_pipeline(
     else:
         record = json.loads(storage.read_text(record_uri))
         cfg.tracking.tracking_uri = record["tracking_uri"]
+        if record["parent_run_id"]:
+            try:  # the cost of what ran, failed runs included; never masks the status
+                heldout = f"{cfg.promotion.benchmark}_pass_at_1_{cfg.promotion.speed}"
+                log_run_totals(cfg, record["parent_run_id"], heldout)
+            except Exception as exc:
+                errors.append(f"cost totals of run {record['parent_run_id']}: {exc}")
         tracking.end_pipeline_run(record["parent_run_id"], status=status, cfg=cfg.tracking)
         record.update({"status": status, "kfp_state": state, "finished_at": time.time()})
         storage.write_text(record_uri, json.dumps(record, indent=1))
@@ -681,6 +691,7 @@ def train(
     if sandbox_url:
         cfg.sandbox.url = sandbox_url
     out = storage.join(root, stage)
+    started = time.time()
     if launcher == "in-process":
         from diffucoder.train.run import run
 
@@ -698,7 +709,9 @@ def train(
     result_uri = storage.join(out, "result.json")
     if not storage.exists(result_uri):
         raise FileNotFoundError(f"stage {stage}: {result_uri} missing after training finished")
-    return json.loads(storage.read_text(result_uri))
+    result = json.loads(storage.read_text(result_uri))
+    result["metrics"].update(log_stage_cost(cfg, result["run_id"], stage, time.time() - started))
+    return result
 
 
 def evaluate(
@@ -719,20 +732,43 @@ def evaluate(
     if sandbox_url:
         cfg.sandbox.url = sandbox_url
     names = [b.strip() for b in benchmarks.split(",") if b.strip()] or None
+    started = time.time()
     result = run_evaluation(
         cfg, model_uri, names, storage.join(root, f"eval-{label}"), parent_run_id=parent_run_id or None
     )
-    return {"metrics": result.metrics, "files": result.files, "mlflow_run_id": result.mlflow_run_id}
+    metrics = {
+        **result.metrics,
+        **log_stage_cost(cfg, result.mlflow_run_id, "evaluate", time.time() - started),
+    }
+    if result.mlflow_run_id and label in FINAL_EVALS:
+        from diffucoder import tracking
+
+        tracking.set_run_tags(result.mlflow_run_id, {FINAL_EVAL_TAG: "true"}, cfg=cfg.tracking)
+    return {"metrics": metrics, "files": result.files, "mlflow_run_id": result.mlflow_run_id}
 
 
-def register(cfg: RunConfig, model_uri: str, metrics: dict[str, float], parent_run_id: str) -> str:
-    """Register the final model under ``tracking.registered_model_name`` and point the alias at it."""
+def register(
+    cfg: RunConfig,
+    root: str,
+    model_uri: str,
+    metrics: dict[str, float],
+    files: dict[str, str],
+    parent_run_id: str,
+) -> str:
+    """Register the final model under ``tracking.registered_model_name`` and point the alias at it.
+
+    The version is tagged with its held-out per-problem results and its data fingerprint, which
+    promotion (:mod:`diffucoder.ops.promotion`) and ``skip_if_data_unchanged`` compare.
+    """
     from diffucoder import tracking
+    from diffucoder.ops.promotion import DATA_HASH_TAG, PER_PROBLEM_TAG
 
     tracking.configure(cfg.tracking)
     tags = {
         "config_fingerprint": cfg.fingerprint(),
         "preset": cfg.preset,
+        PER_PROBLEM_TAG: files.get("per_problem", ""),
+        DATA_HASH_TAG: read_pipeline_record(root).get("data_fingerprint", ""),
         **{tracking.metric_name(k): f"{v:.4f}" for k, v in metrics.items() if "pass_at_1" in k},
     }
     return tracking.register_model(
@@ -743,3 +779,109 @@ def register(cfg: RunConfig, model_uri: str, metrics: dict[str, float], parent_r
         run_id=parent_run_id or None,
         cfg=cfg.tracking,
     )
+
+
+def promote(cfg: RunConfig, parent_run_id: str, version: str) -> str:
+    """The pipeline's promote step: candidate vs champion (:func:`diffucoder.ops.promotion.promote`).
+
+    A comparison the rules refuse (different problems, too few of them) does not fail the run: the
+    champion stays, and the refusal is recorded as decision ``refused`` with its reason.
+    """
+    from diffucoder import tracking
+    from diffucoder.ops.promotion import PromotionError
+    from diffucoder.ops.promotion import promote as decide_and_move
+
+    try:
+        decision = decide_and_move(cfg, version=version, run_id=parent_run_id or None)
+    except PromotionError as exc:
+        tags = {
+            "promotion/decision": "refused",
+            "promotion/reason": str(exc),
+            "promotion/candidate_version": version,
+        }
+        tracking.set_model_version_tags(cfg.tracking.registered_model_name, version, tags, cfg=cfg.tracking)
+        if parent_run_id:
+            tracking.set_run_tags(parent_run_id, tags, cfg=cfg.tracking)
+        print(f"promotion: refused ({exc})")
+        return "refused"
+    print(f"promotion: {decision.outcome} ({decision.reason})")
+    return decision.outcome
+
+
+# --------------------------------------------------------------------------------------------
+# Retrain only on new data
+# --------------------------------------------------------------------------------------------
+
+DATA_ARTIFACTS = ("corpus", "tasks", "tokenizer", "midtrain_mix", "pretrain_packed", "midtrain_packed")
+SKIPPED_TAG = "diffucoder.skipped"
+
+
+def stage_source_uris(cfg: RunConfig) -> dict[str, str]:
+    """The sources stages 3-4 read directly (``data.sources.instruct``/``grpo`` when not generated):
+    no data artifact covers them, so the fingerprint hashes them itself. Stage 1-2 sources reach
+    the stages through the corpus, mix and packed artifacts, which are hashed already."""
+    sources = cfg.data.sources
+    return {
+        stage: sources.of(stage) for stage in STAGE_DATA if sources.of(stage) and not sources.generated(stage)
+    }
+
+
+def _source_sha256(uri: str) -> str:
+    """A file's sha256, or for a directory/prefix the hash of its files' relative names and hashes."""
+    files = storage.list_files(uri)
+    if not files:
+        return hashlib.sha256(storage.read_bytes(uri)).hexdigest()
+    digest = hashlib.sha256()
+    for file_uri in files:
+        name = file_uri[len(str(uri)) :].lstrip("/")
+        digest.update(f"{name}\0{hashlib.sha256(storage.read_bytes(file_uri)).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def data_fingerprint(contents: dict[str, str], stage_data_uris: dict[str, str]) -> str:
+    """Content hash of what the stages train on: the data artifacts' content hashes (every file's
+    path, size and sha256, not when it was written, so data steps that rerun without KFP's cache and
+    write the same bytes give the same fingerprint) and the source each later stage reads directly
+    (:func:`stage_source_uris`) with its files' hash."""
+    missing = sorted(set(DATA_ARTIFACTS) - set(contents))
+    if missing:
+        raise ValueError(f"data fingerprint: no content hash for {missing}")
+    key = {name: contents[name] for name in DATA_ARTIFACTS}
+    for stage, uri in sorted(stage_data_uris.items()):
+        if uri:
+            key[stage] = f"{uri}#{_source_sha256(uri)}"
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_data(
+    cfg: RunConfig, root: str, parent_run_id: str, fingerprint: str, skip_if_unchanged: bool
+) -> bool:
+    """Record the run's data fingerprint; False (skip training) when asked to and the champion has it.
+
+    The parent run gets ``diffucoder.data_hash`` = the fingerprint, and when skipping
+    ``diffucoder.skipped`` with the reason; the exit handler then closes it FINISHED.
+    """
+    from diffucoder import tracking
+    from diffucoder.ops.promotion import DATA_HASH_TAG
+
+    record = read_pipeline_record(root)
+    record["data_fingerprint"] = fingerprint
+    storage.write_text(storage.join(root, PIPELINE_RECORD), json.dumps(record, indent=1))
+    tracking.configure(cfg.tracking)
+    if parent_run_id:
+        tracking.set_run_tags(parent_run_id, {DATA_HASH_TAG: fingerprint}, cfg=cfg.tracking)
+    if not skip_if_unchanged:
+        return True
+    name = cfg.tracking.registered_model_name
+    champion = tracking.model_version(name, alias=cfg.promotion.champion_alias, cfg=cfg.tracking)
+    if champion is None or champion.tags.get(DATA_HASH_TAG) != fingerprint:
+        return True
+    reason = (
+        f"data unchanged: fingerprint {fingerprint} equals that of {name} version {champion.version} "
+        f"(alias {cfg.promotion.champion_alias!r}); training and evaluation skipped"
+    )
+    print(reason)
+    if parent_run_id:
+        tracking.set_run_tags(parent_run_id, {SKIPPED_TAG: reason}, cfg=cfg.tracking)
+    record_step(root, "check-data", 0.0, {"skipped": 1}, {})
+    return False

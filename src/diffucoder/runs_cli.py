@@ -24,14 +24,40 @@ def _cell(value: object, width: int) -> str:
     return (text if len(text) <= width else text[: width - 1] + "~").ljust(width)
 
 
-def format_comparison(cmp, metric_filter: str = "") -> str:
-    """The side-by-side table: a header of run names, differing params, then metrics."""
+# (row label, metric) of the cost-and-quality block, in order
+OPERATIONS_ROWS = (
+    ("cost", "cost/amount"),
+    ("GPU-hours", "cost/gpu_hours"),
+    ("held-out pass@1", None),  # the run's held-out metric (its name follows the benchmark)
+    ("pass@1 per GPU-hour", "cost/pass_at_1_per_gpu_hour"),
+)
+
+
+def operations_rows(cmp, heldout_metric: str) -> list[tuple[str, list]]:
+    """Cost, held-out pass@1, pass@1 per GPU-hour and the promotion/skip tags, one row each."""
+    rows = []
+    for label, key in OPERATIONS_ROWS:
+        values = cmp.metrics.get(key or heldout_metric)
+        if values is not None:
+            rows.append((label, values))
+    rows += [(key, values) for key, values in cmp.tags.items()]
+    return rows
+
+
+def format_comparison(cmp, metric_filter: str = "", heldout_metric: str = "tiny_heldout_pass_at_1_1x") -> str:
+    """The side-by-side table: run names, cost and quality, differing params, then metrics."""
     width = 22
     names = [f"{n or '?'} ({rid[:8]})" for n, rid in zip(cmp.run_names, cmp.run_ids, strict=True)]
-    key_width = max([len(k) for k in [*cmp.param_diffs, *cmp.metrics]] + [10])
+    ops = operations_rows(cmp, heldout_metric)
+    key_width = max([len(k) for k in [*cmp.param_diffs, *cmp.metrics]] + [len(k) for k, _ in ops] + [10])
     rows = [
         " " * key_width + "  " + "".join(_cell(n, width) for n in names),
         "status".ljust(key_width) + "  " + "".join(_cell(s, width) for s in cmp.statuses),
+    ]
+    if ops:
+        rows += ["", "cost and quality"]
+        rows += [k.ljust(key_width) + "  " + "".join(_cell(v, width) for v in vals) for k, vals in ops]
+    rows += [
         "",
         f"params that differ ({len(cmp.param_diffs)}; {cmp.same_params} identical)",
     ]
@@ -81,7 +107,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     cfg = TrackingConfig(tracking_uri=args.tracking_uri)
     cmp = tracking.compare_runs(args.run_ids, cfg=cfg)
-    print(format_comparison(cmp, args.metrics))
+    print(format_comparison(cmp, args.metrics, heldout_metric=args.heldout_metric))
     if args.plot != "none":
         plot = Path(args.plot or f"runs/compare-{'-'.join(r[:8] for r in args.run_ids)}.png")
         plot.parent.mkdir(parents=True, exist_ok=True)
@@ -97,5 +123,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids (two or more)")
     p.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
     p.add_argument("--metrics", default="", help="only metrics whose name contains this text")
+    p.add_argument(
+        "--heldout-metric",
+        default="tiny_heldout_pass_at_1_1x",
+        help="the held-out pass@1 metric shown beside cost (the promotion benchmark's)",
+    )
     p.add_argument("--plot", default=None, help="PNG path (default runs/compare-<ids>.png); 'none' to skip")
     p.set_defaults(func=_compare)

@@ -505,6 +505,12 @@ class Manifest:
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
 
+    def content_sha256(self) -> str:
+        """Hash of the files alone (path, size, sha256), not of when they were sealed: a step that
+        rewrites byte-identical files gets the same hash."""
+        entries = sorted((f.path, f.size, f.sha256) for f in self.files)
+        return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
     def to_json(self) -> str:
         return json.dumps(
             {

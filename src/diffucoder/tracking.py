@@ -463,6 +463,10 @@ def register_model(
     return str(version.version)
 
 
+# run tags `runs compare` shows: promotion decisions, skipped runs, data fingerprints
+OPERATIONS_TAGS = ("promotion/", "diffucoder.skipped", "diffucoder.data_hash")
+
+
 @dataclass
 class RunComparison:
     """Side-by-side view of runs: params that differ, and every metric's latest value per run."""
@@ -473,6 +477,7 @@ class RunComparison:
     param_diffs: dict[str, list[str | None]] = field(default_factory=dict)
     same_params: int = 0
     metrics: dict[str, list[float | None]] = field(default_factory=dict)
+    tags: dict[str, list[str | None]] = field(default_factory=dict)  # operations tags (OPERATIONS_TAGS)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -481,6 +486,7 @@ class RunComparison:
             "statuses": self.statuses,
             "param_diffs": self.param_diffs,
             "same_params": self.same_params,
+            "tags": self.tags,
             "metrics": {
                 k: [None if v is None or math.isnan(v) else v for v in vs] for k, vs in self.metrics.items()
             },
@@ -504,6 +510,7 @@ def compare_runs(run_ids: list[str], cfg: TrackingConfig | None = None) -> RunCo
         else:
             same += 1
     metric_keys = sorted({k for r in runs for k in r.data.metrics})
+    tag_keys = sorted({k for r in runs for k in r.data.tags if k.startswith(OPERATIONS_TAGS)})
     return RunComparison(
         run_ids=list(run_ids),
         run_names=[r.info.run_name for r in runs],
@@ -511,4 +518,102 @@ def compare_runs(run_ids: list[str], cfg: TrackingConfig | None = None) -> RunCo
         param_diffs=diffs,
         same_params=same,
         metrics={k: [r.data.metrics.get(k) for r in runs] for k in metric_keys},
+        tags={k: [r.data.tags.get(k) for r in runs] for k in tag_keys},
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Registry aliases, run tags and child runs (operations: promotion and cost)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model version as the operations code needs it."""
+
+    name: str
+    version: str
+    source: str
+    run_id: str | None
+    tags: dict[str, str]
+    aliases: list[str]
+
+
+def _version(v) -> ModelVersion:
+    return ModelVersion(v.name, str(v.version), v.source, v.run_id, dict(v.tags or {}), list(v.aliases or []))
+
+
+def model_version(
+    name: str, *, alias: str | None = None, version: str | None = None, cfg=None
+) -> ModelVersion | None:
+    """The version behind ``alias`` (or number ``version``); None when the alias or model does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    from diffucoder.config import TrackingConfig
+
+    client = _client(cfg or TrackingConfig())
+    try:
+        v = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, version)
+        )
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+    return _version(v)
+
+
+def set_model_alias(name: str, alias: str, version: str, cfg=None) -> None:
+    from diffucoder.config import TrackingConfig
+
+    _client(cfg or TrackingConfig()).set_registered_model_alias(name, alias, version)
+
+
+def set_model_version_tags(name: str, version: str, tags: Mapping[str, Any], cfg=None) -> None:
+    from diffucoder.config import TrackingConfig
+
+    client = _client(cfg or TrackingConfig())
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+
+
+def registered_model_tags(name: str, cfg=None) -> dict[str, str]:
+    from diffucoder.config import TrackingConfig
+
+    return dict(_client(cfg or TrackingConfig()).get_registered_model(name).tags or {})
+
+
+def set_registered_model_tag(name: str, key: str, value: str, cfg=None) -> None:
+    from diffucoder.config import TrackingConfig
+
+    _client(cfg or TrackingConfig()).set_registered_model_tag(name, key, value)
+
+
+def set_run_tags(run_id: str, tags: Mapping[str, Any], cfg=None) -> None:
+    """Tag an existing run (finished or not) by id."""
+    from diffucoder.config import TrackingConfig
+
+    Tracker(_client(cfg or TrackingConfig()), run_id).set_tags(tags)
+
+
+def log_run_metrics(run_id: str, metrics: Mapping[str, float | None], cfg=None) -> None:
+    """Log metrics to an existing run (finished or not) by id."""
+    from diffucoder.config import TrackingConfig
+
+    Tracker(_client(cfg or TrackingConfig()), run_id).log_metrics(metrics)
+
+
+def child_runs(parent_id: str, cfg=None) -> list[tuple[str, dict[str, str], dict[str, float]]]:
+    """(run id, tags, latest metrics) of every stage run under a pipeline run."""
+    from diffucoder.config import TrackingConfig
+
+    client = _client(cfg or TrackingConfig())
+    parent = client.get_run(parent_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+        max_results=1000,
+    )
+    return [(r.info.run_id, dict(r.data.tags), dict(r.data.metrics)) for r in runs]

@@ -23,13 +23,22 @@ def _dag(spec: dict, component: str) -> dict:
     return spec["components"][component]["dag"]["tasks"]
 
 
+def _condition(spec: dict, tasks: dict, test: str) -> tuple[dict, dict]:
+    """(the condition task whose trigger contains ``test``, the tasks inside it)."""
+    for name, task in tasks.items():
+        if name.startswith("condition-") and test in task.get("triggerPolicy", {}).get("condition", ""):
+            return task, _dag(spec, task["componentRef"]["name"])
+    raise AssertionError(f"no condition with {test!r} among {sorted(tasks)}")
+
+
+def _train(spec: dict) -> tuple[dict, dict]:
+    """(the condition task that runs the stages when check-data says so, the tasks inside it)."""
+    return _condition(spec, _dag(spec, "comp-exit-handler-1"), "check-data-Output'] == true")
+
+
 def _branch(spec: dict, start: str) -> dict:
     """The tasks of the dsl.If branch taken when start_from == ``start``."""
-    for name, task in _dag(spec, "comp-exit-handler-1").items():
-        condition = task.get("triggerPolicy", {}).get("condition", "")
-        if name.startswith("condition-") and f"== '{start}'" in condition:
-            return _dag(spec, task["componentRef"]["name"])
-    raise AssertionError(f"no branch for start_from == {start!r}")
+    return _condition(spec, _train(spec)[1], f"start_from'] == '{start}'")[1]
 
 
 def _nested(spec: dict, tasks: dict, prefix: str) -> dict:
@@ -98,9 +107,12 @@ def test_full_chain_from_pretrain(compiled_ir):
     assert "midtrain" in deps["evaluate-midtrain"] and "instruct" in deps["evaluate-instruct"]
     grpo = _nested(spec, chain, "grpo")
     grpo_deps = {n: set(t.get("dependentTasks", [])) for n, t in grpo.items()}
-    assert set(grpo) == {"grpo", "evaluate-grpo", "register-model"}
+    assert set(grpo) == {"grpo", "evaluate-grpo", "register-model", "promote-model"}
     assert "grpo" in grpo_deps["evaluate-grpo"]
     assert {"grpo", "evaluate-grpo"} <= grpo_deps["register-model"]
+    assert "register-model" in grpo_deps["promote-model"]
+    version = grpo["promote-model"]["inputs"]["parameters"]["version"]["taskOutputParameter"]
+    assert version["producerTask"] == "register-model"
     assert chain["pretrain"]["inputs"]["artifacts"]["data"]["componentInputArtifact"].endswith(
         "pack-pretrain-packed"
     )
@@ -108,7 +120,30 @@ def test_full_chain_from_pretrain(compiled_ir):
     assert {n.rsplit("-", 1)[0] if n[-1].isdigit() else n for n in skip} == {
         "evaluate-final",
         "register-model",
+        "promote-model",
     }
+
+
+def test_check_data_gates_every_stage_after_the_data_steps(compiled_ir):
+    """check-data fingerprints all six data artifacts; the stages run only when it says true."""
+    _, spec, _ = compiled_ir
+    check = _dag(spec, "comp-exit-handler-1")["check-data"]
+    artifacts = check["inputs"]["artifacts"]
+    assert {a["taskOutputArtifact"]["producerTask"] for a in artifacts.values()} == {
+        "data-report",
+        "tiny-tasks",
+        "tokenizer",
+        "midtrain-mix",
+        "pack-pretrain",
+        "pack-midtrain",
+    }
+    assert check["inputs"]["parameters"]["skip_if_data_unchanged"]["componentInputParameter"] == (
+        "pipelinechannel--skip_if_data_unchanged"
+    )
+    assert check["cachingOptions"] == {}  # the champion it compares with changes between runs
+    train, inner = _train(spec)
+    assert "check-data" in train["dependentTasks"]
+    assert all(name.startswith("condition-") for name in inner)  # nothing trains outside the gate
 
 
 @pytest.mark.parametrize(
@@ -203,6 +238,8 @@ def test_pipeline_parameters_and_defaults(compiled_ir):
         "checkpoint_eval_benchmarks": "tiny_heldout",
         "sandbox_url": BUILD.shared_sandbox_url,
         "tokenizer_vocab_size": 4096,
+        "skip_if_data_unchanged": False,
+        "run_name": "",
     }
     for name, default in expected.items():
         assert params[name]["defaultValue"] == default, name

@@ -10,6 +10,7 @@ from diffucoder import pipeline_steps as steps
 from diffucoder import storage
 from diffucoder.config import load_config
 from pipelines import local, remote
+from pipelines.kfp_client import KfpError
 
 
 def test_resolve_config_precedence():
@@ -213,7 +214,7 @@ def test_rerun_restores_parameter_types_that_kfp_recorded_as_strings():
 
 def test_submit_to_an_unreachable_endpoint_names_it(unused_port):
     host = f"http://127.0.0.1:{unused_port()}"
-    with pytest.raises(ConnectionError, match=f"KFP endpoint {host} does not answer"):
+    with pytest.raises(KfpError, match=f"KFP endpoint {host} does not answer"):
         remote.submit(host, {"preset": "tiny"})
 
 

@@ -1,0 +1,1 @@
+"""Platform operations: the cost and memory planner, cost per run, candidate/champion promotion."""
