@@ -34,7 +34,7 @@ def filter_shard(data_root: str, uri: str, shard: int) -> int:
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
 def dedup_plan(config_yaml: str, data_root: str, kept_per_shard: list) -> list:
-    """The dedup fan-out's items ``[{"task", "data_root"}]``: LSH (band, bucket range) cells split
+    """The dedup fan-out's items ``[{"lsh_task", "data_root"}]``: LSH (band, bucket range) cells split
     into ``data.dedup.lsh_tasks`` tasks over every shard's signatures."""
     from diffucoder import pipeline_steps as steps
 
@@ -44,11 +44,11 @@ def dedup_plan(config_yaml: str, data_root: str, kept_per_shard: list) -> list:
 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
-def dedup_band(data_root: str, task: int) -> int:
+def dedup_band(data_root: str, lsh_task: int) -> int:
     """One LSH task: the confirmed near-duplicate pairs of its cells; returns their number."""
     from diffucoder import pipeline_steps as steps
 
-    return steps.dedup_band(data_root, int(task))
+    return steps.dedup_band(data_root, int(lsh_task))
 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)

@@ -191,7 +191,7 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
             with dsl.ParallelFor(
                 lsh_tasks.output, parallelism=build.shard_parallelism, name="dedup-bands"
             ) as item:
-                band = place.data(data_steps.dedup_band(data_root=item.data_root, task=item.task))
+                band = place.data(data_steps.dedup_band(data_root=item.data_root, lsh_task=item.lsh_task))
             dedup = place.data(
                 data_steps.dedup(data_root=data_root, pairs_per_task=dsl.Collected(band.output))
             )

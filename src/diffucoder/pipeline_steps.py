@@ -541,10 +541,10 @@ def filter_unit(root: str, uri: str, shard: int) -> dict[str, Any]:
 
 
 def dedup_plan(cfg: RunConfig, root: str) -> list[dict[str, Any]]:
-    """``[{"task", "data_root"}]``, one per LSH task (items of the dedup fan-out, see ingest_units)."""
+    """``[{"lsh_task", "data_root"}]``, one per LSH task (items of the dedup fan-out, see ingest_units)."""
     from diffucoder.data.pipeline import dedup_plan as plan
 
-    return [{"task": t, "data_root": root} for t in range(plan(storage.join(root, "work"), cfg.data))]
+    return [{"lsh_task": t, "data_root": root} for t in range(plan(storage.join(root, "work"), cfg.data))]
 
 
 def dedup_band(root: str, task: int) -> int:
