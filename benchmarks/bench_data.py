@@ -31,6 +31,7 @@ Jaccard with their cluster's smallest member is >= the threshold.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import re
@@ -85,10 +86,8 @@ def _compile_all(texts: list[str]) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for t in texts:
-            try:
+            with contextlib.suppress(SyntaxError, ValueError, RecursionError):
                 compile(t, "<doc>", "exec", dont_inherit=True)
-            except (SyntaxError, ValueError, RecursionError):
-                pass
 
 
 def bench_filters(max_mb: float | None) -> dict:
