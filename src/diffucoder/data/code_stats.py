@@ -1,9 +1,10 @@
 """Per-document signals the filter rules read, computed lazily and at most once per document.
 
 Why line/regex signals and not ``ast``: building Python AST objects runs at ~1 MB/s/core on our
-machines, below the 5 MB/s/core the filter stage must sustain; ``compile()`` to bytecode checks
-syntax ~4x faster, and the structure counts RefineCode uses (defs, imports, returns, assignments)
-are line-shaped anyway (OpenCoder's opc_data_filtering itself counts substrings per line).
+machines, below the 5 MB/s/core the filter stage must sustain; the syntax rule parses with
+``symtable`` (no Python AST objects, no bytecode), and the structure counts RefineCode uses (defs,
+imports, returns, assignments) are line-shaped anyway (OpenCoder's opc_data_filtering itself counts
+substrings per line).
 Approximations are stated where they are made.
 """
 

@@ -1,19 +1,19 @@
 """One task of the global LSH stage: the confirmed near-duplicate pairs of some (band, range) cells.
 
-Two passes over the signature shards, holding little of them:
+Three streaming passes over the signature shards, none holding whole signatures:
 
-1. per band, the band column of every shard (``rows`` values per document, restricted to the
-   task's bucket ranges) -> the documents whose band shares a 64-bit band hash with another
-   document: the only ones that can be candidates;
-2. for those documents only: id and full signature (all band columns of their shards).
+1. the ``id`` column of every shard -> each document's rank in id order (8 bytes a document);
+2. per band of the task, that band's column (``rows`` values a document, restricted to the
+   task's bucket ranges): documents whose band shares a 64-bit band hash with another are the
+   candidates; sorted by (band values, id rank), neighbours with identical values are candidate
+   pairs, so a bucket of k documents gives the k - 1 pairs of its id-ordered chain (the same
+   pairs for any sharding);
+3. confirmation, ``_CONFIRM_BANDS`` band columns at a time: for the pairs' documents only, count
+   the signature values two documents share; a pair is kept when they agree on at least the LSH
+   threshold share of values.
 
-Then per band: the candidates sorted by (band values, id); neighbours with identical values are
-candidate pairs, so a bucket of k documents gives the k - 1 pairs of its id-ordered chain (the
-same pairs for any sharding). A pair is kept when the full signatures agree on at least the LSH
-threshold share of values.
-
-Memory is ~``documents / band_ranges x (rows x 4 + 16)`` bytes per band plus ``candidates x
-num_perm x 4``: a task of one (band, range) cell holds 1/(bands x band_ranges) of the band data.
+Memory is ~``documents x 8`` bytes for the ranks, ~``documents / band_ranges x (rows x 4 + 16)``
+for one band, and ``paired documents x _CONFIRM_BANDS x rows x 4`` for the confirmation.
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ import warnings
 from collections import defaultdict
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from diffucoder.data import io
 from diffucoder.data.config import DedupConfig
 from diffucoder.data.dedup import band_column, band_values
 
 _BAND_HASH_BASE = np.uint64(0x100000001B3)
-_CONFIRM_CHUNK = 1 << 16  # pairs compared at once: (chunk x num_perm) booleans
+_CONFIRM_BANDS = 5  # band columns read per shard while confirming: memory vs. reads
 
 
 def _band_hash(values: np.ndarray) -> np.ndarray:
@@ -48,67 +50,65 @@ def _in_ranges(first: np.ndarray, ranges: list[int], band_ranges: int) -> np.nda
     return np.isin(bucket, np.asarray(ranges, dtype=np.uint64))
 
 
-def _band_candidates(shards: list[str], band: int, ranges: list[int], cfg: DedupConfig) -> np.ndarray:
-    """Pass 1: sorted global indices of the documents in ``ranges`` of ``band`` whose band hash
-    occurs more than once."""
-    indices, hashes = [], []
+def _id_ranks(shards: list[str]) -> np.ndarray:
+    """Pass 1: each document's rank in id order (global index -> rank)."""
+    tables = [io.read_table(uri, columns=["id"]) for uri in shards]
+    ids = pa.concat_tables(tables).column("id") if tables else pa.chunked_array([], pa.string())
+    order = pc.sort_indices(ids).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def _band_pairs(
+    shards: list[str], band: int, ranges: list[int], rank: np.ndarray, cfg: DedupConfig
+) -> np.ndarray:
+    """Pass 2 for one band: candidate pairs (global indices) of the id-ordered bucket chains."""
+    indices, values = [], []
     offset = 0
     for uri in shards:
         column = io.read_table(uri, columns=[band_column(band)]).column(0)
-        values, valid = band_values(column, cfg.rows)
-        keep = valid & _in_ranges(values[:, 0], ranges, cfg.band_ranges)
+        vals, valid = band_values(column, cfg.rows)
+        keep = valid & _in_ranges(vals[:, 0], ranges, cfg.band_ranges)
         indices.append(np.flatnonzero(keep) + offset)
-        hashes.append(_band_hash(values[keep]))
+        values.append(vals[keep])
         offset += len(column)
     index = np.concatenate(indices) if indices else np.empty(0, dtype=np.int64)
-    hashed = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
-    order = np.argsort(hashed, kind="stable")
+    keys = np.concatenate(values) if values else np.empty((0, cfg.rows), dtype=np.uint32)
+    hashed = _band_hash(keys)
+    order = np.argsort(hashed)
     same = hashed[order][1:] == hashed[order][:-1]
     shared = np.zeros(len(order), dtype=bool)
     shared[1:] |= same
     shared[:-1] |= same
-    return np.sort(index[order[shared]])
+    cand = order[shared]  # rows whose band hash occurs twice or more: the only possible candidates
+    index, keys = index[cand], keys[cand]
+    chain = np.lexsort((rank[index], *keys.T[::-1]))
+    equal = np.all(keys[chain][1:] == keys[chain][:-1], axis=1)
+    return np.stack([index[chain][:-1][equal], index[chain][1:][equal]], axis=1)
 
 
-def _fetch(shards: list[str], members: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Pass 2: (id rank among ``members``, signatures uint32[len(members), num_perm])."""
-    columns = ["id"] + [band_column(b) for b in range(cfg.bands)]
-    ids: list[str] = []
-    sigs = np.empty((len(members), cfg.num_perm), dtype=np.uint32)
-    offset = done = 0
-    for uri in shards:
-        if done == len(members):
-            break
-        table = io.read_table(uri, columns=columns)
-        local = members[done:][members[done:] < offset + table.num_rows] - offset
-        offset += table.num_rows
-        if not local.size:
-            continue
-        picked = table.take(local)
-        ids += picked.column("id").to_pylist()
-        for b in range(cfg.bands):
-            values, _ = band_values(picked.column(band_column(b)), cfg.rows)
-            sigs[done : done + local.size, b * cfg.rows : (b + 1) * cfg.rows] = values
-        done += local.size
-    rank = np.empty(len(ids), dtype=np.int64)
-    rank[np.argsort(np.asarray(ids, dtype=object), kind="stable")] = np.arange(len(ids))
-    return rank, sigs
-
-
-def _chain_pairs(keys: np.ndarray, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (a, b) of neighbours with identical keys, in (keys, rank) order."""
-    order = np.lexsort((rank, *keys.T[::-1]))
-    same = np.all(keys[order][1:] == keys[order][:-1], axis=1)
-    return order[:-1][same], order[1:][same]
-
-
-def _agreement(sigs: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = np.empty(len(a), dtype=np.float64)
-    for i in range(0, len(a), _CONFIRM_CHUNK):
-        out[i : i + _CONFIRM_CHUNK] = np.mean(
-            sigs[a[i : i + _CONFIRM_CHUNK]] == sigs[b[i : i + _CONFIRM_CHUNK]], axis=1
-        )
-    return out
+def _agreements(shards: list[str], pairs: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """Pass 3: how many of the ``num_perm`` signature values each pair shares."""
+    members, pos = np.unique(pairs, return_inverse=True)
+    pos = pos.reshape(pairs.shape)
+    agree = np.zeros(len(pairs), dtype=np.int64)
+    for first in range(0, cfg.bands, _CONFIRM_BANDS):
+        bands = range(first, min(first + _CONFIRM_BANDS, cfg.bands))
+        values = np.empty((len(members), len(bands) * cfg.rows), dtype=np.uint32)
+        offset = done = 0
+        for uri in shards:
+            table = io.read_table(uri, columns=[band_column(b) for b in bands])
+            local = members[done:][members[done:] < offset + table.num_rows] - offset
+            offset += table.num_rows
+            if local.size:
+                picked = table.take(local)
+                for j, b in enumerate(bands):
+                    block, _ = band_values(picked.column(band_column(b)), cfg.rows)
+                    values[done : done + local.size, j * cfg.rows : (j + 1) * cfg.rows] = block
+                done += local.size
+        agree += np.sum(values[pos[:, 0]] == values[pos[:, 1]], axis=1)
+    return agree
 
 
 def band_pairs(shards: list[str], cells: list[list[int]], cfg: DedupConfig) -> np.ndarray:
@@ -116,17 +116,9 @@ def band_pairs(shards: list[str], cells: list[list[int]], cfg: DedupConfig) -> n
     ranges_of: dict[int, list[int]] = defaultdict(list)
     for band, part in cells:
         ranges_of[band].append(part)
-    candidates = {band: _band_candidates(shards, band, ranges, cfg) for band, ranges in ranges_of.items()}
-    members = np.unique(np.concatenate([np.empty(0, dtype=np.int64), *candidates.values()]))
-    if not members.size:
-        return np.empty((0, 2), dtype=np.int64)
-    rank, sigs = _fetch(shards, members, cfg)
-    found = []
-    for band, cand in candidates.items():
-        pos = np.searchsorted(members, cand)
-        keys = sigs[pos, band * cfg.rows : (band + 1) * cfg.rows]
-        a, b = _chain_pairs(keys, rank[pos])
-        found.append(np.stack([pos[a], pos[b]], axis=1))
-    local = np.unique(np.sort(np.concatenate(found), axis=1), axis=0)
-    confirmed = local[_agreement(sigs, local[:, 0], local[:, 1]) >= cfg.threshold]
-    return members[confirmed]
+    rank = _id_ranks(shards)
+    found = [_band_pairs(shards, band, ranges, rank, cfg) for band, ranges in ranges_of.items()]
+    pairs = np.unique(np.sort(np.concatenate([np.empty((0, 2), dtype=np.int64), *found]), axis=1), axis=0)
+    if not len(pairs):
+        return pairs
+    return pairs[_agreements(shards, pairs, cfg) / cfg.num_perm >= cfg.threshold]
