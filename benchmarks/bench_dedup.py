@@ -16,14 +16,21 @@ exact Jaccard on a labelled sample.
 Peak RSS (VmHWM) includes the interpreter with numpy/pyarrow/rensa loaded (``idle_worker_rss_mb``).
 Prints one JSON object; progress goes to stderr.
 
-    .venv/bin/python benchmarks/bench_dedup.py --files 1000000 --widths 1,4,16
+``--corpus-dir DIR`` keeps the corpus (shards, labels, its statistics) in DIR and reuses it when
+DIR already holds one of ``--files`` documents, so a million-file corpus is built once and the
+timed sweep runs on its own:
+
+    .venv/bin/python benchmarks/bench_dedup.py --files 1000000 --widths '' --corpus-dir C
+    .venv/bin/python benchmarks/bench_dedup.py --files 1000000 --widths 1,25,50x2 --corpus-dir C
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -95,6 +102,21 @@ def _in_fresh_process(fn, *args) -> dict:
         return pool.submit(_measured, fn, *args).result()
 
 
+def stored_corpus(work: Path, n_files: int) -> tuple[list[str], dict, Labels] | None:
+    """A corpus of ``n_files`` documents that ``build_corpus`` wrote to ``work`` earlier, if any."""
+    meta = work / "corpus.json"
+    if not meta.is_file():
+        return None
+    stored = json.loads(meta.read_text())
+    if stored["stats"]["files"] != n_files:
+        raise SystemExit(f"--corpus-dir {work} holds {stored['stats']['files']:,} files, not {n_files:,}")
+    labels = Labels(
+        near_source={int(k): v for k, v in stored["near_source"].items()},
+        exact_source={int(k): v for k, v in stored["exact_source"].items()},
+    )
+    return stored["shards"], stored["stats"], labels
+
+
 def build_corpus(work: Path, n_files: int, cfg: DedupConfig, labels: Labels) -> tuple[list[str], dict]:
     """Signature shards (and text shards) of the generated corpus; returns the signature URIs."""
     snippets = stdlib_snippets()
@@ -129,6 +151,8 @@ def build_corpus(work: Path, n_files: int, cfg: DedupConfig, labels: Labels) -> 
         "signature_cpu_s": round(sig_cpu, 1),
         "signature_mb_per_s_per_core": round(size / 1e6 / sig_cpu, 1),
     }
+    stored = {"shards": shards, "stats": stats, **vars(labels)}
+    io.write_json(str(work / "corpus.json"), stored)
     return shards, stats
 
 
@@ -146,6 +170,10 @@ class Texts:
             uri = str(self.work / "text" / f"shard-{shard:05d}.parquet")
             self.cache[shard] = io.read_table(uri).column("text").to_pylist()
         return self.cache[shard][row]
+
+
+def _share_at_least(jaccards: np.ndarray, limit: float) -> float | None:
+    return round(float(np.mean(jaccards >= limit)), 4) if len(jaccards) else None
 
 
 def labelled_sample(
@@ -184,19 +212,11 @@ def labelled_sample(
             same for j, same in truth if j < cfg.threshold - 0.1
         ),
         "confirmed_pairs_sampled": len(found),
-        "precision_confirmed_pairs": round(float(np.mean(edge_j >= cfg.threshold)), 4)
-        if len(found)
-        else None,
-        "precision_confirmed_pairs_within_0.05": round(float(np.mean(edge_j >= cfg.threshold - 0.05)), 4)
-        if len(found)
-        else None,
+        "precision_confirmed_pairs": _share_at_least(edge_j, cfg.threshold),
+        "precision_confirmed_pairs_within_0.05": _share_at_least(edge_j, cfg.threshold - 0.05),
         "removed_docs_sampled": len(dropped),
-        "precision_removed_vs_kept": round(float(np.mean(pair_j >= cfg.threshold)), 4)
-        if len(dropped)
-        else None,
-        "precision_removed_vs_kept_within_0.1": round(float(np.mean(pair_j >= cfg.threshold - 0.1)), 4)
-        if len(dropped)
-        else None,
+        "precision_removed_vs_kept": _share_at_least(pair_j, cfg.threshold),
+        "precision_removed_vs_kept_within_0.1": _share_at_least(pair_j, cfg.threshold - 0.1),
     }
 
 
@@ -247,17 +267,29 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--widths", default="1,4,16", help="comma list of TASKS or TASKSxRANGES")
     parser.add_argument("--sample", type=int, default=2000, help="pairs per labelled sample")
+    parser.add_argument("--corpus-dir", type=Path, help="keep the corpus here and reuse it (see above)")
     args = parser.parse_args()
     started = time.perf_counter()
     cfg = DedupConfig()
-    labels = Labels()
-    with tempfile.TemporaryDirectory(prefix="bench-dedup-") as tmp:
-        work = Path(tmp)
-        shards, corpus = build_corpus(work, args.files, cfg, labels)
+    with contextlib.ExitStack() as stack:
+        if args.corpus_dir is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-dedup-")))
+        else:
+            work = args.corpus_dir
+            work.mkdir(parents=True, exist_ok=True)
+        stored = stored_corpus(work, args.files)
+        if stored is None:
+            labels = Labels()
+            shards, corpus = build_corpus(work, args.files, cfg, labels)
+        else:
+            shards, corpus, labels = stored
+            corpus = {**corpus, "reused": True}
         _log(f"corpus: {corpus}")
+        for old_run in work.glob("w*x*"):
+            shutil.rmtree(old_run)
         idle = _in_fresh_process(_idle)["peak_rss_mb"]
         rows, reference, ref_pairs = [], None, None
-        for spec in args.widths.split(","):
+        for spec in filter(None, args.widths.split(",")):
             tasks, _, ranges = spec.partition("x")
             wcfg = cfg.model_copy(update={"lsh_tasks": int(tasks), "band_ranges": int(ranges or 1)})
             _log(f"width {spec}:")
@@ -267,14 +299,16 @@ def main() -> None:
                 reference, ref_pairs = result, pairs
             row["same_result_as_first"] = result == reference and np.array_equal(pairs, ref_pairs)
             _log(f"  {row}")
-        quality = labelled_sample(reference, ref_pairs, labels, Texts(work), cfg, args.sample)
+        quality = (
+            labelled_sample(reference, ref_pairs, labels, Texts(work), cfg, args.sample) if rows else None
+        )
     print(
         json.dumps(
             {
                 "name": "bench_dedup",
                 "machine": cpu_info(),
                 "corpus": corpus,
-                "dedup": {k: v for k, v in reference.items() if k != "removed"},
+                "dedup": {k: v for k, v in (reference or {}).items() if k != "removed"},
                 "idle_worker_rss_mb": round(idle),
                 "widths": rows,
                 "quality": quality,
