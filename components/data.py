@@ -1,6 +1,7 @@
-"""Data steps: raw sources -> per-shard filter (ParallelFor) -> dedup -> per-shard finalize -> report,
-plus the tiny task sets, the tokenizer, the mid-training text and packing. Each follows the run's data
-plan (``pipeline_steps.read_plan``): what the run does not need becomes a small "unused" marker."""
+"""Data steps: raw sources -> per-shard filter (ParallelFor) -> dedup plan -> LSH tasks (ParallelFor) ->
+dedup join -> per-shard finalize -> report, plus the tiny task sets, the tokenizer, the mid-training text
+and packing. Each follows the run's data plan (``pipeline_steps.read_plan``): what the run does not need
+becomes a small "unused" marker."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
@@ -32,12 +33,31 @@ def filter_shard(data_root: str, uri: str, shard: int) -> int:
 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
-def dedup(config_yaml: str, data_root: str, kept_per_shard: list) -> int:
-    """Global exact + MinHash dedup over every shard's signatures; returns the documents removed."""
+def dedup_plan(config_yaml: str, data_root: str, kept_per_shard: list) -> list:
+    """The dedup fan-out's items ``[{"lsh_task", "data_root"}]``: LSH (band, bucket range) cells split
+    into ``data.dedup.lsh_tasks`` tasks over every shard's signatures."""
     from diffucoder import pipeline_steps as steps
 
-    result = steps.dedup(steps.config_from_yaml(config_yaml), data_root)
-    print({"kept_after_filter": int(sum(kept_per_shard)), **result})
+    items = steps.dedup_plan(steps.config_from_yaml(config_yaml), data_root)
+    print({"kept_after_filter": int(sum(kept_per_shard)), "lsh_tasks": len(items)})
+    return items
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def dedup_band(data_root: str, lsh_task: int) -> int:
+    """One LSH task: the confirmed near-duplicate pairs of its cells; returns their number."""
+    from diffucoder import pipeline_steps as steps
+
+    return steps.dedup_band(data_root, int(lsh_task))
+
+
+@dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
+def dedup(data_root: str, pairs_per_task: list) -> int:
+    """Clusters from ids, sha256s and every LSH task's pairs; returns the documents removed."""
+    from diffucoder import pipeline_steps as steps
+
+    result = steps.dedup(data_root)
+    print({"pairs_per_task": [int(n) for n in pairs_per_task], **result})
     return int(result["exact_duplicate_docs"] + result["near_duplicate_docs"])
 
 

@@ -180,7 +180,7 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
             cfg_yaml, run_root = run.outputs["config_yaml"], run.outputs["run_root"]
             data_root, parent = run.outputs["data_root"], run.outputs["parent_run_id"]
 
-            # ---- data: fan-out over shards, global dedup, fan-out finalize, report ----
+            # ---- data: fan-out over shards, dedup (plan, LSH fan-out, join), fan-out finalize, report ----
             units = place.data(
                 data_steps.ingest(
                     config_yaml=cfg_yaml, data_root=data_root, stdlib_max_files=stdlib_max_files
@@ -193,10 +193,17 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
                 filtered = place.data(
                     data_steps.filter_shard(data_root=unit.data_root, uri=unit.uri, shard=unit.shard)
                 )
-            dedup = place.data(
-                data_steps.dedup(
+            lsh_tasks = place.data(
+                data_steps.dedup_plan(
                     config_yaml=cfg_yaml, data_root=data_root, kept_per_shard=dsl.Collected(filtered.output)
                 )
+            )
+            with dsl.ParallelFor(
+                lsh_tasks.output, parallelism=build.shard_parallelism, name="dedup-bands"
+            ) as item:
+                band = place.data(data_steps.dedup_band(data_root=item.data_root, lsh_task=item.lsh_task))
+            dedup = place.data(
+                data_steps.dedup(data_root=data_root, pairs_per_task=dsl.Collected(band.output))
             )
             with dsl.ParallelFor(
                 units.output, parallelism=build.shard_parallelism, name="finalize-shards"

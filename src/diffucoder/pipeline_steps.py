@@ -550,10 +550,23 @@ def filter_unit(root: str, uri: str, shard: int) -> dict[str, Any]:
     return {"total": stats["filter"]["total"], "kept": stats["filter"]["kept"]}
 
 
-def dedup(cfg: RunConfig, root: str) -> dict[str, Any]:
-    from diffucoder.data.pipeline import dedup_step
+def dedup_plan(cfg: RunConfig, root: str) -> list[dict[str, Any]]:
+    """``[{"lsh_task", "data_root"}]``, one per LSH task (items of the dedup fan-out, see ingest_units)."""
+    from diffucoder.data.pipeline import dedup_plan as plan
 
-    result = dedup_step(storage.join(root, "work"), cfg.data)
+    return [{"lsh_task": t, "data_root": root} for t in range(plan(storage.join(root, "work"), cfg.data))]
+
+
+def dedup_band(root: str, task: int) -> int:
+    from diffucoder.data.pipeline import dedup_band_step
+
+    return dedup_band_step(storage.join(root, "work"), task)
+
+
+def dedup(root: str) -> dict[str, Any]:
+    from diffucoder.data.pipeline import dedup_join_step
+
+    result = dedup_join_step(storage.join(root, "work"))
     return {k: v for k, v in result.items() if isinstance(v, int | float)}
 
 

@@ -1,4 +1,5 @@
-"""MinHash and the staged dedup on the real stdlib: known exact duplicates, injected near-copies."""
+"""MinHash and the staged dedup on the real stdlib: known exact duplicates, injected near-copies,
+and the same result for any fan-out of the global stage."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from diffucoder.data.clusters import min_labels
 from diffucoder.data.config import DedupConfig
 from diffucoder.data.corpus import stdlib_root
-from diffucoder.data.dedup import find_duplicates, signature_table
+from diffucoder.data.dedup import band_values, find_duplicates, signature_table
 from diffucoder.data.io import write_table
-from diffucoder.data.minhash import MinHasher, token_hashes
+from diffucoder.data.minhash import EMPTY, MinHasher, shingle_hashes, token_hashes
 from diffucoder.data.readers import make_doc
 
 
@@ -115,8 +117,102 @@ def test_result_does_not_depend_on_sharding(tmp_path):
 
 
 def test_signature_table_schema():
-    table = signature_table([_stdlib_doc("textwrap.py")], DedupConfig(bands=4, rows=2))
-    assert table.schema.field("signature").type == pa.binary(4 * 8)
+    short = make_doc("x = 1", "t", "short.py", None, "python", doc_id="short")
+    cfg = DedupConfig(bands=4, rows=2)
+    table = signature_table([_stdlib_doc("textwrap.py"), short], cfg)
+    assert table.column_names == ["id", "sha256", "band_000", "band_001", "band_002", "band_003"]
+    assert table.schema.field("band_002").type == pa.binary(4 * 2)
+    full = MinHasher(cfg.num_perm, cfg.shingle_size, cfg.seed).signature(_stdlib_doc("textwrap.py")["text"])
+    values, valid = band_values(table.column("band_002"), cfg.rows)
+    assert valid.tolist() == [True, False]  # no 5-token shingle in "x = 1": no band, exact dedup only
+    assert values[0].tolist() == full[4:6].tolist()
+
+
+def test_batched_shingles_equal_per_document_shingles():
+    texts = [_stdlib_doc(r)["text"] for r in ("textwrap.py", "shlex.py")] + [
+        "",
+        "a b",
+        "Foo bar baz qux quux corge",
+    ]
+    hashes, offsets = shingle_hashes(texts, 5)
+    for i, text in enumerate(texts):
+        alone, _ = shingle_hashes([text], 5)
+        assert np.array_equal(hashes[offsets[i] : offsets[i + 1]], alone)
+    sigs = MinHasher(64, 5, 1).signatures(texts)
+    assert (sigs[2] == EMPTY).all() and (sigs[3] == EMPTY).all() and (sigs[4] != EMPTY).any()
+
+
+def test_long_tokens_hash_all_their_bytes():
+    a = "x_" * 40 + "tail"
+    b = "x_" * 20 + "y_" + "x_" * 19 + "tail"  # same length, same first and last 8 bytes
+    ha, _ = token_hashes(a)
+    hb, _ = token_hashes(b)
+    assert ha[0] != hb[0]
+    assert token_hashes("ABCdef_123")[0][0] == token_hashes("abcDEF_123")[0][0]
+
+
+def _near_duplicate_corpus() -> list[dict]:
+    modules = sorted(
+        p.name for p in stdlib_root().glob("*.py") if 200 < len(p.read_text().splitlines()) < 1500
+    )[:40]
+    originals = [_stdlib_doc(m) for m in modules]
+    copies = [
+        make_doc(
+            _rename_variables(d["text"]), "copies", d["path"], None, "python", doc_id=f"copy:{d['path']}"
+        )
+        for d in originals[:8]
+    ]
+    encodings = sorted(
+        p.relative_to(stdlib_root()).as_posix() for p in stdlib_root().glob("encodings/cp*.py")
+    )
+    similar = [_stdlib_doc(r) for r in encodings[:16]]  # generated codecs: large near-duplicate clusters
+    exact = [dict(originals[3], id="dup:a"), dict(similar[0], id="dup:b")]
+    return originals + copies + similar + exact
+
+
+@pytest.mark.parametrize(
+    ("lsh_tasks", "band_ranges", "n_shards"),
+    [(2, 1, 3), (3, 1, 1), (7, 2, 4), (25, 1, 2), (60, 3, 5), (4, 16, 3)],
+)
+def test_result_is_the_same_for_any_fan_out(tmp_path, lsh_tasks, band_ranges, n_shards):
+    """Widths that divide the bands or not, more tasks than cells, bucket ranges within a band:
+    the same removed set, pairs and clusters as one task over one shard."""
+    docs = _near_duplicate_corpus()
+    (tmp_path / "one").mkdir()
+    (tmp_path / "many").mkdir()
+    one = _run([docs], tmp_path / "one", DedupConfig(lsh_tasks=1))
+    shuffled = docs[::-1]
+    cfg = DedupConfig(lsh_tasks=lsh_tasks, band_ranges=band_ranges)
+    many = _run([shuffled[i::n_shards] for i in range(n_shards)], tmp_path / "many", cfg)
+    assert many == one
+    assert (
+        one["near_duplicate_docs"] >= 8 and one["exact_duplicate_docs"] >= 1 and one["largest_cluster"] >= 4
+    )
+
+
+def _union_find_labels(n: int, edges: list[tuple[int, int]]) -> list[int]:
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    return [find(i) for i in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_min_labels_match_a_plain_union_find(seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    edges = rng.integers(0, n, size=(int(rng.integers(0, 400)), 2))
+    chain = np.stack([np.arange(200, 299), np.arange(201, 300)], axis=1)[::-1]  # a long path, worst order
+    edges = np.concatenate([edges, chain])
+    labels = min_labels(n, edges[:, 0], edges[:, 1])
+    assert labels.tolist() == _union_find_labels(n, [tuple(e) for e in edges.tolist()])
 
 
 @pytest.mark.slow

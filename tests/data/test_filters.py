@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 
 import pytest
 
 from diffucoder.data.config import DataConfig
-from diffucoder.data.filters import CodeFilter, FilterStats, NoLogic
+from diffucoder.data.corpus import stdlib_root
+from diffucoder.data.filters import CodeFilter, DuplicateNgrams, FilterStats, NoLogic
 from diffucoder.data.readers import make_doc
 
 GOOD = '''"""Utilities for summarising numeric series."""
@@ -76,7 +78,13 @@ CASES: dict[str, tuple[str, dict]] = {
     "top_2gram_char_fraction_above_max": (REPEATED, {}),
     "top_3gram_char_fraction_above_max": (REPEATED, {}),
     "top_4gram_char_fraction_above_max": (REPEATED, {}),
-    **{f"dup_{n}gram_char_fraction_above_max": (REPEATED, {}) for n in range(5, 11)},
+    **{
+        f"dup_{n}gram_char_fraction_above_max": (
+            REPEATED,
+            {"general": {"max_duplicate_ngram_char_fraction": {m: 1.0 for m in range(5, n)} | {n: 0.6}}},
+        )
+        for n in range(5, 11)
+    },
     "python_syntax_error": ("def broken(:\n" + GOOD, {}),
     "python_no_variable": ("print('a')\nrun()\n" * 10, {}),
     "python_function_fraction_above_max": ("def a():\n    return 1\n" * 10, {}),
@@ -94,7 +102,8 @@ CASES: dict[str, tuple[str, dict]] = {
 def _rule_for(reason: str, overrides: dict):
     cfg = DataConfig.model_validate(overrides)
     rules = CodeFilter(cfg.general, cfg.python).rules
-    matches = [r for r in rules if reason.startswith(r.name)]
+    ngram = re.fullmatch(r"dup_\d+gram_char_fraction_above_max", reason)
+    matches = [r for r in rules if reason.startswith(r.name) or (ngram and isinstance(r, DuplicateNgrams))]
     assert matches, f"no rule produces {reason}"
     return max(matches, key=lambda r: len(r.name))
 
@@ -156,3 +165,21 @@ def test_stats_count_reasons_and_keep_examples():
     assert [d["id"] for d in kept] == ["a"]
     assert out["total"] == 4 and out["kept"] == 1 and out["dropped"] == {"num_chars_below_min": 3}
     assert [e["id"] for e in out["examples"]["num_chars_below_min"]] == ["b", "c"]
+
+
+def test_duplicate_ngram_shortcut_matches_every_n_computed():
+    """The rule skips larger n once a share is within their limits (shares never grow with n):
+    the verdict equals checking every n in turn."""
+    from diffucoder.data.code_stats import CodeFile
+
+    limits = DataConfig().general.max_duplicate_ngram_char_fraction
+    rule = DuplicateNgrams(limits)
+    texts = [GOOD, REPEATED, ("x = compute(a, b)\n" * 40) + GOOD, "a b c d e f " * 300]
+    texts += [p.read_text() for p in sorted(stdlib_root().glob("*.py"))[:60]]
+    for text in texts:
+        f = CodeFile(_doc(text))
+        shares = {n: f.duplicate_ngram_char_fraction(n) for n in sorted(limits)}
+        assert all(shares[n] >= shares[n + 1] - 1e-12 for n in list(shares)[:-1])
+        first = next((n for n in sorted(limits) if shares[n] > limits[n]), None)
+        expected = True if first is None else (False, f"dup_{first}gram_char_fraction_above_max")
+        assert rule.keep(CodeFile(_doc(text))) == expected

@@ -80,16 +80,20 @@ def test_data_fan_out_and_dependencies(compiled_ir):
     _, spec, _ = compiled_ir
     tasks = _dag(spec, "comp-exit-handler-1")
     loops = {n: t for n, t in tasks.items() if n.startswith("for-loop")}
-    assert len(loops) == 2
+    assert len(loops) == 3
     bodies = {n: set(_dag(spec, t["componentRef"]["name"])) for n, t in loops.items()}
     filter_loop = next(n for n, b in bodies.items() if b == {"filter-shard"})
+    band_loop = next(n for n, b in bodies.items() if b == {"dedup-band"})
     finalize_loop = next(n for n, b in bodies.items() if b == {"finalize-shard"})
-    for loop in (filter_loop, finalize_loop):
+    for loop in (filter_loop, band_loop, finalize_loop):
         assert tasks[loop]["iteratorPolicy"]["parallelismLimit"] == BUILD.shard_parallelism
         assert tasks[loop]["parameterIterator"]["items"]["inputParameter"]
     deps = {n: set(t.get("dependentTasks", [])) for n, t in tasks.items()}
     assert "ingest" in deps[filter_loop] and "open-run" in deps["ingest"]
-    assert filter_loop in deps["dedup"]
+    # the global dedup fans out: plan after every filter task, LSH tasks, then the join
+    assert filter_loop in deps["dedup-plan"]
+    assert "dedup-plan" in deps[band_loop]
+    assert band_loop in deps["dedup"]
     assert {"dedup", "ingest"} <= deps[finalize_loop]
     assert finalize_loop in deps["data-report"]
     assert "data-report" in deps["tokenizer"]
@@ -206,6 +210,7 @@ def test_caching_on_for_data_off_for_training(compiled_ir):
     tasks = _dag(spec, "comp-exit-handler-1")
     for name in (
         "ingest",
+        "dedup-plan",
         "dedup",
         "data-report",
         "tiny-tasks",

@@ -106,9 +106,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from diffucoder.data.pipeline import prepare
 
     cfg = _cfg(args).data
-    print(
-        f"near-dedup: {cfg.dedup.bands} bands x {cfg.dedup.rows} rows, Jaccard threshold ~{cfg.dedup.threshold:.3f}"
-    )
+    _print_lsh(cfg)
     stats = prepare(args.input, args.out, cfg, work=args.work, workers=args.workers)
     _print(
         {
@@ -129,14 +127,44 @@ def _filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_lsh(cfg) -> None:
+    d = cfg.dedup
+    print(
+        f"near-dedup: {d.bands} bands x {d.rows} rows, Jaccard threshold ~{d.threshold:.3f}, "
+        f"{d.lsh_tasks} LSH tasks over {d.band_ranges} bucket range(s) per band"
+    )
+
+
 def _dedup(args: argparse.Namespace) -> int:
     from diffucoder.data.pipeline import dedup_step
 
     cfg = _cfg(args).data
-    print(
-        f"near-dedup: {cfg.dedup.bands} bands x {cfg.dedup.rows} rows, Jaccard threshold ~{cfg.dedup.threshold:.3f}"
-    )
+    _print_lsh(cfg)
     result = dedup_step(args.work, cfg)
+    _print({k: v for k, v in result.items() if k != "removed"})
+    return 0
+
+
+def _dedup_plan(args: argparse.Namespace) -> int:
+    from diffucoder.data.pipeline import dedup_plan
+
+    cfg = _cfg(args).data
+    _print_lsh(cfg)
+    _print({"tasks": dedup_plan(args.work, cfg)})
+    return 0
+
+
+def _dedup_band(args: argparse.Namespace) -> int:
+    from diffucoder.data.pipeline import dedup_band_step
+
+    _print({"task": args.task, "pairs": dedup_band_step(args.work, args.task)})
+    return 0
+
+
+def _dedup_join(args: argparse.Namespace) -> int:
+    from diffucoder.data.pipeline import dedup_join_step
+
+    result = dedup_join_step(args.work)
     _print({k: v for k, v in result.items() if k != "removed"})
     return 0
 
@@ -227,11 +255,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_filter)
 
     p = inner.add_parser(
-        "dedup", help="global step: exact + MinHash LSH clusters over all shards' signatures"
+        "dedup", help="global stage in this process: dedup-plan, every dedup-band task, dedup-join"
     )
     p.add_argument("--work", required=True)
     add_config_args(p)
     p.set_defaults(func=_dedup)
+
+    p = inner.add_parser(
+        "dedup-plan", help="global step: fix the signature shards, split LSH cells into tasks"
+    )
+    p.add_argument("--work", required=True)
+    add_config_args(p)
+    p.set_defaults(func=_dedup_plan)
+
+    p = inner.add_parser("dedup-band", help="per-task step: confirmed near-duplicate pairs of some LSH cells")
+    p.add_argument("--work", required=True)
+    p.add_argument("--task", type=int, required=True, help="task index in dedup/plan.json")
+    p.set_defaults(func=_dedup_band)
+
+    p = inner.add_parser("dedup-join", help="global step: clusters from ids, sha256s and every task's pairs")
+    p.add_argument("--work", required=True)
+    p.set_defaults(func=_dedup_join)
 
     p = inner.add_parser("finalize", help="per-shard step: drop duplicates and write the output shard")
     p.add_argument("--work", required=True)

@@ -1,9 +1,10 @@
 """Per-document signals the filter rules read, computed lazily and at most once per document.
 
 Why line/regex signals and not ``ast``: building Python AST objects runs at ~1 MB/s/core on our
-machines, below the 5 MB/s/core the filter stage must sustain; ``compile()`` to bytecode checks
-syntax ~4x faster, and the structure counts RefineCode uses (defs, imports, returns, assignments)
-are line-shaped anyway (OpenCoder's opc_data_filtering itself counts substrings per line).
+machines, below the 5 MB/s/core the filter stage must sustain; the syntax rule parses with
+``symtable`` (no Python AST objects, no bytecode), and the structure counts RefineCode uses (defs,
+imports, returns, assignments) are line-shaped anyway (OpenCoder's opc_data_filtering itself counts
+substrings per line).
 Approximations are stated where they are made.
 """
 
@@ -20,6 +21,9 @@ _TRIPLE = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'')
 _LINE_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
 _LETTERS = string.ascii_letters.encode()
 _DIGITS = string.digits.encode()
+_BASE64_CHARS = (string.ascii_letters + string.digits + "+/\n=").encode()
+# bytes of base64 text -> "x", every other byte -> " " (so runs split on whitespace)
+_BASE64_RUNS = bytes(ord("x") if b in _BASE64_CHARS else ord(" ") for b in range(256))
 
 
 class CodeFile:
@@ -65,6 +69,11 @@ class CodeFile:
         return len(self._bytes) - len(self._bytes.translate(None, _DIGITS))
 
     @cached_property
+    def base64_runs(self) -> list[bytes]:
+        """The maximal runs of base64 characters ``[A-Za-z0-9+/\\n=]`` (as placeholder bytes)."""
+        return self._bytes.translate(_BASE64_RUNS).split()
+
+    @cached_property
     def triple_quoted(self) -> list[str]:
         return _TRIPLE.findall(self.text)
 
@@ -75,9 +84,15 @@ class CodeFile:
         return hashes + sum(len(s) for s in self.triple_quoted)
 
     @cached_property
-    def line_strings(self) -> list[list[str]]:
-        """Single-line string literals per line (lines without a quote get an empty list)."""
-        return [_LINE_STRING.findall(line) if ('"' in line or "'" in line) else [] for line in self.lines]
+    def long_string_lines(self) -> int:
+        """Lines holding a single-line string literal of more than 20 words. 21 words need 20
+        whitespace separators, so a printable line (whose only whitespace is " ") with fewer
+        than 20 spaces is skipped without scanning it for literals."""
+        hits = 0
+        for line in self.lines:
+            if ('"' in line or "'" in line) and (line.count(" ") >= 20 or not line.isprintable()):
+                hits += any(len(s.split()) > 20 for s in _LINE_STRING.findall(line))
+        return hits
 
     @cached_property
     def string_literals(self) -> list[str]:
@@ -103,49 +118,64 @@ class CodeFile:
 
     @cached_property
     def word_ids(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, lengths): each word mapped to a dense id in first-seen order, and its char length."""
-        vocab = {w: i for i, w in enumerate(dict.fromkeys(self.words))}
-        ids = np.array(list(map(vocab.__getitem__, self.words)), dtype=np.int64)
-        lengths = np.array(list(map(len, self.words)), dtype=np.int64)
+        """(ids, lengths): each word's ``hash()`` as its id (equal words, equal ids; a collision
+        of two words in one file is a 2^-64 event), and its char length."""
+        n = len(self.words)
+        ids = np.fromiter(map(hash, self.words), dtype=np.int64, count=n)
+        lengths = np.fromiter(map(len, self.words), dtype=np.int64, count=n)
         return ids, lengths
 
     def ngram_keys(self, n: int) -> np.ndarray:
-        """One int64 key per word n-gram (polynomial hash of word ids; collisions are negligible)."""
-        ids, _ = self.word_ids
-        if len(ids) < n:
-            return np.empty(0, dtype=np.int64)
-        key = np.zeros(len(ids) - n + 1, dtype=np.uint64)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # uint64 overflow wraps, as intended
-            for j in range(n):
-                key = key * np.uint64(1_000_003) + ids[j : len(ids) - n + 1 + j].astype(np.uint64)
-        return key.view(np.int64)
+        """One uint64 key per word n-gram (polynomial hash of word ids; collisions are
+        negligible), built from the (n-1)-gram keys: every n costs one pass, not n."""
+        cache = self.__dict__.setdefault("_ngram_keys", {})
+        if n not in cache:
+            ids, _ = self.word_ids
+            if n == 1 or len(ids) < n:
+                cache[n] = ids.view(np.uint64) if len(ids) >= n else np.empty(0, dtype=np.uint64)
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # uint64 overflow wraps, as intended
+                    cache[n] = self.ngram_keys(n - 1)[:-1] * np.uint64(1_000_003) + ids[n - 1 :].view(
+                        np.uint64
+                    )
+        return cache[n]
+
+    def _ngram_runs(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(order, run starts, run counts): n-gram positions sorted by key, where each run of
+        equal n-grams starts in ``order``, and its size."""
+        keys = self.ngram_keys(n)
+        order = np.argsort(keys)
+        ordered = keys[order]
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        counts = np.diff(np.append(starts, len(keys)))
+        return order, starts, counts
 
     def top_ngram_char_fraction(self, n: int) -> float:
-        """Share of word chars taken by the most frequent word n-gram (RedPajama-style)."""
-        keys = self.ngram_keys(n)
-        if len(keys) == 0 or self.nonspace_chars == 0:
+        """Share of word chars taken by the most frequent word n-gram (RedPajama-style; among
+        equally frequent n-grams, the one that occurs first, as ``Counter.most_common``)."""
+        if len(self.ngram_keys(n)) == 0 or self.nonspace_chars == 0:
             return 0.0
-        uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-        top = int(np.argmax(counts))
-        if counts[top] < 2:
+        order, starts, counts = self._ngram_runs(n)
+        top = counts.max()
+        if top < 2:
             return 0.0
-        first = int(np.argmax(inverse == top))
+        first = int(np.minimum.reduceat(order, starts)[counts == top].min())
         _, lengths = self.word_ids
-        return float(counts[top] * lengths[first : first + n].sum()) / self.nonspace_chars
+        return float(top * lengths[first : first + n].sum()) / self.nonspace_chars
 
     def duplicate_ngram_char_fraction(self, n: int) -> float:
         """Share of word chars covered by n-grams that occur more than once."""
-        keys = self.ngram_keys(n)
-        if len(keys) == 0 or self.nonspace_chars == 0:
+        if len(self.ngram_keys(n)) == 0 or self.nonspace_chars == 0:
             return 0.0
-        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-        dup_start = counts[inverse] > 1
-        # mark words i..i+n-1 for every duplicated start i, with a difference array
-        delta = np.zeros(len(self.words) + 1, dtype=np.int64)
-        starts = np.flatnonzero(dup_start)
-        np.add.at(delta, starts, 1)
-        np.add.at(delta, starts + n, -1)
+        order, starts, counts = self._ngram_runs(n)
+        repeated = order[np.repeat(counts > 1, counts)]  # positions of n-grams seen twice or more
+        # mark words i..i+n-1 for every such start i, with a difference array
+        words = len(self.words)
+        delta = (
+            np.bincount(repeated, minlength=words + 1)
+            - np.bincount(repeated + n, minlength=words + n + 1)[: words + 1]
+        )
         covered = np.cumsum(delta[:-1]) > 0
         _, lengths = self.word_ids
         return float(lengths[covered].sum()) / self.nonspace_chars

@@ -96,7 +96,20 @@ class DedupConfig(StrictModel):
     shingle_size: int = Field(5, ge=1, description="code-token n-gram size")
     bands: int = Field(25, ge=1, description="LSH bands b")
     rows: int = Field(10, ge=1, description="rows per band r; num_perm = bands * rows")
-    seed: int = Field(1, description="seed of the MinHash permutations")
+    seed: int = Field(1, ge=0, description="seed of the MinHash permutations")
+    lsh_tasks: int = Field(
+        25,
+        ge=1,
+        description="parallel tasks of the global LSH stage (KFP ParallelFor, local process pool); "
+        "the (band, bucket range) cells are split among them, at most one task per cell",
+    )
+    band_ranges: int = Field(
+        1,
+        ge=1,
+        description="bucket-hash ranges per band: each (band, range) cell holds ~1/band_ranges of "
+        "the documents, so a task's memory shrinks with it (for corpora whose band columns do not "
+        "fit one task)",
+    )
 
     @property
     def num_perm(self) -> int:

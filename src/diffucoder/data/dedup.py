@@ -1,151 +1,79 @@
-"""Exact (sha256) + MinHash LSH near-dedup, staged so no step holds the corpus text.
+"""Exact (sha256) + MinHash LSH near-dedup, staged so no step holds the corpus text and the global
+stage fans out (datatrove's MinHash design, our implementation).
 
-Stages (datatrove's MinHash design, our implementation):
+1. ``signature_table`` (per shard, in the filter fan-out): id, sha256 and one column per LSH band
+   holding that band's ``rows`` signature values (null for a document without a shingle), so a
+   later task reads only the bands it needs.
+2. ``plan`` (one light task): the signature shards in a fixed order (a document's global index is
+   its position in that order) and the (band, bucket range) cells split among ``lsh_tasks``
+   tasks; a document falls in bucket range ``first value of its band * band_ranges >> 32``.
+3. ``lsh.band_pairs`` (fan-out, one task per cell group): documents whose band values are
+   identical are candidates, chained in id order; a candidate pair is confirmed when the full
+   signatures agree on >= the LSH threshold share of values (drops LSH false positives).
+4. ``clusters.find_clusters`` (one light task): union-find over exact-hash groups and the
+   confirmed pairs of every task, ids and pairs only; one document per cluster is kept, the
+   smallest id -- a choice that depends on neither the shard layout nor the number of tasks.
 
-1. ``signature_table`` (per shard): id, sha256 and the MinHash signature of every document.
-2. ``candidate_pairs`` (global, one band at a time): documents whose band of ``rows`` signature
-   values is identical are candidates; only (n_docs x rows) values are held per band. Each
-   candidate pair is confirmed when the signatures agree on >= the LSH threshold share of values
-   (drops LSH false positives, so distinct files are kept).
-3. ``clusters`` (global): union-find over exact-hash groups and confirmed pairs.
-4. keep one per cluster: the smallest document id -- a choice that depends on neither the shard
-   layout nor the worker count. ``removed`` maps each dropped id to (reason, kept id).
-
-The threshold (1/b)^(1/r) implied by (bands, rows) is printed by ``diffucoder data dedup``.
+Every cell's pairs are the same whichever task computes them, so the result is the same for any
+``lsh_tasks`` and ``band_ranges`` (tests). The threshold (1/b)^(1/r) is printed by
+``diffucoder data dedup``.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import pyarrow as pa
 
-from diffucoder.data import io
 from diffucoder.data.config import DedupConfig
-from diffucoder.data.minhash import MinHasher
+from diffucoder.data.minhash import EMPTY, MinHasher
 
-EMPTY = np.iinfo(np.uint32).max
+
+def band_column(band: int) -> str:
+    return f"band_{band:03d}"
 
 
 def signature_table(docs: list[dict], cfg: DedupConfig) -> pa.Table:
-    """Stage 1 for one shard. Documents with fewer than ``shingle_size`` tokens get an empty
-    signature (all 0xFFFFFFFF) and take part in exact dedup only."""
-    hasher = MinHasher(cfg.num_perm, cfg.shingle_size, cfg.seed)
-    sigs = (
-        np.stack([hasher.signature(d["text"]) for d in docs])
-        if docs
-        else np.empty((0, cfg.num_perm), np.uint32)
-    )
-    return pa.table(
-        {
-            "id": [d["id"] for d in docs],
-            "sha256": [d["sha256"] for d in docs],
-            "signature": pa.array([row.tobytes() for row in sigs], type=pa.binary(4 * cfg.num_perm)),
-        }
-    )
-
-
-class UnionFind:
-    """Disjoint sets over dense integer ids, union by smaller root (so roots are deterministic)."""
-
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, x: int) -> int:
-        root = x
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[x] != root:  # path compression
-            self.parent[x], x = root, self.parent[x]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
-def _load(sig_uris: list[str], num_perm: int) -> tuple[list[str], list[str], np.ndarray]:
-    ids: list[str] = []
-    shas: list[str] = []
-    blocks = []
-    for uri in sig_uris:
-        table = io.read_table(uri)
-        ids += table.column("id").to_pylist()
-        shas += table.column("sha256").to_pylist()
-        raw = b"".join(table.column("signature").to_pylist())
-        blocks.append(np.frombuffer(raw, dtype=np.uint32).reshape(-1, num_perm))
-    sigs = np.concatenate(blocks) if blocks else np.empty((0, num_perm), np.uint32)
-    return ids, shas, sigs
-
-
-def candidate_pairs(sigs: np.ndarray, cfg: DedupConfig) -> set[tuple[int, int]]:
-    """Stage 2: confirmed near-duplicate pairs (i < j) found band by band."""
-    pairs: set[tuple[int, int]] = set()
-    usable = np.flatnonzero(sigs[:, 0] != EMPTY) if len(sigs) else np.empty(0, dtype=np.int64)
+    """Stage 1 for one shard. Documents with fewer than ``shingle_size`` tokens get null bands
+    and take part in exact dedup only."""
+    sigs = MinHasher(cfg.num_perm, cfg.shingle_size, cfg.seed).signatures([d["text"] for d in docs])
+    width = 4 * cfg.rows
+    has_shingles = (sigs != EMPTY).any(axis=1)
+    validity = None if has_shingles.all() else pa.array(has_shingles).buffers()[1]
+    columns: dict[str, pa.Array] = {
+        "id": pa.array([d["id"] for d in docs], type=pa.string()),
+        "sha256": pa.array([d["sha256"] for d in docs], type=pa.string()),
+    }
     for band in range(cfg.bands):
-        cols = sigs[usable, band * cfg.rows : (band + 1) * cfg.rows]
-        if cols.size == 0:
-            continue
-        # group identical band rows: sort them, then compare neighbours
-        keys = np.ascontiguousarray(cols).view(np.dtype((np.void, cols.dtype.itemsize * cfg.rows))).ravel()
-        order = np.argsort(keys, kind="stable")
-        same = keys[order][1:] == keys[order][:-1]
-        for pos in np.flatnonzero(same):
-            a, b = int(usable[order[pos]]), int(usable[order[pos + 1]])
-            pairs.add((min(a, b), max(a, b)))
-    threshold = cfg.threshold
-    return {(a, b) for a, b in pairs if float(np.mean(sigs[a] == sigs[b])) >= threshold}
+        values = np.ascontiguousarray(sigs[:, band * cfg.rows : (band + 1) * cfg.rows])
+        columns[band_column(band)] = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(width), len(docs), [validity, pa.py_buffer(values.tobytes())]
+        )
+    return pa.table(columns)
+
+
+def band_values(column: pa.ChunkedArray | pa.Array, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(values uint32[n, rows], valid bool[n]) of one band column (zero-copy where possible)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(array)
+    data = np.frombuffer(array.buffers()[1], dtype=np.uint32, count=(array.offset + n) * rows)
+    values = data[array.offset * rows :].reshape(n, rows)
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    return values, valid
+
+
+def plan(sig_uris: list[str], cfg: DedupConfig) -> dict:
+    """The global stage's tasks: each a contiguous run of (band, bucket range) cells."""
+    cells = [[band, part] for band in range(cfg.bands) for part in range(cfg.band_ranges)]
+    width = min(cfg.lsh_tasks, len(cells))
+    tasks = [cells[t * len(cells) // width : (t + 1) * len(cells) // width] for t in range(width)]
+    return {"shards": list(sig_uris), "tasks": tasks, "dedup": cfg.model_dump(mode="json")}
 
 
 def find_duplicates(sig_uris: list[str], cfg: DedupConfig) -> dict:
-    """Stages 2-4 over all shards' signature tables: which ids to drop, and cluster statistics."""
-    ids, shas, sigs = _load(sig_uris, cfg.num_perm)
-    order = sorted(range(len(ids)), key=ids.__getitem__)  # dense index by id order -> min root = min id
-    rank = {old: new for new, old in enumerate(order)}
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise ValueError(f"dedup: document id {dup!r} occurs in more than one row; ids must be unique")
-    uf = UnionFind(len(ids))
-    exact_groups: dict[str, list[int]] = defaultdict(list)
-    if cfg.exact:
-        for i, sha in enumerate(shas):
-            exact_groups[sha].append(rank[i])
-        for members in exact_groups.values():
-            for m in members[1:]:
-                uf.union(members[0], m)
-    n_exact_unions = sum(len(m) - 1 for m in exact_groups.values())
-    near_pairs = candidate_pairs(sigs, cfg) if cfg.near else set()
-    for a, b in near_pairs:
-        uf.union(rank[a], rank[b])
-    clusters: dict[int, list[int]] = defaultdict(list)
-    for r in range(len(ids)):
-        clusters[uf.find(r)].append(r)
-    removed: dict[str, dict] = {}
-    sizes = []
-    for root, members in clusters.items():
-        if len(members) < 2:
-            continue
-        sizes.append(len(members))
-        kept = ids[order[root]]
-        kept_sha = shas[order[root]]
-        for m in members:
-            if m != root:
-                doc = order[m]
-                reason = "exact_duplicate" if shas[doc] == kept_sha and cfg.exact else "near_duplicate"
-                removed[ids[doc]] = {"reason": reason, "kept": kept}
-    return {
-        "bands": cfg.bands,
-        "rows": cfg.rows,
-        "num_perm": cfg.num_perm,
-        "threshold": round(cfg.threshold, 4),
-        "documents": len(ids),
-        "exact_duplicate_docs": sum(1 for r in removed.values() if r["reason"] == "exact_duplicate"),
-        "exact_unions": n_exact_unions,
-        "near_pairs": len(near_pairs),
-        "near_duplicate_docs": sum(1 for r in removed.values() if r["reason"] == "near_duplicate"),
-        "clusters": len(sizes),
-        "largest_cluster": max(sizes, default=0),
-        "removed": dict(sorted(removed.items())),
-    }
+    """Stages 2-4 in this process, one task after the other (tests, `diffucoder data dedup`)."""
+    from diffucoder.data.clusters import find_clusters
+    from diffucoder.data.lsh import band_pairs
+
+    p = plan(sig_uris, cfg)
+    pairs = [band_pairs(p["shards"], cells, cfg) for cells in p["tasks"]]
+    return find_clusters(p["shards"], pairs, cfg)

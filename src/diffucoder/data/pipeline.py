@@ -2,15 +2,19 @@
 
     ingest (source dirs -> raw shards)                      one task
     filter_shard  x N: filter + decontaminate + signatures  fan-out (KFP ParallelFor)
-    dedup_step: exact + near-duplicate clusters             one task, signatures only
+    dedup_plan: signature shards + LSH cells per task        one task, lists files
+    dedup_band_step x T: confirmed pairs of some LSH cells   fan-out
+    dedup_join_step: exact + near-duplicate clusters         one task, ids and pairs only
     finalize_shard x N: drop duplicates, write output       fan-out
     write_report: stats.json + report.md + report.html      one task
 
 Work layout under ``work``: ``raw/``, ``filtered/``, ``signatures/``, ``stats/`` (one file per
-shard; a shard's stats file is written last and marks it done, so a rerun skips it) and
+shard; a shard's stats file is written last and marks it done, so a rerun skips it),
+``dedup/plan.json``, ``dedup/pairs/task-NNNNN.parquet`` (one per LSH task, skipped on rerun) and
 ``dedup.json``. Output under ``out``: ``shard-NNNNN.parquet`` + ``stats.json`` + reports.
 Every decision is per document (filters, decontamination) or keyed on document ids (dedup keeps
-the smallest id per cluster), so the kept set is the same for 1 or N workers and any sharding.
+the smallest id per cluster), so the kept set is the same for 1 or N workers, any sharding and
+any number of LSH tasks.
 """
 
 from __future__ import annotations
@@ -18,15 +22,21 @@ from __future__ import annotations
 import functools
 import json
 import multiprocessing
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
 from diffucoder.data import io
-from diffucoder.data.config import DataConfig, DecontamConfig
+from diffucoder.data.clusters import find_clusters
+from diffucoder.data.config import DataConfig, DecontamConfig, DedupConfig
 from diffucoder.data.corpus import write_doc_shards
 from diffucoder.data.decontam import Decontaminator
-from diffucoder.data.dedup import find_duplicates, signature_table
+from diffucoder.data.dedup import plan, signature_table
 from diffucoder.data.filters import CodeFilter, FilterStats
+from diffucoder.data.lsh import band_pairs
 from diffucoder.data.readers import SkipLog, input_units, read_unit
 from diffucoder.data.report import merge_shard_stats, write_report
 
@@ -93,12 +103,66 @@ def filter_shard(input_uri: str, shard_id: int, work: str, cfg: DataConfig) -> d
     return result
 
 
-def dedup_step(work: str, cfg: DataConfig) -> dict:
-    """Global step: duplicate clusters from every shard's signature table -> ``dedup.json``."""
-    sig_uris = shard_files(io.join(work, "signatures"))
-    result = find_duplicates(sig_uris, cfg.dedup)
+def _plan_uri(work: str) -> str:
+    return io.join(work, "dedup", "plan.json")
+
+
+def _pairs_uri(work: str, task: int) -> str:
+    return io.join(work, "dedup", "pairs", f"task-{task:05d}.parquet")
+
+
+def dedup_plan(work: str, cfg: DataConfig) -> int:
+    """Fix the signature shards and split the LSH cells into tasks -> ``dedup/plan.json``;
+    returns the number of LSH tasks. Deterministic, so a rerun writes the same plan."""
+    p = plan(shard_files(io.join(work, "signatures")), cfg.dedup)
+    io.write_json(_plan_uri(work), p)
+    return len(p["tasks"])
+
+
+def dedup_band_step(work: str, task: int) -> int:
+    """One LSH task of the plan -> ``dedup/pairs/task-NNNNN.parquet``; returns its pair count.
+    Idempotent: a task whose pair file exists is skipped."""
+    uri = _pairs_uri(work, task)
+    if io.exists(uri):
+        return io.read_table(uri).num_rows
+    p = io.read_json(_plan_uri(work))
+    if not 0 <= task < len(p["tasks"]):
+        raise ValueError(
+            f"dedup: task {task} is not in the plan ({len(p['tasks'])} tasks in {_plan_uri(work)})"
+        )
+    pairs = band_pairs(p["shards"], p["tasks"][task], DedupConfig.model_validate(p["dedup"]))
+    io.write_table(uri, pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}))
+    return len(pairs)
+
+
+def dedup_join_step(work: str) -> dict:
+    """Clusters from the ids, sha256s and every LSH task's pairs -> ``dedup.json``."""
+    p = io.read_json(_plan_uri(work))
+    blocks = []
+    for task in range(len(p["tasks"])):
+        uri = _pairs_uri(work, task)
+        if not io.exists(uri):
+            raise FileNotFoundError(
+                f"dedup: {uri} is missing: run LSH task {task} (`diffucoder data dedup-band`)"
+            )
+        table = io.read_table(uri)
+        blocks.append(np.stack([table.column("a").to_numpy(), table.column("b").to_numpy()], axis=1))
+    result = find_clusters(p["shards"], blocks, DedupConfig.model_validate(p["dedup"]))
     io.write_json(io.join(work, "dedup.json"), result)
     return result
+
+
+def dedup_step(work: str, cfg: DataConfig, run_tasks: Callable[[Iterable[int]], None] | None = None) -> dict:
+    """The global stage on this machine: plan, every LSH task (through ``run_tasks``, e.g. a
+    process pool's map; default: one after the other) and the join."""
+    n_tasks = dedup_plan(work, cfg)
+    tasks = range(n_tasks)
+    if run_tasks is None:
+        for task in tasks:
+            dedup_band_step(work, task)
+    else:
+        run_tasks(tasks)
+    return dedup_join_step(work)
 
 
 def finalize_shard(work: str, shard_id: int, out: str, removed: dict[str, dict]) -> tuple[int, int]:
@@ -145,10 +209,12 @@ def prepare(
         ctx = multiprocessing.get_context("forkserver")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             list(pool.map(_filter_task, tasks))
+            band_task = functools.partial(dedup_band_step, work)
+            removed = dedup_step(work, cfg, run_tasks=lambda ts: list(pool.map(band_task, ts)))["removed"]
     else:
         for task in tasks:
             _filter_task(task)
-    removed = dedup_step(work, cfg)["removed"]
+        removed = dedup_step(work, cfg)["removed"]
     with io.output_dir(out) as out_dir:
         for stale in Path(out_dir).glob("shard-*.parquet"):
             stale.unlink()

@@ -1,0 +1,124 @@
+"""One task of the global LSH stage: the confirmed near-duplicate pairs of some (band, range) cells.
+
+Three streaming passes over the signature shards, none holding whole signatures:
+
+1. the ``id`` column of every shard -> each document's rank in id order (8 bytes a document);
+2. per band of the task, that band's column (``rows`` values a document, restricted to the
+   task's bucket ranges): documents whose band shares a 64-bit band hash with another are the
+   candidates; sorted by (band values, id rank), neighbours with identical values are candidate
+   pairs, so a bucket of k documents gives the k - 1 pairs of its id-ordered chain (the same
+   pairs for any sharding);
+3. confirmation, ``_CONFIRM_BANDS`` band columns at a time: for the pairs' documents only, count
+   the signature values two documents share; a pair is kept when they agree on at least the LSH
+   threshold share of values.
+
+Memory is ~``documents x 8`` bytes for the ranks, ~``documents / band_ranges x (rows x 4 + 16)``
+for one band, and ``paired documents x _CONFIRM_BANDS x rows x 4`` for the confirmation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from diffucoder.data import io
+from diffucoder.data.config import DedupConfig
+from diffucoder.data.dedup import band_column, band_values
+
+_BAND_HASH_BASE = np.uint64(0x100000001B3)
+_CONFIRM_BANDS = 5  # band columns read per shard while confirming: memory vs. reads
+
+
+def _band_hash(values: np.ndarray) -> np.ndarray:
+    """One uint64 per row of band values (equal bands hash equal; collisions only add candidates)."""
+    out = np.zeros(len(values), dtype=np.uint64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # wraps mod 2^64 by design
+        for j in range(values.shape[1]):
+            out = out * _BAND_HASH_BASE + values[:, j]
+    return out
+
+
+def _in_ranges(first: np.ndarray, ranges: list[int], band_ranges: int) -> np.ndarray:
+    if band_ranges == 1:
+        return np.ones(len(first), dtype=bool)
+    bucket = (first.astype(np.uint64) * np.uint64(band_ranges)) >> np.uint64(32)
+    return np.isin(bucket, np.asarray(ranges, dtype=np.uint64))
+
+
+def _id_ranks(shards: list[str]) -> np.ndarray:
+    """Pass 1: each document's rank in id order (global index -> rank)."""
+    tables = [io.read_table(uri, columns=["id"]) for uri in shards]
+    ids = pa.concat_tables(tables).column("id") if tables else pa.chunked_array([], pa.string())
+    order = pc.sort_indices(ids).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def _band_pairs(
+    shards: list[str], band: int, ranges: list[int], rank: np.ndarray, cfg: DedupConfig
+) -> np.ndarray:
+    """Pass 2 for one band: candidate pairs (global indices) of the id-ordered bucket chains."""
+    indices, values = [], []
+    offset = 0
+    for uri in shards:
+        column = io.read_table(uri, columns=[band_column(band)]).column(0)
+        vals, valid = band_values(column, cfg.rows)
+        keep = valid & _in_ranges(vals[:, 0], ranges, cfg.band_ranges)
+        indices.append(np.flatnonzero(keep) + offset)
+        values.append(vals[keep])
+        offset += len(column)
+    index = np.concatenate(indices) if indices else np.empty(0, dtype=np.int64)
+    keys = np.concatenate(values) if values else np.empty((0, cfg.rows), dtype=np.uint32)
+    hashed = _band_hash(keys)
+    order = np.argsort(hashed)
+    same = hashed[order][1:] == hashed[order][:-1]
+    shared = np.zeros(len(order), dtype=bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    cand = order[shared]  # rows whose band hash occurs twice or more: the only possible candidates
+    index, keys = index[cand], keys[cand]
+    chain = np.lexsort((rank[index], *keys.T[::-1]))
+    equal = np.all(keys[chain][1:] == keys[chain][:-1], axis=1)
+    return np.stack([index[chain][:-1][equal], index[chain][1:][equal]], axis=1)
+
+
+def _agreements(shards: list[str], pairs: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """Pass 3: how many of the ``num_perm`` signature values each pair shares."""
+    members, pos = np.unique(pairs, return_inverse=True)
+    pos = pos.reshape(pairs.shape)
+    agree = np.zeros(len(pairs), dtype=np.int64)
+    for first in range(0, cfg.bands, _CONFIRM_BANDS):
+        bands = range(first, min(first + _CONFIRM_BANDS, cfg.bands))
+        values = np.empty((len(members), len(bands) * cfg.rows), dtype=np.uint32)
+        offset = done = 0
+        for uri in shards:
+            table = io.read_table(uri, columns=[band_column(b) for b in bands])
+            local = members[done:][members[done:] < offset + table.num_rows] - offset
+            offset += table.num_rows
+            if local.size:
+                picked = table.take(local)
+                for j, b in enumerate(bands):
+                    block, _ = band_values(picked.column(band_column(b)), cfg.rows)
+                    values[done : done + local.size, j * cfg.rows : (j + 1) * cfg.rows] = block
+                done += local.size
+        agree += np.sum(values[pos[:, 0]] == values[pos[:, 1]], axis=1)
+    return agree
+
+
+def band_pairs(shards: list[str], cells: list[list[int]], cfg: DedupConfig) -> np.ndarray:
+    """int64[m, 2]: the confirmed pairs (global indices, a < b, unique) of ``cells``."""
+    ranges_of: dict[int, list[int]] = defaultdict(list)
+    for band, part in cells:
+        ranges_of[band].append(part)
+    rank = _id_ranks(shards)
+    found = [_band_pairs(shards, band, ranges, rank, cfg) for band, ranges in ranges_of.items()]
+    pairs = np.unique(np.sort(np.concatenate([np.empty((0, 2), dtype=np.int64), *found]), axis=1), axis=0)
+    if not len(pairs):
+        return pairs
+    return pairs[_agreements(shards, pairs, cfg) / cfg.num_perm >= cfg.threshold]
