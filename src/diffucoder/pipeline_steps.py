@@ -720,7 +720,12 @@ def evaluate(
         cfg.sandbox.url = sandbox_url
     names = [b.strip() for b in benchmarks.split(",") if b.strip()] or None
     result = run_evaluation(
-        cfg, model_uri, names, storage.join(root, f"eval-{label}"), parent_run_id=parent_run_id or None
+        cfg,
+        model_uri,
+        names,
+        storage.join(root, f"eval-{label}"),
+        parent_run_id=parent_run_id or None,
+        label=label,
     )
     return {"metrics": result.metrics, "files": result.files, "mlflow_run_id": result.mlflow_run_id}
 

@@ -199,8 +199,14 @@ def _publish(
     notes: dict[str, str],
     extra_files: dict[str, str],
     parent_run_id: str | None,
+    label: str | None = None,
+    run_tags: dict[str, str] | None = None,
 ) -> EvalResult:
-    """Metrics, report, output files and the MLflow run: everything after the samples are scored."""
+    """Metrics, report, output files and the MLflow run: everything after the samples are scored.
+
+    The run is ``evaluate-<label>`` when ``label`` names what was scored, and its pass@1 scores
+    then also go on the parent run (``tracking.log_headline_metrics``).
+    """
     from diffucoder import tracking
 
     ev = cfg.evaluation
@@ -225,11 +231,15 @@ def _publish(
     files = _write_outputs(cfg, out_uri, metrics, timings, texts)
 
     tracking.configure(cfg.tracking)
-    with tracking.stage_run("evaluate", cfg, parent_run_id=parent_run_id) as tr:
+    stage = f"evaluate-{label}" if label else "evaluate"
+    tags = {**(run_tags or {}), **({"diffucoder.scored_stage": label} if label else {})}
+    with tracking.stage_run(stage, cfg, parent_run_id=parent_run_id, tags=tags) as tr:
         tr.log_metrics({**metrics, **{f"time_{k}": v for k, v in timings.items()}})
         tr.log_text(report_html, "evaluation/report.html")
         tr.log_text(per_problem, "evaluation/per_problem.jsonl")
         run_id = tr.run_id
+    if label:
+        tracking.log_headline_metrics(parent_run_id, label, metrics, speed=speeds[0], cfg=cfg.tracking)
     return EvalResult(metrics, results, out_uri, files, timings, run_id)
 
 
@@ -240,8 +250,12 @@ def run_evaluation(
     out_uri: str,
     *,
     parent_run_id: str | None = None,
+    label: str | None = None,
 ) -> EvalResult:
     """Evaluate the model at ``model_uri`` on ``benchmarks`` (default ``cfg.evaluation.benchmarks``).
+
+    ``label`` names what is scored (the pipeline passes the stage, e.g. ``instruct``): the MLflow
+    run is then ``evaluate-<label>``, and its pass@1 scores also go on the parent run.
 
     Raises:
         FileNotFoundError / BenchmarkFormatError: a benchmark file is missing or malformed.
@@ -291,6 +305,8 @@ def run_evaluation(
         },
         extra_files={},
         parent_run_id=parent_run_id,
+        label=label,
+        run_tags={"diffucoder.model_uri": model_uri},
     )
 
 
