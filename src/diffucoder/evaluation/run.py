@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import torch
 from tqdm.auto import tqdm
@@ -224,7 +225,12 @@ def _publish(
         ks=ev.pass_k,
         heatmap_problems=ev.heatmap_problems,
         failure_limit=ev.report_failures,
-        notes={**notes, "config fingerprint": cfg.fingerprint()},
+        notes={
+            **notes,
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": tracking.git_sha() or "unknown",
+            "config fingerprint": cfg.fingerprint(),
+        },
     )
     per_problem = "".join(json.dumps(r.to_row(ev.pass_k)) + "\n" for r in results)
     texts = {"per_problem.jsonl": per_problem, "report.html": report_html, **extra_files}
@@ -291,12 +297,13 @@ def run_evaluation(
     return _publish(
         cfg,
         out_uri,
-        title=f"DiffuCoder evaluation: {model_uri}",
+        title=f"DiffuCoder evaluation: {label or 'model'}",
         names=names,
         results=results,
         gen_seconds=gen_seconds,
         timings=timings,
         notes={
+            "stage": label or "(not from a pipeline)",
             "model": model_uri,
             "prompt style": ev.prompt_style,
             "gen length": str(ev.gen_length),
