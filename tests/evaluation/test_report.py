@@ -1,8 +1,10 @@
 """The HTML report is one self-contained file with every section and escaped untrusted text."""
 
+import dataclasses
 import re
 
 import pytest
+from test_metrics import _sample as passing_or_not
 
 from diffucoder.evaluation.metrics import ProblemResult, SampleResult, aggregate
 from diffucoder.evaluation.report import render_report, wilson_interval
@@ -55,15 +57,7 @@ def test_report_is_self_contained_and_escapes_programs():
 
 
 def _sample(passed: bool, trace: list[int] | None = None) -> SampleResult:
-    return SampleResult(
-        completion="c",
-        program="p",
-        passed=passed,
-        verdict="passed" if passed else "failed",
-        n_passed=int(passed),
-        n_tests=1,
-        trace=trace or [],
-    )
+    return dataclasses.replace(passing_or_not(passed), trace=trace or [])
 
 
 def _page(results: list[ProblemResult], speeds: list[str]) -> str:
