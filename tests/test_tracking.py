@@ -253,16 +253,47 @@ def test_compare_runs_reports_param_diffs_and_metrics(cfg: RunConfig, backend: s
     assert cmp.as_dict()["statuses"] == ["FINISHED"] * 3
 
 
-def test_tags_carry_git_sha_and_kfp_run_id(
+def test_tags_carry_mlflow_source_and_kfp_run_id(
     cfg: RunConfig, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(tracking.KFP_RUN_ID_ENV, "run-abc123")
     parent = tracking.start_pipeline_run(cfg)
     tags = MlflowClient(backend).get_run(parent).data.tags
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
-    assert tags["git_sha"] == head.stdout.strip()
+    # MLflow's own source tags (its UI shows them), not a project-specific one
+    assert tags["mlflow.source.git.commit"] == head.stdout.strip()
+    assert tags["mlflow.source.name"] == "diffucoder" and tags["mlflow.source.type"] == "JOB"
+    assert "git_sha" not in tags
     assert tags["kfp.run_id"] == "run-abc123"
     assert tags["diffucoder.config_fingerprint"] == cfg.fingerprint()
+
+
+def test_parent_run_carries_headline_pass_at_1_and_grpo_change(cfg: RunConfig, backend: str) -> None:
+    """Each evaluation's pass@1 lands on the parent; the GRPO change appears once both stages are in,
+    whichever of the two evaluations finishes first."""
+    parent = tracking.start_pipeline_run(cfg)
+    scores = {"grpo": 0.5, "instruct": 0.375}
+    for label in ("grpo", "instruct"):  # GRPO's evaluation may finish before instruct's
+        metrics = {
+            "tiny_heldout_pass_at_1_1x": scores[label],
+            "tiny_heldout_pass_at_1_2x": 0.125,
+            "tiny_heldout_pass_at_1_1x_t0.2": 0.25,
+            "evalplus_pass_at_1_1x": 0.0,
+            "tokens_per_s_1x": 300.0,
+        }
+        with tracking.stage_run(f"evaluate-{label}", cfg, parent_run_id=parent) as tr:
+            tr.log_metrics(metrics)
+        tracking.log_headline_metrics(parent, label, metrics, speed="1x", cfg=cfg.tracking)
+    client = MlflowClient(backend)
+    assert client.get_run(parent).data.metrics == {
+        "eval/tiny_heldout/pass_at_1_grpo": 0.5,
+        "eval/tiny_heldout/pass_at_1_instruct": 0.375,
+        "eval/tiny_heldout/grpo_change": 0.125,
+    }
+    children = client.search_runs(
+        [client.get_run(parent).info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
+    )
+    assert sorted(c.info.run_name for c in children) == ["evaluate-grpo", "evaluate-instruct"]
 
 
 # ------------------------------------------------------------------------------------------------

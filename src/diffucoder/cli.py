@@ -11,6 +11,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+
+from diffucoder import cli_errors
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -18,7 +21,6 @@ Command = Callable[[argparse.Namespace], int]
 COMMANDS = {
     "data": "diffucoder.data.cli",
     "train": "diffucoder.train.cli",
-    "model": "diffucoder.model.cli",
     "generate": "diffucoder.decoding.cli",
     "sandbox": "diffucoder.sandbox.cli",
     "evaluate": "diffucoder.evaluation.cli",
@@ -50,9 +52,41 @@ def exit_2_on(errors: Callable[[], tuple[type[Exception], ...]], command: str, f
     return run
 
 
+DESCRIPTION = """\
+Train and evaluate DiffuCoder-style masked-diffusion code models (arXiv 2506.20639): filter code
+data, run the four training stages, score models on HumanEval(+) and MBPP(+), and run the whole
+flow as a Kubeflow pipeline, locally or on a cluster."""
+
+EXAMPLES = """\
+examples:
+  diffucoder pipeline run-local --preset tiny        train and evaluate the tiny model here (minutes)
+  diffucoder config show --config tiny grpo.beta=0.02
+                                                     print the resolved config with one override
+  diffucoder evaluate --model runs/tiny/instruct/final --out runs/tiny/eval-again
+                                                     score a saved model
+  diffucoder runs compare RUN_A RUN_B                compare two MLflow runs
+
+Add --debug anywhere to see the full traceback of an error.
+`diffucoder COMMAND --help` describes each command."""
+
+
+def _version() -> str:
+    try:
+        return version("diffucoder")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diffucoder", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="diffucoder",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"diffucoder {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         if only is not None and name != only:
             continue
@@ -62,10 +96,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line, so it can be added to a command that just failed.
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     # Import only the module of the requested subcommand (fast start, no torch for the sandbox).
     only = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(only).parse_args(argv)
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except Exception as exc:
+        status = cli_errors.exit_status(exc)
+        if status is None or debug:
+            raise
+        cli_errors.report(exc)
+        return status
     return int(result or 0)
 
 

@@ -10,6 +10,7 @@ types raise :class:`ConfigError`, which names every offending key.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from importlib import resources
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from diffucoder.config_base import StrictModel
 from diffucoder.data.config import DataConfig
@@ -126,6 +127,7 @@ def _read_yaml(name_or_path: str) -> tuple[dict[str, Any], str]:
         if not path.is_file():
             raise ConfigError(
                 f"config {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
+                + _did_you_mean(name_or_path, PRESETS)
             )
         text, source = path.read_text(), str(path)
     try:
@@ -163,12 +165,30 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _section_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section holding ``loc`` accepts (empty when ``loc`` leaves the typed sections)."""
+    model: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
 def _format_errors(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "<root>"
         if err["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
+            hint = _did_you_mean(str(err["loc"][-1]), _section_keys(err["loc"]))
+            lines.append(f"  {key}: unknown key{hint}")
         else:
             lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)
@@ -186,7 +206,7 @@ def load_config(name_or_path: str = "tiny", overrides: list[str] | None = None) 
     data = apply_overrides(_read_preset(name_or_path), list(overrides or []))
     if name_or_path in PRESETS:
         data.setdefault("preset", name_or_path)
-    return validate_config(data, source=name_or_path)
+    return validate_config(data, source=f"config {name_or_path!r}")
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

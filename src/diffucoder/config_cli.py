@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from diffucoder.config import load_config
+from diffucoder.config import PRESETS, load_config
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     """The ``--config`` + ``key.sub=value`` arguments every command that reads a RunConfig takes."""
-    parser.add_argument("--config", default="tiny", help="preset name (tiny, paper-7b) or YAML path")
+    parser.add_argument(
+        "--config", default="tiny", help=f"a preset ({', '.join(PRESETS)}) or a YAML file (default: tiny)"
+    )
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
 
 

@@ -147,11 +147,24 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from diffucoder.config import PRESETS
+
+    presets = ", ".join(PRESETS)
     parser = sub.add_parser("pipeline", help="the KFP pipeline: run locally, compile, submit, rerun")
     inner = parser.add_subparsers(dest="pipeline_command", required=True)
 
-    p = inner.add_parser("run-local", help="run the whole DAG here through kfp.local (make run)")
-    p.add_argument("--preset", default="tiny", help="preset name or YAML path")
+    p = inner.add_parser(
+        "run-local",
+        help="run the whole DAG here through kfp.local (make run)",
+        description="Run every step of the pipeline on this machine (kfp.local): data, the four "
+        "training stages, evaluation and the reports; prints a summary table at the end.",
+        epilog="examples:\n"
+        "  diffucoder pipeline run-local --preset tiny\n"
+        "  diffucoder pipeline run-local --preset smoke --output-root /tmp/smoke\n"
+        "  diffucoder pipeline run-local --preset tiny --param run_grpo=false grpo.beta=0.02",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--preset", default="tiny", help=f"a preset ({presets}) or a YAML file (default: tiny)")
     p.add_argument("--output-root", default=None, help="local dir or s3:// prefix (default: the preset's)")
     p.add_argument(
         "--tracking-uri",
@@ -184,7 +197,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--package", type=Path, default=None, help="a compiled pipeline YAML (default: compile this checkout)"
     )
-    p.add_argument("--preset", default="paper-7b")
+    p.add_argument("--preset", default="paper-7b", help=f"a preset ({presets}) or a YAML file")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--force", action="store_true", help="submit even if the plan does not fit in GPU memory")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")

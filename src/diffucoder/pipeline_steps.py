@@ -747,7 +747,12 @@ def evaluate(
     names = [b.strip() for b in benchmarks.split(",") if b.strip()] or None
     started = time.time()
     result = run_evaluation(
-        cfg, model_uri, names, storage.join(root, f"eval-{label}"), parent_run_id=parent_run_id or None
+        cfg,
+        model_uri,
+        names,
+        storage.join(root, f"eval-{label}"),
+        parent_run_id=parent_run_id or None,
+        label=label,
     )
     metrics = {
         **result.metrics,

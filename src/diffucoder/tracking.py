@@ -7,9 +7,11 @@ another process (a KFP pod, a torchrun rank) attaches to exactly the run it was 
 Run layout (docs/storage-and-tracking.md)::
 
     experiment cfg.tracking.experiment
-      parent run  "pipeline"     tags: diffucoder.kind=pipeline, git_sha, preset, kfp.run_id, data_hash
+      parent run  "pipeline"     tags: diffucoder.kind=pipeline, mlflow.source.git.commit, preset,
+                                       kfp.run_id, data_hash; headline metrics eval/<benchmark>/...
         child run "pretrain"     tags: mlflow.parentRunId=<parent>, diffucoder.stage=pretrain, ...
         child run "instruct" ...
+        child run "evaluate-instruct"  tags: diffucoder.model_uri, diffucoder.scored_stage=instruct
 
 Every run gets the resolved config as flattened params (``grpo.beta``) and as ``config.yaml``.
 A restarted stage re-attaches to its run: pass ``resume_run_id`` (or set ``MLFLOW_RUN_ID``, as
@@ -164,9 +166,18 @@ def _experiment_id(client: MlflowClient, cfg: TrackingConfig) -> str:
 
 
 def _run_tags(cfg: RunConfig, data_hash: str | None, extra: Mapping[str, str]) -> dict[str, str]:
-    tags = {"diffucoder.preset": cfg.preset, "diffucoder.config_fingerprint": cfg.fingerprint()}
+    from mlflow.entities import SourceType
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
+
+    # MLflow's own source tags, so its UI shows the source and the commit of every run.
+    tags = {
+        MLFLOW_SOURCE_NAME: "diffucoder",
+        MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.JOB),
+        "diffucoder.preset": cfg.preset,
+        "diffucoder.config_fingerprint": cfg.fingerprint(),
+    }
     if sha := git_sha():
-        tags["git_sha"] = sha
+        tags[MLFLOW_GIT_COMMIT] = sha
     if data_hash:
         tags["diffucoder.data_hash"] = data_hash
     if os.environ.get(KFP_RUN_ID_ENV):
@@ -415,6 +426,44 @@ def stage_run(
         raise
     finally:
         client.set_terminated(tracker.run_id, status=status)
+
+
+def headline_metrics(label: str, metrics: Mapping[str, float], speed: str) -> dict[str, float]:
+    """The pass@1 scores of an evaluation of stage ``label``, named for the parent run.
+
+    ``{bench}_pass_at_1_{speed}`` becomes ``eval/{bench}/pass_at_1_{label}``, so MLflow's runs
+    table has a column per benchmark and stage and its chart view groups them per benchmark.
+    """
+    suffix = f"_pass_at_1_{speed}"
+    return {
+        f"eval/{name.removesuffix(suffix)}/pass_at_1_{label}": value
+        for name, value in metrics.items()
+        if name.endswith(suffix) and not name.startswith("evalplus")
+    }
+
+
+def log_headline_metrics(
+    parent_run_id: str | None, label: str, metrics: Mapping[str, float], *, speed: str, cfg: TrackingConfig
+) -> None:
+    """Put an evaluation's pass@1 on the pipeline's parent run, and GRPO's change once both exist.
+
+    The instruct and GRPO evaluations run in either order, so whichever finishes second logs
+    ``eval/{bench}/grpo_change`` (GRPO minus instruct pass@1, the effect of stage 4).
+    """
+    if parent_run_id is None or not is_rank_zero():
+        return
+    client = _client(cfg)
+    headline = headline_metrics(label, metrics, speed)
+    logged = {**client.get_run(parent_run_id).data.metrics, **headline}
+    for name in list(headline):
+        bench = name.split("/")[1]
+        grpo, instruct = (
+            logged.get(f"eval/{bench}/pass_at_1_grpo"),
+            logged.get(f"eval/{bench}/pass_at_1_instruct"),
+        )
+        if grpo is not None and instruct is not None:
+            headline[f"eval/{bench}/grpo_change"] = grpo - instruct
+    Tracker(client, parent_run_id).log_metrics(headline)
 
 
 # --------------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ def test_generate_cli_prints_completion_and_order(tmp_path, model, tokenizer, ca
     assert out.count("--- step ") in (1, 2)
 
 
-def test_generate_cli_names_a_missing_model(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        main(["generate", "--model", str(tmp_path / "nowhere"), "--prompt", "x"])
+def test_generate_cli_names_a_missing_model(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    assert main(["generate", "--model", str(missing), "--prompt", "x"]) == 2
+    assert f"diffucoder: error: --model {missing}: no such model" in capsys.readouterr().err

@@ -34,7 +34,15 @@ STEPS = {
     "eval-grpo",
     "register",
 }
-STAGE_RUNS = ["evaluate", "evaluate", "evaluate", "grpo", "instruct", "midtrain", "pretrain"]
+STAGE_RUNS = [
+    "evaluate-grpo",
+    "evaluate-instruct",
+    "evaluate-midtrain",
+    "grpo",
+    "instruct",
+    "midtrain",
+    "pretrain",
+]
 
 
 @pytest.fixture(scope="module")
@@ -120,13 +128,29 @@ def test_mlflow_parent_and_child_runs(micro_run, mlflow_server):
     tags = parent.data.tags
     assert tags["diffucoder.kind"] == "pipeline" and tags["diffucoder.preset"] == MICRO_PRESET
     assert tags["kfp.run_id"] == record["kfp_run_id"] and tags["kfp.pipeline"] == record["pipeline"]
-    assert tags["diffucoder.data_hash"] == record["data_root"].rsplit("/", 1)[-1] and "git_sha" in tags
+    assert tags["diffucoder.data_hash"] == record["data_root"].rsplit("/", 1)[-1]
+    assert len(tags["mlflow.source.git.commit"]) == 40 and tags["mlflow.source.name"] == "diffucoder"
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
     assert sorted(c.info.run_name for c in children) == STAGE_RUNS
     assert all(c.info.status == "FINISHED" for c in children)
     assert all(c.data.tags["kfp.run_id"] == record["kfp_run_id"] for c in children)
+    evals = {
+        c.data.tags["diffucoder.scored_stage"]: c for c in children if c.info.run_name.startswith("evaluate-")
+    }
+    for label, run in evals.items():
+        assert run.data.tags["diffucoder.model_uri"].endswith(f"/{label}/final")
+    # the parent's headline: held-out pass@1 per evaluated stage, and what GRPO changed
+    headline = parent.data.metrics
+    for label, run in evals.items():
+        assert (
+            headline[f"eval/tiny_heldout/pass_at_1_{label}"] == run.data.metrics["tiny_heldout_pass_at_1_1x"]
+        )
+    change = headline["eval/tiny_heldout/grpo_change"]
+    assert change == pytest.approx(
+        headline["eval/tiny_heldout/pass_at_1_grpo"] - headline["eval/tiny_heldout/pass_at_1_instruct"]
+    )
 
 
 def test_registered_model_loads_and_generates(micro_run, mlflow_server, tmp_path):

@@ -26,8 +26,10 @@ def _generate(args: argparse.Namespace) -> int:
     from diffucoder.decoding.postprocess import completion_length, cut_completion, stop_token_ids
     from diffucoder.decoding.sampler import diffusion_generate
     from diffucoder.decoding.visualize import render_unmasking
+    from diffucoder.inputs import require_model
     from diffucoder.model import load_model
 
+    require_model(args.model)
     cfg = load_config(args.config, args.overrides)
     device = _device(cfg.device)
     model, tokenizer = load_model(args.model, device=device)

@@ -13,7 +13,9 @@ import json
 import logging
 
 from diffucoder.config_cli import add_config_args
-from diffucoder.evaluation.benchmarks import ALL_BENCHMARKS
+from diffucoder.evaluation.benchmarks import ALL_BENCHMARKS, benchmark_uri
+from diffucoder.evaluation.config import EvaluationConfig
+from diffucoder.inputs import MissingInputError, require_exists, require_model
 
 
 def _benchmarks(text: str) -> list[str]:
@@ -26,12 +28,30 @@ def _benchmarks(text: str) -> list[str]:
     return names
 
 
+def _require_benchmark_files(cfg: EvaluationConfig, names: list[str]) -> None:
+    """Every benchmark's file must exist before torch and the model are loaded."""
+    for name in names:
+        try:
+            uri = benchmark_uri(name, cfg)
+        except ValueError as exc:  # tiny_heldout without evaluation.tiny_heldout_uri
+            raise MissingInputError(str(exc)) from None
+        require_exists(uri, flag=f"benchmark {name}:", what="benchmark file")
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from diffucoder.config import load_config
+
+    # the inputs first: before the config is printed or torch and the model are loaded
+    if args.samples:
+        require_exists(args.samples, flag="--samples", what="samples file")
+    else:
+        require_model(args.model)
+    cfg = load_config(args.config, args.overrides)
+    if not args.samples:
+        _require_benchmark_files(cfg.evaluation, args.benchmarks or cfg.evaluation.benchmarks)
     from diffucoder.evaluation.run import run_evaluation, score_samples
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cfg = load_config(args.config, args.overrides)
     print(cfg.to_yaml(), end="")  # resolve once, print at start
     if args.samples:
         result = score_samples(cfg, args.samples, args.out, args.benchmarks)
@@ -43,7 +63,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("evaluate", help="evaluate a model on code benchmarks (pass@k, AR-ness, report)")
+    parser = sub.add_parser(
+        "evaluate",
+        help="score a saved model on code benchmarks (pass@k, AR-ness, an HTML report)",
+        description="Score a saved model on HumanEval(+), MBPP(+) or the tiny held-out tasks, or score "
+        "completions produced elsewhere; writes per-problem results, metrics and report.html under --out.",
+        epilog="examples:\n"
+        "  diffucoder evaluate --model runs/tiny/instruct/final --out runs/tiny/eval-again\n"
+        "  diffucoder evaluate --model runs/tiny/grpo/final --out runs/tiny/eval-he \\\n"
+        "      --benchmarks humaneval,mbpp_plus evaluation.max_problems=20\n"
+        "  diffucoder evaluate --samples samples.jsonl --out runs/external/eval",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="model dir or s3:// URI (HF format via save_model)")
     source.add_argument(

@@ -1,6 +1,7 @@
 """A self-contained HTML report of one evaluation run (one file; plots embedded as base64 PNG).
 
-Sections: score table (pass@k per benchmark, speed and temperature, best marked), 1x vs 2x bars,
+Sections: score table (pass@k per benchmark, speed and temperature, best marked, with the number of
+problems n and a 95% interval for each best score), 1x vs 2x bars (only when both speeds ran),
 AR-ness curves (local@k and global@k, paper §4.1 / Fig. 3-4), decode-order heatmaps for a few
 problems (the step at which each position was unmasked, paper §C.2), and failing samples with their
 sandbox verdicts. Everything the page shows is escaped: completions are untrusted text.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections import defaultdict
 
 import torch
@@ -35,13 +37,47 @@ def _png(fig: Figure) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
+def wilson_interval(score: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95% for z=1.96) of a pass rate over ``n`` problems.
+
+    Written out rather than taken from a stats package: it is one formula, and unlike the normal
+    approximation it stays inside [0, 1] and is not zero-width at a score of 0 or 1.
+    """
+    centre = (score + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(score * (1 - score) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _problem_counts(results: list[ProblemResult]) -> dict[tuple[str, str], int]:
+    """How many distinct problems each (benchmark, speed) was scored on."""
+    tasks: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in results:
+        tasks[r.benchmark, r.speed].add(r.task_id)
+    return {key: len(ids) for key, ids in tasks.items()}
+
+
+def _best_cell(score: float | None, n: int | None) -> str:
+    if score is None:
+        return "<td></td>"
+    if not n:
+        return f"<td>{100 * score:.1f}</td>"
+    low, high = wilson_interval(score, n)
+    return f"<td>{100 * score:.1f} <small>[{100 * low:.1f}, {100 * high:.1f}]</small></td>"
+
+
 def _score_table(
-    metrics: dict[str, float], benchmarks: list[str], speeds: list[str], temps: list[float], k: int
+    metrics: dict[str, float],
+    benchmarks: list[str],
+    speeds: list[str],
+    temps: list[float],
+    k: int,
+    counts: dict[tuple[str, str], int],
 ) -> str:
     head = "".join(f"<th>{s} {temp_label(t)}</th>" for s in speeds for t in temps)
-    best_head = "".join(f"<th>{s} best</th>" for s in speeds)
+    best_head = "".join(f"<th>{s} best [95% interval]</th>" for s in speeds)
     rows = []
     for bench in [*benchmarks, "evalplus"]:
+        n = max((counts.get((bench, s), 0) for s in speeds), default=0)
         cells = []
         for speed in speeds:
             best_t = metrics.get(f"{bench}_best_temp_{speed}")
@@ -50,22 +86,29 @@ def _score_table(
                 cls = ' class="best"' if best_t == t else ""
                 cells.append(f"<td{cls}>{'' if v is None else f'{100 * v:.1f}'}</td>")
         bests = "".join(
-            f"<td>{'' if (v := metrics.get(f'{bench}_pass_at_{k}_{s}')) is None else f'{100 * v:.1f}'}</td>"
-            for s in speeds
+            _best_cell(metrics.get(f"{bench}_pass_at_{k}_{s}"), counts.get((bench, s))) for s in speeds
         )
         if any(c != "<td></td>" for c in cells) or "<td></td>" * len(speeds) != bests:
-            rows.append(f"<tr><td class=l>{html.escape(bench)}</td>{''.join(cells)}{bests}</tr>")
-    return f"<table><tr><th class=l>pass@{k} (%)</th>{head}{best_head}</tr>{''.join(rows)}</table>"
+            n_cell = f"<td>{n}</td>" if n else "<td>HumanEval+ and MBPP+ mean</td>"
+            rows.append(f"<tr><td class=l>{html.escape(bench)}</td>{n_cell}{''.join(cells)}{bests}</tr>")
+    return (
+        f"<table><tr><th class=l>pass@{k} (%)</th><th>problems (n)</th>{head}{best_head}</tr>"
+        f"{''.join(rows)}</table>"
+    )
 
 
 def _speed_bars(metrics: dict[str, float], benchmarks: list[str], speeds: list[str], k: int) -> str:
     fig = Figure(figsize=(7, 3.2))
     ax = fig.add_subplot()
     width = 0.8 / max(len(speeds), 1)
+    top = 0.0
     for i, speed in enumerate(speeds):
         values = [100 * metrics.get(f"{b}_pass_at_{k}_{speed}", 0.0) for b in benchmarks]
-        ax.bar([j + i * width for j in range(len(benchmarks))], values, width, label=speed)
+        bars = ax.bar([j + i * width for j in range(len(benchmarks))], values, width, label=speed)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)  # a zero bar has no height: its label shows it
+        top = max(top, *values)
     ax.set_xticks([j + width * (len(speeds) - 1) / 2 for j in range(len(benchmarks))], benchmarks)
+    ax.set_ylim(0, min(100.0, max(10.0, top * 1.2)))
     ax.set_ylabel(f"pass@{k} (%, best temperature)")
     ax.set_title("steps = length (1x) vs length / 2 (2x)")
     ax.legend()
@@ -73,6 +116,8 @@ def _speed_bars(metrics: dict[str, float], benchmarks: list[str], speeds: list[s
 
 
 def _arness_curves(metrics: dict[str, float], speeds: list[str]) -> str:
+    if not any(name.startswith("arness_") for name in metrics):
+        return "<p>No AR-ness was measured (no completion had a decode trace).</p>"
     fig = Figure(figsize=(8, 3))
     axes = fig.subplots(1, 2)
     for ax, kind in zip(axes, ("local", "global"), strict=True):
@@ -158,8 +203,14 @@ def render_report(
         f"<tr><td class=l>{html.escape(k)}</td><td class=l>{html.escape(v)}</td></tr>"
         for k, v in (notes or {}).items()
     )
-    tables = "".join(_score_table(metrics, benchmarks, speeds, temperatures, k) for k in ks)
+    counts = _problem_counts(results)
+    tables = "".join(_score_table(metrics, benchmarks, speeds, temperatures, k, counts) for k in ks)
     decoded = any(r.temperature is not None for r in results)  # a samples file has no decoding to show
+    speed_section = (
+        ["<h2>1x vs 2x steps</h2>", _speed_bars(metrics, benchmarks, speeds, ks[0])]
+        if len(speeds) > 1
+        else []
+    )
     body = [
         f"<h1>{html.escape(title)}</h1>",
         f"<table>{meta}</table>" if meta else "",
@@ -167,8 +218,7 @@ def render_report(
         tables,
         *(
             [
-                "<h2>1x vs 2x steps</h2>",
-                _speed_bars(metrics, benchmarks, speeds, ks[0]),
+                *speed_section,
                 "<h2>AR-ness</h2>",
                 _arness_curves(metrics, speeds),
                 "<h2>Decode order</h2>",

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import torch
 from tqdm.auto import tqdm
@@ -199,8 +200,14 @@ def _publish(
     notes: dict[str, str],
     extra_files: dict[str, str],
     parent_run_id: str | None,
+    label: str | None = None,
+    run_tags: dict[str, str] | None = None,
 ) -> EvalResult:
-    """Metrics, report, output files and the MLflow run: everything after the samples are scored."""
+    """Metrics, report, output files and the MLflow run: everything after the samples are scored.
+
+    The run is ``evaluate-<label>`` when ``label`` names what was scored, and its pass@1 scores
+    then also go on the parent run (``tracking.log_headline_metrics``).
+    """
     from diffucoder import tracking
 
     ev = cfg.evaluation
@@ -218,18 +225,27 @@ def _publish(
         ks=ev.pass_k,
         heatmap_problems=ev.heatmap_problems,
         failure_limit=ev.report_failures,
-        notes={**notes, "config fingerprint": cfg.fingerprint()},
+        notes={
+            **notes,
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": tracking.git_sha() or "unknown",
+            "config fingerprint": cfg.fingerprint(),
+        },
     )
     per_problem = "".join(json.dumps(r.to_row(ev.pass_k)) + "\n" for r in results)
     texts = {"per_problem.jsonl": per_problem, "report.html": report_html, **extra_files}
     files = _write_outputs(cfg, out_uri, metrics, timings, texts)
 
     tracking.configure(cfg.tracking)
-    with tracking.stage_run("evaluate", cfg, parent_run_id=parent_run_id) as tr:
+    stage = f"evaluate-{label}" if label else "evaluate"
+    tags = {**(run_tags or {}), **({"diffucoder.scored_stage": label} if label else {})}
+    with tracking.stage_run(stage, cfg, parent_run_id=parent_run_id, tags=tags) as tr:
         tr.log_metrics({**metrics, **{f"time_{k}": v for k, v in timings.items()}})
         tr.log_text(report_html, "evaluation/report.html")
         tr.log_text(per_problem, "evaluation/per_problem.jsonl")
         run_id = tr.run_id
+    if label:
+        tracking.log_headline_metrics(parent_run_id, label, metrics, speed=speeds[0], cfg=cfg.tracking)
     return EvalResult(metrics, results, out_uri, files, timings, run_id)
 
 
@@ -240,8 +256,12 @@ def run_evaluation(
     out_uri: str,
     *,
     parent_run_id: str | None = None,
+    label: str | None = None,
 ) -> EvalResult:
     """Evaluate the model at ``model_uri`` on ``benchmarks`` (default ``cfg.evaluation.benchmarks``).
+
+    ``label`` names what is scored (the pipeline passes the stage, e.g. ``instruct``): the MLflow
+    run is then ``evaluate-<label>``, and its pass@1 scores also go on the parent run.
 
     Raises:
         FileNotFoundError / BenchmarkFormatError: a benchmark file is missing or malformed.
@@ -277,12 +297,13 @@ def run_evaluation(
     return _publish(
         cfg,
         out_uri,
-        title=f"DiffuCoder evaluation: {model_uri}",
+        title=f"DiffuCoder evaluation: {label or 'model'}",
         names=names,
         results=results,
         gen_seconds=gen_seconds,
         timings=timings,
         notes={
+            "stage": label or "(not from a pipeline)",
             "model": model_uri,
             "prompt style": ev.prompt_style,
             "gen length": str(ev.gen_length),
@@ -291,6 +312,8 @@ def run_evaluation(
         },
         extra_files={},
         parent_run_id=parent_run_id,
+        label=label,
+        run_tags={"diffucoder.model_uri": model_uri},
     )
 
 

@@ -42,12 +42,8 @@ def _add_pad(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "model", help="import released checkpoints, export Dream-format checkpoints, add a pad token"
-    )
-    inner = parser.add_subparsers(dest="model_command", required=True)
-
+def register(inner: argparse._SubParsersAction) -> None:
+    """Add import/export/add-pad to the ``model`` group (:mod:`diffucoder.model_cli`)."""
     p = inner.add_parser(
         "import",
         help="check a Dream/DiffuCoder or Qwen2 checkpoint and write it as a sealed project model",

@@ -57,8 +57,12 @@ def _cuda_available() -> bool:
 
 def _train(args: argparse.Namespace) -> int:
     from diffucoder.config import load_config
+    from diffucoder.inputs import require_exists, require_model
     from diffucoder.train.launch import under_torchrun
 
+    require_exists(args.data, flag="--data", what="training data")
+    if args.init:
+        require_model(args.init, flag="--init")
     cfg = load_config(args.config, args.overrides)
     worker = under_torchrun()
     if not worker or os.environ.get("RANK") == "0":
