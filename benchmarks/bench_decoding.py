@@ -53,10 +53,11 @@ from diffucoder.data.tokenizer import train_tokenizer
 from diffucoder.decoding import DecodingConfig, diffusion_generate
 from diffucoder.decoding.arness import global_arness, local_arness
 from diffucoder.evaluation.benchmarks import load_benchmark
-from diffucoder.evaluation.execution import execute_candidates, run_references, verdict_of
+from diffucoder.evaluation.execution import combined_verdict, execute_candidates
 from diffucoder.evaluation.generation import generate_completions
 from diffucoder.evaluation.paired import paired_difference
 from diffucoder.evaluation.prompts import build_prompt, code_from_completion, program_from_code
+from diffucoder.evaluation.references import run_references
 from diffucoder.evaluation.run import sandbox_url
 from diffucoder.model import build_model, load_model
 from diffucoder.train.objective import elbo_loss, forward_noise
@@ -371,7 +372,9 @@ def bench_trained(cfg: RunConfig, models: dict[str, str], variant_names: list[st
                 verdicts = execute_candidates(
                     list(zip(problems, programs, strict=True)), client, references, ev
                 )
-                key = {p.task_id: float(verdict_of(r)[0]) for p, r in zip(problems, verdicts, strict=True)}
+                key = {
+                    p.task_id: float(combined_verdict(r)[0]) for p, r in zip(problems, verdicts, strict=True)
+                }
                 passed[model_name][name] = {("tiny_heldout", t, "", 0.0): v for t, v in key.items()}
                 rows[name] = {
                     "tokens_per_s": round(len(problems) * ev.gen_length / seconds, 1),
