@@ -14,12 +14,23 @@
 6. Batched vs one prompt at a time (problems/s), for prompts of mixed lengths (evaluation: left
    padding) and for one prompt repeated (GRPO's G completions: no padding). Run it against an older
    tree with ``PYTHONPATH=<old checkout>/src`` for a before/after on the same machine, back to back.
+7. ``trained``: the speed/accuracy trade-off on trained models (``--models NAME=DIR ...``, e.g. a
+   ``make run``'s instruct and GRPO models) over held-out tasks (``--tasks heldout.jsonl``): for each
+   decoding variant of ``--variants``, decode tokens/s (the evaluation's batching, prompts sorted by
+   length) and held-out pass@1 executed in the project sandbox, each with its paired difference
+   (diffucoder.evaluation.paired) against the plain sampler at steps = L on the same tasks; the
+   same-size causal Qwen2 with a KV cache on the same prompts as a second speed baseline; and the
+   paper's finding (d) (arXiv 2506.20639 §5): the relative pass@1 drop from L to L/2 steps of each
+   model, and its per-task paired change from the first model to the others. Skips the brief
+   training of sections 1-6.
 
 Timings alternate between variants across repeats so load from other processes hits all alike;
 the median is reported. Prints one JSON object; progress goes to stderr.
 
     .venv/bin/python benchmarks/bench_decoding.py [--train-steps 300] [--gen-len 128] [--repeats 3]
         [--sections speed,arness,batching]
+    .venv/bin/python benchmarks/bench_decoding.py --sections trained --tasks TASKS/heldout.jsonl
+        --models instruct=RUN/instruct/final grpo=RUN/grpo/final [--variants plain-L,plain-L/2]
 """
 
 from __future__ import annotations
@@ -37,12 +48,20 @@ from pathlib import Path
 import torch
 from transformers import Qwen2ForCausalLM
 
-from diffucoder.config import load_config
+from diffucoder.config import RunConfig, load_config
 from diffucoder.data.tokenizer import train_tokenizer
 from diffucoder.decoding import DecodingConfig, diffusion_generate
 from diffucoder.decoding.arness import global_arness, local_arness
-from diffucoder.model import build_model
+from diffucoder.evaluation.benchmarks import load_benchmark
+from diffucoder.evaluation.execution import combined_verdict, execute_candidates
+from diffucoder.evaluation.generation import generate_completions
+from diffucoder.evaluation.paired import paired_difference
+from diffucoder.evaluation.prompts import build_prompt, code_from_completion, program_from_code
+from diffucoder.evaluation.references import run_references
+from diffucoder.evaluation.run import sandbox_url
+from diffucoder.model import build_model, load_model
 from diffucoder.train.objective import elbo_loss, forward_noise
+from diffucoder.train.precision import CpuFeatures
 
 TRAIN_MODULES = [
     "json.decoder", "json.encoder", "textwrap", "argparse", "dataclasses", "functools", "heapq", "bisect",
@@ -266,6 +285,146 @@ def bench_arness(model, ids: torch.Tensor, gen_len: int, temperatures: list[floa
     return results
 
 
+def trained_variants(gen_len: int) -> dict[str, dict]:
+    """Decoding variants of the ``trained`` section, as DecodingConfig updates (L = ``gen_len``)."""
+
+    def fast(steps: int, threshold: float | None, block: int, cache: str) -> dict:
+        return dict(
+            steps=steps, fast=dict(enabled=True, threshold=threshold, block_length=block, kv_cache=cache)
+        )
+
+    return {
+        "plain-L": dict(steps=gen_len),
+        "plain-L/2": dict(steps=gen_len // 2),
+        "plain-L/4": dict(steps=gen_len // 4),
+        "dual-b16-L": fast(gen_len, None, 16, "dual"),
+        "dual-b16-L/2": fast(gen_len // 2, None, 16, "dual"),
+        "dual-b16-L/4": fast(gen_len // 4, None, 16, "dual"),
+        "dual-b32-L/2": fast(gen_len // 2, None, 32, "dual"),
+        "t0.99-dual-b16": fast(gen_len, 0.99, 16, "dual"),
+        "t0.9-dual-b16": fast(gen_len, 0.9, 16, "dual"),
+        "t0.9-dual-b32": fast(gen_len, 0.9, 32, "dual"),
+        "t0.9-prefix-b16": fast(gen_len, 0.9, 16, "prefix"),
+        "t0.7-dual-b16": fast(gen_len, 0.7, 16, "dual"),
+    }
+
+
+def causal_tokens_per_s(model, tokenizer, prompts: list[str], gen_len: int, batch: int) -> float:
+    """Same-size causal Qwen2 (random weights: speed does not depend on them), HF ``generate`` with a
+    KV cache, exactly ``gen_len`` new tokens per prompt, batched and left-padded like the evaluation."""
+    hf_causal = Qwen2ForCausalLM(
+        model.hf.config.__class__(**{**model.hf.config.to_dict(), "use_cache": True})
+    ).eval()
+    seconds = 0.0
+    with torch.no_grad():
+        for start in range(0, len(prompts), batch):
+            enc = tokenizer(
+                prompts[start : start + batch], return_tensors="pt", padding=True, padding_side="left",
+                add_special_tokens=False,
+            )  # fmt: skip
+            t0 = time.perf_counter()
+            hf_causal.generate(
+                **enc, max_new_tokens=gen_len, min_new_tokens=gen_len, do_sample=False, use_cache=True,
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=None,
+            )  # fmt: skip
+            seconds += time.perf_counter() - t0
+    return len(prompts) * gen_len / seconds
+
+
+def bench_trained(cfg: RunConfig, models: dict[str, str], variant_names: list[str], batch: int) -> dict:
+    """tokens/s and held-out pass@1 per (model, decoding variant), paired against plain steps = L."""
+    ev = cfg.evaluation
+    variants = trained_variants(ev.gen_length)
+    unknown = sorted(set(variant_names) - set(variants))
+    if unknown:
+        raise SystemExit(f"unknown --variants {unknown}; choose from {sorted(variants)}")
+    problems = load_benchmark("tiny_heldout", ev)
+    results: dict[str, dict] = {}
+    passed: dict[str, dict[str, dict]] = {}
+    with sandbox_url(cfg) as url:
+        from diffucoder.sandbox.client import SandboxClient
+
+        client = SandboxClient(url, cfg.sandbox)
+        references = run_references(problems, client, ev)
+        for model_name, model_dir in models.items():
+            model, tokenizer = load_model(model_dir)
+            model.eval()
+            prompts = [build_prompt(p, ev.prompt_style, ev.system_prompt, tokenizer) for p in problems]
+            order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+            rows, passed[model_name] = {}, {}
+            for name in variant_names:
+                decoding = cfg.decoding.model_validate(
+                    {**cfg.decoding.model_dump(), "max_new_tokens": ev.gen_length,
+                     "temperature": ev.temperatures[0], **variants[name]}
+                )  # fmt: skip
+                generator = torch.Generator().manual_seed(cfg.seed + ev.seed_offset)
+                decoded, seconds = generate_completions(
+                    model, tokenizer, [prompts[i] for i in order], decoding,
+                    batch_size=batch, generator=generator, return_trace=False,
+                )  # fmt: skip
+                texts = [""] * len(problems)
+                for i, completion in zip(order, decoded, strict=True):
+                    texts[i] = completion.text
+                programs = [
+                    program_from_code(p, code_from_completion(t, ev.prompt_style), ev.prompt_style)
+                    for p, t in zip(problems, texts, strict=True)
+                ]
+                verdicts = execute_candidates(
+                    list(zip(problems, programs, strict=True)), client, references, ev
+                )
+                key = {
+                    p.task_id: float(combined_verdict(r)[0]) for p, r in zip(problems, verdicts, strict=True)
+                }
+                passed[model_name][name] = {("tiny_heldout", t, "", 0.0): v for t, v in key.items()}
+                rows[name] = {
+                    "tokens_per_s": round(len(problems) * ev.gen_length / seconds, 1),
+                    "decode_s": round(seconds, 1),
+                    "pass_at_1": round(sum(key.values()) / len(key), 3),
+                }
+                log(f"trained {model_name} {name}: {rows[name]}")
+            causal = causal_tokens_per_s(model, tokenizer, [prompts[i] for i in order], ev.gen_length, batch)
+            rows["causal Qwen2 + KV cache"] = {"tokens_per_s": round(causal, 1)}
+            log(f"trained {model_name} causal: {causal:.1f} tok/s")
+            if "plain-L" in rows:
+                base = rows["plain-L"]
+                for name, row in rows.items():
+                    row["speedup_vs_plain_L"] = round(row["tokens_per_s"] / base["tokens_per_s"], 2)
+                    if name in passed[model_name] and name != "plain-L":
+                        d = paired_difference(passed[model_name]["plain-L"], passed[model_name][name])
+                        row["pass_at_1_change_vs_plain_L"] = d.describe()
+            results[model_name] = {
+                "model": model_dir,
+                "dtype": str(next(model.parameters()).dtype),
+                "variants": rows,
+            }
+    if all("plain-L" in v and "plain-L/2" in v for v in passed.values()):
+        results["finding_d"] = finding_d(passed)
+    return results
+
+
+def finding_d(passed: dict[str, dict[str, dict]]) -> dict:
+    """Paper finding (d): relative pass@1 drop from L to L/2 steps per model, and its paired change.
+
+    The relative drop's SE is the paired SE of the absolute drop over pass@1 at L (pass@1 at L taken
+    as exact); the change between models pairs the per-task drops of the first model and each other.
+    """
+    out: dict[str, object] = {}
+    drops = {}
+    for model_name, by_variant in passed.items():
+        full, half = by_variant["plain-L"], by_variant["plain-L/2"]
+        d = paired_difference(half, full)  # after - before = pass(L) - pass(L/2) = the drop
+        drops[model_name] = {k: full[k] - half[k] for k in full}
+        out[model_name] = {
+            "pass_at_1_L": round(d.after, 3), "pass_at_1_L/2": round(d.before, 3),
+            "drop": d.describe(),
+            "relative_drop": f"{d.diff / d.after:+.3f} +- {d.se / d.after:.3f}" if d.after else None,
+        }  # fmt: skip
+    first, *others = list(drops)
+    for other in others:
+        out[f"drop change {first} -> {other}"] = paired_difference(drops[first], drops[other]).describe()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-steps", type=int, default=300)
@@ -280,13 +439,41 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batching-prompts", type=int, default=16)
     parser.add_argument("--batching-gen-len", type=int, default=32, help="evaluation's tiny runs: 32 at 1x")
-    parser.add_argument("--sections", default="speed,arness,batching", help="comma-separated subset")
+    parser.add_argument(
+        "--sections",
+        default="speed,arness,batching",
+        help="comma-separated subset of speed,arness,batching,trained",
+    )
+    parser.add_argument("--models", nargs="*", default=[], help="trained: NAME=MODEL_DIR ...")
+    parser.add_argument("--tasks", help="trained: held-out tasks (heldout.jsonl of the data stage)")
+    parser.add_argument("--problems", type=int, default=200, help="trained: first N held-out tasks")
+    parser.add_argument("--variants", default=",".join(trained_variants(64)), help="trained: comma-separated")
+    parser.add_argument(
+        "--trained-batch", type=int, default=8, help="trained: prompts per decode (evaluation's)"
+    )
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    machine = CpuFeatures.detect().describe()
+    log(machine)
 
     cfg = load_config("tiny")
+    if sections == {"trained"}:
+        if not args.tasks or not args.models:
+            raise SystemExit("--sections trained needs --tasks heldout.jsonl and --models NAME=DIR ...")
+        cfg = load_config(
+            "tiny", [f"evaluation.tiny_heldout_uri={args.tasks}", f"evaluation.max_problems={args.problems}"]
+        )
+        models = dict(item.split("=", 1) for item in args.models)
+        trained = bench_trained(cfg, models, args.variants.split(","), args.trained_batch)
+        print(json.dumps({
+            "name": "decoding_trained", "device": f"cpu ({args.threads} thread)", "machine": machine,
+            "config": {**vars(args), "gen_length": cfg.evaluation.gen_length,
+                       "temperature": cfg.evaluation.temperatures[0], "decoding": cfg.decoding.model_dump()},
+            "git_sha": git_sha(), "trained": trained,
+        }, indent=1))  # fmt: skip
+        return
     tokenizer = train_tokenizer(sources(TRAIN_MODULES), vocab_size=4096)
     model = build_model(cfg.model, tokenizer)
     train_start = time.perf_counter()
@@ -314,6 +501,7 @@ def main() -> None:
     print(json.dumps({
         "name": "decoding",
         "device": f"cpu ({args.threads} thread)",
+        "machine": machine,
         "config": {**vars(args), "model": "tiny preset (hidden 256, 4 layers, vocab 4096)",
                    "train_ce_first_last": [round(losses[0], 3), round(sum(losses[-20:]) / len(losses[-20:]), 3)]
                    if losses else None,

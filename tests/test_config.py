@@ -108,3 +108,16 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
     assert load_config(str(out)) == cfg
     assert load_config(str(out)).fingerprint() == cfg.fingerprint()
     assert [p.name for p in out.parent.iterdir()] == ["config.yaml"]  # no temp file left behind
+
+
+def test_fast_evaluation_needs_blocks_that_divide_the_generation_length():
+    # the tiny preset evaluates with fast decoding in blocks of 16: a length of 8 must fail at load,
+    # naming both keys, instead of after the references have run
+    with pytest.raises(
+        ConfigError, match=r"fast_decoding=true at speed 1x \(gen_length 8\).*block_length=16"
+    ):
+        load_config("tiny", ["evaluation.gen_length=8"])
+    cfg = load_config(
+        "tiny", ["evaluation.gen_length=8", "decoding.fast.block_length=4", "evaluation.speeds=[1x,2x]"]
+    )
+    assert cfg.evaluation.fast_decoding and cfg.decoding.fast.block_length == 4

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from diffucoder.config_base import StrictModel
 from diffucoder.data.config import DataConfig
@@ -85,6 +85,30 @@ class RunConfig(StrictModel):
     k8s: KubernetesConfig = KubernetesConfig()
     plan: PlanConfig = PlanConfig()
     promotion: PromotionConfig = PromotionConfig()
+
+    @model_validator(mode="after")
+    def _evaluation_can_decode_fast(self) -> RunConfig:
+        """Fail at load, not after the reference runs, when evaluation's fast decoding cannot split
+        ``gen_length`` into the decoding section's blocks at every speed."""
+        ev = self.evaluation
+        if not ev.fast_decoding:
+            return self
+        for speed in ev.speeds:
+            steps = ev.gen_length if speed == "1x" else ev.gen_length // 2
+            update = {
+                "max_new_tokens": ev.gen_length,
+                "steps": steps,
+                "fast": {**self.decoding.fast.model_dump(), "enabled": True},
+            }
+            try:
+                DecodingConfig.model_validate({**self.decoding.model_dump(), **update})
+            except ValidationError as err:
+                raise ValueError(
+                    f"evaluation.fast_decoding=true at speed {speed} (gen_length {ev.gen_length}): "
+                    f"{err.errors()[0]['msg']}; set decoding.fast.block_length to a divisor of "
+                    "evaluation.gen_length or evaluation.fast_decoding=false"
+                ) from None
+        return self
 
     def fingerprint(self) -> str:
         """Short, stable hash of the resolved config (used in cache keys and run tags)."""
