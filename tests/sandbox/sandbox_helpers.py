@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import subprocess
@@ -37,6 +38,21 @@ def containment_facts(client: SandboxClient) -> dict:
     assert result.infra_error is None, result.infra_error
     assert result.verdicts == ["passed"], (result.verdicts, result.program_error, result.stderr)
     return result.outputs[0]
+
+
+def process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, real uid) of every process in this pid namespace. Self-contained (its
+    source also runs inside the sandbox container, whose processes the host's pids do not name)."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue
+            table[int(name)] = (int(fields["PPid"].split()[0]), int(fields["Uid"].split()[0]))
+    return table
 
 
 def assert_honest(client: SandboxClient) -> None:

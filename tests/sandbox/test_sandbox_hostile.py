@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import shutil
+import secrets
 import socket
 import subprocess
-import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 from sandbox_helpers import HONEST, SERVER_SECRET, assert_honest
@@ -31,26 +31,19 @@ def run(client, code, tests=("assert 1 == 1",), **kw):
     return result
 
 
-def sandbox_uid_processes(client) -> list[int]:
-    """Processes running as a sandbox uid below this test's own server (never anyone else's)."""
+def sandbox_uid_processes(client, server) -> list[int]:
+    """Processes running as a sandbox uid below this test's own server (never anyone else's), in
+    the server's own pid namespace (the container's, for the image)."""
     health = client.health()
-    uids, roots = {str(u) for u in health["sandbox_uids"]}, set(health["slot_pids"])
+    uids, roots = set(health["sandbox_uids"]), set(health["slot_pids"])
     assert uids and roots
-    parents, owners = {}, {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/status") as f:
-                    fields = dict(line.split(":", 1) for line in f if ":" in line)
-            except OSError:
-                continue
-            parents[int(name)] = int(fields["PPid"].split()[0])
-            owners[int(name)] = fields["Uid"].split()[0]
+    table = server.processes()
+    assert roots <= set(table), f"slot pids {roots} not in the server's process table"
     found = []
-    for pid, uid in owners.items():
-        ancestor = parents.get(pid)
+    for pid, (_, uid) in table.items():
+        ancestor = table.get(pid, (0, 0))[0]
         while ancestor and ancestor not in roots:
-            ancestor = parents.get(ancestor)
+            ancestor = table.get(ancestor, (0, 0))[0]
         if ancestor in roots and uid in uids:
             found.append(pid)
     return found
@@ -92,7 +85,7 @@ def test_sleep_past_timeout(contained_client):
     assert_honest(contained_client)
 
 
-def test_fork_bomb_is_contained(contained_client, sandbox_cfg):
+def test_fork_bomb_is_contained(contained_client, sandbox_cfg, sandbox_server):
     code = (
         "import os\nn = 0\nfor _ in range(100000):\n    try:\n        if os.fork() == 0:\n"
         "            import time; time.sleep(60)\n        n += 1\n    except OSError:\n        break\n"
@@ -100,11 +93,11 @@ def test_fork_bomb_is_contained(contained_client, sandbox_cfg):
     )
     r = run(contained_client, code, ["assert spawned() == -1"], time_limit_s=3)
     assert r.verdicts == ["failed"]  # the program ran on, but could not fork without bound
-    assert sandbox_uid_processes(contained_client) == []  # and nothing of it survived the job
+    assert sandbox_uid_processes(contained_client, sandbox_server) == []  # and nothing of it survived the job
     assert_honest(contained_client)
 
 
-def test_fork_bomb_reports_processes_spawned_below_limit(contained_client, sandbox_cfg):
+def test_fork_bomb_reports_processes_spawned_below_limit(contained_client, sandbox_cfg, sandbox_server):
     code = (
         "import os\ndef spawn():\n    n = 0\n    for _ in range(1000):\n        try:\n"
         "            pid = os.fork()\n        except OSError:\n            return n\n"
@@ -112,7 +105,7 @@ def test_fork_bomb_reports_processes_spawned_below_limit(contained_client, sandb
     )
     r = contained_client.run(Job(code=code, entry_point="spawn", inputs=[[]], time_limit_s=3))
     assert r.verdicts == ["passed"] and r.outputs[0] < sandbox_cfg.max_processes
-    assert sandbox_uid_processes(contained_client) == []
+    assert sandbox_uid_processes(contained_client, sandbox_server) == []
     assert_honest(contained_client)
 
 
@@ -202,17 +195,28 @@ def test_server_environment_and_secrets_are_invisible(contained_client):
     assert_honest(contained_client)
 
 
+@dataclass(frozen=True)
+class OutsideFile:
+    path: str
+    read_text: Callable[[], str]
+
+    def __str__(self) -> str:
+        return self.path
+
+
 @pytest.fixture
-def outside_file():
-    """A world-readable file in a world-readable dir outside the sandbox, on a path the slot's mount
-    namespace does show (/var/tmp, not the private /tmp): only the sandbox's own layers may stop it."""
-    d = tempfile.mkdtemp(prefix="diffucoder-outside-", dir="/var/tmp")
-    os.chmod(d, 0o755)
-    f = Path(d) / "server_config.txt"
-    f.write_text("token=outside-secret\n")
-    f.chmod(0o644)
-    yield f
-    shutil.rmtree(d)
+def outside_file(sandbox_server):
+    """A world-readable file in a world-readable dir outside the job, where the server runs: on the
+    host in /var/tmp (a path the slot's mount namespace does show, not the private /tmp), owned by
+    root; in the image in /tmp (the only writable place of a read-only root, the tmpfs job dirs live
+    on), owned by the same uid the code runs as. Only the sandbox's own layers may stop either."""
+    d = f"{'/var/tmp' if sandbox_server.place == 'host' else '/tmp'}/diffucoder-outside-{secrets.token_hex(4)}"
+    sandbox_server.shell(
+        f"mkdir -m 755 {d} && printf 'token=outside-secret\\n' > {d}/server_config.txt"
+        f" && chmod 644 {d}/server_config.txt"
+    )
+    yield OutsideFile(f"{d}/server_config.txt", lambda: sandbox_server.shell(f"cat {d}/server_config.txt"))
+    sandbox_server.shell(f"rm -rf {d}")
 
 
 def test_reading_files_outside_the_sandbox_fails(contained_client, outside_file):
@@ -355,25 +359,25 @@ def test_patching_the_harness_output_fails_safe(contained_client):
     assert_honest(contained_client)
 
 
-def test_threads_that_outlive_the_job(contained_client, sandbox_cfg):
+def test_threads_that_outlive_the_job(contained_client, sandbox_cfg, sandbox_server):
     code = (
         "import threading, time\ndef spin():\n    while True:\n        time.sleep(0.01)\n"
         "for _ in range(8):\n    threading.Thread(target=spin).start()\nx = 1\n"
     )
     r = run(contained_client, code, ["assert x == 1"], time_limit_s=2)
     assert r.verdicts == ["passed"] and r.duration_s < 2
-    assert sandbox_uid_processes(contained_client) == []
+    assert sandbox_uid_processes(contained_client, sandbox_server) == []
     assert_honest(contained_client)
 
 
-def test_leftover_daemonised_children_are_killed(contained_client, sandbox_cfg):
+def test_leftover_daemonised_children_are_killed(contained_client, sandbox_cfg, sandbox_server):
     code = (
         "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
         "        time.sleep(600)\n    os._exit(0)\ntime.sleep(0.1)\nx = 1\n"
     )
     r = run(contained_client, code, ["assert x == 1"])
     assert r.verdicts == ["passed"]
-    assert sandbox_uid_processes(contained_client) == []
+    assert sandbox_uid_processes(contained_client, sandbox_server) == []
     assert_honest(contained_client)
 
 

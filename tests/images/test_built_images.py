@@ -1,0 +1,93 @@
+"""The built images, checked from inside: pinned versions, what they carry, what they must not.
+
+Marker ``images`` (`make test-images`): each target is built by the project's own build command
+(tests/built_images.py), then inspected with the engine. The sandbox image's behaviour under its
+pod's security context is tests/sandbox's ``[image]`` variant.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from built_images import REPO_ROOT, built, inspect, run_in
+from packaging.version import Version
+
+from diffucoder.images import VERSIONS_FILE, image_tag, load_versions
+
+pytestmark = pytest.mark.images
+
+VERSIONS = load_versions(REPO_ROOT / VERSIONS_FILE)
+TARGETS = ("sandbox", "tools", "trainer-cpu")
+COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "nvcc", "tcc")
+
+
+def pins(target: str) -> dict[str, str]:
+    """What images/versions.yaml says ``target`` must carry, by distribution name."""
+    if target == "sandbox":
+        return VERSIONS["sandbox_server"] | VERSIONS["sandbox_solution"]
+    packages = {k: v for k, v in VERSIONS["packages"].items() if k != "flash-attn"}  # opt-in build arg
+    if target != "tools":
+        packages.pop("psycopg2-binary")
+    return packages
+
+
+def installed(image: str, names: list[str]) -> dict[str, str | None]:
+    script = (
+        "import json, sys\nfrom importlib import metadata\nout = {}\nfor n in sys.argv[1:]:\n"
+        "    try:\n        out[n] = metadata.version(n)\n    except metadata.PackageNotFoundError:\n"
+        "        out[n] = None\nprint(json.dumps(out))\n"
+    )
+    return json.loads(run_in(image, "python3", "-c", script, *names))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_installed_versions_are_the_pinned_ones(target):
+    image = built(target)
+    expected = pins(target) | {"diffucoder": image_tag()}
+    found = installed(image, sorted(expected))
+    drift = {
+        name: (want, found[name])
+        for name, want in expected.items()
+        # torch's CPU wheel is 2.13.0+cpu: the local label names the build, not another version
+        if found[name] is None or Version(found[name]).public != Version(want).public
+    }
+    assert not drift, f"{image}: (images/versions.yaml, installed) {drift}"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_runtime_stage_has_no_compilers_and_runs_as_10001(target):
+    image = built(target)
+    assert inspect(image)["Config"]["User"] == "10001:10001"
+    assert run_in(image, "id", "-u").strip() == "10001"
+    found = run_in(image, "sh", "-c", f"for c in {' '.join(COMPILERS)}; do command -v $c; done; true")
+    assert found.strip() == "", f"{image} carries compilers: {found.split()}"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_build_time_ca_mount_stays_out_of_the_image(target):
+    image = built(target)
+    env = inspect(image)["Config"].get("Env") or []
+    assert not [e for e in env if e.startswith(("PIP_CERT=", "REQUESTS_CA_BUNDLE=", "SSL_CERT_FILE="))]
+    assert run_in(image, "sh", "-c", "test -e /run/host-ca.crt && echo present; true").strip() == ""
+
+
+@pytest.mark.parametrize("target", ("tools", "trainer-cpu"))
+def test_pipeline_images_carry_the_package_data_and_kfp(target):
+    """A pipeline step resolves its preset from the installed package and runs KFP's executor."""
+    script = (
+        "from importlib import resources\nimport kfp.dsl.executor_main\n"
+        "print(sorted(p.name for p in resources.files('diffucoder.presets').iterdir() if p.suffix == '.yaml'))\n"
+    )
+    out = run_in(built(target), "python3", "-c", script)
+    assert "tiny.yaml" in out and "paper-7b.yaml" in out
+
+
+def test_the_cpu_trainer_imports_its_stack():
+    script = (
+        "import torch, deepspeed, transformers\n"
+        "assert not torch.cuda.is_available()\n"
+        "print(torch.__version__, deepspeed.__version__, transformers.__version__)\n"
+    )
+    out = run_in(built("trainer-cpu"), "python3", "-c", script).split()
+    assert Version(out[0]).local == "cpu"
