@@ -52,6 +52,7 @@ TARGETS = {
 DEFAULT_FLAVOUR = "cuda"
 DEFAULT_REGISTRY = "ghcr.io/diffucoder"
 REGISTRY_ENV = "DIFFUCODER_IMAGE_REGISTRY"
+TRAINER_FLAVOUR_ENV = "DIFFUCODER_TRAINER_FLAVOUR"
 VERSIONS_FILE = Path("images") / "versions.yaml"
 _REQUIRED_SECTIONS = ("bases", "torch_index", "packages", "sandbox_server", "sandbox_solution", "local_base")
 
@@ -73,6 +74,16 @@ def image_ref(name: str, registry: str | None = None, tag: str | None = None) ->
     registry = (registry or os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY).rstrip("/")
     suffix = f"-{flavour}" if flavour not in (None, DEFAULT_FLAVOUR) else ""
     return f"{registry}/diffucoder-{image}:{tag or image_tag()}{suffix}"
+
+
+def trainer_target() -> str:
+    """The trainer build target pipeline steps use: ``trainer`` (CUDA), or ``trainer-cpu`` when
+    $DIFFUCODER_TRAINER_FLAVOUR is ``cpu`` (the DAG in containers on a CPU machine)."""
+    flavour = os.environ.get(TRAINER_FLAVOUR_ENV, DEFAULT_FLAVOUR)
+    targets = {f: t for t, (image, f) in TARGETS.items() if image == "trainer"}
+    if flavour not in targets:
+        raise ValueError(f"${TRAINER_FLAVOUR_ENV}={flavour!r}: expected one of {', '.join(targets)}")
+    return targets[flavour]
 
 
 def find_repo_root(start: Path | None = None) -> Path:

@@ -11,7 +11,7 @@ from diffucoder.k8s.pod_run import (
     container_run_flags,
     quantity_bytes,
     shared_sandbox_pod,
-    with_listen_address,
+    with_args,
 )
 
 
@@ -54,6 +54,13 @@ def test_a_disk_backed_volume_is_refused():
 def test_quantities_and_listen_address():
     assert quantity_bytes("2Gi") == 2 * 1024**3 and quantity_bytes("512M") == 512 * 10**6
     assert quantity_bytes("1000") == 1000
-    assert with_listen_address(["--host", "0.0.0.0", "--port", "8080", "--workers", "4"], "127.0.0.1", 9) == [
-        "--workers", "4", "--host", "127.0.0.1", "--port", "9",
-    ]  # fmt: skip
+    args = ["--host", "0.0.0.0", "--port", "8080", "--workers", "4"]
+    assert with_args(args, host="127.0.0.1", port=9) == [
+        "--workers",
+        "4",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "9",
+    ]
+    assert with_args(args, workers=2)[-2:] == ["--workers", "2"] and with_args([], port=1) == ["--port", "1"]

@@ -124,18 +124,19 @@ def _volume_flags(pod_spec: dict[str, Any], container: dict[str, Any]) -> list[s
     return flags
 
 
-def with_listen_address(args: list[str], host: str, port: int) -> list[str]:
-    """The container's args with ``--host``/``--port`` replaced (or added)."""
+def with_args(args: list[str], **values: object) -> list[str]:
+    """The container's args with each ``--name value`` pair given in ``values`` replaced (or
+    added): ``with_args(args, host="127.0.0.1", port=9)``."""
+    flags = {f"--{name.replace('_', '-')}": str(value) for name, value in values.items()}
     out, skip = [], False
     for i, word in enumerate(args):
         if skip:
             skip = False
-            continue
-        if word in ("--host", "--port") and i + 1 < len(args):
+        elif word in flags and i + 1 < len(args):
             skip = True
-            continue
-        out.append(word)
-    return [*out, "--host", host, "--port", str(port)]
+        else:
+            out.append(word)
+    return [*out, *(w for pair in flags.items() for w in pair)]
 
 
 def shared_sandbox_pod() -> dict[str, Any]:
@@ -154,11 +155,13 @@ def sandbox_container(
     port: int,
     env: dict[str, str] | None = None,
     name: str | None = None,
+    workers: int | None = None,
     ready_timeout_s: float = 90,
 ) -> Iterator[tuple[str, str]]:
     """Run the sandbox image on this host's loopback exactly as its pod runs it (security context,
-    /tmp, env, limits and args from the rendered Deployment; only the listen address differs);
-    yields (url, container id) once /healthz answers, and removes the container afterwards.
+    /tmp, env, limits and args from the rendered Deployment; only the listen address differs, and
+    the worker count where ``workers`` is given); yields (url, container id) once /healthz
+    answers, and removes the container afterwards.
 
     ``--network=host``: the server listens on the host's 127.0.0.1, as the tests and local
     pipeline steps reach it; model-written code gets no network either way (its seccomp filter)."""
@@ -166,9 +169,10 @@ def sandbox_container(
     container = next(c for c in pod["containers"] if c["name"] == "sandbox")
     flags = container_run_flags(pod, "sandbox", engine)
     extra = [w for key, value in (env or {}).items() for w in ("--env", f"{key}={value}")]
+    listen_extra = {"workers": workers} if workers else {}
     cmd = [
         engine, "run", "--detach", "--network=host", *(["--name", name] if name else []), *flags, *extra,
-        image, *with_listen_address(container.get("args", []), "127.0.0.1", port),
+        image, *with_args(container.get("args", []), host="127.0.0.1", port=port, **listen_extra),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
