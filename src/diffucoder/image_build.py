@@ -68,10 +68,12 @@ class Engine:
                 "--push" if push else "--load", str(context),
             ]  # fmt: skip
         # chroot isolation: RUN steps need no OCI runtime and share the host's network, so pip and
-        # apt reach the registries (and a loopback torch index) as the host does.
+        # apt reach the registries (and a loopback torch index) as the host does. Docker format:
+        # the OCI format drops SHELL (the trainer's RUN steps are bash).
         volumes = [w for host, inside in mounts for w in ("--volume", f"{host}:{inside}:ro")]
         return [
-            "buildah", "bud", "--isolation", "chroot", "--layers", "--file", str(dockerfile),
+            "buildah", "bud", "--isolation", "chroot", "--layers", "--format", "docker",
+            "--file", str(dockerfile),
             "--tag", ref, *arg_words, *volumes, str(context),
         ]  # fmt: skip
 

@@ -223,7 +223,12 @@ def _targets(ns: argparse.Namespace) -> list[str]:
 
 
 def _plan(ns: argparse.Namespace, root: Path, targets: list[str], stack: contextlib.ExitStack) -> BuildPlan:
-    engine = Engine(ns.engine) if ns.engine else detect_engine()
+    try:
+        engine = Engine(ns.engine) if ns.engine else detect_engine()
+    except BuildEnvironmentError:
+        if not ns.dry_run:
+            raise
+        engine = Engine("docker")  # printing commands needs no engine
     plan = BuildPlan(engine, load_versions(root / VERSIONS_FILE))
     if ns.local_base:
         local = plan.versions["local_base"]
@@ -248,7 +253,6 @@ def _build(ns: argparse.Namespace) -> int:
     targets = _targets(ns)
     with contextlib.ExitStack() as stack:
         plan = _plan(ns, root, targets, stack)
-        built = []
         for target in targets:
             args = build_args(plan.versions, target) | plan.extra_args
             ref = image_ref(target, ns.registry, ns.tag)
@@ -265,11 +269,9 @@ def _build(ns: argparse.Namespace) -> int:
                     "there usually mean the build cannot reach PyPI or the Debian mirror (a proxy "
                     "whose CA pip needs: export PIP_CERT=/path/to/ca-bundle.crt)"
                 )
+            print(f"built {ref} in {time.monotonic() - started:.0f}s", file=sys.stderr)
             if ns.push and (push := plan.engine.push_command(ref)):
                 subprocess.run(push, check=True)
-            built.append((ref, time.monotonic() - started))
-    for ref, seconds in built:
-        print(f"built {ref} in {seconds:.0f}s", file=sys.stderr)
     return 0
 
 

@@ -281,3 +281,10 @@ def test_loopback_index_serves_a_simple_index_page(tmp_path):
         page = httpx.get(url + "torch/").text
         wheel = httpx.get(url + "torch/torch-2.13.0%2Bcpu-cp311-cp311-linux_x86_64.whl").content
     assert 'href="torch-2.13.0%2Bcpu-cp311-cp311-linux_x86_64.whl"' in page and wheel == b"wheel"
+
+
+def test_dry_run_needs_no_engine(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.chdir(REPO_ROOT)
+    assert main(["build", "--dry-run", "tools"]) == 0
+    assert capsys.readouterr().err.startswith("docker buildx build")
