@@ -42,6 +42,11 @@ from diffucoder.image_build import (
 )
 
 IMAGES = ("trainer", "sandbox", "tools")
+# The unprivileged uid (= gid) each image runs as: its Dockerfile's USER, and what the manifests
+# run it as. The sandbox has one of its own: RLIMIT_NPROC, which bounds the processes of the code
+# it runs, counts every process of a uid on the node, so a trainer pod beside a sandbox pod must
+# not share its uid.
+IMAGE_UIDS = {"trainer": 10001, "tools": 10001, "sandbox": 10002}
 # build target -> (image, flavour); a flavour other than the default adds "-<flavour>" to the tag
 TARGETS = {
     "trainer": ("trainer", "cuda"),

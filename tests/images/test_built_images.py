@@ -13,12 +13,12 @@ import pytest
 from built_images import REPO_ROOT, built, inspect, run_in
 from packaging.version import Version
 
-from diffucoder.images import VERSIONS_FILE, image_tag, load_versions
+from diffucoder.images import IMAGE_UIDS, TARGETS, VERSIONS_FILE, image_tag, load_versions
 
 pytestmark = pytest.mark.images
 
 VERSIONS = load_versions(REPO_ROOT / VERSIONS_FILE)
-TARGETS = ("sandbox", "tools", "trainer-cpu")
+BUILT = ("sandbox", "tools", "trainer-cpu")
 COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "nvcc", "tcc")
 
 
@@ -41,7 +41,7 @@ def installed(image: str, names: list[str]) -> dict[str, str | None]:
     return json.loads(run_in(image, "python3", "-c", script, *names))
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", BUILT)
 def test_installed_versions_are_the_pinned_ones(target):
     image = built(target)
     expected = pins(target) | {"diffucoder": image_tag()}
@@ -55,16 +55,16 @@ def test_installed_versions_are_the_pinned_ones(target):
     assert not drift, f"{image}: (images/versions.yaml, installed) {drift}"
 
 
-@pytest.mark.parametrize("target", TARGETS)
-def test_runtime_stage_has_no_compilers_and_runs_as_10001(target):
-    image = built(target)
-    assert inspect(image)["Config"]["User"] == "10001:10001"
-    assert run_in(image, "id", "-u").strip() == "10001"
+@pytest.mark.parametrize("target", BUILT)
+def test_runtime_stage_has_no_compilers_and_runs_as_its_uid(target):
+    image, uid = built(target), IMAGE_UIDS[TARGETS[target][0]]
+    assert inspect(image)["Config"]["User"] == f"{uid}:{uid}"
+    assert run_in(image, "id", "-u").strip() == str(uid)
     found = run_in(image, "sh", "-c", f"for c in {' '.join(COMPILERS)}; do command -v $c; done; true")
     assert found.strip() == "", f"{image} carries compilers: {found.split()}"
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", BUILT)
 def test_the_build_time_ca_mount_stays_out_of_the_image(target):
     image = built(target)
     env = inspect(image)["Config"].get("Env") or []

@@ -18,6 +18,7 @@ from packaging.requirements import Requirement
 
 from diffucoder.image_build import apt_mirror, loopback_index
 from diffucoder.images import (
+    IMAGE_UIDS,
     IMAGES,
     VERSIONS_FILE,
     build_args,
@@ -95,6 +96,15 @@ def test_hadolint_passes(name):
 @pytest.mark.parametrize("name", IMAGES)
 def test_our_dockerfile_rules(name):
     assert rule_violations(DOCKERFILES[name].read_text(), build_args(VERSIONS)) == []
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_each_image_runs_as_its_uid(name):
+    """The final stage's USER is the uid the manifests run the image as (diffucoder.images)."""
+    users = [
+        line.split()[1] for line in DOCKERFILES[name].read_text().splitlines() if line.startswith("USER ")
+    ]
+    assert users[-1:] == [f"{IMAGE_UIDS[name]}:{IMAGE_UIDS[name]}"]
 
 
 def test_rule_checker_catches_each_violation():

@@ -13,13 +13,14 @@ from diffucoder.k8s.pod_run import (
     shared_sandbox_pod,
     with_args,
 )
+from diffucoder.k8s.sandbox_deploy import UID
 
 
 def test_the_sandbox_pod_becomes_its_hardened_run_flags():
     pod = shared_sandbox_pod()
     size = quantity_bytes(pod["volumes"][0]["emptyDir"]["sizeLimit"])
     assert container_run_flags(pod, "sandbox", "podman") == [
-        "--user", "10001:10001", "--group-add", "10001",
+        "--user", f"{UID}:{UID}", "--group-add", str(UID),
         "--security-opt", "no-new-privileges", "--read-only", "--read-only-tmpfs=false", "--cap-drop=ALL",
         "--tmpfs", f"/tmp:rw,exec,mode=777,size={size}",
         "--env", "OMP_NUM_THREADS=1", "--env", "OPENBLAS_NUM_THREADS=1", "--env", "TMPDIR=/tmp",

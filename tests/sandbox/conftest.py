@@ -2,7 +2,7 @@
 
 Places: ``host`` (a subprocess of the test run, as root: code runs under per-slot uids) and
 ``image`` (marker ``images``, `make test-images`: the sandbox image built by the project's own
-build command, run with exactly the security context manifests/base/sandbox renders: uid 10001,
+build command, run with exactly the security context manifests/base/sandbox renders: uid 10002,
 read-only root, memory-backed /tmp, no capabilities, no privilege escalation, default seccomp).
 Every test that uses ``sandbox_url``/``client``/``contained_client`` runs against both.
 
