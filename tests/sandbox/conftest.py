@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sandbox_helpers import SERVER_SECRET, containment_facts, process_table, project_venv
+from sandbox_helpers import SERVER_SECRET, containment_facts, nproc_bound, process_table, project_venv
 
 from diffucoder.sandbox.client import SandboxClient
 from diffucoder.sandbox.config import SandboxConfig
@@ -113,13 +113,14 @@ def client(sandbox_url, sandbox_cfg) -> SandboxClient:
 
 
 @pytest.fixture(scope="session")
-def contained_client(client, sandbox_cfg) -> SandboxClient:
+def contained_client(client, sandbox_cfg, sandbox_server) -> SandboxClient:
     facts = containment_facts(client)
     problems = []
     if facts["uid"] == 0 or facts["euid"] == 0 or facts["gid"] == 0 or 0 in facts["groups"]:
         problems.append(f"code runs with root ids {facts}")
-    if facts["nproc"] > sandbox_cfg.max_processes:
-        problems.append(f"RLIMIT_NPROC is {facts['nproc']}, not <= {sandbox_cfg.max_processes}")
+    bound = nproc_bound(client, sandbox_cfg, sandbox_server.place)
+    if facts["nproc"] > bound:
+        problems.append(f"RLIMIT_NPROC is {facts['nproc']}, not <= {bound}")
     if facts["seccomp"] != "2":
         problems.append(f"no seccomp filter (Seccomp: {facts['seccomp']})")
     if problems:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import diffucoder
 from diffucoder.sandbox.client import Job, SandboxClient
+from diffucoder.sandbox.config import SandboxConfig
 
 FENCE = "```"
 SERVER_SECRET = "diffucoder-test-secret-" + secrets.token_hex(8)
@@ -38,6 +39,19 @@ def containment_facts(client: SandboxClient) -> dict:
     assert result.infra_error is None, result.infra_error
     assert result.verdicts == ["passed"], (result.verdicts, result.program_error, result.stderr)
     return result.outputs[0]
+
+
+# threads of the server and its slots that a shared-uid process limit may sit above the jobs' budgets
+SERVICE_TASKS = 64
+
+
+def nproc_bound(client: SandboxClient, cfg: SandboxConfig, place: str) -> int:
+    """The highest RLIMIT_NPROC the code may get. Per-slot uids (host): the job's budget. One uid
+    shared with the server (the image): the limit counts from what the uid holds, so at most every
+    slot's budget on top of the server's and the slots' own threads."""
+    if place == "image":
+        return cfg.max_processes * client.health()["workers"] + SERVICE_TASKS
+    return cfg.max_processes
 
 
 def process_table() -> dict[int, tuple[int, int]]:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from sandbox_helpers import containment_facts
+from sandbox_helpers import containment_facts, nproc_bound
 
 
-def test_code_runs_as_unprivileged_uid_with_binding_limits(client, sandbox_cfg):
+def test_code_runs_as_unprivileged_uid_with_binding_limits(client, sandbox_cfg, sandbox_server):
     facts = containment_facts(client)
     assert facts["uid"] != 0 and facts["euid"] != 0 and facts["gid"] != 0
     # no group beyond its own (in the pod: the fsGroup, which is the image's gid)
     assert set(facts["groups"]) <= {facts["gid"]}
-    assert facts["nproc"] <= sandbox_cfg.max_processes
+    assert facts["nproc"] <= nproc_bound(client, sandbox_cfg, sandbox_server.place)
     assert facts["seccomp"] == "2" and facts["no_new_privs"] == "1"
 
 

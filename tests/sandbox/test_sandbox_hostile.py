@@ -9,6 +9,7 @@ this test opens on 127.0.0.1.
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import os
 import secrets
 import socket
@@ -21,6 +22,7 @@ import pytest
 from sandbox_helpers import HONEST, SERVER_SECRET, assert_honest
 
 from diffucoder.sandbox.client import Job
+from diffucoder.sandbox.isolation import SLOT_TMPFS_BYTES
 
 pytestmark = pytest.mark.hostile
 
@@ -104,7 +106,58 @@ def test_fork_bomb_reports_processes_spawned_below_limit(contained_client, sandb
         "        if pid == 0:\n            import time; time.sleep(60)\n        n += 1\n    return n\n"
     )
     r = contained_client.run(Job(code=code, entry_point="spawn", inputs=[[]], time_limit_s=3))
-    assert r.verdicts == ["passed"] and r.outputs[0] < sandbox_cfg.max_processes
+    # the job gets its whole budget (itself included), also where the server's own threads and
+    # slots share its uid (the image), and not one process more
+    assert r.verdicts == ["passed"] and r.outputs[0] == sandbox_cfg.max_processes - 1
+    assert sandbox_uid_processes(contained_client, sandbox_server) == []
+    assert_honest(contained_client)
+
+
+HOLDING_BOMB = """
+import os, time
+def bomb(seconds):
+    n, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:  # keeps forking whenever a process of the uid goes away
+        try:
+            if os.fork() == 0:
+                time.sleep(60)
+                os._exit(0)
+            n += 1
+        except OSError:
+            time.sleep(0.005)
+    return n
+"""
+
+FORKS_AND_THREADS = """
+import os, threading
+def work(k):
+    pids = [os.fork() or os._exit(0) for _ in range(k)]
+    threads = [threading.Thread(target=lambda: None) for _ in range(k)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(os.waitpid(p, 0)[1] == 0 for p in pids) + len(threads)
+"""
+
+
+def test_fork_bomb_starves_neither_the_server_nor_other_jobs(contained_client, sandbox_cfg, sandbox_server):
+    """A bomb that holds every process it can get for 3 s. Meanwhile the server answers, and jobs in
+    the other slots still run and still get their own budget to fork and start threads (in the
+    image all of them share one uid with the server: the budget is per job, not what is left)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        bomb = pool.submit(
+            contained_client.run, Job(code=HOLDING_BOMB, entry_point="bomb", inputs=[[3]], time_limit_s=6)
+        )
+        time.sleep(1)  # the bomb is at its limit
+        for _ in range(3):
+            assert contained_client.health()["status"] == "ok"
+            assert_honest(contained_client)
+            busy = contained_client.run(Job(code=FORKS_AND_THREADS, entry_point="work", inputs=[[4]]))
+            assert busy.infra_error is None and busy.outputs == [8], (busy.outputs, busy.stderr)
+        assert not bomb.done()  # all of that happened while the bomb held its processes
+        held = bomb.result()
+    assert held.verdicts == ["passed"] and held.outputs[0] < sandbox_cfg.max_processes
     assert sandbox_uid_processes(contained_client, sandbox_server) == []
     assert_honest(contained_client)
 
@@ -134,18 +187,49 @@ def test_disk_fill_is_capped(contained_client):
     assert_honest(contained_client)
 
 
-def test_disk_fill_with_many_files_hits_the_slot_tmpfs_cap(contained_client):
-    if not contained_client.health()["layers"].get("bubblewrap"):
-        pytest.skip("without bubblewrap the job dir is on the host disk (only RLIMIT_FSIZE per file applies)")
-    code = (
-        "import os\ndef fill():\n    block = b'0' * (1024 * 1024)\n    for i in range(64):\n"
-        "        try:\n            with open(f'f{i}', 'wb') as f:\n                for _ in range(16):\n"
-        "                    f.write(block)\n        except OSError as e:\n            return (i, e.errno)\n"
-        "    return (64, 0)\n"
-    )
-    r = contained_client.run(Job(code=code, entry_point="fill", inputs=[[]], time_limit_s=20))
-    files, err = r.outputs[0]
-    assert err != 0 and files < 64  # stopped (ENOSPC) well before 1 GiB
+MANY_FILES = """
+import errno, os, time
+def fill(hold_s):
+    block, written, files = b'0' * (1024 * 1024), 0, 0
+    size = os.statvfs('.').f_blocks * os.statvfs('.').f_frsize
+    failure = 0
+    while not failure and written <= 2 * size:
+        try:
+            with open(f'f{files}', 'wb') as f:
+                files += 1
+                for _ in range(16):  # 16 MiB: RLIMIT_FSIZE
+                    written += f.write(block)
+        except OSError as e:
+            failure = e.errno
+    time.sleep(hold_s)  # keep it full while other jobs run
+    return [failure, files, written, size]
+"""
+
+
+def test_disk_fill_with_many_files_stops_at_the_tmpfs_size(contained_client, sandbox_server):
+    """Many files, each under RLIMIT_FSIZE: the memory-backed /tmp the job dirs live on stops them
+    at its size (bubblewrap: the slot's private /tmp; the image: the pod's emptyDir, its
+    sizeLimit), other jobs run while it is full, and the space is back once the job is gone."""
+    if sandbox_server.place == "image":
+        from diffucoder.k8s.pod_run import quantity_bytes, shared_sandbox_pod
+
+        volume = next(v for v in shared_sandbox_pod()["volumes"] if v["name"] == "tmp")
+        expected_size = quantity_bytes(volume["emptyDir"]["sizeLimit"])
+    else:
+        assert contained_client.health()["layers"]["bubblewrap"]
+        expected_size = SLOT_TMPFS_BYTES
+    fill = Job(code=MANY_FILES, entry_point="fill", inputs=[[2]], time_limit_s=25)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        filling = pool.submit(contained_client.run, fill)
+        time.sleep(1)
+        while not filling.done():
+            assert_honest(contained_client)
+        r = filling.result()
+    failure, files, written, size = r.outputs[0]
+    assert size == expected_size and failure == errno.ENOSPC, r.outputs
+    assert written <= size and files > 4  # many files, together never past the size
+    again = contained_client.run(Job(code=MANY_FILES, entry_point="fill", inputs=[[0]], time_limit_s=25))
+    assert again.outputs[0][2] >= written - 32 * 1024 * 1024  # the first job's files are gone
     assert_honest(contained_client)
 
 
