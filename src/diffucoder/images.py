@@ -127,7 +127,8 @@ def _arg_name(key: str) -> str:
 def build_args(versions: dict[str, dict[str, str]], target: str = "trainer") -> dict[str, str]:
     """Docker build args: ``bases.python`` -> PYTHON_BASE, ``packages.torch`` -> TORCH_VERSION,
     ``torch_index.cuda`` -> TORCH_INDEX_CUDA, sandbox lists -> ``name==version`` strings, and the
-    trainer flavour of ``target`` (its bases, torch index, whether DeepSpeed ops are prebuilt)."""
+    trainer flavour of ``target`` (its bases, torch index, which DeepSpeed ops are prebuilt: fused
+    Adam for CUDA, the shared-memory collective for CPU)."""
     bases, index = versions["bases"], versions["torch_index"]
     args = {f"{_arg_name(k)}_BASE": v for k, v in bases.items()}
     args |= {f"TORCH_INDEX_{_arg_name(k)}": v for k, v in index.items()}
@@ -140,6 +141,7 @@ def build_args(versions: dict[str, dict[str, str]], target: str = "trainer") -> 
             "TRAINER_RUNTIME_BASE": bases["python"],
             "TORCH_INDEX": index["cpu"],
             "DS_BUILD_FUSED_ADAM": "0",
+            "DS_BUILD_SHM_COMM": "1",
         }
     else:  # cuda: compile DeepSpeed's fused Adam in the devel base, run on the runtime base
         args |= {
@@ -147,6 +149,7 @@ def build_args(versions: dict[str, dict[str, str]], target: str = "trainer") -> 
             "TRAINER_RUNTIME_BASE": bases["cuda_runtime"],
             "TORCH_INDEX": index["cuda"],
             "DS_BUILD_FUSED_ADAM": "1",
+            "DS_BUILD_SHM_COMM": "0",
         }
     return args
 

@@ -8,6 +8,8 @@ pod's security context is tests/sandbox's ``[image]`` variant.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from built_images import REPO_ROOT, built, inspect, run_in
@@ -55,6 +57,32 @@ def test_installed_versions_are_the_pinned_ones(target):
     assert not drift, f"{image}: (images/versions.yaml, installed) {drift}"
 
 
+def source_digests() -> str:
+    """A script printing {relative path: sha256} of every .py file below the directory given as its argument."""
+    return (
+        "import hashlib, json, pathlib, sys\nroot = pathlib.Path(sys.argv[1])\n"
+        "print(json.dumps({str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()"
+        " for p in sorted(root.rglob('*.py'))}))\n"
+    )
+
+
+@pytest.mark.parametrize("target", BUILT)
+def test_the_image_runs_this_checkouts_code(target):
+    """Every module of the installed package is the checkout's: a stale layer cache (a build that
+    reused the old project layer after a code change) fails here."""
+    here = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", source_digests(), str(REPO_ROOT / "src" / "diffucoder")],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    find = "import diffucoder, os; print(os.path.dirname(diffucoder.__file__))"
+    package = run_in(built(target), "python3", "-c", find).strip()
+    inside = json.loads(run_in(built(target), "python3", "-c", source_digests(), package))
+    differ = sorted(p for p in here.keys() | inside.keys() if here.get(p) != inside.get(p))
+    assert not differ, f"{built(target)} does not carry the checkout's {differ[:10]}"
+
+
 @pytest.mark.parametrize("target", BUILT)
 def test_runtime_stage_has_no_compilers_and_runs_as_its_uid(target):
     image, uid = built(target), IMAGE_UIDS[TARGETS[target][0]]
@@ -87,7 +115,10 @@ def test_pipeline_images_carry_the_package_data_and_kfp(target):
 def test_the_cpu_trainer_imports_its_stack():
     script = (
         "import torch, deepspeed, transformers\n"
+        "from deepspeed.accelerator import get_accelerator\n"
         "assert not torch.cuda.is_available()\n"
+        # prebuilt: the image has no compiler to JIT the op init_distributed loads
+        "get_accelerator().create_op_builder('ShareMemCommBuilder').load()\n"
         "print('versions', torch.__version__, deepspeed.__version__, transformers.__version__)\n"
     )
     out = (

@@ -3,9 +3,8 @@ exit code decides its result, also for a step that fails before writing any outp
 
 Marker ``images`` (`make test-images`): the steps run in the tools image built by the project's
 own build command, with the engine this machine has (podman through its Docker API, or Docker).
+No ``from __future__ import annotations`` here: kfp reads the components' annotations as types.
 """
-
-from __future__ import annotations
 
 import subprocess
 

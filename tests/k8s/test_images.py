@@ -232,10 +232,18 @@ def test_the_sandbox_server_starts_without_torch_or_transformers():
 def test_the_cpu_trainer_is_the_same_dockerfile_on_the_python_base():
     cpu, cuda = build_args(VERSIONS, "trainer-cpu"), build_args(VERSIONS, "trainer")
     assert cpu["TRAINER_BUILD_BASE"] == cpu["TRAINER_RUNTIME_BASE"] == VERSIONS["bases"]["python"]
-    assert (cpu["TORCH_INDEX"], cpu["DS_BUILD_FUSED_ADAM"]) == (VERSIONS["torch_index"]["cpu"], "0")
+    assert (cpu["TORCH_INDEX"], cpu["DS_BUILD_FUSED_ADAM"], cpu["DS_BUILD_SHM_COMM"]) == (
+        VERSIONS["torch_index"]["cpu"],
+        "0",
+        "1",
+    )
     assert cuda["TRAINER_BUILD_BASE"] == VERSIONS["bases"]["cuda_devel"]
     assert cuda["TRAINER_RUNTIME_BASE"] == VERSIONS["bases"]["cuda_runtime"]
-    assert (cuda["TORCH_INDEX"], cuda["DS_BUILD_FUSED_ADAM"]) == (VERSIONS["torch_index"]["cuda"], "1")
+    assert (cuda["TORCH_INDEX"], cuda["DS_BUILD_FUSED_ADAM"], cuda["DS_BUILD_SHM_COMM"]) == (
+        VERSIONS["torch_index"]["cuda"],
+        "1",
+        "0",
+    )
     assert image_ref("trainer-cpu", "r.example.test", "t") == "r.example.test/diffucoder-trainer:t-cpu"
     assert image_ref("trainer", "r.example.test", "t") == "r.example.test/diffucoder-trainer:t"
 
