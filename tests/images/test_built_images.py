@@ -103,13 +103,18 @@ def test_the_build_time_ca_mount_stays_out_of_the_image(target):
 
 @pytest.mark.parametrize("target", ("tools", "trainer-cpu"))
 def test_pipeline_images_carry_the_package_data_and_kfp(target):
-    """A pipeline step resolves its preset from the installed package and runs KFP's executor."""
+    """A pipeline step resolves its preset and the benchmark data (decontamination, evaluation) from
+    the installed package, checksums included, and runs KFP's executor."""
     script = (
-        "from importlib import resources\nimport kfp.dsl.executor_main\n"
+        "from importlib import resources\nimport hashlib, pathlib\nimport kfp.dsl.executor_main\n"
+        "from diffucoder import benchmark_data as b\n"
         "print(sorted(p.name for p in resources.files('diffucoder.presets').iterdir() if p.suffix == '.yaml'))\n"
+        "root = pathlib.Path(b.root(None))\n"
+        "print(all(hashlib.sha256((root / f).read_bytes()).hexdigest() == b.SHA256[f] for f in b.FILES))\n"
     )
-    out = run_in(built(target), "python3", "-c", script)
-    assert "tiny.yaml" in out and "paper-7b.yaml" in out
+    presets, data_ok = run_in(built(target), "python3", "-c", script).splitlines()[-2:]
+    assert "tiny.yaml" in presets and "paper-7b.yaml" in presets
+    assert data_ok == "True"
 
 
 def test_the_cpu_trainer_imports_its_stack():
