@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup run smoke test test-slow test-all test-evalplus lint bench compile images system-deps clean
+.PHONY: setup run smoke test test-slow test-all test-images test-evalplus lint bench compile images container-engine system-deps clean
 
 setup: $(STAMP) system-deps
 
@@ -53,7 +53,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 test-all: setup
-	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not images" $(PYTEST_ARGS)
 
 # Sample-for-sample agreement with EvalPlus 0.3.1, installed from PyPI into build/evalplus-0.3.1
 # (once; reused while it imports) and run offline on the project's HumanEval+/MBPP+ files.
@@ -70,9 +70,40 @@ bench: setup
 compile: setup
 	$(BIN)/python -m pipelines.compile
 
-images:
-	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make images needs a Docker/BuildKit engine"; exit 1; }
-	$(BIN)/python -m diffucoder.images build
+# Which images (default all three), where they are tagged for, and LOCAL_BASE=1 for machines that
+# reach PyPI and Debian's mirror but no container registry: a Debian base bootstrapped here and CPU
+# torch served from this machine's pip (see docs/deploy.md).
+IMAGES ?=
+IMAGE_ARGS ?=
+LOCAL_BASE ?=
+
+images: setup container-engine
+	$(BIN)/python -m diffucoder.images build $(if $(filter 1,$(LOCAL_BASE)),--local-base) $(IMAGE_ARGS) $(IMAGES)
+
+# Builds the images (on the local Debian base unless LOCAL_BASE=0) and tests them inside: the
+# sandbox with its pod's security context against the hostile suite, pinned versions, no compilers.
+test-images: setup container-engine
+	DIFFUCODER_IMAGE_BASE=$(if $(filter 0,$(LOCAL_BASE)),registry,local) \
+	  $(BIN)/python -m pytest -m images -p no:cacheprovider $(PYTEST_ARGS)
+
+# A container engine for `make images`: a Docker daemon that answers, else podman + buildah. Where
+# neither is there and this runs as root on Debian/Ubuntu, it installs Debian's podman, buildah,
+# runc and debootstrap and, on that fresh install only, writes /etc/containers/containers.conf:
+# podman's default runtime crun raises RLIMIT_NOFILE/NPROC to its default ulimits, which fails
+# without CAP_SYS_RESOURCE, and refuses hybrid cgroup v1 hosts; runc with no default ulimits works.
+container-engine:
+	@docker info >/dev/null 2>&1 && exit 0; \
+	command -v podman >/dev/null && command -v buildah >/dev/null && exit 0; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "make images: no container engine. Start a Docker daemon (with BuildKit), or install" \
+	       "podman and buildah (Debian/Ubuntu: sudo apt-get install podman buildah runc debootstrap)," \
+	       "or run make as root on Debian/Ubuntu and it installs them." >&2; exit 1; fi; \
+	echo "installing podman, buildah, runc and debootstrap (Debian packages)"; \
+	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	   podman buildah runc debootstrap) >/dev/null || { echo "make images: apt-get could not install podman/buildah" >&2; exit 1; }; \
+	if [ ! -e /etc/containers/containers.conf ]; then \
+	  mkdir -p /etc/containers && printf '%s\n' '[containers]' 'default_ulimits = []' '[engine]' 'runtime = "runc"' \
+	    > /etc/containers/containers.conf; fi
 
 clean:
 	rm -rf $(VENV) runs mlruns mlflow.db .pytest_cache

@@ -6,6 +6,12 @@ per test with a 5 s timeout, on as many parallel workers as the server has slots
 each isolation layer of a fork-server child, measured in-process as layers are added one by one.
 
     .venv/bin/python benchmarks/bench_sandbox.py [--tasks 40] [--trivial 300]
+    .venv/bin/python benchmarks/bench_sandbox.py --image localhost/diffucoder/diffucoder-sandbox:0.1.0 [--rounds 2]
+
+``--image``: the service workloads only, against the sandbox image run with its pod's security
+context (non-root, read-only root, no capabilities, default seccomp; diffucoder.k8s.pod_run) with
+the host's worker count, and against the host server, both up at once and driven in alternating
+rounds (``--rounds``).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import concurrent.futures
 import gzip
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -183,22 +190,91 @@ def layer_costs(n: int = 300) -> dict:
     return out
 
 
+def service_workloads(url: str, trivial: Job, he_jobs: list[Job], n_trivial: int) -> dict:
+    run_service(url, [trivial] * 20, 2)  # warm-up
+    return {
+        "trivial_service": run_service(url, [trivial] * n_trivial, 4),
+        "humaneval_plus_service": run_service(url, he_jobs, 4),
+        "trivial_service_batched": run_batched(url, [trivial] * n_trivial, 64),
+        "humaneval_plus_service_batched": run_batched(url, he_jobs, 64),
+    }
+
+
+def container_vs_host(
+    image: str, cfg: SandboxConfig, trivial: Job, he_jobs: list[Job], n: int, rounds: int
+) -> dict:
+    """The service workloads against the host server and the image's container, both up at once and
+    driven in turn for ``rounds`` rounds, so a change in the machine's load hits both alike."""
+    from diffucoder.image_build import detect_engine
+    from diffucoder.k8s.pod_run import sandbox_container
+    from diffucoder.sandbox.local import free_port
+
+    engine = detect_engine().name
+    with (
+        local_sandbox(cfg) as host,
+        sandbox_container(engine, image, port=free_port(), workers=cfg.workers) as (container, _),
+    ):
+        places = {"host": host, "container": container}
+        report: dict = {"machine": machine(), "workers": cfg.workers, "image": image, "rounds": rounds}
+        report["layers_active"] = {
+            place: SandboxClient(url).health()["layers"] for place, url in places.items()
+        }
+        runs: dict[str, list[dict]] = {place: [] for place in places}
+        for _ in range(rounds):
+            for place, url in places.items():
+                runs[place].append(service_workloads(url, trivial, he_jobs, n))
+    for place, results in runs.items():
+        report[place] = {
+            key: {stat: [r[key][stat] for r in results] for stat in results[0][key]} for key in results[0]
+        }
+    report["container_over_host"] = {
+        key: round(
+            statistics.mean(report["container"][key]["executions_per_s"])
+            / statistics.mean(report["host"][key]["executions_per_s"]),
+            2,
+        )
+        for key in report["host"]
+    }
+    return report
+
+
+def machine() -> str:
+    """CPU model and the vector flags that matter here, as BENCHMARKS.md records them."""
+    info = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in info:
+            info[key.strip()] = value.strip()
+    flags = set(info.get("flags", "").split())
+    shown = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags)
+    return f"{os.cpu_count()}-core {info.get('model name', '?')} ({shown})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=40)
     parser.add_argument("--trivial", type=int, default=300)
+    parser.add_argument(
+        "--image", default=None, help="the service workloads in this sandbox image and on the host"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="with --image: host/container rounds, alternated"
+    )
     args = parser.parse_args()
     cfg = SandboxConfig(workers=2, sandbox_uid_base=62200)
     trivial = Job(code="def f(x):\n    return x + 1\n", tests=["assert f(1) == 2"])
     he_jobs, he_baseline = humaneval_jobs(args.tasks)
-    report: dict = {"machine": f"{os.cpu_count()}-core CPU", "workers": cfg.workers}
+    if args.image:
+        print(
+            json.dumps(
+                container_vs_host(args.image, cfg, trivial, he_jobs, args.trivial, args.rounds), indent=2
+            )
+        )
+        return
+    report: dict = {"machine": machine(), "workers": cfg.workers}
     with local_sandbox(cfg) as url:
         report["layers_active"] = SandboxClient(url).health()["layers"]
-        run_service(url, [trivial] * 20, 2)  # warm-up
-        report["trivial_service"] = run_service(url, [trivial] * args.trivial, 4)
-        report["humaneval_plus_service"] = run_service(url, he_jobs, 4)
-        report["trivial_service_batched"] = run_batched(url, [trivial] * args.trivial, 64)
-        report["humaneval_plus_service_batched"] = run_batched(url, he_jobs, 64)
+        report |= service_workloads(url, trivial, he_jobs, args.trivial)
         report["cpu_ms_per_job"] = {
             "trivial_service": service_cpu_ms_per_job(url, [trivial] * args.trivial),
             "humaneval_plus_service": service_cpu_ms_per_job(url, he_jobs),

@@ -93,13 +93,31 @@ def find_run_root(output_root: str, started_after: float) -> str:
     return max(candidates)[1]
 
 
-def run_local(arguments: dict[str, Any], pipeline_root: str) -> str:
-    """Execute the pipeline with kfp.local; returns the run root. Raises if any task failed."""
+def run_local(
+    arguments: dict[str, Any], pipeline_root: str, runner: str = "subprocess", registry: str | None = None
+) -> str:
+    """Execute the pipeline with kfp.local; returns the run root. Raises if any task failed.
+
+    ``runner``: ``subprocess`` runs every step in this interpreter's environment; ``docker`` runs
+    each in its image (pipelines/containers.py; ``registry`` names where the images are tagged).
+    """
+    from kfp import local
+
+    if runner == "docker":
+        from pipelines import containers
+
+        containers.use_images(registry)  # before the components are imported
+        with containers.containers(arguments, pipeline_root, registry) as (docker, arguments):
+            return _execute(docker, arguments, pipeline_root)
+    return _execute(local.SubprocessRunner(use_venv=False), arguments, pipeline_root)
+
+
+def _execute(runner: Any, arguments: dict[str, Any], pipeline_root: str) -> str:
     from kfp import local
 
     from pipelines.diffucoder import diffucoder
 
-    local.init(local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
+    local.init(runner, pipeline_root=pipeline_root, raise_on_error=True)
     started = time.time()
     diffucoder(**arguments)
     return find_run_root(arguments["output_root"], started)

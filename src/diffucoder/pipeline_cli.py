@@ -1,6 +1,7 @@
 """``diffucoder pipeline run-local|compile|submit|rerun``: the KFP pipeline's entry points.
 
     diffucoder pipeline run-local --preset tiny [key.sub=value ...]     (= make run)
+    diffucoder pipeline run-local --runner docker [--image-registry R]  (each step in its image)
     diffucoder pipeline compile                                         (= make compile)
     diffucoder pipeline submit --host URL [--experiment E] [--param k=v ...] [--preset P] [key=value ...]
     diffucoder pipeline rerun RUN_ROOT [--host URL]
@@ -22,6 +23,7 @@ from typing import Any
 import yaml
 
 from diffucoder.cli import exit_2_on
+from diffucoder.images import DEFAULT_REGISTRY, REGISTRY_ENV
 
 
 def checkout_on_path() -> None:
@@ -77,12 +79,23 @@ def _run_local(args: argparse.Namespace) -> int:
     cfg = steps.resolve_config(args.preset, args.overrides)
     if args.output_root:
         cfg.output_root = args.output_root
+    elif args.runner == "docker":  # a tree of its own: the steps write as the images' user
+        cfg.output_root = f"{cfg.output_root.rstrip('/')}-docker"
     if args.tracking_uri:
         cfg.tracking.tracking_uri = args.tracking_uri
     arguments = local.local_arguments(cfg, args.preset, args.overrides, **parse_params(args.param))
-    print(f"running the diffucoder pipeline locally (kfp.local, {args.preset}); task logs follow", flush=True)
+    print(
+        f"running the diffucoder pipeline locally (kfp.local, {args.runner} runner, {args.preset}); "
+        "task logs follow",
+        flush=True,
+    )
     started = time.time()
-    root = local.run_local(arguments, args.kfp_root or local.default_kfp_root(arguments["output_root"]))
+    root = local.run_local(
+        arguments,
+        args.kfp_root or local.default_kfp_root(arguments["output_root"]),
+        runner=args.runner,
+        registry=args.image_registry,
+    )
     print(local.summary(root))
     print(f"total wall time {time.time() - started:.0f}s")
     return 0
@@ -180,6 +193,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="pipeline parameter, e.g. run_grpo=false or stdlib_max_files=200",
+    )
+    p.add_argument(
+        "--runner",
+        choices=["subprocess", "docker"],
+        default="subprocess",
+        help="subprocess: every step in this environment; docker: each step in its image through "
+        "Docker or podman (build them first: make images)",
+    )
+    p.add_argument(
+        "--image-registry",
+        default=None,
+        help=f"with --runner docker: where the images are tagged (default: ${REGISTRY_ENV} or "
+        f"{DEFAULT_REGISTRY})",
     )
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     p.set_defaults(func=_run_local)

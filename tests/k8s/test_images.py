@@ -11,16 +11,21 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import REPO_ROOT
 from packaging.requirements import Requirement
 
+from diffucoder.image_build import apt_mirror, loopback_index
 from diffucoder.images import (
+    IMAGE_UIDS,
     IMAGES,
     VERSIONS_FILE,
     build_args,
     build_command,
     declared_args,
+    image_ref,
+    image_tag,
     load_versions,
     main,
 )
@@ -91,6 +96,15 @@ def test_hadolint_passes(name):
 @pytest.mark.parametrize("name", IMAGES)
 def test_our_dockerfile_rules(name):
     assert rule_violations(DOCKERFILES[name].read_text(), build_args(VERSIONS)) == []
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_each_image_runs_as_its_uid(name):
+    """The final stage's USER is the uid the manifests run the image as (diffucoder.images)."""
+    users = [
+        line.split()[1] for line in DOCKERFILES[name].read_text().splitlines() if line.startswith("USER ")
+    ]
+    assert users[-1:] == [f"{IMAGE_UIDS[name]}:{IMAGE_UIDS[name]}"]
 
 
 def test_rule_checker_catches_each_violation():
@@ -213,3 +227,82 @@ def test_the_sandbox_server_starts_without_torch_or_transformers():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--workers" in proc.stdout
+
+
+def test_the_cpu_trainer_is_the_same_dockerfile_on_the_python_base():
+    cpu, cuda = build_args(VERSIONS, "trainer-cpu"), build_args(VERSIONS, "trainer")
+    assert cpu["TRAINER_BUILD_BASE"] == cpu["TRAINER_RUNTIME_BASE"] == VERSIONS["bases"]["python"]
+    assert (cpu["TORCH_INDEX"], cpu["DS_BUILD_FUSED_ADAM"], cpu["DS_BUILD_SHM_COMM"]) == (
+        VERSIONS["torch_index"]["cpu"],
+        "0",
+        "1",
+    )
+    assert cuda["TRAINER_BUILD_BASE"] == VERSIONS["bases"]["cuda_devel"]
+    assert cuda["TRAINER_RUNTIME_BASE"] == VERSIONS["bases"]["cuda_runtime"]
+    assert (cuda["TORCH_INDEX"], cuda["DS_BUILD_FUSED_ADAM"], cuda["DS_BUILD_SHM_COMM"]) == (
+        VERSIONS["torch_index"]["cuda"],
+        "1",
+        "0",
+    )
+    assert image_ref("trainer-cpu", "r.example.test", "t") == "r.example.test/diffucoder-trainer:t-cpu"
+    assert image_ref("trainer", "r.example.test", "t") == "r.example.test/diffucoder-trainer:t"
+
+
+def test_local_base_dry_run_builds_on_debian_with_torch_from_a_loopback_index(capsys, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setenv("PIP_CERT", str(REPO_ROOT / "pyproject.toml"))  # any existing file stands in
+    assert main(["build", "--dry-run", "--local-base", "--engine", "podman", "--registry", "l.test/x"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    tags = [line.split("--tag ")[1].split()[0] for line in lines]
+    tag = image_tag()
+    assert tags == [f"l.test/x/diffucoder-sandbox:{tag}", f"l.test/x/diffucoder-tools:{tag}",
+                    f"l.test/x/diffucoder-trainer:{tag}-cpu"]  # fmt: skip
+    local = VERSIONS["local_base"]["image"]
+    for line in lines:
+        assert line.startswith("buildah bud --isolation chroot") and f"_BASE={local}" in line
+        assert f"{REPO_ROOT / 'pyproject.toml'}:/run/host-ca.crt:ro" in line  # mounted, not copied
+        assert "PIP_CERT=/run/host-ca.crt" in line
+    assert "TORCH_INDEX_CPU=http://127.0.0.1:" in lines[1] and "TORCH_INDEX=http://127.0.0.1:" in lines[2]
+
+
+def test_local_base_refuses_the_cuda_trainer(monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    with pytest.raises(SystemExit, match="CUDA trainer needs the CUDA bases"):
+        main(["build", "--dry-run", "--local-base", "--engine", "podman", "trainer"])
+
+
+def test_no_engine_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing to find
+    monkeypatch.chdir(REPO_ROOT)
+    assert main(["build", "sandbox"]) == 2
+    err = capsys.readouterr().err
+    assert "no container engine" in err and "apt-get install podman buildah" in err
+
+
+def test_apt_mirror_is_read_from_deb822_and_one_line_sources(tmp_path):
+    (tmp_path / "sources.list.d").mkdir()
+    assert apt_mirror(tmp_path) == "http://deb.debian.org/debian"
+    (tmp_path / "sources.list").write_text("deb http://mirror.example.test/debian/ bookworm main\n")
+    assert apt_mirror(tmp_path) == "http://mirror.example.test/debian"
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://other.example.test/debian-security\nSuites: bookworm-security\n\n"
+        "Types: deb\nURIs: http://other.example.test/debian\nSuites: bookworm\n"
+    )
+    assert apt_mirror(tmp_path) == "http://other.example.test/debian"
+
+
+def test_loopback_index_serves_a_simple_index_page(tmp_path):
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl").write_bytes(b"wheel")
+    with loopback_index(tmp_path) as url:
+        assert url.startswith("http://127.0.0.1:")
+        page = httpx.get(url + "torch/").text
+        wheel = httpx.get(url + "torch/torch-2.13.0%2Bcpu-cp311-cp311-linux_x86_64.whl").content
+    assert 'href="torch-2.13.0%2Bcpu-cp311-cp311-linux_x86_64.whl"' in page and wheel == b"wheel"
+
+
+def test_dry_run_needs_no_engine(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.chdir(REPO_ROOT)
+    assert main(["build", "--dry-run", "tools"]) == 0
+    assert capsys.readouterr().err.startswith("docker buildx build")

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import OVERLAYS, REPO_ROOT, render_kustomization
 
-from diffucoder.images import IMAGES, image_ref
+from diffucoder.images import IMAGE_UIDS, IMAGES, image_ref
 
 K8S_VERSION = kubernetes_validate.latest_version()
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "DaemonSet", "ReplicaSet")
@@ -207,6 +207,26 @@ def test_our_images_are_this_releases_refs(overlay):
                     assert c["image"] in ours, (
                         f"{name}: {obj['metadata']['name']} uses {c['image']}, release is {ours}"
                     )
+
+
+def test_our_images_run_as_their_images_uid(overlay):
+    """Every pod of ours runs as its image's own uid; the sandbox's is shared with no other image
+    (RLIMIT_NPROC counts a uid's processes node-wide, diffucoder.images.IMAGE_UIDS)."""
+    name, objs = overlay
+    image_of = {image_ref(n): n for n in IMAGES}
+    seen = set()
+    for obj in objs:
+        for spec in pod_specs(obj):
+            for c in spec["containers"]:
+                if c["image"] in image_of:
+                    ctx = {**spec.get("securityContext", {}), **c.get("securityContext", {})}
+                    uid = IMAGE_UIDS[image_of[c["image"]]]
+                    assert (ctx.get("runAsUser"), ctx.get("runAsGroup")) == (uid, uid), (
+                        f"{name}: {obj['metadata']['name']}/{c['name']} runs {c['image']} as {ctx}"
+                    )
+                    seen.add(image_of[c["image"]])
+    assert {"sandbox", "trainer"} <= seen, f"{name}: no sandbox or trainer pod found"
+    assert IMAGE_UIDS["sandbox"] not in {uid for n, uid in IMAGE_UIDS.items() if n != "sandbox"}
 
 
 def test_gpu_pool_parameters_reach_the_runtime(rendered):

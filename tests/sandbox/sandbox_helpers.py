@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import diffucoder
 from diffucoder.sandbox.client import Job, SandboxClient
+from diffucoder.sandbox.config import SandboxConfig
 
 FENCE = "```"
 SERVER_SECRET = "diffucoder-test-secret-" + secrets.token_hex(8)
@@ -37,6 +39,34 @@ def containment_facts(client: SandboxClient) -> dict:
     assert result.infra_error is None, result.infra_error
     assert result.verdicts == ["passed"], (result.verdicts, result.program_error, result.stderr)
     return result.outputs[0]
+
+
+# threads of the server and its slots that a shared-uid process limit may sit above the jobs' budgets
+SERVICE_TASKS = 64
+
+
+def nproc_bound(client: SandboxClient, cfg: SandboxConfig, place: str) -> int:
+    """The highest RLIMIT_NPROC the code may get. Per-slot uids (host): the job's budget. One uid
+    shared with the server (the image): the limit counts from what the uid holds, so at most every
+    slot's budget on top of the server's and the slots' own threads."""
+    if place == "image":
+        return cfg.max_processes * client.health()["workers"] + SERVICE_TASKS
+    return cfg.max_processes
+
+
+def process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, real uid) of every process in this pid namespace. Self-contained (its
+    source also runs inside the sandbox container, whose processes the host's pids do not name)."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue
+            table[int(name)] = (int(fields["PPid"].split()[0]), int(fields["Uid"].split()[0]))
+    return table
 
 
 def assert_honest(client: SandboxClient) -> None:

@@ -9,18 +9,20 @@ this test opens on 127.0.0.1.
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import os
-import shutil
+import secrets
 import socket
 import subprocess
-import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 from sandbox_helpers import HONEST, SERVER_SECRET, assert_honest
 
 from diffucoder.sandbox.client import Job
+from diffucoder.sandbox.isolation import SLOT_TMPFS_BYTES
 
 pytestmark = pytest.mark.hostile
 
@@ -31,26 +33,19 @@ def run(client, code, tests=("assert 1 == 1",), **kw):
     return result
 
 
-def sandbox_uid_processes(client) -> list[int]:
-    """Processes running as a sandbox uid below this test's own server (never anyone else's)."""
+def sandbox_uid_processes(client, server) -> list[int]:
+    """Processes running as a sandbox uid below this test's own server (never anyone else's), in
+    the server's own pid namespace (the container's, for the image)."""
     health = client.health()
-    uids, roots = {str(u) for u in health["sandbox_uids"]}, set(health["slot_pids"])
+    uids, roots = set(health["sandbox_uids"]), set(health["slot_pids"])
     assert uids and roots
-    parents, owners = {}, {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/status") as f:
-                    fields = dict(line.split(":", 1) for line in f if ":" in line)
-            except OSError:
-                continue
-            parents[int(name)] = int(fields["PPid"].split()[0])
-            owners[int(name)] = fields["Uid"].split()[0]
+    table = server.processes()
+    assert roots <= set(table), f"slot pids {roots} not in the server's process table"
     found = []
-    for pid, uid in owners.items():
-        ancestor = parents.get(pid)
+    for pid, (_, uid) in table.items():
+        ancestor = table.get(pid, (0, 0))[0]
         while ancestor and ancestor not in roots:
-            ancestor = parents.get(ancestor)
+            ancestor = table.get(ancestor, (0, 0))[0]
         if ancestor in roots and uid in uids:
             found.append(pid)
     return found
@@ -92,7 +87,7 @@ def test_sleep_past_timeout(contained_client):
     assert_honest(contained_client)
 
 
-def test_fork_bomb_is_contained(contained_client, sandbox_cfg):
+def test_fork_bomb_is_contained(contained_client, sandbox_cfg, sandbox_server):
     code = (
         "import os\nn = 0\nfor _ in range(100000):\n    try:\n        if os.fork() == 0:\n"
         "            import time; time.sleep(60)\n        n += 1\n    except OSError:\n        break\n"
@@ -100,19 +95,70 @@ def test_fork_bomb_is_contained(contained_client, sandbox_cfg):
     )
     r = run(contained_client, code, ["assert spawned() == -1"], time_limit_s=3)
     assert r.verdicts == ["failed"]  # the program ran on, but could not fork without bound
-    assert sandbox_uid_processes(contained_client) == []  # and nothing of it survived the job
+    assert sandbox_uid_processes(contained_client, sandbox_server) == []  # and nothing of it survived the job
     assert_honest(contained_client)
 
 
-def test_fork_bomb_reports_processes_spawned_below_limit(contained_client, sandbox_cfg):
+def test_fork_bomb_reports_processes_spawned_below_limit(contained_client, sandbox_cfg, sandbox_server):
     code = (
         "import os\ndef spawn():\n    n = 0\n    for _ in range(1000):\n        try:\n"
         "            pid = os.fork()\n        except OSError:\n            return n\n"
         "        if pid == 0:\n            import time; time.sleep(60)\n        n += 1\n    return n\n"
     )
     r = contained_client.run(Job(code=code, entry_point="spawn", inputs=[[]], time_limit_s=3))
-    assert r.verdicts == ["passed"] and r.outputs[0] < sandbox_cfg.max_processes
-    assert sandbox_uid_processes(contained_client) == []
+    # the job gets its whole budget (itself included), also where the server's own threads and
+    # slots share its uid (the image), and not one process more
+    assert r.verdicts == ["passed"] and r.outputs[0] == sandbox_cfg.max_processes - 1
+    assert sandbox_uid_processes(contained_client, sandbox_server) == []
+    assert_honest(contained_client)
+
+
+HOLDING_BOMB = """
+import os, time
+def bomb(seconds):
+    n, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:  # keeps forking whenever a process of the uid goes away
+        try:
+            if os.fork() == 0:
+                time.sleep(60)
+                os._exit(0)
+            n += 1
+        except OSError:
+            time.sleep(0.005)
+    return n
+"""
+
+FORKS_AND_THREADS = """
+import os, threading
+def work(k):
+    pids = [os.fork() or os._exit(0) for _ in range(k)]
+    threads = [threading.Thread(target=lambda: None) for _ in range(k)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(os.waitpid(p, 0)[1] == 0 for p in pids) + len(threads)
+"""
+
+
+def test_fork_bomb_starves_neither_the_server_nor_other_jobs(contained_client, sandbox_cfg, sandbox_server):
+    """A bomb that holds every process it can get for 3 s. Meanwhile the server answers, and jobs in
+    the other slots still run and still get their own budget to fork and start threads (in the
+    image all of them share one uid with the server: the budget is per job, not what is left)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        bomb = pool.submit(
+            contained_client.run, Job(code=HOLDING_BOMB, entry_point="bomb", inputs=[[3]], time_limit_s=6)
+        )
+        time.sleep(1)  # the bomb is at its limit
+        for _ in range(3):
+            assert contained_client.health()["status"] == "ok"
+            assert_honest(contained_client)
+            busy = contained_client.run(Job(code=FORKS_AND_THREADS, entry_point="work", inputs=[[4]]))
+            assert busy.infra_error is None and busy.outputs == [8], (busy.outputs, busy.stderr)
+        assert not bomb.done()  # all of that happened while the bomb held its processes
+        held = bomb.result()
+    assert held.verdicts == ["passed"] and held.outputs[0] < sandbox_cfg.max_processes
+    assert sandbox_uid_processes(contained_client, sandbox_server) == []
     assert_honest(contained_client)
 
 
@@ -141,18 +187,49 @@ def test_disk_fill_is_capped(contained_client):
     assert_honest(contained_client)
 
 
-def test_disk_fill_with_many_files_hits_the_slot_tmpfs_cap(contained_client):
-    if not contained_client.health()["layers"].get("bubblewrap"):
-        pytest.skip("without bubblewrap the job dir is on the host disk (only RLIMIT_FSIZE per file applies)")
-    code = (
-        "import os\ndef fill():\n    block = b'0' * (1024 * 1024)\n    for i in range(64):\n"
-        "        try:\n            with open(f'f{i}', 'wb') as f:\n                for _ in range(16):\n"
-        "                    f.write(block)\n        except OSError as e:\n            return (i, e.errno)\n"
-        "    return (64, 0)\n"
-    )
-    r = contained_client.run(Job(code=code, entry_point="fill", inputs=[[]], time_limit_s=20))
-    files, err = r.outputs[0]
-    assert err != 0 and files < 64  # stopped (ENOSPC) well before 1 GiB
+MANY_FILES = """
+import errno, os, time
+def fill(hold_s):
+    block, written, files = b'0' * (1024 * 1024), 0, 0
+    size = os.statvfs('.').f_blocks * os.statvfs('.').f_frsize
+    failure = 0
+    while not failure and written <= 2 * size:
+        try:
+            with open(f'f{files}', 'wb') as f:
+                files += 1
+                for _ in range(16):  # 16 MiB: RLIMIT_FSIZE
+                    written += f.write(block)
+        except OSError as e:
+            failure = e.errno
+    time.sleep(hold_s)  # keep it full while other jobs run
+    return [failure, files, written, size]
+"""
+
+
+def test_disk_fill_with_many_files_stops_at_the_tmpfs_size(contained_client, sandbox_server):
+    """Many files, each under RLIMIT_FSIZE: the memory-backed /tmp the job dirs live on stops them
+    at its size (bubblewrap: the slot's private /tmp; the image: the pod's emptyDir, its
+    sizeLimit), other jobs run while it is full, and the space is back once the job is gone."""
+    if sandbox_server.place == "image":
+        from diffucoder.k8s.pod_run import quantity_bytes, shared_sandbox_pod
+
+        volume = next(v for v in shared_sandbox_pod()["volumes"] if v["name"] == "tmp")
+        expected_size = quantity_bytes(volume["emptyDir"]["sizeLimit"])
+    else:
+        assert contained_client.health()["layers"]["bubblewrap"]
+        expected_size = SLOT_TMPFS_BYTES
+    fill = Job(code=MANY_FILES, entry_point="fill", inputs=[[2]], time_limit_s=25)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        filling = pool.submit(contained_client.run, fill)
+        time.sleep(1)
+        while not filling.done():
+            assert_honest(contained_client)
+        r = filling.result()
+    failure, files, written, size = r.outputs[0]
+    assert size == expected_size and failure == errno.ENOSPC, r.outputs
+    assert written <= size and files > 4  # many files, together never past the size
+    again = contained_client.run(Job(code=MANY_FILES, entry_point="fill", inputs=[[0]], time_limit_s=25))
+    assert again.outputs[0][2] >= written - 32 * 1024 * 1024  # the first job's files are gone
     assert_honest(contained_client)
 
 
@@ -202,17 +279,28 @@ def test_server_environment_and_secrets_are_invisible(contained_client):
     assert_honest(contained_client)
 
 
+@dataclass(frozen=True)
+class OutsideFile:
+    path: str
+    read_text: Callable[[], str]
+
+    def __str__(self) -> str:
+        return self.path
+
+
 @pytest.fixture
-def outside_file():
-    """A world-readable file in a world-readable dir outside the sandbox, on a path the slot's mount
-    namespace does show (/var/tmp, not the private /tmp): only the sandbox's own layers may stop it."""
-    d = tempfile.mkdtemp(prefix="diffucoder-outside-", dir="/var/tmp")
-    os.chmod(d, 0o755)
-    f = Path(d) / "server_config.txt"
-    f.write_text("token=outside-secret\n")
-    f.chmod(0o644)
-    yield f
-    shutil.rmtree(d)
+def outside_file(sandbox_server):
+    """A world-readable file in a world-readable dir outside the job, where the server runs: on the
+    host in /var/tmp (a path the slot's mount namespace does show, not the private /tmp), owned by
+    root; in the image in /tmp (the only writable place of a read-only root, the tmpfs job dirs live
+    on), owned by the same uid the code runs as. Only the sandbox's own layers may stop either."""
+    d = f"{'/var/tmp' if sandbox_server.place == 'host' else '/tmp'}/diffucoder-outside-{secrets.token_hex(4)}"
+    sandbox_server.shell(
+        f"mkdir -m 755 {d} && printf 'token=outside-secret\\n' > {d}/server_config.txt"
+        f" && chmod 644 {d}/server_config.txt"
+    )
+    yield OutsideFile(f"{d}/server_config.txt", lambda: sandbox_server.shell(f"cat {d}/server_config.txt"))
+    sandbox_server.shell(f"rm -rf {d}")
 
 
 def test_reading_files_outside_the_sandbox_fails(contained_client, outside_file):
@@ -355,25 +443,25 @@ def test_patching_the_harness_output_fails_safe(contained_client):
     assert_honest(contained_client)
 
 
-def test_threads_that_outlive_the_job(contained_client, sandbox_cfg):
+def test_threads_that_outlive_the_job(contained_client, sandbox_cfg, sandbox_server):
     code = (
         "import threading, time\ndef spin():\n    while True:\n        time.sleep(0.01)\n"
         "for _ in range(8):\n    threading.Thread(target=spin).start()\nx = 1\n"
     )
     r = run(contained_client, code, ["assert x == 1"], time_limit_s=2)
     assert r.verdicts == ["passed"] and r.duration_s < 2
-    assert sandbox_uid_processes(contained_client) == []
+    assert sandbox_uid_processes(contained_client, sandbox_server) == []
     assert_honest(contained_client)
 
 
-def test_leftover_daemonised_children_are_killed(contained_client, sandbox_cfg):
+def test_leftover_daemonised_children_are_killed(contained_client, sandbox_cfg, sandbox_server):
     code = (
         "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
         "        time.sleep(600)\n    os._exit(0)\ntime.sleep(0.1)\nx = 1\n"
     )
     r = run(contained_client, code, ["assert x == 1"])
     assert r.verdicts == ["passed"]
-    assert sandbox_uid_processes(contained_client) == []
+    assert sandbox_uid_processes(contained_client, sandbox_server) == []
     assert_honest(contained_client)
 
 

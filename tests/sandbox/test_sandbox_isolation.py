@@ -93,7 +93,7 @@ def test_landlock_confines_writes_to_the_job_dir(tmp_path):
 
 
 _FAILING_ISOLATION = """
-import json, sys, tempfile, types
+import json, os, sys, tempfile, types
 from diffucoder.sandbox import executor, isolation, judge
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.protocol import RunRequest
@@ -111,7 +111,7 @@ def child(slot, job, tmp, fds, out_w, err_w, body):
 
 executor._child = child
 slot = types.SimpleNamespace(uid=None, landlock=False, read_paths=[], seccomp=types.SimpleNamespace(load=lambda: None),
-                             tmp_root=tempfile.mkdtemp())
+                             tmp_root=tempfile.mkdtemp(), server_pid=os.getppid())
 tests = ["assert add(1, 2) == 3"] if victim == "single" else ["def check(f):\\n    assert f(1, 2) == 3\\ncheck(add)"]
 request = RunRequest(code="def add(a, b):\\n    return a + b\\n", tests=tests)
 job = judge.prepare(request, None)

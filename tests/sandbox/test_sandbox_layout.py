@@ -107,6 +107,8 @@ def test_binds_bring_back_only_the_runtime(private_home):
         shutil.rmtree(clone)
 
 
+# the host server only: it runs from runtime_root (the image runs from its own /opt/venv)
+@pytest.mark.parametrize("sandbox_server", ["host"], indirect=True)
 def test_slots_see_the_runtime_under_tmp_and_nothing_else_there(contained_client, runtime_root):
     """The session server runs from a venv under /tmp: each slot's /tmp holds that runtime (read
     only) and the slot's own job dirs; sibling files of the runtime and the rest of /tmp are absent."""

@@ -12,6 +12,7 @@ from diffucoder.sandbox.codec import CodecError, Opaque, decode, encode
 from diffucoder.sandbox.config import load_sandbox_config
 from diffucoder.sandbox.pool import SlotInputs
 from diffucoder.sandbox.probes import probe_for_assert, probes_for_io
+from diffucoder.sandbox.process_budget import SERVER_HEADROOM, Process, limit_for
 from diffucoder.sandbox.protocol import TierData
 from diffucoder.sandbox.rewards import extract_code, format_reward, total_reward
 from diffucoder.sandbox.tiers import TierStore
@@ -204,3 +205,29 @@ def test_slot_inputs_sends_a_tier_once_and_names_what_the_slot_keeps():
     fresh = {"io": {"inputs": small.ref}}
     slot.attach(fresh, small)
     assert "encoded" in fresh["io"]
+
+
+def shared_uid_table(bomb: int, others: int = 0) -> dict[int, Process]:
+    """The server (pid 10, 6 threads) of uid 7, two slots (11, 12), a job in slot 11 holding
+    ``bomb`` processes, the job process about to run in slot 12 (20), and ``others`` processes of
+    uid 7 outside the server (a shell of the same user); root's init (1)."""
+    table = {1: Process(0, 0, 1), 10: Process(1, 7, 6), 11: Process(10, 7, 1), 12: Process(10, 7, 1)}
+    table[20] = Process(12, 7, 1)
+    table |= {100 + i: Process(11, 7, 1) for i in range(bomb)}
+    table |= {200 + i: Process(1, 7, 1) for i in range(others)}
+    return table
+
+
+@pytest.mark.parametrize(
+    ("bomb", "others", "own_limit", "expected"),
+    [
+        (0, 0, None, 8 + 32),  # alone: what the uid holds besides itself (server, slots) + the budget
+        (31, 0, None, 39 + 32),  # a bomb beside it takes nothing of its budget
+        (31, 50, None, 89 + 32),  # nor do the uid's processes outside the server
+        (200, 0, None, 8 + 2 * 32),  # jobs together never past every slot's budget
+        (0, 0, 70, 70 - SERVER_HEADROOM),  # always below the server's own limit
+    ],
+)
+def test_shared_uid_process_limit(bomb, others, own_limit, expected):
+    table = shared_uid_table(bomb, others)
+    assert limit_for(table, uid=7, server_pid=10, budget=32, own_limit=own_limit) == expected

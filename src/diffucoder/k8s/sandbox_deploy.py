@@ -25,14 +25,14 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from diffucoder.images import image_ref
+from diffucoder.images import IMAGE_UIDS, image_ref
 from diffucoder.k8s.config import KubernetesConfig, SandboxDeployConfig
 
 log = logging.getLogger(__name__)
 
 APP = "diffucoder-sandbox"
 PORT = 8080
-UID = 10001  # the sandbox image's unprivileged user (images/sandbox/Dockerfile)
+UID = IMAGE_UIDS["sandbox"]  # a uid of its own (diffucoder.images says why)
 SHARED_NAME = APP
 
 

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffucoder.sandbox import harness, isolation, layout
+from diffucoder.sandbox import harness, isolation, layout, process_budget
 from diffucoder.sandbox.codec import decode
 
 GRACE_S = 0.5  # the in-child timer fires first; this is for code that blocks SIGALRM
@@ -191,7 +191,8 @@ class Slot:
         self.inputs = InputsCache()
         self.is_root = os.geteuid() == 0
         self.uid = uid_base + index if self.is_root else None
-        self.seccomp = isolation.compile_seccomp_filter(protected_pids=(os.getpid(), os.getppid()))
+        self.server_pid = os.getppid()
+        self.seccomp = isolation.compile_seccomp_filter(protected_pids=(os.getpid(), self.server_pid))
         self.landlock = isolation.landlock_abi() >= 1
         runtime_paths = layout.paths_from_env()
         self.read_paths = isolation.landlock_read_paths(runtime_paths)
@@ -245,13 +246,16 @@ def _child(slot: Slot, job: dict, tmp: str, fds: list[int], out_w: int, err_w: i
             }
         )
         tempfile.tempdir = tmp
+        processes = int(job["max_processes"])
+        if slot.uid is None:  # the code keeps the server's uid: its budget counts from what the uid holds
+            processes = process_budget.shared_uid_limit(budget=processes, server_pid=slot.server_pid)
         isolation.apply_rlimits(
             isolation.Limits(
                 memory_mb=int(job["memory_mb"]),
                 cpu_seconds=int(job["total_time_limit_s"]) + 1,
                 file_mb=int(job["max_file_mb"]),
                 open_files=int(job["max_open_files"]),
-                processes=int(job["max_processes"]),
+                processes=processes,
             )
         )
         if slot.uid is not None:

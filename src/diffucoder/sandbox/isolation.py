@@ -37,6 +37,7 @@ from diffucoder.sandbox import layout
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
+SLOT_TMPFS_BYTES = 512 * 1024 * 1024  # each bubblewrap slot's private /tmp: what its jobs may write together
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -303,7 +304,7 @@ def bwrap_command(runtime_paths: list[str]) -> list[str] | None:
         "/dev",
     ]
     for mount in layout.PRIVATE_MOUNTS:  # size-capped: the code's files count against the slot, not the host
-        prefix += ["--size", str(512 * 1024 * 1024), "--tmpfs", mount]
+        prefix += ["--size", str(SLOT_TMPFS_BYTES), "--tmpfs", mount]
     if os.geteuid() == 0:
         prefix += [
             "--cap-add",

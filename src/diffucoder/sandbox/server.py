@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from contextlib import asynccontextmanager
 
@@ -207,6 +208,18 @@ class SandboxService:
         return result
 
 
+def _code_uids(cfg: SandboxConfig, pool: ExecutorPool | None) -> list[int]:
+    """The uids model-written code runs as: one per slot where the server (root) drops to them,
+    else the server's own unprivileged uid (a non-root pod, where switching uid needs CAP_SETUID)."""
+    if pool is None or not pool.layers.get("unprivileged_uid"):
+        return []
+    if os.geteuid() != 0:
+        return [os.geteuid()]
+    if not pool.slots[0].layers.get("nproc_binds"):
+        return []
+    return [cfg.sandbox_uid_base + i for i in range(cfg.workers)]
+
+
 def create_app(cfg: SandboxConfig, insecure_dev: bool = False) -> FastAPI:
     service = SandboxService(cfg, insecure_dev)
 
@@ -257,11 +270,7 @@ def create_app(cfg: SandboxConfig, insecure_dev: bool = False) -> FastAPI:
             "workers": cfg.workers,
             "jobs_accepted": service.accepted,
             "capacity": service.capacity(),
-            "sandbox_uids": [cfg.sandbox_uid_base + i for i in range(cfg.workers)]
-            if layers.get("unprivileged_uid")
-            and service.pool
-            and service.pool.slots[0].layers.get("nproc_binds")
-            else [],
+            "sandbox_uids": _code_uids(cfg, service.pool),
             "slot_pids": service.pool.slot_pids if service.pool else [],
         }
 
