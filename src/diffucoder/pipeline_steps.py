@@ -38,6 +38,7 @@ import yaml
 from diffucoder import storage
 from diffucoder.config import RunConfig, load_config, validate_config
 from diffucoder.ops.cost import FINAL_EVAL_TAG, log_run_totals, log_stage_cost
+from diffucoder.preload import preload
 
 PIPELINE_RECORD = "pipeline.json"
 STEP_DIR = "steps"
@@ -45,6 +46,14 @@ SANDBOX_MODES = ("local", "shared", "per-run")
 LAUNCHERS = ("in-process", "trainjob")
 TRAIN_STAGES = ("pretrain", "midtrain", "instruct", "grpo")
 FINAL_EVALS = ("grpo", "final")  # evaluation labels of the model a run registers
+
+# What the heavy steps import (the library imports these lazily, deep inside); each such step loads
+# them first with diffucoder.preload, so the garbage collector walks them neither while they import
+# nor when the task's process exits.
+TRACKING_MODULES = ("mlflow",)
+TRAIN_MODULES = ("diffucoder.train.run", "deepspeed", "mlflow", "matplotlib.pyplot")
+EVAL_MODULES = ("diffucoder.evaluation.run", "diffucoder.model", "mlflow")
+TOKENIZER_MODULES = ("diffucoder.data.tokenizer",)
 
 # --------------------------------------------------------------------------------------------
 # Config and run identity
@@ -378,6 +387,7 @@ def open_pipeline(
     """
     from diffucoder import tracking
 
+    preload(*TRACKING_MODULES)
     export_run_env(kfp_run_id=kfp_run_id, pipeline_name=pipeline_name)
     uri = tracking.configure(cfg.tracking)
     tags = {"diffucoder.run_root": root, "diffucoder.data_root": data}
@@ -421,6 +431,7 @@ def close_pipeline(
     """
     from diffucoder import tracking
 
+    preload(*TRACKING_MODULES)
     errors = []
     if sandbox_mode == "per-run" or launcher == "trainjob":
         try:
@@ -629,6 +640,7 @@ def tokenizer(cfg: RunConfig, root: str, corpus: str, vocab_size: int) -> str:
         return unused(cfg, root, "tokenizer", "no stage of this run reads packed data")
     if plan.tokenizer_from:
         return plan.tokenizer_from
+    preload(*TOKENIZER_MODULES)
     from diffucoder.data.pipeline import shard_files
     from diffucoder.data.tokenizer import train_tokenizer_from_shards
 
@@ -655,6 +667,7 @@ def midtrain_mix(cfg: RunConfig, root: str, corpus: str, tasks: str) -> str:
 def pack(cfg: RunConfig, root: str, text: str, tokenizer_uri: str, stage: str) -> dict[str, Any]:
     if stage not in read_plan(root).stages:
         return {"uri": unused(cfg, root, f"pack-{stage}", f"this run does not train {stage}")}
+    preload(*TOKENIZER_MODULES)
     from diffucoder.data.pack import pack_shards
     from diffucoder.data.pipeline import shard_files
 
@@ -706,6 +719,7 @@ def train(
     out = storage.join(root, stage)
     started = time.time()
     if launcher == "in-process":
+        preload(*TRAIN_MODULES, *(("diffucoder.rl.stage",) if stage == "grpo" else ()))
         from diffucoder.train.run import run
 
         run(cfg, stage, data_uri, out, init=init_uri or None, resume="auto")
@@ -738,6 +752,7 @@ def evaluate(
     parent_run_id: str,
 ) -> dict[str, Any]:
     """Evaluate a model (tiny held-out tasks from the run's task set); returns metrics + file URIs."""
+    preload(*EVAL_MODULES)
     from diffucoder.evaluation.run import run_evaluation
 
     if not is_unused(tasks_uri):
@@ -781,6 +796,7 @@ def register(
     from diffucoder import tracking
     from diffucoder.ops.promotion import DATA_HASH_TAG, PER_PROBLEM_TAG
 
+    preload(*TRACKING_MODULES)
     tracking.configure(cfg.tracking)
     tags = {
         "config_fingerprint": cfg.fingerprint(),
