@@ -175,13 +175,14 @@ def _third_party_imports(package_dir: Path) -> set[str]:
 
 def test_the_sandbox_image_carries_every_module_the_sandbox_server_imports():
     """The sandbox image installs the project --no-deps: whatever src/diffucoder/sandbox (and the
-    config it loads) imports must come from the sandbox_server list, or the server dies at start."""
+    config it loads) imports must come from the image's pinned lists, or the server dies at start."""
 
     def norm(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
 
     dists = metadata.packages_distributions()
-    pinned = {norm(name) for name in VERSIONS["sandbox_server"]}
+    # both lists go into the image's one venv (the codec decodes numpy results with sandbox_solution's numpy)
+    pinned = {norm(name) for section in ("sandbox_server", "sandbox_solution") for name in VERSIONS[section]}
     # + what diffucoder.config_base and the sandbox's config loading import
     modules = _third_party_imports(REPO_ROOT / "src" / "diffucoder" / "sandbox") | {"pydantic", "yaml"}
     missing = {m: dists.get(m) for m in modules if not {norm(d) for d in dists.get(m, [m])} & pinned}

@@ -61,7 +61,7 @@ def test_grpo_from_an_imported_diffucoder_instruct_checkpoint(tmp_path, monkeypa
         final_eval_benchmarks="tiny_heldout",
     )
     by_step = _records(root)
-    assert set(by_step) == DATA_STEPS | {"grpo", "eval-grpo", "register"}
+    assert set(by_step) == DATA_STEPS | {"grpo", "eval-grpo", "register", "promote"}
     assert by_step["data"]["metrics"]["documents"] == 0  # no stage of the run reads the corpus
     for step, uri in (
         ("tokenizer", "tokenizer"),

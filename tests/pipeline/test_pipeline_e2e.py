@@ -33,6 +33,7 @@ STEPS = {
     "grpo",
     "eval-grpo",
     "register",
+    "promote",
 }
 STAGE_RUNS = [
     "evaluate-grpo",
@@ -128,7 +129,7 @@ def test_mlflow_parent_and_child_runs(micro_run, mlflow_server):
     tags = parent.data.tags
     assert tags["diffucoder.kind"] == "pipeline" and tags["diffucoder.preset"] == MICRO_PRESET
     assert tags["kfp.run_id"] == record["kfp_run_id"] and tags["kfp.pipeline"] == record["pipeline"]
-    assert tags["diffucoder.data_hash"] == record["data_root"].rsplit("/", 1)[-1]
+    assert tags["diffucoder.data_hash"] == record["data_fingerprint"]  # check-data's content hash
     assert len(tags["mlflow.source.git.commit"]) == 40 and tags["mlflow.source.name"] == "diffucoder"
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
