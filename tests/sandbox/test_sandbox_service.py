@@ -55,6 +55,23 @@ def test_verdict_kinds_and_bounded_output(client):
     assert syntax.verdicts == ["syntax_error"] and syntax.program_status == "syntax_error"
 
 
+def test_a_tester_jobs_output_is_kept_when_the_solution_flushes_slowly(client):
+    """A tester job's solution process is killed once the tester has its last answer; what the program
+    printed must already be in the output pipe by then, however slowly its stdout flushes."""
+    code = (
+        "import sys, time\n"
+        "class SlowFlush:\n"
+        "    def __init__(self, stream):\n        self.stream = stream\n"
+        "    def write(self, text):\n        return self.stream.write(text)\n"
+        "    def flush(self):\n        time.sleep(0.3)\n        self.stream.flush()\n"
+        "sys.stdout = SlowFlush(sys.stdout)\n"
+        "print('hi')\n"
+        "def f(x):\n    return x\n"
+    )
+    r = client.run(Job(code=code, tests=["def check(g):\n    assert g(1) == 1\ncheck(f)\n"]))
+    assert r.verdicts == ["passed"] and r.stdout == "hi\n"
+
+
 def test_humaneval_style_check_program(client):
     code = "def inc(x):\n    return x + 1\n"
     test = "def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(-1) == 0\ncheck(inc)\n"

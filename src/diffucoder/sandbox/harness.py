@@ -101,7 +101,9 @@ def run(job: dict[str, Any], start: int, channel_fd: int) -> None:
 
 def serve_solution(job: dict[str, Any], read_fd: int, write_fd: int) -> None:
     """The solution process of a tester job: load the program, then answer the tester; never returns."""
-    pipe = remote._Pipe(read_fd, write_fd)
+    # what the program printed goes into the output pipe before each answer: once the tester has its
+    # last answer it exits and the executor kills this process, so output still buffered would be lost
+    pipe = remote._Pipe(read_fd, write_fd, before_send=_flush_stdio)
     signal.signal(signal.SIGALRM, _on_alarm)
     namespace = _load(job, lambda **event: pipe.send({"load": event}))
     with contextlib.suppress(remote.SolutionGone):  # the tester is done: so is this process
@@ -208,8 +210,12 @@ def _encode_result(value: Any, mode: str) -> Any:
         return digest(value)
 
 
-def _flush_and_exit() -> None:
+def _flush_stdio() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):  # the solution may have replaced or closed the stream
             stream.flush()
+
+
+def _flush_and_exit() -> None:
+    _flush_stdio()
     os._exit(0)

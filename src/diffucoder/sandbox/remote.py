@@ -25,6 +25,7 @@ import importlib
 import json
 import os
 import types
+from collections.abc import Callable
 from typing import Any
 
 from diffucoder.sandbox.codec import CodecError, decode, encode
@@ -44,11 +45,14 @@ class RemoteError(Exception):
 class _Pipe:
     """Newline-delimited JSON messages over a pipe pair (raw os.read/os.write)."""
 
-    def __init__(self, read_fd: int, write_fd: int):
+    def __init__(self, read_fd: int, write_fd: int, *, before_send: Callable[[], None] | None = None):
         self.read_fd, self.write_fd = read_fd, write_fd
+        self.before_send = before_send
         self.buffer = b""
 
     def send(self, msg: Any) -> None:
+        if self.before_send is not None:
+            self.before_send()
         data = (json.dumps(msg) + "\n").encode()
         while data:
             data = data[os.write(self.write_fd, data) :]
