@@ -2,7 +2,7 @@
 
 :class:`GRPOStep` (rollouts with the diffusion sampler, advantages, old/reference estimates under
 shared mask seeds, mu inner iterations, reference sync, the clipped loss) drives a small model; only
-the reward is swapped for one with a known optimum and no sandbox: the share of completion tokens
+the reward function passed in is one with a known optimum and no sandbox: the share of completion tokens
 whose id is even. A random model scores about 0.5, so every group has reward variance from the
 start, and a correct policy gradient must push the share up.
 """
@@ -21,11 +21,11 @@ from diffucoder.rl.rollout import Problem
 from diffucoder.rl.trainer import GRPOStep
 
 
-class EvenTokenReward(GRPOStep):
-    def score(self, rollouts):
-        comp = rollouts.sequences[:, rollouts.prompt_len :]
-        share = ((comp % 2 == 0).float()).mean(dim=1)
-        return RewardBatch(total=share, code=share, format=torch.ones_like(share), infra_errors=0)
+def even_token_reward(rollouts):
+    """A reward function in the trainer's shape: the share of even completion token ids."""
+    comp = rollouts.sequences[:, rollouts.prompt_len :]
+    share = ((comp % 2 == 0).float()).mean(dim=1)
+    return RewardBatch(total=share, code=share, format=torch.ones_like(share), infra_errors=0)
 
 
 @pytest.mark.parametrize("estimator", ["coupled", "full_mask"])
@@ -53,13 +53,13 @@ def test_grpo_raises_a_reward_that_has_signal(small_model, tokenizer, estimator)
     problems = ProblemSource(
         [Problem(f"p{i}", f"Write function number {i}.", ["assert True"]) for i in range(8)]
     )
-    step = EvenTokenReward(
+    step = GRPOStep(
         cfg,
         problems,
         model,
-        reference,
-        tokenizer,
-        client=None,
+        reference=reference,
+        tokenizer=tokenizer,
+        reward=even_token_reward,
         rank=0,
         world_size=1,
         device=torch.device("cpu"),

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 from sandbox_helpers import FENCE, assert_honest
 
+from diffucoder.rl.rewards import code_rewards
 from diffucoder.sandbox.client import Job
-from diffucoder.sandbox.rewards import code_rewards
 
 pytestmark = pytest.mark.hostile
 
@@ -86,7 +86,7 @@ def test_io_jobs_give_the_forger_nothing(contained_client):
 
 
 def test_grpo_code_rewards_give_the_forger_nothing(contained_client):
-    """The reward path (sandbox/rewards.py, used by rl/rewards.py) on completions in the paper's format."""
+    """The GRPO reward path (rl/rewards.py) on completions in the paper's format."""
     tests = [t for shape in SHAPES.values() for t in shape]
 
     def fenced(code: str) -> str:

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from sandbox_helpers import GOOD, NO_FENCE, SYNTAX, TWO_BLOCKS, assert_honest
 
+from diffucoder.rl.rewards import code_rewards, format_reward, score_completions
 from diffucoder.sandbox.client import Job, SandboxClient, SandboxUnavailable, Tier
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.local import free_port, local_sandbox
-from diffucoder.sandbox.rewards import code_rewards, format_reward, total_reward
 
 ADD_TESTS = ["assert add(1, 2) == 3", "assert add(0, 0) == 0", "assert add(-2, 5) == 3"]
 
@@ -33,13 +33,9 @@ def test_rewards_on_reference_cases(client):
         (0.0, 0.0),
         (1 / 3, 1.0),
     ]
-    assert [total_reward(c, f) for c, f in zip(codes, fmts, strict=True)] == [
-        2.5,
-        0.25,
-        0.0,
-        0.0,
-        2 / 3 + 0.5,
-    ]
+    scored = score_completions(completions, [ADD_TESTS] * len(completions), client, SandboxConfig())
+    assert scored.total.tolist() == pytest.approx([2.5, 0.25, 0.0, 0.0, 2 / 3 + 0.5])
+    assert scored.infra_errors == 0
 
 
 def test_verdict_kinds_and_bounded_output(client):

@@ -8,13 +8,13 @@ import math
 import pytest
 from sandbox_helpers import GOOD, NO_FENCE, SYNTAX, TWO_BLOCKS
 
+from diffucoder.rl.rewards import extract_code, format_reward
 from diffucoder.sandbox.codec import CodecError, Opaque, decode, encode
 from diffucoder.sandbox.config import load_sandbox_config
 from diffucoder.sandbox.pool import SlotInputs
 from diffucoder.sandbox.probes import probe_for_assert, probes_for_io
 from diffucoder.sandbox.process_budget import SERVER_HEADROOM, Process, limit_for
 from diffucoder.sandbox.protocol import TierData
-from diffucoder.sandbox.rewards import extract_code, format_reward, total_reward
 from diffucoder.sandbox.tiers import TierStore
 
 
@@ -153,12 +153,9 @@ def test_format_reward_reference_cases(completion, fmt):
     assert format_reward(completion) == fmt
 
 
-def test_extract_and_total():
+def test_extract_code():
     assert extract_code(GOOD) == "def add(a, b):\n    return a + b\n"
     assert extract_code(NO_FENCE) is None
-    assert total_reward(1.0, 1.0) == 2.5 and total_reward(0.5, 1.0) == 1.5
-    assert total_reward(1.0, 1.0, code_weight=1.0, format_weight=0.0) == 1.0
-    assert total_reward(None, 1.0) is None
 
 
 def test_load_sandbox_config_reads_the_section_and_names_bad_keys(tmp_path):

@@ -19,7 +19,7 @@ import torch
 from diffucoder.config import RunConfig
 from diffucoder.rl.data import ProblemSource, load_problems
 from diffucoder.rl.reference import make_reference
-from diffucoder.rl.rewards import check_sandbox
+from diffucoder.rl.rewards import SandboxReward, check_sandbox
 from diffucoder.rl.trainer import GRPOStep
 from diffucoder.sandbox.client import SandboxClient
 from diffucoder.train import distributed
@@ -40,7 +40,7 @@ def sandbox_url(cfg: RunConfig, is_main: bool, resources: contextlib.ExitStack) 
 def build_grpo_step(
     cfg: RunConfig, data_uri: str, model, tokenizer, dist, precision: str, resources: contextlib.ExitStack
 ) -> GRPOStep:
-    """Problems, sandbox client, reference copy and the :class:`GRPOStep` plug-in.
+    """Problems, the sandbox reward, reference copy and the :class:`GRPOStep` plug-in.
 
     Raises:
         FileNotFoundError / ValueError: the problem file is missing or malformed (naming file and row).
@@ -55,5 +55,13 @@ def build_grpo_step(
         if precision == "bf16":
             reference.to(torch.bfloat16)
     return GRPOStep(
-        cfg, problems, model, reference, tokenizer, client, dist.rank, dist.world_size, dist.device
+        cfg,
+        problems,
+        model,
+        reference=reference,
+        tokenizer=tokenizer,
+        reward=SandboxReward(client, cfg.sandbox),
+        rank=dist.rank,
+        world_size=dist.world_size,
+        device=dist.device,
     )

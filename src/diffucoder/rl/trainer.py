@@ -4,7 +4,8 @@ The loop (:mod:`diffucoder.train.loop`) asks the stage for one micro-batch and i
 Stage 4 answers from a buffer of *generation rounds*; each round goes through named steps:
 
     sample()      rollout() - G completions per prompt with the current policy (diffusion sampler,
-                  traces) - and score() - format + code rewards through the sandbox -, repeated
+                  traces) - and score() - the injected reward function (the recipe's: format +
+                  code rewards through the sandbox, :mod:`diffucoder.rl.rewards`) -, repeated
                   with the next prompts while groups lack reward variance (``redraw_flat_groups``)
     advantages()  group-relative (mean or leave-one-out, optional std scaling)
     estimate()    old-policy and reference log-prob estimates for every (iteration, micro-batch)
@@ -40,9 +41,8 @@ from diffucoder.rl.data import ProblemSource
 from diffucoder.rl.estimators import estimate_logps
 from diffucoder.rl.loss import grpo_loss
 from diffucoder.rl.reference import load_reference, save_reference, sync_reference
-from diffucoder.rl.rewards import RewardBatch, concat_rewards, score_completions, take_rewards
+from diffucoder.rl.rewards import RewardBatch, RewardFunction, concat_rewards, take_rewards
 from diffucoder.rl.rollout import RolloutBatch, concat_rollouts, generate_rollouts, take_rollouts
-from diffucoder.sandbox.client import SandboxClient
 from diffucoder.train.batches import BatchStream
 from diffucoder.train.distributed import any_rank
 from diffucoder.train.loop import step_generator
@@ -151,12 +151,13 @@ class GRPOStep:
     """Stage 4's plug-in for :class:`~diffucoder.train.loop.Trainer`: a round buffer and the GRPO loss.
 
     Args:
-        cfg: the run config (``grpo``, ``decoding``, ``sandbox`` sections are read).
+        cfg: the run config (``grpo`` and ``decoding`` sections are read).
         problems: this stage's problem source.
         policy: the DiffusionLM being trained (the module the DeepSpeed engine wraps).
         reference: frozen reference copy (None when ``beta == 0``).
         tokenizer: for prompts and decoding completions.
-        client: sandbox client for the rewards.
+        reward: scores each round's rollouts (the recipe's is
+            :class:`~diffucoder.rl.rewards.SandboxReward`; any callable of that shape will do).
         rank, world_size, device: this rank.
     """
 
@@ -167,9 +168,10 @@ class GRPOStep:
         cfg: RunConfig,
         problems: ProblemSource,
         policy,
+        *,
         reference,
         tokenizer,
-        client: SandboxClient,
+        reward: RewardFunction,
         rank: int,
         world_size: int,
         device: torch.device,
@@ -180,7 +182,7 @@ class GRPOStep:
         self.policy = policy
         self.reference = reference
         self.tokenizer = tokenizer
-        self.client = client
+        self.reward = reward
         self.rank = rank
         self.device = device
         self.prompts = BatchStream(problems, self.g.prompts_per_round, rank, world_size, cfg.seed)
@@ -265,9 +267,7 @@ class GRPOStep:
             self.policy.train(was_training)
 
     def score(self, rollouts: RolloutBatch) -> RewardBatch:
-        return score_completions(
-            rollouts.texts, [p.tests for p in rollouts.problems], self.client, self.cfg.sandbox
-        )
+        return self.reward(rollouts)
 
     def sample(self) -> SampledRound:
         """Rollouts and rewards of one round.
