@@ -46,7 +46,13 @@ def main() -> None:
         start = time.perf_counter()
         mask_rng = torch.Generator().manual_seed(1)
         logps = estimate_logps(
-            model, sequences, args.prompt_len, prompt_valid, model.mask_token_id, "coupled", mask_rng
+            model,
+            sequences,
+            args.prompt_len,
+            prompt_valid,
+            mask_token_id=model.mask_token_id,
+            estimator="coupled",
+            generator=mask_rng,
         )
         logps.sum().backward()
         return time.perf_counter() - start

@@ -114,12 +114,22 @@ def grpo_step(engine, model, batch: int, prompt: int, completion: int, generator
     def estimate(grad: bool):
         g = torch.Generator(device=device).manual_seed(seed)
         with torch.set_grad_enabled(grad):
-            return estimate_logps(engine, seqs, prompt, valid, model.mask_token_id, "coupled", g)
+            return estimate_logps(
+                engine,
+                seqs,
+                prompt,
+                valid,
+                mask_token_id=model.mask_token_id,
+                estimator="coupled",
+                generator=g,
+            )
 
     ref = estimate(False)  # the reference's pass (same weights here: the cost is what is measured)
     logp = estimate(True)
     advantages = torch.randn(batch, generator=generator).to(device)
-    loss, _ = grpo_loss(logp, logp.detach(), ref, advantages, mask, 0.5, 0.5, 0.01)
+    loss, _ = grpo_loss(
+        logp, logp.detach(), ref, advantages, mask, epsilon_low=0.5, epsilon_high=0.5, beta=0.01
+    )
     engine.backward(loss)
     engine.step()
     return batch * (prompt + completion)

@@ -64,7 +64,15 @@ def estimator_stats(model, seqs, valid, p, cmask, seeds: int, mc_draws: int) -> 
     draws = {
         name: torch.stack(
             [
-                estimate_logps(model, seqs, p, valid, mask_id, name, torch.Generator().manual_seed(s))
+                estimate_logps(
+                    model,
+                    seqs,
+                    p,
+                    valid,
+                    mask_token_id=mask_id,
+                    estimator=name,
+                    generator=torch.Generator().manual_seed(s),
+                )
                 for s in range(seeds)
             ]
         )
@@ -74,7 +82,7 @@ def estimator_stats(model, seqs, valid, p, cmask, seeds: int, mc_draws: int) -> 
     var = {name: float(d.var(0)[cmask].mean()) for name, d in draws.items()}
     # Monte-Carlo reference with independent (t, M) per draw
     g = torch.Generator().manual_seed(12345)
-    full = estimate_logps(model, seqs, p, valid, mask_id, "full_mask", g)
+    full = estimate_logps(model, seqs, p, valid, mask_token_id=mask_id, estimator="full_mask", generator=g)
     acc = torch.zeros_like(full)
     for _ in range(mc_draws):
         t = 0.2 + 0.6 * torch.rand(seqs.shape[0], 1, generator=g)
@@ -111,43 +119,34 @@ def step_time(model, tokenizer, problems, cfg, estimator: str, rollouts) -> dict
     g = cfg.grpo
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
     adv = torch.randn(rollouts.sequences.shape[0])
-    start = time.perf_counter()
-    with torch.no_grad():
-        olds = [
-            estimate_logps(
-                model,
-                rollouts.sequences,
-                rollouts.prompt_len,
-                rollouts.prompt_valid,
-                model.mask_token_id,
-                estimator,
-                torch.Generator().manual_seed(i),
-            )
-            for i in range(g.num_iterations)
-        ]
-        refs = [
-            estimate_logps(
-                model,
-                rollouts.sequences,
-                rollouts.prompt_len,
-                rollouts.prompt_valid,
-                model.mask_token_id,
-                estimator,
-                torch.Generator().manual_seed(i),
-            )
-            for i in range(g.num_iterations)
-        ]
-    for i in range(g.num_iterations):
-        logp = estimate_logps(
+
+    def estimate(iteration: int) -> torch.Tensor:
+        return estimate_logps(
             model,
             rollouts.sequences,
             rollouts.prompt_len,
             rollouts.prompt_valid,
-            model.mask_token_id,
-            estimator,
-            torch.Generator().manual_seed(i),
+            mask_token_id=model.mask_token_id,
+            estimator=estimator,
+            generator=torch.Generator().manual_seed(iteration),
         )
-        loss, _ = grpo_loss(logp, olds[i], refs[i], adv, rollouts.completion_mask, 0.5, 0.5, 0.01)
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        olds = [estimate(i) for i in range(g.num_iterations)]
+        refs = [estimate(i) for i in range(g.num_iterations)]
+    for i in range(g.num_iterations):
+        logp = estimate(i)
+        loss, _ = grpo_loss(
+            logp,
+            olds[i],
+            refs[i],
+            adv,
+            rollouts.completion_mask,
+            epsilon_low=0.5,
+            epsilon_high=0.5,
+            beta=0.01,
+        )
         loss.backward()
         opt.step()
         opt.zero_grad()

@@ -21,7 +21,14 @@ def test_coupled_pair_is_complementary_and_prompt_untouched():
     seqs, p = _seqs()
     valid = torch.ones(seqs.shape[0], p, dtype=torch.bool)
     for seed in range(20):
-        c = build_copies(seqs, p, valid, MASK, "coupled", torch.Generator().manual_seed(seed))
+        c = build_copies(
+            seqs,
+            p,
+            valid,
+            mask_token_id=MASK,
+            estimator="coupled",
+            generator=torch.Generator().manual_seed(seed),
+        )
         assert c.ids.shape[0] == 3
         assert c.masked[0].all()  # the full-mask pass
         assert (c.masked[1] ^ c.masked[2]).all()  # every completion token masked exactly once per pair
@@ -37,9 +44,15 @@ def test_same_seed_same_masks_and_no_global_rng_use():
     valid = torch.ones(seqs.shape[0], p, dtype=torch.bool)
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    a = build_copies(seqs, p, valid, MASK, "coupled", torch.Generator().manual_seed(7))
-    b = build_copies(seqs, p, valid, MASK, "coupled", torch.Generator().manual_seed(7))
-    c = build_copies(seqs, p, valid, MASK, "coupled", torch.Generator().manual_seed(8))
+    a = build_copies(
+        seqs, p, valid, mask_token_id=MASK, estimator="coupled", generator=torch.Generator().manual_seed(7)
+    )
+    b = build_copies(
+        seqs, p, valid, mask_token_id=MASK, estimator="coupled", generator=torch.Generator().manual_seed(7)
+    )
+    c = build_copies(
+        seqs, p, valid, mask_token_id=MASK, estimator="coupled", generator=torch.Generator().manual_seed(8)
+    )
     assert torch.equal(a.ids, b.ids) and torch.equal(a.weights, b.weights)
     assert not torch.equal(a.ids, c.ids)
     assert torch.equal(torch.get_rng_state(), before)
@@ -49,20 +62,38 @@ def test_decoupled_and_full_mask_shapes():
     seqs, p = _seqs()
     valid = torch.ones(seqs.shape[0], p, dtype=torch.bool)
     valid[0, :2] = False  # left padding is never masked, even with prompt masking
-    d = build_copies(seqs, p, valid, MASK, "decoupled", torch.Generator().manual_seed(0), pairs=2)
+    d = build_copies(
+        seqs,
+        p,
+        valid,
+        mask_token_id=MASK,
+        estimator="decoupled",
+        generator=torch.Generator().manual_seed(0),
+        pairs=2,
+    )
     assert d.ids.shape[0] == 5 and not (d.masked[1] ^ d.masked[2]).all()
-    f = build_copies(seqs, p, valid, MASK, "full_mask", torch.Generator().manual_seed(0), p_mask_prompt=0.5)
+    f = build_copies(
+        seqs,
+        p,
+        valid,
+        mask_token_id=MASK,
+        estimator="full_mask",
+        generator=torch.Generator().manual_seed(0),
+        p_mask_prompt=0.5,
+    )
     assert f.ids.shape[0] == 1 and f.masked.all()
     prompt_masked = f.ids[0, :, :p] == MASK
     assert prompt_masked.any() and not prompt_masked[0, :2].any()
     with pytest.raises(ValueError, match="estimator"):
-        build_copies(seqs, p, valid, MASK, "bogus", torch.Generator())
+        build_copies(seqs, p, valid, mask_token_id=MASK, estimator="bogus", generator=torch.Generator())
 
 
 def test_combine_matches_eq13_by_hand():
     seqs, p = _seqs(batch=1, gen=6)
     valid = torch.ones(1, p, dtype=torch.bool)
-    c = build_copies(seqs, p, valid, MASK, "coupled", torch.Generator().manual_seed(3))
+    c = build_copies(
+        seqs, p, valid, mask_token_id=MASK, estimator="coupled", generator=torch.Generator().manual_seed(3)
+    )
     logps = -torch.rand(3, 1, 6)
     t = 1 / float(c.weights[1])
     expect = torch.empty(1, 6)
@@ -90,7 +121,9 @@ def test_left_padded_rows_score_like_unpadded(small_model, tokenizer):
 def _mc_reference(model, seqs, p, valid, n, seed, chunk=100):
     """0.5 * log p_full + E[M * log p(x_t) / t], t ~ U[0.2, 0.8] and M ~ Bernoulli(t) drawn per row: n draws."""
     g = torch.Generator().manual_seed(seed)
-    full = estimate_logps(model, seqs, p, valid, model.mask_token_id, "full_mask", g)
+    full = estimate_logps(
+        model, seqs, p, valid, mask_token_id=model.mask_token_id, estimator="full_mask", generator=g
+    )
     total = torch.zeros_like(full)
     for _ in range(n // chunk):
         rows = seqs.repeat(chunk, 1)
@@ -128,9 +161,9 @@ def test_estimators_agree_with_monte_carlo_reference(small_model, scored, estima
                     ids.repeat(25, 1),
                     p,
                     valid.repeat(25, 1),
-                    small_model.mask_token_id,
-                    estimator,
-                    torch.Generator().manual_seed(s),
+                    mask_token_id=small_model.mask_token_id,
+                    estimator=estimator,
+                    generator=torch.Generator().manual_seed(s),
                 ).mean(0)
                 for s in range(16)
             ]
@@ -140,7 +173,13 @@ def test_estimators_agree_with_monte_carlo_reference(small_model, scored, estima
     # the reference has its own MC error (1000 draws): allow 4 standard errors plus a small slack
     assert (err <= 4 * sem + 0.03 * reference[0].abs() + 0.05).all(), (mean, reference, sem)
     full = estimate_logps(
-        small_model, ids, p, valid, small_model.mask_token_id, "full_mask", torch.Generator()
+        small_model,
+        ids,
+        p,
+        valid,
+        mask_token_id=small_model.mask_token_id,
+        estimator="full_mask",
+        generator=torch.Generator(),
     )
     assert not torch.allclose(mean, full[0], atol=1e-3)  # not trivially the full-mask score
 
@@ -157,9 +196,9 @@ def test_coupled_has_lower_variance_than_decoupled(small_model, scored):
                         ids,
                         p,
                         valid,
-                        small_model.mask_token_id,
-                        name,
-                        torch.Generator().manual_seed(s),
+                        mask_token_id=small_model.mask_token_id,
+                        estimator=name,
+                        generator=torch.Generator().manual_seed(s),
                     )[0]
                     for s in range(200)
                 ]

@@ -61,7 +61,17 @@ def test_loss_and_gradient_match_hand_computation(normalization):
     adv = torch.tensor([1.0, -2.0])
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)
     eps_lo, eps_hi, beta = 0.2, 0.3, 0.1
-    loss, stats = grpo_loss(logp, old, ref, adv, mask, eps_lo, eps_hi, beta, normalization)
+    loss, stats = grpo_loss(
+        logp,
+        old,
+        ref,
+        adv,
+        mask,
+        epsilon_low=eps_lo,
+        epsilon_high=eps_hi,
+        beta=beta,
+        normalization=normalization,
+    )
 
     per_tok, grads = [], []
     for i in range(2):
@@ -96,9 +106,10 @@ def test_ratio_one_gives_advantage_weighted_gradient():
     """With old = policy (mu = 1) and beta = 0, d loss / d logp = -A / |tokens| (the REINFORCE direction)."""
     logp = torch.zeros(2, 4, requires_grad=True)
     adv = torch.tensor([0.5, -1.0])
-    loss, stats = grpo_loss(logp, logp.detach(), None, adv, torch.ones(2, 4, dtype=torch.bool), 0.5, 0.5, 0.0)
+    ones = torch.ones(2, 4, dtype=torch.bool)
+    loss, stats = grpo_loss(logp, logp.detach(), None, adv, ones, epsilon_low=0.5, epsilon_high=0.5, beta=0.0)
     loss.backward()
     assert torch.allclose(logp.grad, -adv[:, None].expand(2, 4) / 8)
     assert stats.clip_frac == 0 and stats.kl == 0
     with pytest.raises(ValueError, match="reference"):
-        grpo_loss(logp, logp.detach(), None, adv, torch.ones(2, 4, dtype=torch.bool), 0.5, 0.5, 0.1)
+        grpo_loss(logp, logp.detach(), None, adv, ones, epsilon_low=0.5, epsilon_high=0.5, beta=0.1)

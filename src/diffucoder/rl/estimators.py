@@ -65,6 +65,7 @@ def build_copies(
     sequences: torch.Tensor,
     prompt_len: int,
     prompt_valid: torch.Tensor,
+    *,
     mask_token_id: int,
     estimator: str,
     generator: torch.Generator,
@@ -163,6 +164,7 @@ def estimate_logps(
     sequences: torch.Tensor,
     prompt_len: int,
     prompt_valid: torch.Tensor,
+    *,
     mask_token_id: int,
     estimator: str,
     generator: torch.Generator,
@@ -175,7 +177,15 @@ def estimate_logps(
     All copies go through the model as one batch of ``K * B`` rows (K = 1 or 1 + 2 * pairs).
     """
     copies = build_copies(
-        sequences, prompt_len, prompt_valid, mask_token_id, estimator, generator, pairs, t_min, p_mask_prompt
+        sequences,
+        prompt_len,
+        prompt_valid,
+        mask_token_id=mask_token_id,
+        estimator=estimator,
+        generator=generator,
+        pairs=pairs,
+        t_min=t_min,
+        p_mask_prompt=p_mask_prompt,
     )
     k, batch, total = copies.ids.shape
     flat = token_logps(

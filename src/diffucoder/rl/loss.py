@@ -59,6 +59,7 @@ def grpo_loss(
     ref_logp: torch.Tensor | None,
     advantages: torch.Tensor,
     completion_mask: torch.Tensor,
+    *,
     epsilon_low: float,
     epsilon_high: float,
     beta: float,

@@ -38,7 +38,14 @@ def sandbox_url(cfg: RunConfig, is_main: bool, resources: contextlib.ExitStack) 
 
 
 def build_grpo_step(
-    cfg: RunConfig, data_uri: str, model, tokenizer, dist, precision: str, resources: contextlib.ExitStack
+    cfg: RunConfig,
+    data_uri: str,
+    *,
+    model,
+    tokenizer,
+    dist,
+    precision: str,
+    resources: contextlib.ExitStack,
 ) -> GRPOStep:
     """Problems, the sandbox reward, reference copy and the :class:`GRPOStep` plug-in.
 

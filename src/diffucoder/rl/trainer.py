@@ -46,6 +46,7 @@ from diffucoder.rl.rollout import RolloutBatch, concat_rollouts, generate_rollou
 from diffucoder.train.batches import BatchStream
 from diffucoder.train.distributed import any_rank
 from diffucoder.train.loop import step_generator
+from diffucoder.train.stages import StageStep
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class SampledRound:
     reward_s: float
 
 
-class GRPOStep:
+class GRPOStep(StageStep):
     """Stage 4's plug-in for :class:`~diffucoder.train.loop.Trainer`: a round buffer and the GRPO loss.
 
     Args:
@@ -219,10 +220,10 @@ class GRPOStep:
             batch.ref_logp,
             batch.advantages,
             batch.completion_mask,
-            self.g.epsilon_low,
-            self.g.epsilon_high,
-            self.g.beta,
-            self.g.normalization,
+            epsilon_low=self.g.epsilon_low,
+            epsilon_high=self.g.epsilon_high,
+            beta=self.g.beta,
+            normalization=self.g.normalization,
         )
         tokens = float(batch.completion_mask.sum())
         return loss, {
@@ -240,12 +241,12 @@ class GRPOStep:
             batch.sequences,
             batch.sequences.shape[1] - batch.completion_mask.shape[1],
             batch.prompt_valid,
-            self.policy.mask_token_id,
-            self.g.estimator,
-            generator,
-            self.g.coupled_pairs,
-            self.g.t_min,
-            self.g.p_mask_prompt,
+            mask_token_id=self.policy.mask_token_id,
+            estimator=self.g.estimator,
+            generator=generator,
+            pairs=self.g.coupled_pairs,
+            t_min=self.g.t_min,
+            p_mask_prompt=self.g.p_mask_prompt,
         )
 
     def rollout(self, generator: torch.Generator) -> RolloutBatch:

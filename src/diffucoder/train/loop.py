@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from diffucoder.config import RunConfig
 from diffucoder.model import save_model
 from diffucoder.train import checkpoint as ckpt
 from diffucoder.train import distributed
@@ -95,7 +96,9 @@ class Trainer:
     """DeepSpeed training of one stage.
 
     Args:
-        stage_cfg: the stage's section of the RunConfig.
+        run_cfg: the resolved run config: the stage's section, the seed of the per-step generators
+            and the model section come from it, and it is stored in every checkpoint.
+        stage: which stage (its section of ``run_cfg`` configures the loop).
         step_fn: the stage plug-in (data stream + loss).
         model: the module to train (already on ``dist.device``; DeepSpeed wraps it).
         tokenizer: saved with every model checkpoint.
@@ -103,28 +106,27 @@ class Trainer:
         dist: this rank.
         total_steps: optimizer steps to run in all (a resumed run continues to the same total).
         precision: ``bf16``, ``bf16-mixed`` (forward under bfloat16 autocast, float32 weights) or ``fp32``.
-        seed: base seed for the per-step generators.
-        config_yaml: the resolved config, stored in every checkpoint.
-        guard: model-section fields that must match on resume (architecture).
         log_fn: called on rank 0 with (metrics, step) every ``log_every_steps``.
+
+    A resume refuses a checkpoint whose model section, stage, world size, seed or total steps
+    differ (``guard``).
     """
 
     def __init__(
         self,
-        stage_cfg: TrainStageConfig,
+        run_cfg: RunConfig,
+        stage: str,
         step_fn: StageStep,
         model: torch.nn.Module,
+        *,
         tokenizer: PreTrainedTokenizerBase,
         out_uri: str,
         dist: DistInfo,
         total_steps: int,
         precision: str,
-        seed: int,
-        config_yaml: str,
-        guard: dict[str, Any],
         log_fn: Callable[[dict[str, float], int], None] | None = None,
     ):
-        self.cfg = stage_cfg
+        self.cfg: TrainStageConfig = getattr(run_cfg, stage)
         self.step_fn = step_fn
         self.model = model
         self.tokenizer = tokenizer
@@ -132,9 +134,15 @@ class Trainer:
         self.dist = dist
         self.total_steps = total_steps
         self.precision = precision
-        self.seed = seed
-        self.config_yaml = config_yaml
-        self.guard = guard
+        self.seed = run_cfg.seed
+        self.config_yaml = run_cfg.to_yaml()
+        self.guard: dict[str, Any] = {
+            "model": run_cfg.model.model_dump(mode="json"),
+            "stage": stage,
+            "world_size": dist.world_size,
+            "seed": run_cfg.seed,
+            "total_steps": total_steps,
+        }
         self.log_fn = log_fn
         self.local_root = ckpt.local_root_for(out_uri)
         self.state = TrainState()
@@ -198,8 +206,7 @@ class Trainer:
         if load_path is None:
             raise ValueError(f"{path}/deepspeed: DeepSpeed found no engine state to load")
         self.step_fn.stream.load_state_dict(saved["data"])
-        if hasattr(self.step_fn, "load_extra"):
-            self.step_fn.load_extra(path)  # stage state beyond the engine (GRPO: the reference model)
+        self.step_fn.load_extra(path)  # stage state beyond the engine (GRPO: the reference model)
         _set_rng_state(torch.load(path / "rng" / f"rank-{self.dist.rank:05d}.pt", weights_only=False))
         self.state = TrainState(
             step=saved["step"], tokens=saved["tokens"], history=saved["history"], run_id=saved.get("run_id")
@@ -319,8 +326,7 @@ class Trainer:
         self.engine.save_checkpoint(str(tmp / "deepspeed"), tag="state", save_latest=False)
         (tmp / "rng").mkdir(parents=True, exist_ok=True)
         torch.save(_rng_state(), tmp / "rng" / f"rank-{self.dist.rank:05d}.pt")
-        if hasattr(self.step_fn, "save_extra"):
-            self.step_fn.save_extra(tmp, self.dist.is_main)
+        self.step_fn.save_extra(tmp, self.dist.is_main)
         self._save_model(str(tmp / "model"))
         uri = None
         distributed.barrier()

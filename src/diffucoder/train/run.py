@@ -33,7 +33,13 @@ from diffucoder.train.loop import Trainer
 from diffucoder.train.packed_data import META_FILE, PackedShards
 from diffucoder.train.precision import precision_for
 from diffucoder.train.sft_data import SFTExamples
-from diffucoder.train.stages import PACKED_STAGES, SFT_STAGES, PackedDiffusionStep, SFTDiffusionStep
+from diffucoder.train.stages import (
+    PACKED_STAGES,
+    SFT_STAGES,
+    PackedDiffusionStep,
+    SFTDiffusionStep,
+    StageStep,
+)
 
 RL_STAGES = ("grpo",)  # stage 4 plugs in from diffucoder.rl.stage
 STAGES = PACKED_STAGES + SFT_STAGES + RL_STAGES
@@ -102,13 +108,14 @@ def build_step(
     cfg: RunConfig,
     stage: str,
     data_uri: str,
+    *,
     model,
     tokenizer,
     dist,
     cache_dir: Path,
     precision: str = "fp32",
     resources: contextlib.ExitStack | None = None,
-):
+) -> StageStep:
     """The stage plug-in: its data stream and its loss.
 
     ``resources`` holds what a stage starts for its duration (stage 4: a local sandbox server).
@@ -117,7 +124,13 @@ def build_step(
         from diffucoder.rl.stage import build_grpo_step
 
         return build_grpo_step(
-            cfg, data_uri, model, tokenizer, dist, precision, resources or contextlib.ExitStack()
+            cfg,
+            data_uri,
+            model=model,
+            tokenizer=tokenizer,
+            dist=dist,
+            precision=precision,
+            resources=resources or contextlib.ExitStack(),
         )
     stage_cfg = getattr(cfg, stage)
     max_positions = model.config.max_position_embeddings
@@ -184,30 +197,29 @@ def run(
         print(f"{stage}: precision {precision} ({choice.reason})", flush=True)
     with contextlib.ExitStack() as resources:
         step_fn = build_step(
-            cfg, stage, data_uri, model, tokenizer, dist, local_root / "data-cache", precision, resources
+            cfg,
+            stage,
+            data_uri,
+            model=model,
+            tokenizer=tokenizer,
+            dist=dist,
+            cache_dir=local_root / "data-cache",
+            precision=precision,
+            resources=resources,
         )
         total = stage_cfg.total_steps(step_fn.stream.usable_per_epoch, dist.world_size)
         # per-rank global RNG for anything the model draws itself (the loop's noise uses its own generators)
         torch.manual_seed(cfg.seed + dist.rank)
-        guard = {
-            "model": cfg.model.model_dump(mode="json"),
-            "stage": stage,
-            "world_size": dist.world_size,
-            "seed": cfg.seed,
-            "total_steps": total,
-        }
         trainer = Trainer(
-            stage_cfg,
+            cfg,
+            stage,
             step_fn,
             model,
-            tokenizer,
-            out_uri,
-            dist,
-            total,
-            precision,
-            cfg.seed,
-            cfg.to_yaml(),
-            guard,
+            tokenizer=tokenizer,
+            out_uri=out_uri,
+            dist=dist,
+            total_steps=total,
+            precision=precision,
         )
         trainer.setup(resume)
 
@@ -228,13 +240,13 @@ def run(
                 }
             )
             trainer.log_fn = tr.log_metrics
-            if dist.is_main and hasattr(step_fn, "attach_tracker"):
+            if dist.is_main:
                 step_fn.attach_tracker(tr)  # stage 4 logs sample rollouts as text artifacts
             outcome = trainer.train()
             final_uri = storage.join(out_uri, "final")
             trainer.save_final(final_uri)
             # stage-level numbers over the whole history (stage 4: reward first vs last quarter)
-            run_metrics = getattr(step_fn, "summary_metrics", lambda h: {})(outcome.history)
+            run_metrics = step_fn.summary_metrics(outcome.history)
             if dist.is_main and run_metrics:
                 tr.log_metrics(run_metrics, outcome.steps)
             result = TrainResult(
@@ -256,7 +268,7 @@ def run(
                 tr.set_tags({"final_model_uri": final_uri, "checkpoint_uri": outcome.checkpoint_uri or ""})
                 if outcome.history:
                     tr.log_figure(_loss_figure(outcome.history, stage), "plots/loss.png")
-                    for name, fig in getattr(step_fn, "figures", lambda h: {})(outcome.history).items():
+                    for name, fig in step_fn.figures(outcome.history).items():
                         tr.log_figure(fig, name)
     trainer.cleanup()
     distributed.barrier()

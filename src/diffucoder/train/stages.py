@@ -17,8 +17,10 @@ own stream (rollouts) and loss.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -56,22 +58,38 @@ class StepContext:
     shared_generator: torch.Generator
 
 
-class StageStep(Protocol):
-    """The plug-in point of the shared loop: data plus a loss.
+class StageStep(ABC):
+    """The plug-in point of the shared loop: data plus a loss (the contract torchtune's recipe
+    interface writes down for a recipe, here for a stage).
 
-    A stage with state beyond the engine and the stream position may also define
-    ``save_extra(ckpt_dir, is_main)`` and ``load_extra(ckpt_dir)``; the loop calls them when it writes
-    and restores a checkpoint (stage 4 keeps its reference model there).
+    A stage sets ``name`` and ``stream`` and implements :meth:`loss`. The other hooks do nothing
+    here; the loop calls every one of them, and a stage overrides those it needs (stage 4 keeps its
+    reference model in checkpoints, logs sample rollouts, reward trends and reward curves).
     """
 
     name: str
-    stream: BatchStream
+    stream: BatchStream  # or anything with the same next_batch / progress / state_dict interface
 
-    def loss(
-        self, model: nn.Module, batch: dict[str, torch.Tensor], ctx: StepContext
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Any, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         """Scalar loss with grad for this rank's micro-batch, and float stats to log."""
-        ...
+
+    def save_extra(self, ckpt_dir: Path, is_main: bool) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Write stage state beyond the engine and the stream position into a checkpoint being built."""
+
+    def load_extra(self, ckpt_dir: Path) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Restore what :meth:`save_extra` wrote."""
+
+    def attach_tracker(self, tracker) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Called on rank 0 with the stage's MLflow run before training (for artifacts of the stage's own)."""
+
+    def summary_metrics(self, history: list[dict[str, float]]) -> dict[str, float]:
+        """Run-level metrics computed over the whole logged history, logged once at the end."""
+        return {}
+
+    def figures(self, history: list[dict[str, float]]) -> dict[str, Any]:
+        """Matplotlib figures (artifact path -> figure) for the stage's MLflow run, beside the loss plot."""
+        return {}
 
 
 def _with_token_stats(stats: dict[str, float], input_ids: torch.Tensor) -> dict[str, float]:
@@ -79,7 +97,7 @@ def _with_token_stats(stats: dict[str, float], input_ids: torch.Tensor) -> dict[
 
 
 @dataclass
-class PackedDiffusionStep:
+class PackedDiffusionStep(StageStep):
     """Unconditional masked-diffusion step over packed rows (pretrain, midtrain)."""
 
     name: str
@@ -134,7 +152,7 @@ def conditional_rows(batch_size: int, progress: float, mode: str, generator: tor
 
 
 @dataclass
-class SFTDiffusionStep:
+class SFTDiffusionStep(StageStep):
     """Conditional masked-diffusion step over fixed-length chat examples (instruct)."""
 
     name: str
