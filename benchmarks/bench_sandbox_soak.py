@@ -192,10 +192,12 @@ def uid_processes(uids: range) -> list[int]:
 
 
 def is_executor(pid: int) -> bool:
+    """A Python process running the executor (bubblewrap's command line names it too)."""
     try:
-        return b"diffucoder.sandbox.executor" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
+    return b"diffucoder.sandbox.executor" in argv and not argv[0].endswith(b"bwrap")
 
 
 def service_memory_mib(server: int, slots: list[int]) -> float:
