@@ -129,10 +129,14 @@ def test_single_run_endpoint_and_metrics(sandbox_url, client):
         f"{sandbox_url}/v1/run", json={"code": "x = 2", "tests": ["assert x == 2"]}, timeout=30
     )
     assert response.status_code == 200 and response.json()["verdicts"] == ["passed"]
+    rejected = httpx.post(f"{sandbox_url}/v1/run", json={"code": "x = 2", "bogus": 1}, timeout=30)
+    assert rejected.status_code == 422
     metrics = httpx.get(f"{sandbox_url}/metrics").text
     assert 'sandbox_verdicts_total{verdict="passed"}' in metrics
     assert "sandbox_job_seconds_bucket" in metrics and "sandbox_queue_depth" in metrics
-    assert 'sandbox_requests_total{code="200",endpoint="/v1/run"}' in metrics
+    # every response is counted under its own status, errors included
+    for code in ("200", "422"):
+        assert f'sandbox_requests_total{{code="{code}",endpoint="/v1/run"}}' in metrics
 
 
 def test_unreachable_service_raises_sandbox_unavailable():

@@ -77,6 +77,10 @@ def _serve(args: argparse.Namespace) -> int:
             host=cfg.host,
             port=cfg.port,
             log_level="warning",
+            # C event loop and HTTP parser: about a third of the server's CPU per one-job request
+            # compared with asyncio's loop and h11 (BENCHMARKS.md, ``## sandbox``)
+            loop="uvloop",
+            http="httptools",
             timeout_graceful_shutdown=int(cfg.shutdown_grace_s),
         )
     except InsecureHostError as exc:
