@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 from diffucoder import benchmark_data
-from diffucoder.sandbox import executor, harness, isolation
+from diffucoder.sandbox import executor, harness, isolation, layout
 from diffucoder.sandbox.client import Job, SandboxClient
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.local import local_sandbox
@@ -115,6 +115,56 @@ def service_cpu_ms_per_job(url: str, jobs: list[Job]) -> float:
     return round(1000 * (tree_cpu_s(server) - before) / len(jobs), 2)
 
 
+def is_executor(pid: int) -> bool:
+    """A Python process running the executor (bubblewrap's command line names it too)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"diffucoder.sandbox.executor" in argv and not argv[0].endswith(b"bwrap")
+
+
+def executors(slots: list[int]) -> list[int]:
+    """The executor of each slot (below bubblewrap's processes, if any), not its job children."""
+    table = executor._parent_map()
+    found = []
+    for pid, ppid in table.items():
+        ancestor = ppid
+        while ancestor and ancestor not in slots:
+            ancestor = table.get(ancestor, 0)
+        # the job children run the executor's code too: only the one whose parent is not one counts
+        if (ancestor or pid in slots) and is_executor(pid) and not is_executor(ppid):
+            found.append(pid)
+    return found
+
+
+def _cpu_s(pid: int) -> tuple[float, float]:
+    """(own, reaped children's) CPU seconds of ``pid``."""
+    raw = Path(f"/proc/{pid}/stat").read_bytes()
+    fields = [int(x) / os.sysconf("SC_CLK_TCK") for x in raw[raw.rfind(b")") + 2 :].split()[11:15]]
+    return fields[0] + fields[1], fields[2] + fields[3]
+
+
+def cpu_split_ms_per_job(url: str, job: Job, n: int, parallel: int) -> dict:
+    """Where the CPU of one-job requests goes: the client (this process: httpx), the server's own
+    process (HTTP, validation, judging), the executors' own work (fork, pipes, supervision, job
+    dirs) and the job children (isolation layers, the harness, the code, exit)."""
+    slots = SandboxClient(url).health()["slot_pids"]
+    server = int(Path(f"/proc/{slots[0]}/stat").read_text().split(") ")[1].split()[1])
+    ex = executors(slots)
+    before = [_cpu_s(server), *map(_cpu_s, ex)], os.times()
+    run_service(url, [job] * n, parallel)
+    after = [_cpu_s(server), *map(_cpu_s, ex)], os.times()
+    ms = lambda seconds: round(1000 * seconds / n, 2)  # noqa: E731
+    client = (after[1].user + after[1].system) - (before[1].user + before[1].system)
+    return {
+        "client_httpx": ms(client),
+        "server_process": ms(after[0][0][0] - before[0][0][0]),
+        "executors_own": ms(sum(a[0] - b[0] for a, b in zip(after[0][1:], before[0][1:], strict=True))),
+        "job_children": ms(sum(a[1] - b[1] for a, b in zip(after[0][1:], before[0][1:], strict=True))),
+    }
+
+
 def baseline_cpu_ms_per_program(programs: list[str]) -> float:
     import resource
 
@@ -153,6 +203,7 @@ def humaneval_jobs(n_tasks: int) -> tuple[list[Job], list[str]]:
 def layer_costs(n: int = 300) -> dict:
     """CPU ms (parent + child, fork to reap) per child that applies layers cumulatively and runs
     `x = 1`. CPU rather than wall time: wall time on the shared machine is mostly waiting for a core."""
+    os.environ[layout.RUNTIME_PATHS_ENV] = json.dumps(layout.discover().paths)  # what the server hands a slot
     slot = executor.Slot(0, 63000)
     limits = isolation.Limits(memory_mb=1024, cpu_seconds=10, file_mb=16, open_files=64, processes=32)
     steps = {
@@ -279,6 +330,7 @@ def main() -> None:
             "trivial_service": service_cpu_ms_per_job(url, [trivial] * args.trivial),
             "humaneval_plus_service": service_cpu_ms_per_job(url, he_jobs),
         }
+        report["cpu_ms_per_trivial_request"] = cpu_split_ms_per_job(url, trivial, args.trivial, 4)
     report["trivial_baseline"] = run_baseline(
         ["def f(x):\n    return x + 1\nassert f(1) == 2"] * (args.trivial // 3), 2
     )

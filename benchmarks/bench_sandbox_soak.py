@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from bench_sandbox import machine, pct
+from bench_sandbox import executors, is_executor, machine, pct
 
 from diffucoder.sandbox.client import Job, JobResult, SandboxClient
 from diffucoder.sandbox.config import SandboxConfig
@@ -191,15 +191,6 @@ def uid_processes(uids: range) -> list[int]:
     return [pid for pid, (_, uid, _) in process_table().items() if uid in uids]
 
 
-def is_executor(pid: int) -> bool:
-    """A Python process running the executor (bubblewrap's command line names it too)."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"diffucoder.sandbox.executor" in argv and not argv[0].endswith(b"bwrap")
-
-
 def service_memory_mib(server: int, slots: list[int]) -> float:
     """RSS of the server and of each slot down to its executor (bwrap's processes included, the
     job children below the executor excluded: they come and go with the jobs)."""
@@ -215,19 +206,6 @@ def service_memory_mib(server: int, slots: list[int]) -> float:
         if not is_executor(pid):
             stack.extend(children.get(pid, []))
     return total / 1024
-
-
-def executors(slots: list[int]) -> list[int]:
-    table = process_table()
-    found = []
-    for pid, (ppid, _, _) in table.items():
-        ancestor = ppid
-        while ancestor and ancestor not in slots:
-            ancestor = table.get(ancestor, (0, 0, 0))[0]
-        # the job children run the executor's code too: only the one whose parent is not one counts
-        if (ancestor or pid in slots) and is_executor(pid) and not is_executor(ppid):
-            found.append(pid)
-    return found
 
 
 def job_dirs(executor_pids: list[int]) -> int:
