@@ -41,6 +41,7 @@ from pathlib import Path
 import httpx
 from bench_sandbox import executors, is_executor, machine, pct
 
+from diffucoder.sandbox import executor
 from diffucoder.sandbox.client import Job, JobResult, SandboxClient
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.local import local_sandbox
@@ -172,40 +173,33 @@ def check(kind: Kind, job_id: int, result: JobResult) -> str | None:
 # --- what the server's processes hold -------------------------------------------------------------
 
 
-def process_table() -> dict[int, tuple[int, int, int]]:
-    """pid -> (parent pid, real uid, RSS KiB) of every process on the host."""
-    table = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/status") as f:
-                    fields = dict(line.split(":", 1) for line in f if ":" in line)
-            except OSError:
-                continue
-            rss = int(fields.get("VmRSS", "0 kB").split()[0])
-            table[int(name)] = (int(fields["PPid"].split()[0]), int(fields["Uid"].split()[0]), rss)
-    return table
+def status(pid: int) -> dict[str, str]:
+    """The fields of /proc/PID/status ({} for a process that is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return {}
 
 
 def uid_processes(uids: range) -> list[int]:
-    return [pid for pid, (_, uid, _) in process_table().items() if uid in uids]
+    pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    return [pid for pid in pids if int(status(pid).get("Uid", "-1").split()[0]) in uids]
 
 
 def service_memory_mib(server: int, slots: list[int]) -> float:
     """RSS of the server and of each slot down to its executor (bwrap's processes included, the
     job children below the executor excluded: they come and go with the jobs)."""
-    table = process_table()
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _) in table.items():
+    for pid, ppid in executor._parent_map().items():
         children.setdefault(ppid, []).append(pid)
-    total = table.get(server, (0, 0, 0))[2]
-    stack = list(slots)
+    kib, stack = 0, [server, *slots]
     while stack:
         pid = stack.pop()
-        total += table.get(pid, (0, 0, 0))[2]
-        if not is_executor(pid):
+        kib += int(status(pid).get("VmRSS", "0 kB").split()[0])
+        if pid != server and not is_executor(pid):
             stack.extend(children.get(pid, []))
-    return total / 1024
+    return kib / 1024
 
 
 def job_dirs(executor_pids: list[int]) -> int:
