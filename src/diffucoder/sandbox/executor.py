@@ -3,8 +3,10 @@
 Runs as ``python -m diffucoder.sandbox.executor SLOT`` (optionally inside bubblewrap), reads jobs
 and writes raw outcomes as length-prefixed JSON on stdin/stdout. It is trusted code: it never runs
 the solution itself, only forks children that drop privileges, install every layer and then run
-harness.run. Why a fork server: a fork of this already-warm interpreter with every layer costs ~6 ms of
-CPU against ~19 ms for a fresh interpreter (BENCHMARKS.md, ``## sandbox``).
+harness.run. Why a fork server: a fork of this already-warm interpreter with every layer costs a few ms
+of CPU, a fraction of a fresh interpreter's start (docs/sandbox.md, "What a job costs"). Why a fresh
+fork per job rather than one reused process: nothing of one job (files, environment, threads,
+imported modules, leftover processes) can reach the next.
 
 Per-test verdicts survive crashes: if the child dies or hangs in test i, test i gets its verdict and
 a fresh child resumes at i+1 (the solution is re-executed), so one slow test costs one test.
