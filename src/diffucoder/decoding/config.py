@@ -28,8 +28,9 @@ class FastDecodingConfig(StrictModel):
         0.9,
         gt=0.0,
         le=1.0,
-        description="commit every masked position of the current block whose token probability is >= this "
-        "(tau), and always at least one; None = only the step schedule decides how many commit",
+        description="commit every masked position of the current block whose token has probability >= this "
+        "(tau) under the model (raw softmax, before temperature and top-p), and always at least one; "
+        "None = only the step schedule decides how many commit",
     )
     block_length: int | None = Field(
         32,
