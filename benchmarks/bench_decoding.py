@@ -31,6 +31,7 @@ the median is reported. Prints one JSON object; progress goes to stderr.
         [--sections speed,arness,batching]
     .venv/bin/python benchmarks/bench_decoding.py --sections trained --tasks TASKS/heldout.jsonl
         --models instruct=RUN/instruct/final grpo=RUN/grpo/final [--variants plain-L,plain-L/2]
+        [--set evaluation.gen_length=80 --set 'evaluation.temperatures=[0.7]' ...]
 """
 
 from __future__ import annotations
@@ -455,6 +456,14 @@ def main() -> None:
     parser.add_argument(
         "--trained-batch", type=int, default=8, help="trained: prompts per decode (evaluation's)"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="trained: a tiny-preset override, repeatable, e.g. --set 'evaluation.temperatures=[0.7]' "
+        "--set evaluation.gen_length=80 (a GRPO rollout's temperature and length; L = evaluation.gen_length)",
+    )
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     torch.set_num_threads(args.threads)
@@ -467,7 +476,12 @@ def main() -> None:
         if not args.tasks or not args.models:
             raise SystemExit("--sections trained needs --tasks heldout.jsonl and --models NAME=DIR ...")
         cfg = load_config(
-            "tiny", [f"evaluation.tiny_heldout_uri={args.tasks}", f"evaluation.max_problems={args.problems}"]
+            "tiny",
+            [
+                f"evaluation.tiny_heldout_uri={args.tasks}",
+                f"evaluation.max_problems={args.problems}",
+                *args.overrides,
+            ],
         )
         models = dict(item.split("=", 1) for item in args.models)
         trained = bench_trained(cfg, models, args.variants.split(","), args.trained_batch)
