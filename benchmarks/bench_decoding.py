@@ -480,7 +480,7 @@ def main() -> None:
             [
                 f"evaluation.tiny_heldout_uri={args.tasks}",
                 f"evaluation.max_problems={args.problems}",
-                *args.overrides,
+                *args.set,
             ],
         )
         models = dict(item.split("=", 1) for item in args.models)
