@@ -20,10 +20,12 @@ Alg = Literal["origin", "maskgit_plus", "topk_margin", "entropy"]
 KVCache = Literal["none", "prefix", "dual"]
 
 
-class FastDecodingConfig(StrictModel):
-    """Fast-dLLM style decoding (arXiv 2505.22618): confidence-threshold commits and a block KV cache."""
+class FastSettings(StrictModel):
+    """Fast-dLLM style decoding (arXiv 2505.22618): confidence-threshold commits and a block KV cache.
 
-    enabled: bool = Field(False, description="use the settings below; False = the plain Dream sampler")
+    Evaluation may decode with its own (``evaluation.fast``) while GRPO rollouts keep ``decoding.fast``.
+    """
+
     threshold: float | None = Field(
         0.9,
         gt=0.0,
@@ -43,6 +45,12 @@ class FastDecodingConfig(StrictModel):
         description="approximate KV cache refreshed once per block: prefix = reuse K/V left of the block, "
         "dual = also reuse K/V right of the block; none = full forward every step",
     )
+
+
+class FastDecodingConfig(FastSettings):
+    """The decoding section's fast settings and whether they are on."""
+
+    enabled: bool = Field(False, description="use the settings above; False = the plain Dream sampler")
 
 
 class DecodingConfig(StrictModel):
