@@ -31,6 +31,7 @@ the median is reported. Prints one JSON object; progress goes to stderr.
         [--sections speed,arness,batching]
     .venv/bin/python benchmarks/bench_decoding.py --sections trained --tasks TASKS/heldout.jsonl
         --models instruct=RUN/instruct/final grpo=RUN/grpo/final [--variants plain-L,plain-L/2]
+        [--set evaluation.gen_length=80 --set 'evaluation.temperatures=[0.7]' ...]
 """
 
 from __future__ import annotations
@@ -285,28 +286,35 @@ def bench_arness(model, ids: torch.Tensor, gen_len: int, temperatures: list[floa
     return results
 
 
-def trained_variants(gen_len: int) -> dict[str, dict]:
-    """Decoding variants of the ``trained`` section, as DecodingConfig updates (L = ``gen_len``)."""
+# The ``trained`` section's default variants; any name of the grammar in ``trained_variant`` works.
+TRAINED_VARIANTS = (
+    "plain-L,plain-L/2,plain-L/4,dual-b16-L,dual-b16-L/2,dual-b32-L/2,"
+    "t0.9-none-b16,t0.7-none-b16,t0.9-dual-b16,t0.7-dual-b16,t0.5-dual-b16,t0.9-dual-b32"
+)
 
-    def fast(steps: int, threshold: float | None, block: int, cache: str) -> dict:
-        return dict(
-            steps=steps, fast=dict(enabled=True, threshold=threshold, block_length=block, kv_cache=cache)
+
+def trained_variant(name: str, gen_len: int) -> dict:
+    """A decoding variant of the ``trained`` section as a DecodingConfig update (L = ``gen_len``).
+
+    Names: ``plain-L/k`` (the plain sampler at L/k steps; ``plain-L`` = one token per step) and
+    ``[tTAU-]CACHE-bBLOCK[-L/k]``: fast decoding with threshold TAU (none without the ``t`` part),
+    KV cache CACHE (none, prefix, dual), blocks of BLOCK tokens, at L/k steps (L without the suffix).
+    """
+    parts = name.split("-")
+    steps = gen_len
+    if parts[-1] == "L":
+        parts.pop()
+    elif parts[-1].startswith("L/"):
+        steps = gen_len // int(parts.pop()[2:])
+    if parts == ["plain"]:
+        return dict(steps=steps)
+    threshold = float(parts.pop(0)[1:]) if parts and parts[0].startswith("t") else None
+    if len(parts) != 2 or parts[0] not in ("none", "prefix", "dual") or not parts[1].startswith("b"):
+        raise SystemExit(
+            f"unknown variant {name!r}: use plain-L[/k] or [tTAU-](none|prefix|dual)-bBLOCK[-L/k]"
         )
-
-    return {
-        "plain-L": dict(steps=gen_len),
-        "plain-L/2": dict(steps=gen_len // 2),
-        "plain-L/4": dict(steps=gen_len // 4),
-        "dual-b16-L": fast(gen_len, None, 16, "dual"),
-        "dual-b16-L/2": fast(gen_len // 2, None, 16, "dual"),
-        "dual-b16-L/4": fast(gen_len // 4, None, 16, "dual"),
-        "dual-b32-L/2": fast(gen_len // 2, None, 32, "dual"),
-        "t0.99-dual-b16": fast(gen_len, 0.99, 16, "dual"),
-        "t0.9-dual-b16": fast(gen_len, 0.9, 16, "dual"),
-        "t0.9-dual-b32": fast(gen_len, 0.9, 32, "dual"),
-        "t0.9-prefix-b16": fast(gen_len, 0.9, 16, "prefix"),
-        "t0.7-dual-b16": fast(gen_len, 0.7, 16, "dual"),
-    }
+    fast = dict(enabled=True, threshold=threshold, block_length=int(parts[1][1:]), kv_cache=parts[0])
+    return dict(steps=steps, fast=fast)
 
 
 def causal_tokens_per_s(model, tokenizer, prompts: list[str], gen_len: int, batch: int) -> float:
@@ -334,10 +342,7 @@ def causal_tokens_per_s(model, tokenizer, prompts: list[str], gen_len: int, batc
 def bench_trained(cfg: RunConfig, models: dict[str, str], variant_names: list[str], batch: int) -> dict:
     """tokens/s and held-out pass@1 per (model, decoding variant), paired against plain steps = L."""
     ev = cfg.evaluation
-    variants = trained_variants(ev.gen_length)
-    unknown = sorted(set(variant_names) - set(variants))
-    if unknown:
-        raise SystemExit(f"unknown --variants {unknown}; choose from {sorted(variants)}")
+    variants = {name: trained_variant(name, ev.gen_length) for name in variant_names}
     problems = load_benchmark("tiny_heldout", ev)
     results: dict[str, dict] = {}
     passed: dict[str, dict[str, dict]] = {}
@@ -447,9 +452,17 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=[], help="trained: NAME=MODEL_DIR ...")
     parser.add_argument("--tasks", help="trained: held-out tasks (heldout.jsonl of the data stage)")
     parser.add_argument("--problems", type=int, default=200, help="trained: first N held-out tasks")
-    parser.add_argument("--variants", default=",".join(trained_variants(64)), help="trained: comma-separated")
+    parser.add_argument("--variants", default=TRAINED_VARIANTS, help="trained: comma-separated")
     parser.add_argument(
         "--trained-batch", type=int, default=8, help="trained: prompts per decode (evaluation's)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="trained: a tiny-preset override, repeatable, e.g. --set 'evaluation.temperatures=[0.7]' "
+        "--set evaluation.gen_length=80 (a GRPO rollout's temperature and length; L = evaluation.gen_length)",
     )
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -463,7 +476,12 @@ def main() -> None:
         if not args.tasks or not args.models:
             raise SystemExit("--sections trained needs --tasks heldout.jsonl and --models NAME=DIR ...")
         cfg = load_config(
-            "tiny", [f"evaluation.tiny_heldout_uri={args.tasks}", f"evaluation.max_problems={args.problems}"]
+            "tiny",
+            [
+                f"evaluation.tiny_heldout_uri={args.tasks}",
+                f"evaluation.max_problems={args.problems}",
+                *args.set,
+            ],
         )
         models = dict(item.split("=", 1) for item in args.models)
         trained = bench_trained(cfg, models, args.variants.split(","), args.trained_batch)

@@ -17,7 +17,7 @@ from typing import Any
 from diffucoder import pipeline_steps as steps
 from diffucoder import storage
 from diffucoder.config import RunConfig
-from diffucoder.evaluation.paired import paired_difference, pass_rates
+from diffucoder.evaluation.paired import paired_difference, pass_rates, speed_costs, step_halving_drops
 
 # The metrics the summary shows per step (first match wins; the rest stay in MLflow / steps/*.json).
 KEY_METRICS = (
@@ -142,11 +142,16 @@ SIGNAL_STEPS = (
 
 @dataclass(frozen=True)
 class HeldoutPoint:
-    """Held-out pass@1 of one evaluation step, with its per-problem pass rates when they are readable."""
+    """Held-out pass@1 of one evaluation step, with its per-problem pass rates when they are readable
+    (every speed the step evaluated; ``rates_1x`` is the one the learning signal compares)."""
 
     label: str
     score: float
     rates: dict | None = None
+
+    @property
+    def rates_1x(self) -> dict | None:
+        return {k: v for k, v in self.rates.items() if k[2] == "1x"} if self.rates else None
 
 
 def heldout_points(by_step: dict[str, dict[str, Any]]) -> list[HeldoutPoint]:
@@ -159,7 +164,7 @@ def heldout_points(by_step: dict[str, dict[str, Any]]) -> list[HeldoutPoint]:
         per_problem = record["uris"].get("per_problem")
         rates = None
         if per_problem and storage.exists(per_problem):
-            rates = pass_rates(storage.read_text(per_problem), benchmark="tiny_heldout", speed="1x")
+            rates = pass_rates(storage.read_text(per_problem), benchmark="tiny_heldout")
         points.append(HeldoutPoint(label, record["metrics"][HELDOUT], rates))
     return points
 
@@ -172,10 +177,29 @@ def learning_signal(points: list[HeldoutPoint]) -> str:
     lines.append(f"  {points[0].score:.3f} {points[0].label}")
     for before, after in zip(points, points[1:], strict=False):
         change = f"{after.score - before.score:+.3f}"
-        if before.rates and after.rates:
+        if before.rates_1x and after.rates_1x:
             with contextlib.suppress(ValueError):  # fewer than 2 shared tasks: no SE to give
-                change = paired_difference(before.rates, after.rates).describe()
+                change = paired_difference(before.rates_1x, after.rates_1x).describe()
         lines.append(f"  {after.score:.3f} {after.label} ({change})")
+    return "\n".join(lines)
+
+
+def step_halving_signal(points: list[HeldoutPoint]) -> str:
+    """What halving the decoding steps (1x -> 2x) costs on the held-out tasks at each evaluated
+    stage that ran both speeds, and how that drop changed from stage to stage, problem by problem:
+    the paper's finding (d) is a smaller drop after coupled-GRPO (arXiv 2506.20639 §5)."""
+    costs = [(p, speed_costs(p.rates or {})) for p in points]
+    costs = [(p, c) for p, c in costs if c]
+    if not costs:
+        return ""
+    lines = ["halving the decoding steps (1x -> 2x), held-out tiny tasks (+- paired SE over the same tasks)"]
+    for point, by_temperature in costs:
+        for (_, temperature), cost in sorted(by_temperature.items()):
+            lines.append(f"  {point.label}, T {temperature:g}: {cost.describe()}")
+    for (before, _), (after, _) in zip(costs, costs[1:], strict=False):
+        with contextlib.suppress(ValueError):  # fewer than 2 shared tasks: no SE to give
+            change = paired_difference(step_halving_drops(before.rates), step_halving_drops(after.rates))
+            lines.append(f"  drop change, {before.label} -> {after.label}: {change.describe()}")
     return "\n".join(lines)
 
 
@@ -214,9 +238,10 @@ def summary(run_root: str) -> str:
         lines.append(f"{r['step']:<{width}}  {r['seconds']:>7.1f}s  {_key_metrics(r['metrics']):<60}  {uris}")
     by_step = {r["step"]: r for r in rows}
     lines.append("")
-    signal = learning_signal(heldout_points(by_step))
+    points = heldout_points(by_step)
+    signal, halving = learning_signal(points), step_halving_signal(points)
     trend = rl_trend(by_step.get("grpo", {}).get("metrics", {}))
-    lines += [line for line in (precision_summary(rows), signal, trend) if line]
+    lines += [line for line in (precision_summary(rows), signal, halving, trend) if line]
     lines.append(
         f"MLflow: parent run {record['parent_run_id']} in experiment {record['experiment']!r}; "
         f"open the UI with\n  mlflow ui --backend-store-uri {record['tracking_uri']}"

@@ -114,10 +114,32 @@ def test_fast_evaluation_needs_blocks_that_divide_the_generation_length():
     # the tiny preset evaluates with fast decoding in blocks of 16: a length of 8 must fail at load,
     # naming both keys, instead of after the references have run
     with pytest.raises(
-        ConfigError, match=r"fast_decoding=true at speed 1x \(gen_length 8\).*block_length=16"
+        ConfigError,
+        match=r"fast_decoding=true at speed 1x \(gen_length 8\).*block_length=16.*evaluation.fast",
     ):
         load_config("tiny", ["evaluation.gen_length=8"])
     cfg = load_config(
-        "tiny", ["evaluation.gen_length=8", "decoding.fast.block_length=4", "evaluation.speeds=[1x,2x]"]
+        "tiny", ["evaluation.gen_length=8", "evaluation.fast.block_length=4", "evaluation.speeds=[1x,2x]"]
     )
-    assert cfg.evaluation.fast_decoding and cfg.decoding.fast.block_length == 4
+    assert cfg.evaluation.fast_decoding and cfg.evaluation.fast.block_length == 4
+
+
+def test_evaluation_decodes_with_its_own_fast_settings_else_the_decoding_sections():
+    """GRPO rollouts read decoding.fast; evaluation.fast, when set, replaces it for evaluation only."""
+    from diffucoder.evaluation.generation import decoding_config_for
+
+    shared = load_config("tiny", ["evaluation.fast=null", "decoding.fast.threshold=0.5"])
+    fast = decoding_config_for(shared.decoding, shared.evaluation, "2x", 0.2).fast
+    assert fast.model_dump() == {**shared.decoding.fast.model_dump(), "enabled": True}
+    own = load_config(
+        "tiny",
+        [
+            "evaluation.fast={threshold: 0.7, block_length: 32, kv_cache: prefix}",
+            "evaluation.fast_decoding=false",
+        ],
+    )
+    fast = decoding_config_for(own.decoding, own.evaluation, "1x", 0.2).fast
+    assert (fast.enabled, fast.threshold, fast.block_length, fast.kv_cache) == (False, 0.7, 32, "prefix")
+    assert own.decoding.fast.threshold is None  # the rollouts' settings are untouched
+    with pytest.raises(ConfigError, match=r"evaluation.fast.block_length"):
+        load_config("tiny", ["evaluation.fast={block_length: 48}"])

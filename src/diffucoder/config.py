@@ -98,15 +98,16 @@ class RunConfig(StrictModel):
             update = {
                 "max_new_tokens": ev.gen_length,
                 "steps": steps,
-                "fast": {**self.decoding.fast.model_dump(), "enabled": True},
+                "fast": ev.fast_decoding_for(self.decoding.fast).model_dump(),
             }
             try:
                 DecodingConfig.model_validate({**self.decoding.model_dump(), **update})
             except ValidationError as err:
                 raise ValueError(
                     f"evaluation.fast_decoding=true at speed {speed} (gen_length {ev.gen_length}): "
-                    f"{err.errors()[0]['msg']}; set decoding.fast.block_length to a divisor of "
-                    "evaluation.gen_length or evaluation.fast_decoding=false"
+                    f"{err.errors()[0]['msg']}; set evaluation.fast.block_length (or decoding.fast.block_length "
+                    "when evaluation.fast is null) to a divisor of evaluation.gen_length or "
+                    "evaluation.fast_decoding=false"
                 ) from None
         return self
 

@@ -12,6 +12,7 @@ import torch
 
 from diffucoder.decoding import DecodingConfig, diffusion_generate, unmask_schedule
 from diffucoder.decoding.layout import make_canvas
+from diffucoder.decoding.sampling import processed_probs
 
 GREEDY = dict(temperature=0.0, top_p=None, alg="maskgit_plus")
 
@@ -176,6 +177,36 @@ def test_low_threshold_commits_whole_blocks_at_once(model, prompts):
     )
     assert out.forward_passes == 4
     assert out.trace[0].tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+
+
+def test_threshold_tests_the_model_probability_not_the_tempered_one(model, prompts):
+    """At a low temperature every sampled token's tempered probability is near 1, while the
+    untrained model gives each token far less than tau: nothing may pass tau beyond the schedule,
+    so tau 0.5 decodes exactly as tau 1.0 does (same tokens, same steps)."""
+    ids = _one(prompts[0])
+    temperature = 0.005
+    with torch.no_grad():
+        logits = model(torch.cat([ids, torch.full((1, 16), model.mask_token_id)], dim=1))[0, -17:-1]
+    # the premise: the model is never that sure, the tempered distribution always is
+    assert logits.softmax(-1).amax() < 0.5
+    assert processed_probs(logits, temperature, 0.95, None).probs.amax(-1).min() > 0.9
+
+    def decode(threshold):
+        return _run(
+            model,
+            ids,
+            None,
+            max_new_tokens=16,
+            steps=16,
+            temperature=temperature,
+            alg="maskgit_plus",
+            generator=torch.Generator().manual_seed(0),
+            fast=dict(enabled=True, threshold=threshold, block_length=None, kv_cache="none"),
+        )
+
+    loose, strict = decode(0.5), decode(1.0)
+    assert loose.forward_passes == strict.forward_passes == 16
+    assert torch.equal(loose.sequences, strict.sequences)
 
 
 def test_blocks_are_decoded_left_to_right(model, prompts):

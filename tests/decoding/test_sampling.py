@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from diffucoder.decoding.sampling import choose_tokens, processed_probs
+from diffucoder.decoding.sampling import choose_tokens, model_probability, processed_probs
 
 PROBS = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
 LOGITS = PROBS.log()
@@ -80,7 +80,20 @@ def test_entropy_confidence_is_negative_entropy():
 def test_confidences_are_read_from_the_truncated_distribution():
     # after top_p=0.7 the distribution is (0.625, 0.375): margin 0.25, not 0.2
     assert _choose("topk_margin", top_p=0.7).confidence.item() == pytest.approx(0.25)
-    assert _choose("maskgit_plus", top_p=0.7).probability.item() == pytest.approx(0.625)
+    assert _choose("maskgit_plus", top_p=0.7).confidence.item() == pytest.approx(0.625)
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(0.2, 0.7), (0.2, None), (0.0, 0.7), (1.0, 0.95)])
+def test_model_probability_is_the_raw_softmax_whatever_the_sampling(temperature, top_p):
+    # what a confidence threshold tests: at T 0.2 the top token's processed probability is ~0.93
+    # (0.5 ** 5 against 0.3 ** 5 ...), the model's own stays 0.5
+    tokens = torch.tensor([0, 1, 2, 3])
+    logits = LOGITS.expand(4, -1)
+    assert torch.allclose(model_probability(logits, tokens), PROBS[0], atol=1e-6)
+    choice = _choose(
+        "maskgit_plus", temperature, top_p, logits=logits, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.allclose(model_probability(logits, choice.tokens), PROBS[0][choice.tokens], atol=1e-6)
 
 
 def test_sampling_follows_the_distribution_and_the_generator():
@@ -125,6 +138,7 @@ def test_candidate_truncation_matches_the_full_vocabulary_sort(temperature, top_
     for alg in ("entropy", "topk_margin", "maskgit_plus"):
         choice = _choose(alg, temperature, top_p, top_k, logits, torch.Generator().manual_seed(0))
         assert bool((expected.gather(-1, choice.tokens[:, None]) > 0).all())
-        assert torch.allclose(choice.probability, expected.gather(-1, choice.tokens[:, None]).squeeze(-1))
+        if alg == "maskgit_plus":
+            assert torch.allclose(choice.confidence, expected.gather(-1, choice.tokens[:, None]).squeeze(-1))
     entropy = _choose("entropy", temperature, top_p, top_k, logits).confidence
     assert torch.allclose(entropy, (expected * torch.log(expected + 1e-10)).sum(-1), atol=1e-5)

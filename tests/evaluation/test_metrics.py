@@ -47,6 +47,14 @@ def test_best_temperature_evalplus_and_relative_drop():
     assert m["evalplus_pass_at_1_1x"] == pytest.approx((1.0 + 0.25) / 2)
     assert m["humaneval_plus_rel_drop_2x"] == pytest.approx(0.5)
     assert m["mbpp_plus_rel_drop_2x"] == pytest.approx(1.0)
+    # paired per temperature: at 0.4 HumanEval+ drops 1.0 -> 0.0 on both problems (SE 0); at 0.2
+    # nothing changes; MBPP+ at 0.4 never passes at 1x (no relative drop)
+    assert m["humaneval_plus_rel_drop_2x_temp0.4"] == pytest.approx(1.0)
+    assert m["humaneval_plus_rel_drop_2x_se_temp0.4"] == pytest.approx(0.0)
+    assert m["humaneval_plus_rel_drop_2x_temp0.2"] == pytest.approx(0.0)
+    assert m["mbpp_plus_rel_drop_2x_temp0.2"] == pytest.approx(1.0)
+    assert m["mbpp_plus_rel_drop_2x_se_temp0.2"] == pytest.approx(1.0)  # drops 1, 0, 0, 0: SE 0.25 / 0.25
+    assert "mbpp_plus_rel_drop_2x_temp0.4" not in m
     # 12 samples x 10 tokens over 2 s at 1x
     assert m["tokens_per_s_1x"] == pytest.approx(12 * 10 / 2.0)
 

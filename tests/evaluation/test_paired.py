@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from diffucoder.evaluation.paired import paired_difference, pass_rates
+from diffucoder.evaluation.paired import paired_difference, pass_rates, speed_costs, step_halving_drops
 
 
 def _jsonl(rows: list[tuple[str, str, str, int, int]]) -> str:
@@ -39,3 +39,43 @@ def test_fewer_than_two_shared_rows_is_named():
     one = pass_rates(_jsonl([("b", "a", "1x", 1, 1)]))
     with pytest.raises(ValueError, match="share 1 .* need >= 2"):
         paired_difference(one, one)
+
+
+def test_speed_cost_pairs_1x_with_2x_per_benchmark_and_temperature():
+    text = _jsonl(
+        [("tiny", "a", "1x", 1, 1), ("tiny", "b", "1x", 1, 1), ("tiny", "c", "1x", 1, 0)]
+        + [("tiny", "a", "2x", 1, 1), ("tiny", "b", "2x", 1, 0), ("tiny", "c", "2x", 1, 0)]
+        + [("other", "a", "1x", 1, 1), ("other", "b", "1x", 1, 1)]  # no 2x: no cost
+    )
+    costs = speed_costs(pass_rates(text))
+    assert list(costs) == [("tiny", 0.2)]
+    cost = costs["tiny", 0.2]
+    # drops 0, 1, 0: mean 1/3, sample variance 1/3, SE 1/3; 1x pass rate 2/3
+    assert cost.pair.diff == pytest.approx(1 / 3) and cost.pair.se == pytest.approx(1 / 3)
+    assert cost.relative == pytest.approx(0.5) and cost.relative_se == pytest.approx(0.5)
+    assert cost.describe() == (
+        "relative drop +0.500 +- 0.500 (0.667 -> 0.333; drop +0.333 +- 0.333 paired SE, "
+        "3 tasks: 1 worse at 2x, 0 better)"
+    )
+
+
+def test_relative_drop_is_undefined_when_nothing_passes_at_1x():
+    text = _jsonl(
+        [("t", "a", "1x", 1, 0), ("t", "b", "1x", 1, 0), ("t", "a", "2x", 1, 0), ("t", "b", "2x", 1, 0)]
+    )
+    cost = speed_costs(pass_rates(text))["t", 0.2]
+    assert cost.relative is None and "undefined" in cost.describe()
+
+
+def test_two_stages_drops_pair_task_by_task():
+    """Finding (d): the later stage loses less from halving the steps on the same tasks."""
+    before = pass_rates(
+        _jsonl(
+            [("t", i, "1x", 1, 1) for i in "abc"]
+            + [("t", "a", "2x", 1, 0), ("t", "b", "2x", 1, 0), ("t", "c", "2x", 1, 1)]
+        )
+    )
+    after = pass_rates(_jsonl([("t", i, s, 1, 1) for i in "abc" for s in ("1x", "2x")]))
+    assert step_halving_drops(before) == {("t", "a", 0.2): 1.0, ("t", "b", 0.2): 1.0, ("t", "c", 0.2): 0.0}
+    change = paired_difference(step_halving_drops(before), step_halving_drops(after))
+    assert change.diff == pytest.approx(-2 / 3) and (change.up, change.down) == (0, 2)

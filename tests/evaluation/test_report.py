@@ -106,3 +106,17 @@ def test_both_speeds_draw_the_speed_section():
     ]
     page = _page(results, ["1x", "2x"])
     assert "<h2>1x vs 2x steps</h2>" in page
+
+
+def test_both_speeds_show_the_relative_drop_with_its_paired_se():
+    """4 problems pass at 1x, 2 of them fail at 2x: drop 50 +- 28.9 points, relative 50 % +- 28.9."""
+    results = [ProblemResult("tiny_heldout", f"t{i}", "1x", 0.2, [_sample(True)]) for i in range(4)] + [
+        ProblemResult("tiny_heldout", f"t{i}", "2x", 0.2, [_sample(i >= 2)]) for i in range(4)
+    ]
+    page = _page(results, ["1x", "2x"])
+    row = (
+        "<tr><td class=l>tiny_heldout</td><td>0.2</td><td>4</td><td>100.0</td><td>50.0</td>"
+        "<td>+50.0 &plusmn; 28.9</td><td>+50.0 &plusmn; 28.9</td><td>2 / 0</td></tr>"
+    )
+    assert row in page
+    assert "relative drop" not in _page(results[:4], ["1x"])

@@ -43,7 +43,7 @@ def test_tiny_model_evaluates_end_to_end(tiny_setup, mlflow_sqlite):
             "evaluation.max_problems=2",
             "evaluation.max_io_inputs=10",
             "evaluation.gen_length=8",
-            "decoding.fast.block_length=4",  # the tiny preset evaluates with fast decoding
+            "evaluation.fast.block_length=4",  # the tiny preset evaluates with fast decoding
             "evaluation.temperatures=[0.4]",
             "evaluation.speeds=[1x,2x]",
             "evaluation.n_samples=2",

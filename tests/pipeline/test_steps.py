@@ -104,18 +104,22 @@ def test_seal_remote_makes_an_s3_dir_verifiable(s3_env, tmp_path):
     assert storage.get_dir(uri, tmp_path / "copy").joinpath("sub/stats.json").read_text() == "{}"
 
 
-def _per_problem(root: str, label: str, passed: list[int], public_passed: int = 0) -> dict[str, str]:
-    """An evaluation's per_problem.jsonl: one sample per held-out task, plus one HumanEval problem."""
+def _per_problem(
+    root: str, label: str, passed: list[int], public_passed: int = 0, passed_2x: list[int] = ()
+) -> dict[str, str]:
+    """An evaluation's per_problem.jsonl: one sample per held-out task (at 1x, and at 2x where
+    ``passed_2x`` is given), plus one HumanEval problem."""
     rows = [
         {
             "benchmark": "tiny_heldout",
             "task_id": f"t{i}",
-            "speed": "1x",
+            "speed": speed,
             "temperature": 0.2,
             "n": 1,
             "n_correct": ok,
         }
-        for i, ok in enumerate(passed)
+        for speed, outcomes in (("1x", passed), ("2x", passed_2x))
+        for i, ok in enumerate(outcomes)
     ]
     rows.append(
         {
@@ -161,12 +165,14 @@ def test_summary_and_rerun_arguments(tmp_path):
         metrics = {**trend, "loss": 0.01} if stage == "grpo" else {"loss": 0.02}
         steps.record_step(root, stage, 2.0, metrics, {"model": f"{root}/{stage}/final"}, settings)
     # per-task results of the three evaluations on the same 4 held-out tasks (+ one public problem)
+    # instruct and GRPO also ran at 2x: the GRPO model loses one task of three by halving the steps
     passed = {"midtrain": [0, 0, 0, 0], "instruct": [1, 0, 0, 0], "grpo": [1, 1, 1, 0]}
+    passed_2x = {"midtrain": [], "instruct": [0, 0, 0, 0], "grpo": [1, 1, 0, 0]}
     for label, seconds in (("midtrain", 4.0), ("instruct", 5.0)):
-        per_problem = _per_problem(root, label, passed[label])
+        per_problem = _per_problem(root, label, passed[label], passed_2x=passed_2x[label])
         metrics = {"tiny_heldout_pass_at_1_1x": sum(passed[label]) / 4}
         steps.record_step(root, f"eval-{label}", seconds, metrics, {"report": f"{label}.html", **per_problem})
-    per_problem = _per_problem(root, "grpo", passed["grpo"], public_passed=1)
+    per_problem = _per_problem(root, "grpo", passed["grpo"], public_passed=1, passed_2x=passed_2x["grpo"])
     metrics = {"tiny_heldout_pass_at_1_1x": 0.75}
     steps.record_step(root, "eval-grpo", 6.0, metrics, {"report": "grpo.html", **per_problem})
     table = local.summary(root)
@@ -176,6 +182,14 @@ def test_summary_and_rerun_arguments(tmp_path):
         "  0.000 before instruct-tuning\n"
         "  0.250 after instruct (+0.250 +- 0.250 paired SE, 4 tasks: 1 up, 0 down)\n"
         "  0.750 after coupled-GRPO (+0.500 +- 0.289 paired SE, 4 tasks: 2 up, 0 down)"
+    ) in table
+    assert (
+        "halving the decoding steps (1x -> 2x), held-out tiny tasks (+- paired SE over the same tasks)\n"
+        "  after instruct, T 0.2: relative drop +1.000 +- 1.000 (0.250 -> 0.000; drop +0.250 +- 0.250 "
+        "paired SE, 4 tasks: 1 worse at 2x, 0 better)\n"
+        "  after coupled-GRPO, T 0.2: relative drop +0.333 +- 0.333 (0.750 -> 0.500; drop +0.250 +- 0.250 "
+        "paired SE, 4 tasks: 1 worse at 2x, 0 better)\n"
+        "  drop change, after instruct -> after coupled-GRPO: +0.000 +- 0.408 paired SE, 4 tasks: 1 up, 1 down"
     ) in table
     assert (
         f"precision: pretrain, midtrain, instruct bf16-mixed ({native[1]}); "

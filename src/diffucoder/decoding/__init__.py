@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from diffucoder.decoding.config import DecodingConfig, FastDecodingConfig
+from diffucoder.decoding.config import DecodingConfig, FastDecodingConfig, FastSettings
 from diffucoder.lazy import lazy_exports
 
 _EXPORTS = {
@@ -19,6 +19,7 @@ _EXPORTS = {
 __all__ = [
     "DecodingConfig",
     "FastDecodingConfig",
+    "FastSettings",
     "GenerationOutput",
     "diffusion_generate",
     "unmask_schedule",

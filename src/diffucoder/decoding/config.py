@@ -20,16 +20,19 @@ Alg = Literal["origin", "maskgit_plus", "topk_margin", "entropy"]
 KVCache = Literal["none", "prefix", "dual"]
 
 
-class FastDecodingConfig(StrictModel):
-    """Fast-dLLM style decoding (arXiv 2505.22618): confidence-threshold commits and a block KV cache."""
+class FastSettings(StrictModel):
+    """Fast-dLLM style decoding (arXiv 2505.22618): confidence-threshold commits and a block KV cache.
 
-    enabled: bool = Field(False, description="use the settings below; False = the plain Dream sampler")
+    Evaluation may decode with its own (``evaluation.fast``) while GRPO rollouts keep ``decoding.fast``.
+    """
+
     threshold: float | None = Field(
         0.9,
         gt=0.0,
         le=1.0,
-        description="commit every masked position of the current block whose token probability is >= this "
-        "(tau), and always at least one; None = only the step schedule decides how many commit",
+        description="commit every masked position of the current block whose token has probability >= this "
+        "(tau) under the model (raw softmax, before temperature and top-p), and always at least one; "
+        "None = only the step schedule decides how many commit",
     )
     block_length: int | None = Field(
         32,
@@ -42,6 +45,12 @@ class FastDecodingConfig(StrictModel):
         description="approximate KV cache refreshed once per block: prefix = reuse K/V left of the block, "
         "dual = also reuse K/V right of the block; none = full forward every step",
     )
+
+
+class FastDecodingConfig(FastSettings):
+    """The decoding section's fast settings and whether they are on."""
+
+    enabled: bool = Field(False, description="use the settings above; False = the plain Dream sampler")
 
 
 class DecodingConfig(StrictModel):

@@ -11,8 +11,10 @@ Fast decoding (``cfg.fast.enabled``) changes three things, each optional:
 
 - blocks: the completion is decoded in left-to-right blocks, each with ``steps / n_blocks`` steps
   and its own schedule; positions right of the block wait.
-- threshold tau: on top of the schedule's ``k_i``, every position whose token probability is
-  >= tau commits, and at least one always does; a block ends as soon as it has no masks, which is
+- threshold tau: on top of the schedule's ``k_i``, every position whose token has probability
+  >= tau under the model (softmax of the raw logits, before temperature and top-p: Fast-dLLM's
+  confidence; :func:`~diffucoder.decoding.sampling.model_probability`) commits, and at least one
+  always does; a block ends as soon as it has no masks, which is
   where the speed comes from. With tau = 1.0 (nothing extra passes) and a schedule that never asks
   for 0 (steps <= L / 2), this is exactly the plain sampler.
 - KV cache: see :mod:`diffucoder.decoding.forward`.
@@ -30,7 +32,7 @@ import torch
 from diffucoder.decoding.config import DecodingConfig
 from diffucoder.decoding.forward import make_logits_source
 from diffucoder.decoding.layout import Canvas, make_canvas
-from diffucoder.decoding.sampling import choose_tokens
+from diffucoder.decoding.sampling import choose_tokens, model_probability
 from diffucoder.decoding.schedule import num_to_unmask, time_grid, transfer_ratio
 from diffucoder.model import DiffusionLM
 
@@ -121,7 +123,7 @@ def _step(
     commit = _select_top(confidence, counts, cfg.alg_temp, generator)
     if threshold is not None:
         probability = torch.zeros(block.shape, device=block.device)
-        probability[masked] = choice.probability
+        probability[masked] = model_probability(logits, choice.tokens)
         commit |= masked & (probability >= threshold)
     tokens = block.clone()
     tokens[masked] = choice.tokens.to(block.dtype)

@@ -1,4 +1,5 @@
-"""Per-position token choice and confidence, as Dream's ``sample_tokens`` (``generation_utils.py``).
+"""Per-position token choice and confidence, as Dream's ``sample_tokens`` (``generation_utils.py``),
+and the model's own token probability that fast decoding's threshold tests.
 
 The logits are tempered, truncated (top-p, then top-k) and softmaxed once; the token is sampled from
 that distribution (argmax at temperature 0) and every confidence is read off the *same* processed
@@ -32,11 +33,10 @@ _WIDTHS = (64, 1024)
 
 
 class TokenChoice(NamedTuple):
-    """For N positions: chosen token ids (N,), the alg's confidence (N,) and p(token) (N,)."""
+    """For N positions: chosen token ids (N,) and the alg's confidence (N,)."""
 
     tokens: torch.Tensor
     confidence: torch.Tensor
-    probability: torch.Tensor
 
 
 class Truncated(NamedTuple):
@@ -116,7 +116,6 @@ def choose_tokens(
         picks = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
     else:
         picks = probs.argmax(dim=-1)
-    probability = probs.gather(-1, picks[:, None]).squeeze(-1)
     tokens = picks if ids is None else ids.gather(-1, picks[:, None]).squeeze(-1)
     if alg == "topk_margin":
         top2 = torch.topk(probs, min(2, probs.shape[-1]), dim=-1).values
@@ -124,5 +123,18 @@ def choose_tokens(
     elif alg == "entropy":
         confidence = (probs * torch.log(probs + _LOG_EPS)).sum(dim=-1)
     else:
-        confidence = probability
-    return TokenChoice(tokens, confidence, probability)
+        confidence = probs.gather(-1, picks[:, None]).squeeze(-1)
+    return TokenChoice(tokens, confidence)
+
+
+def model_probability(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """(N,) probability of ``tokens`` (N,) under the model's own distribution: the softmax of the
+    raw (N, V) ``logits``, before temperature and truncation.
+
+    This is what a confidence threshold tests (Fast-dLLM, arXiv 2505.22618: the marginal
+    p(x_i | context); its LLaDA decoder reads it off the raw logits). The processed distribution
+    that :func:`choose_tokens` samples from is the wrong scale for it: at temperature 0.2 a token
+    the model gives 0.65 against a runner-up's 0.35 reads 0.96 there, so any tau would pass.
+    """
+    logits = logits.float()
+    return (logits.gather(-1, tokens[:, None]).squeeze(-1) - logits.logsumexp(dim=-1)).exp()

@@ -14,6 +14,7 @@ from pydantic import Field, PositiveInt, model_validator
 
 from diffucoder import benchmark_data
 from diffucoder.config_base import StrictModel
+from diffucoder.decoding.config import FastDecodingConfig, FastSettings
 
 BenchmarkName = Literal["humaneval", "humaneval_plus", "mbpp", "mbpp_plus", "tiny_heldout"]
 Speed = Literal["1x", "2x"]
@@ -73,7 +74,13 @@ class EvaluationConfig(StrictModel):
     )
     batch_size: int = Field(8, ge=1, description="prompts decoded together (left-padded)")
     fast_decoding: bool = Field(
-        False, description="decode with the decoding section's fast (Fast-dLLM style) sampler"
+        False,
+        description="decode with the fast (Fast-dLLM style) sampler: evaluation.fast, else decoding.fast",
+    )
+    fast: FastSettings | None = Field(
+        None,
+        description="evaluation's own fast-decoding settings (threshold, block_length, kv_cache; keys left "
+        "out take their defaults); null = the decoding section's, which GRPO rollouts also use",
     )
     seed_offset: int = Field(0, description="added to the run seed for the sampling generator")
 
@@ -110,6 +117,11 @@ class EvaluationConfig(StrictModel):
     arness_global_ks: list[int] = Field(list(range(1, 5)), description="k of global AR-ness@k (paper: 1..4)")
     heatmap_problems: int = Field(4, ge=0, description="problems shown as decode-order heatmaps")
     report_failures: int = Field(20, ge=0, description="failed samples listed with verdicts in report.html")
+
+    def fast_decoding_for(self, shared: FastDecodingConfig) -> FastDecodingConfig:
+        """The fast settings evaluation decodes with, given the decoding section's ``shared`` ones."""
+        settings = self.fast if self.fast is not None else shared
+        return FastDecodingConfig(**settings.model_dump(exclude={"enabled"}), enabled=self.fast_decoding)
 
     def problem_cap(self, benchmark: str) -> int | None:
         """How many problems of ``benchmark`` to evaluate (None = all), from ``max_problems``."""

@@ -36,15 +36,15 @@ def steps_for(speed: str, gen_length: int) -> int:
 def decoding_config_for(
     base: DecodingConfig, ev: EvaluationConfig, speed: str, temperature: float
 ) -> DecodingConfig:
-    """The run's decoding section with the grid point's length, steps, temperature and fast switch."""
+    """The run's decoding section with the grid point's length, steps, temperature and fast settings."""
     update = {
         "max_new_tokens": ev.gen_length,
         "steps": steps_for(speed, ev.gen_length),
         "temperature": temperature,
-        "fast": base.fast.model_copy(update={"enabled": ev.fast_decoding}),
+        "fast": ev.fast_decoding_for(base.fast).model_dump(),
     }
     # model_validate re-runs the cross-field checks (e.g. fast-decoding block sizes vs steps).
-    return DecodingConfig.model_validate({**base.model_dump(), **update, "fast": update["fast"].model_dump()})
+    return DecodingConfig.model_validate({**base.model_dump(), **update})
 
 
 @torch.no_grad()

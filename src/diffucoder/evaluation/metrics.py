@@ -7,6 +7,9 @@ Names are MLflow-legal and stable across runs (paper §5 columns):
 - ``evalplus_pass_at_{k}_{speed}``: mean of HumanEval+ and MBPP+ (paper's "EvalPlus" column);
 - ``{bench}_rel_drop_2x``: (pass@1 at 1x - at 2x) / pass@1 at 1x, the "2x speed" cost (paper §5.4);
   left out when the 1x score is 0 (the ratio is undefined);
+- ``{bench}_rel_drop_2x_temp{T}`` and ``{bench}_rel_drop_2x_se_temp{T}``: the same at one temperature,
+  paired problem by problem, with its paired SE (diffucoder.evaluation.paired.speed_costs; paper
+  finding (d) compares it before and after coupled-GRPO);
 - ``arness_local_at_{k}_{speed}`` / ``arness_global_at_{k}_{speed}``: mean AR-ness over samples;
 - ``tokens_per_s_{speed}``: generated tokens per second of decoding.
 Samples scored from a file (``diffucoder evaluate --samples``) have no speed or temperature: their
@@ -20,6 +23,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from statistics import mean
 
+from diffucoder.evaluation.paired import Key, speed_costs
 from diffucoder.evaluation.passk import mean_pass_at_k, pass_at_k
 
 
@@ -81,6 +85,16 @@ def temp_label(temperature: float) -> str:
     return f"temp{temperature:g}"
 
 
+def pass_rates_of(results: list[ProblemResult]) -> dict[Key, float]:
+    """Each result's pass rate, keyed as :func:`diffucoder.evaluation.paired.pass_rates` keys a
+    ``per_problem.jsonl`` (grid points only: scored samples files have no speed to pair)."""
+    return {
+        (r.benchmark, r.task_id, r.speed, r.temperature): r.n_correct / r.n
+        for r in results
+        if r.temperature is not None and r.n
+    }
+
+
 def aggregate(
     results: list[ProblemResult], ks: list[int], gen_seconds: dict[str, float] | None = None
 ) -> dict[str, float]:
@@ -117,6 +131,10 @@ def aggregate(
         one, two = best.get((bench, "1x", ks[0])), best.get((bench, "2x", ks[0]))
         if one and two is not None:
             metrics[f"{bench}_rel_drop_2x"] = (one - two) / one
+    for (bench, temp), cost in speed_costs(pass_rates_of(results)).items():
+        if cost.relative is not None:
+            metrics[f"{bench}_rel_drop_2x_{temp_label(temp)}"] = cost.relative
+            metrics[f"{bench}_rel_drop_2x_se_{temp_label(temp)}"] = cost.relative_se
 
     for speed in speeds:
         samples = [s for r in results if r.speed == speed for s in r.samples]

@@ -5,12 +5,18 @@ would: each problem's difficulty cancels in its own difference. So a change is r
 of the per-problem differences of pass rates (``n_correct / n``) with the standard error of that
 mean, plus how many problems went up and down. The run summary prints it for every stage change
 of held-out pass@1; ``benchmarks/paired_eval_diff.py`` prints it for any two evaluation outputs.
+
+The same pairing gives what halving the decoding steps costs (``speed_costs``: 1x vs 2x of one
+evaluation, problem by problem) and whether a later stage pays less for it (``paired_difference`` of
+two stages' ``step_halving_drops``): the paper's finding (d), that the drop is smaller after
+coupled-GRPO (arXiv 2506.20639 §5).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
 Key = tuple[str, str, str, float]  # (benchmark, task_id, speed, temperature)
@@ -48,7 +54,7 @@ class PairedDifference:
         )
 
 
-def paired_difference(before: dict[Key, float], after: dict[Key, float]) -> PairedDifference:
+def paired_difference(before: Mapping[Hashable, float], after: Mapping[Hashable, float]) -> PairedDifference:
     """``after - before`` over the rows both evaluations share.
 
     Raises:
@@ -69,3 +75,67 @@ def paired_difference(before: dict[Key, float], after: dict[Key, float]) -> Pair
         up=sum(d > 0 for d in diffs),
         down=sum(d < 0 for d in diffs),
     )
+
+
+@dataclass(frozen=True)
+class SpeedCost:
+    """Pass rate at 1x (steps = length) and 2x (half the steps) on the same problems, and the drop.
+
+    The relative drop's SE is the drop's paired SE over the 1x pass rate (taken as exact), so it
+    is None, like the relative drop, when nothing passes at 1x.
+    """
+
+    pair: PairedDifference  # before = 2x, after = 1x, so diff = 1x - 2x = the drop
+
+    @property
+    def relative(self) -> float | None:
+        return self.pair.diff / self.pair.after if self.pair.after else None
+
+    @property
+    def relative_se(self) -> float | None:
+        return self.pair.se / self.pair.after if self.pair.after else None
+
+    def describe(self) -> str:
+        """``relative drop +0.057 +- 0.050 (0.530 -> 0.500; drop +0.030 +- 0.026 paired SE, ...)``"""
+        p = self.pair
+        relative = (
+            f"relative drop {self.relative:+.3f} +- {self.relative_se:.3f}"
+            if self.relative is not None
+            else "relative drop undefined (nothing passes at 1x)"
+        )
+        return (
+            f"{relative} ({p.after:.3f} -> {p.before:.3f}; drop {p.diff:+.3f} +- {p.se:.3f} paired SE, "
+            f"{p.problems} tasks: {p.up} worse at 2x, {p.down} better)"
+        )
+
+
+def _by_point(rates: Mapping[Key, float]) -> dict[tuple[str, float], dict[str, dict[str, float]]]:
+    """rates regrouped as {(benchmark, temperature): {speed: {task_id: rate}}}."""
+    grouped: dict[tuple[str, float], dict[str, dict[str, float]]] = {}
+    for (benchmark, task_id, speed, temperature), rate in rates.items():
+        grouped.setdefault((benchmark, temperature), {}).setdefault(speed, {})[task_id] = rate
+    return grouped
+
+
+def speed_costs(rates: Mapping[Key, float]) -> dict[tuple[str, float], SpeedCost]:
+    """The 1x -> 2x cost per (benchmark, temperature) that has both speeds on >= 2 shared problems."""
+    costs = {}
+    for point, speeds in _by_point(rates).items():
+        one, two = speeds.get("1x", {}), speeds.get("2x", {})
+        if len(one.keys() & two.keys()) >= 2:
+            costs[point] = SpeedCost(paired_difference(two, one))
+    return costs
+
+
+def step_halving_drops(rates: Mapping[Key, float]) -> dict[tuple[str, str, float], float]:
+    """Per (benchmark, task_id, temperature) with both speeds: pass rate at 1x minus at 2x.
+
+    Pair two evaluations' drops with :func:`paired_difference` to see whether one pays less for
+    halving the steps than the other on the same problems.
+    """
+    return {
+        (benchmark, task_id, temperature): rate - speeds["2x"][task_id]
+        for (benchmark, temperature), speeds in _by_point(rates).items()
+        for task_id, rate in speeds.get("1x", {}).items()
+        if task_id in speeds.get("2x", {})
+    }

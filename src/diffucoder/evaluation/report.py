@@ -1,7 +1,8 @@
 """A self-contained HTML report of one evaluation run (one file; plots embedded as base64 PNG).
 
 Sections: score table (pass@k per benchmark, speed and temperature, best marked, with the number of
-problems n and a 95% interval for each best score), 1x vs 2x bars (only when both speeds ran),
+problems n and a 95% interval for each best score), 1x vs 2x bars and the relative drop from 1x to 2x
+per benchmark and temperature with its paired SE (only when both speeds ran; paper finding (d)),
 AR-ness curves (local@k and global@k, paper §4.1 / Fig. 3-4), decode-order heatmaps for a few
 problems (the step at which each position was unmasked, paper §C.2), and failing samples with their
 sandbox verdicts. Everything the page shows is escaped: completions are untrusted text.
@@ -18,7 +19,8 @@ from collections import defaultdict
 import torch
 from matplotlib.figure import Figure
 
-from diffucoder.evaluation.metrics import ProblemResult, temp_label
+from diffucoder.evaluation.metrics import ProblemResult, pass_rates_of, temp_label
+from diffucoder.evaluation.paired import speed_costs
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -115,6 +117,35 @@ def _speed_bars(metrics: dict[str, float], benchmarks: list[str], speeds: list[s
     return _png(fig)
 
 
+def _speed_cost_table(results: list[ProblemResult]) -> str:
+    """Pass rate at 1x and 2x on the same problems, the drop and the relative drop, +- paired SE."""
+    costs = speed_costs(pass_rates_of(results))
+    if not costs:
+        return ""
+    rows = []
+    for (bench, temp), cost in sorted(costs.items()):
+        p = cost.pair
+        relative = (
+            f"{100 * cost.relative:+.1f} &plusmn; {100 * cost.relative_se:.1f}"
+            if cost.relative is not None
+            else "undefined"
+        )
+        rows.append(
+            f"<tr><td class=l>{html.escape(bench)}</td><td>{temp:g}</td><td>{p.problems}</td>"
+            f"<td>{100 * p.after:.1f}</td><td>{100 * p.before:.1f}</td>"
+            f"<td>{100 * p.diff:+.1f} &plusmn; {100 * p.se:.1f}</td><td>{relative}</td>"
+            f"<td>{p.up} / {p.down}</td></tr>"
+        )
+    return (
+        "<p>What halving the steps costs, problem by problem (&plusmn; paired standard error; the "
+        "relative drop divides by the 1x pass rate). After coupled-GRPO the paper finds this drop "
+        "smaller (arXiv 2506.20639 &sect;5, finding (d)).</p>"
+        "<table><tr><th class=l>benchmark</th><th>T</th><th>problems</th><th>pass rate 1x (%)</th>"
+        "<th>2x (%)</th><th>drop (points)</th><th>relative drop (%)</th><th>worse / better at 2x</th>"
+        f"</tr>{''.join(rows)}</table>"
+    )
+
+
 def _arness_curves(metrics: dict[str, float], speeds: list[str]) -> str:
     if not any(name.startswith("arness_") for name in metrics):
         return "<p>No AR-ness was measured (no completion had a decode trace).</p>"
@@ -207,7 +238,11 @@ def render_report(
     tables = "".join(_score_table(metrics, benchmarks, speeds, temperatures, k, counts) for k in ks)
     decoded = any(r.temperature is not None for r in results)  # a samples file has no decoding to show
     speed_section = (
-        ["<h2>1x vs 2x steps</h2>", _speed_bars(metrics, benchmarks, speeds, ks[0])]
+        [
+            "<h2>1x vs 2x steps</h2>",
+            _speed_bars(metrics, benchmarks, speeds, ks[0]),
+            _speed_cost_table(results),
+        ]
         if len(speeds) > 1
         else []
     )
