@@ -44,7 +44,9 @@ def operations_rows(cmp, heldout_metric: str) -> list[tuple[str, list]]:
     return rows
 
 
-def format_comparison(cmp, metric_filter: str = "", heldout_metric: str = "tiny_heldout_pass_at_1_1x") -> str:
+def format_comparison(
+    cmp, metric_filter: str = "", heldout_metric: str = "eval/tiny_heldout/pass_at_1_1x"
+) -> str:
     """The side-by-side table: run names, cost and quality, differing params, then metrics."""
     width = 22
     names = [f"{n or '?'} ({rid[:8]})" for n, rid in zip(cmp.run_names, cmp.run_ids, strict=True)]
@@ -125,7 +127,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", default="", help="only metrics whose name contains this text")
     p.add_argument(
         "--heldout-metric",
-        default="tiny_heldout_pass_at_1_1x",
+        default="eval/tiny_heldout/pass_at_1_1x",
         help="the held-out pass@1 metric shown beside cost (the promotion benchmark's)",
     )
     p.add_argument("--plot", default=None, help="PNG path (default runs/compare-<ids>.png); 'none' to skip")

@@ -21,12 +21,14 @@ stage under the same parent. Ranks other than 0 get a :class:`NullTracker` with 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import re
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +51,10 @@ KFP_PIPELINE_ENV = "KFP_PIPELINE_NAME"
 GIT_SHA_ENV = "DIFFUCODER_GIT_SHA"
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 CHANGED_PARAMS_TAG = "diffucoder.resume_changed_params"
+# MLflow 3's UI opens an experiment in its GenAI (traces) view unless this tag says otherwise; the
+# values are those of the UI's experiment kinds ("custom_model_development" is "Model training").
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
 
 # --------------------------------------------------------------------------------------------
 # Names, params and ranks
@@ -149,6 +155,8 @@ def _experiment_id(client: MlflowClient, cfg: TrackingConfig) -> str:
 
     found = client.get_experiment_by_name(cfg.experiment)
     if found is not None:
+        if EXPERIMENT_KIND_TAG not in found.tags:  # created before the tag existed, or by hand
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT_KIND)
         return found.experiment_id
     uri = client.tracking_uri
     artifact_location = None
@@ -156,7 +164,11 @@ def _experiment_id(client: MlflowClient, cfg: TrackingConfig) -> str:
         # mlflow's default would be ./mlruns in whatever directory the process started in.
         artifact_location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
     try:
-        return client.create_experiment(cfg.experiment, artifact_location=artifact_location)
+        return client.create_experiment(
+            cfg.experiment,
+            artifact_location=artifact_location,
+            tags={EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT_KIND},
+        )
     except MlflowException:
         # Another stage process created it between our lookup and our create.
         found = client.get_experiment_by_name(cfg.experiment)
@@ -208,24 +220,72 @@ def _clip_param(value: str) -> str:
     return value[: MAX_PARAM_VAL_LENGTH - len(marker)] + marker
 
 
-class Tracker:
-    """Logs to one MLflow run. Created by :func:`stage_run`; use its methods, not mlflow directly."""
+def grouped_name(name: str, group: str | None) -> str:
+    """``loss`` -> ``train/loss`` for group ``train``; a name with a group of its own (``cost/amount``,
+    ``reward/total/mean``) keeps it, so MLflow's chart view shows one section per group."""
+    return name if group is None or "/" in name else f"{group}/{name}"
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+
+class Tracker:
+    """Logs to one MLflow run. Created by :func:`stage_run`; use its methods, not mlflow directly.
+
+    ``group`` prefixes metric names that have no group of their own (:func:`grouped_name`).
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, group: str | None = None) -> None:
         self.client = client
         self.run_id = run_id
+        self.group = group
 
     def log_metrics(self, metrics: Mapping[str, float | None], step: int | None = None) -> None:
-        """Log a flat dict of numbers; names are sanitised and ``None`` (no value this step) skipped."""
+        """Log a flat dict of numbers; names are grouped and sanitised, ``None`` (no value) skipped."""
         from mlflow.entities import Metric
         from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
         now = int(time.time() * 1000)
         entries = [
-            Metric(metric_name(k), float(v), now, int(step or 0)) for k, v in metrics.items() if v is not None
+            Metric(metric_name(grouped_name(k, self.group)), float(v), now, int(step or 0))
+            for k, v in metrics.items()
+            if v is not None
         ]
         for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
             self.client.log_batch(self.run_id, metrics=chunk)
+
+    def log_curve(self, name: str, points: Mapping[int, float]) -> None:
+        """One metric over an x axis other than time (AR-ness over k): MLflow draws it as a curve
+        with ``step`` = x, where a scalar per x would be one chart per point."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        key = metric_name(grouped_name(name, self.group))
+        entries = [Metric(key, float(v), now, int(x)) for x, v in sorted(points.items())]
+        if entries:
+            self.client.log_batch(self.run_id, metrics=entries)
+
+    def log_dataset(self, uri: str, *, name: str, context: str, digest: str | None = None) -> None:
+        """Record that the run read the data at ``uri`` (a file or directory, local or s3://).
+
+        An MLflow dataset input without the rows (a ``MetaDataset``): the UI lists it under the
+        run's inputs with its source, and ``context`` (``training``, ``evaluation``) says how it was used.
+        The digest defaults to a sealed directory's content hash (else MLflow hashes the source).
+        """
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        from diffucoder import storage
+
+        if digest is None and storage.is_complete(uri):  # a sealed directory: its content hash
+            digest = storage.read_manifest(uri).content_sha256()[:16]
+        with warnings.catch_warnings():
+            # mlflow registers its local-file source under two schemes and warns that a path matches both
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            source = resolve_dataset_source(str(uri))
+        dataset = MetaDataset(source, name=name, digest=digest)
+        # the client API takes the entity; mlflow.log_input converts the same way (fluent runs only)
+        tag = InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), [tag])])
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log (nested) params, flattened to dotted names, batched and clipped to MLflow's limits.
@@ -308,6 +368,12 @@ class NullTracker:
     def log_config(self, cfg: RunConfig) -> None:
         pass
 
+    def log_curve(self, name: str, points: Mapping[int, float]) -> None:
+        pass
+
+    def log_dataset(self, uri: str, *, name: str, context: str, digest: str | None = None) -> None:
+        pass
+
 
 # --------------------------------------------------------------------------------------------
 # Pipeline and stage runs
@@ -371,6 +437,7 @@ def stage_run(
     resume_run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
     data_hash: str | None = None,
+    metric_group: str | None = None,
 ) -> Iterator[Tracker | NullTracker]:
     """Open (or re-attach to) the child run of one stage; closes it FINISHED, or FAILED on error.
 
@@ -383,6 +450,7 @@ def stage_run(
             so a restarted pod continues its curves instead of starting a second run.
         tags: extra run tags.
         data_hash: fingerprint of the input data, tagged ``diffucoder.data_hash``.
+        metric_group: group of the run's metric names that have none (``train`` -> ``train/loss``).
 
     Yields:
         A :class:`Tracker` on rank 0, a :class:`NullTracker` elsewhere.
@@ -407,14 +475,14 @@ def stage_run(
                 f"stage {stage!r}: cannot resume MLflow run {resume_run_id!r} at {client.tracking_uri}: {exc}"
             ) from exc
         client.update_run(resume_run_id, status="RUNNING")
-        tracker = Tracker(client, resume_run_id)
+        tracker = Tracker(client, resume_run_id, metric_group)
         tracker.set_tags({"diffucoder.resumed": "true", **(tags or {})})
     else:
         extra = {"diffucoder.stage": stage, **(tags or {})}
         if parent_run_id is not None:
             extra["mlflow.parentRunId"] = parent_run_id
         run = client.create_run(experiment_id, run_name=stage, tags=_run_tags(cfg, data_hash, extra))
-        tracker = Tracker(client, run.info.run_id)
+        tracker = Tracker(client, run.info.run_id, metric_group)
     tracker.log_config(cfg)
 
     status = "FAILED"
@@ -428,15 +496,17 @@ def stage_run(
         client.set_terminated(tracker.run_id, status=status)
 
 
-def headline_metrics(label: str, metrics: Mapping[str, float], speed: str) -> dict[str, float]:
-    """The pass@1 scores of an evaluation of stage ``label``, named for the parent run.
+def headline_metrics(metrics: Mapping[str, float], speed: str, label: str | None = None) -> dict[str, float]:
+    """The pass@1 scores of an evaluation (of stage ``label``), named for the parent run.
 
-    ``{bench}_pass_at_1_{speed}`` becomes ``eval/{bench}/pass_at_1_{label}``, so MLflow's runs
-    table has a column per benchmark and stage and its chart view groups them per benchmark.
+    ``{bench}_pass_at_1_{speed}`` becomes ``eval/{bench}/pass_at_1_{label}`` (``eval/{bench}/pass_at_1``
+    without a label), so MLflow's runs table has a column per benchmark and stage and its chart
+    view groups them per benchmark.
     """
     suffix = f"_pass_at_1_{speed}"
+    tail = f"_{label}" if label else ""
     return {
-        f"eval/{name.removesuffix(suffix)}/pass_at_1_{label}": value
+        f"eval/{name.removesuffix(suffix)}/pass_at_1{tail}": value
         for name, value in metrics.items()
         if name.endswith(suffix) and not name.startswith("evalplus")
     }
@@ -453,7 +523,7 @@ def log_headline_metrics(
     if parent_run_id is None or not is_rank_zero():
         return
     client = _client(cfg)
-    headline = headline_metrics(label, metrics, speed)
+    headline = headline_metrics(metrics, speed, label)
     logged = {**client.get_run(parent_run_id).data.metrics, **headline}
     for name in list(headline):
         bench = name.split("/")[1]
@@ -471,6 +541,65 @@ def log_headline_metrics(
 # --------------------------------------------------------------------------------------------
 
 
+# What the registered model takes and gives (``diffucoder.decoding.diffusion_generate``): token ids
+# in, token ids out (the prompt followed by the decoded completion), batch x length each.
+MODEL_TYPE = "masked-diffusion-lm"
+
+
+def _model_signature():
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    ids = np.dtype("int64")
+    return ModelSignature(
+        inputs=Schema([TensorSpec(ids, (-1, -1), "input_ids")]),
+        outputs=Schema([TensorSpec(ids, (-1, -1), "sequences")]),
+    )
+
+
+def _log_model(
+    client: MlflowClient, model_uri: str, *, name: str, run_id: str, metrics: Mapping[str, float]
+) -> str:
+    """An MLflow logged model for the weights at ``model_uri``: made by run ``run_id``, with an
+    ``MLmodel`` file (signature, ``source`` = ``model_uri``) and ``metrics`` (its scores) logged to
+    the run and linked to the model, so the registry's version shows its source run, schema and
+    scores. The weights stay where the pipeline sealed them; the logged model points at them.
+    """
+    import tempfile
+
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric
+    from mlflow.models import Model
+
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(
+        run.info.experiment_id,
+        name=name,
+        source_run_id=run_id,
+        tags={"diffucoder.model_uri": model_uri},
+        model_type=MODEL_TYPE,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        description = Model(
+            run_id=run_id,
+            signature=_model_signature(),
+            model_id=logged.model_id,
+            metadata={"source": model_uri},
+        )
+        description.save(Path(tmp) / "MLmodel")
+        client.log_model_artifacts(logged.model_id, tmp)
+    now = int(time.time() * 1000)
+    scores = [
+        Metric(metric_name(k), float(v), now, 0, model_id=logged.model_id, run_id=run_id)
+        for k, v in metrics.items()
+    ]
+    if scores:
+        client.log_batch(run_id, metrics=scores)
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    return logged.model_id
+
+
 def register_model(
     model_uri: str,
     name: str,
@@ -478,11 +607,14 @@ def register_model(
     tags: Mapping[str, str] | None = None,
     run_id: str | None = None,
     cfg: TrackingConfig | None = None,
+    metrics: Mapping[str, float] | None = None,
 ) -> str:
     """Register a model version whose source is ``model_uri`` (our sealed HF dir, local or s3://).
 
-    Creates the registered model on first use, then points ``alias`` (e.g. ``candidate``) at the
-    new version. Aliases replace MLflow's deprecated stages. Returns the version number.
+    With ``run_id`` (the pipeline run), the model is first logged to that run with a signature and
+    ``metrics`` (:func:`_log_model`), and the version and the logged model are linked. Creates the
+    registered model on first use, then points ``alias`` (e.g. ``candidate``) at the new version.
+    Aliases replace MLflow's deprecated stages. Returns the version number.
     """
     from mlflow.exceptions import MlflowException
 
@@ -494,9 +626,16 @@ def register_model(
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+    model_id = (
+        _log_model(client, model_uri, name=name, run_id=run_id, metrics=metrics or {}) if run_id else None
+    )
     try:
         version = client.create_model_version(
-            name, source=model_uri, run_id=run_id, tags={k: str(v) for k, v in (tags or {}).items()}
+            name,
+            source=model_uri,
+            run_id=run_id,
+            tags={k: str(v) for k, v in (tags or {}).items()},
+            model_id=model_id,
         )
     except MlflowException as exc:
         if exc.error_code == "INVALID_PARAMETER_VALUE" and "://" not in model_uri.removeprefix("file://"):
@@ -507,6 +646,13 @@ def register_model(
                 "register that URI"
             ) from exc
         raise
+    if model_id is not None:
+        # the logged model's side of the link, as mlflow.register_model writes it (the open-source
+        # registry keeps no model id on the version; the version's run lists the model as an output)
+        from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+        link = json.dumps([{"name": name, "version": str(version.version)}])
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: link})
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return str(version.version)
