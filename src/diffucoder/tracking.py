@@ -336,6 +336,15 @@ class Tracker:
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
 
+    def describe(self) -> dict[str, str]:
+        """Where the run is, for a report's header: its id, and its page in the MLflow UI when the
+        store is a tracking server (a local store's UI is wherever ``mlflow ui`` serves it)."""
+        uri = self.client.tracking_uri
+        if not uri.startswith(("http://", "https://")):
+            return {"MLflow run": self.run_id, "MLflow store": uri}
+        experiment = self.client.get_run(self.run_id).info.experiment_id
+        return {"MLflow run": f"{uri.rstrip('/')}/#/experiments/{experiment}/runs/{self.run_id}"}
+
     def log_config(self, cfg: RunConfig) -> None:
         """The resolved config as flattened params and as ``config.yaml`` (replaced on resume)."""
         self.log_params(cfg.model_dump(mode="json"))
@@ -370,6 +379,9 @@ class NullTracker:
 
     def log_curve(self, name: str, points: Mapping[int, float]) -> None:
         pass
+
+    def describe(self) -> dict[str, str]:
+        return {}
 
     def log_dataset(self, uri: str, *, name: str, context: str, digest: str | None = None) -> None:
         pass
@@ -664,14 +676,17 @@ OPERATIONS_TAGS = ("promotion/", "diffucoder.skipped", "diffucoder.data_hash")
 
 @dataclass
 class RunComparison:
-    """Side-by-side view of runs: params that differ, and every metric's latest value per run."""
+    """Side-by-side view of runs: params that differ, every metric's latest value and its history."""
 
     run_ids: list[str]
     run_names: list[str]
     statuses: list[str]
+    parents: list[str | None] = field(default_factory=list)  # name of each run's pipeline run
     param_diffs: dict[str, list[str | None]] = field(default_factory=dict)
     same_params: int = 0
     metrics: dict[str, list[float | None]] = field(default_factory=dict)
+    # metric -> per run, its (step, value) points; empty for a run without the metric
+    histories: dict[str, list[list[tuple[int, float]]]] = field(default_factory=dict)
     tags: dict[str, list[str | None]] = field(default_factory=dict)  # operations tags (OPERATIONS_TAGS)
 
     def as_dict(self) -> dict[str, Any]:
@@ -679,6 +694,7 @@ class RunComparison:
             "run_ids": self.run_ids,
             "run_names": self.run_names,
             "statuses": self.statuses,
+            "parents": self.parents,
             "param_diffs": self.param_diffs,
             "same_params": self.same_params,
             "tags": self.tags,
@@ -688,8 +704,14 @@ class RunComparison:
         }
 
 
+def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    points = sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key))
+    return [(step, value) for step, _, value in points]
+
+
 def compare_runs(run_ids: list[str], cfg: TrackingConfig | None = None) -> RunComparison:
-    """Fetch runs and list params whose values differ (missing = None) and each metric's latest value."""
+    """Fetch runs: params whose values differ (missing = None), each metric's latest value and its
+    history over steps, the operations tags, and the name of each run's pipeline run."""
     from diffucoder.config import TrackingConfig
 
     if not run_ids:
@@ -706,15 +728,148 @@ def compare_runs(run_ids: list[str], cfg: TrackingConfig | None = None) -> RunCo
             same += 1
     metric_keys = sorted({k for r in runs for k in r.data.metrics})
     tag_keys = sorted({k for r in runs for k in r.data.tags if k.startswith(OPERATIONS_TAGS)})
+    parent_ids = [r.data.tags.get("mlflow.parentRunId") for r in runs]
+    parent_names = {pid: client.get_run(pid).info.run_name for pid in set(parent_ids) if pid}
     return RunComparison(
         run_ids=list(run_ids),
         run_names=[r.info.run_name for r in runs],
         statuses=[r.info.status for r in runs],
+        parents=[parent_names.get(pid) if pid else None for pid in parent_ids],
         param_diffs=diffs,
         same_params=same,
         metrics={k: [r.data.metrics.get(k) for r in runs] for k in metric_keys},
+        histories={
+            k: [_history(client, r.info.run_id, k) if k in r.data.metrics else [] for r in runs]
+            for k in metric_keys
+        },
         tags={k: [r.data.tags.get(k) for r in runs] for k in tag_keys},
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Finding runs: the newest pipeline runs, and a run from what `runs list` prints
+# --------------------------------------------------------------------------------------------
+
+
+class RunNotFoundError(LookupError):
+    """A run reference (id, id prefix, name, PIPELINE/STAGE) matches no run, or several."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What `runs list` shows of a run."""
+
+    run_id: str
+    name: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+def _summary(run) -> RunSummary:
+    return RunSummary(
+        run.info.run_id,
+        run.info.run_name or "",
+        run.info.status,
+        run.info.start_time,
+        run.info.end_time,
+        dict(run.data.metrics),
+        dict(run.data.tags),
+    )
+
+
+def _experiment_ids(client: MlflowClient, experiment: str | None) -> list[str]:
+    if experiment is None:
+        return [e.experiment_id for e in client.search_experiments()]
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise RunNotFoundError(
+            f"no MLflow experiment {experiment!r} at {client.tracking_uri} (experiments: {', '.join(names)})"
+        )
+    return [found.experiment_id]
+
+
+def _children(client: MlflowClient, parent) -> list:
+    return client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1000,
+    )
+
+
+def recent_pipeline_runs(
+    limit: int, *, experiment: str | None = None, cfg: TrackingConfig | None = None
+) -> list[tuple[RunSummary, list[RunSummary]]]:
+    """The newest ``limit`` pipeline (parent) runs, each with its stage runs in start order."""
+    from diffucoder.config import TrackingConfig
+
+    client = _client(cfg or TrackingConfig())
+    ids = _experiment_ids(client, experiment)
+    if not ids:
+        return []
+    parents = client.search_runs(
+        ids,
+        filter_string="tags.`diffucoder.kind` = 'pipeline'",
+        order_by=["attributes.start_time DESC"],
+        max_results=limit,
+    )
+    return [(_summary(p), [_summary(c) for c in _children(client, p)]) for p in parents]
+
+
+# how far back a name or an id prefix is looked up
+RESOLVE_WINDOW = 1000
+
+
+def resolve_run(ref: str, cfg: TrackingConfig | None = None) -> str:
+    """The run id ``ref`` names: a run id, the start of one, a run name, or ``PIPELINE/STAGE``.
+
+    Names and prefixes are matched among the newest runs of every experiment; a reference that
+    matches several runs is refused with the candidates, so a comparison never picks one silently.
+
+    Raises:
+        RunNotFoundError: nothing matches, or several runs do.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from diffucoder.config import TrackingConfig
+
+    client = _client(cfg or TrackingConfig())
+    if re.fullmatch(r"[0-9a-f]{32}", ref):  # a whole run id, however old the run
+        try:
+            return client.get_run(ref).info.run_id
+        except MlflowException:
+            pass  # reported below with the other forms a reference can take
+    ids = _experiment_ids(client, None)
+    recent = (
+        client.search_runs(ids, order_by=["attributes.start_time DESC"], max_results=RESOLVE_WINDOW)
+        if ids
+        else []
+    )
+    pipeline, _, stage = ref.rpartition("/")
+    if pipeline:
+        parents = [r for r in recent if r.info.run_id.startswith(pipeline) or r.info.run_name == pipeline]
+        matches = [
+            c
+            for p in parents
+            for c in _children(client, p)
+            if c.info.run_name == stage or c.info.run_id.startswith(stage)
+        ]
+    else:
+        matches = [r for r in recent if r.info.run_id.startswith(ref) or r.info.run_name == ref]
+    where = client.tracking_uri
+    if not matches:
+        raise RunNotFoundError(
+            f"no run {ref!r} at {where}; give a run id (or its first characters), a run name or "
+            "PIPELINE/STAGE as `diffucoder runs list` prints them"
+        )
+    if len({m.info.run_id for m in matches}) > 1:
+        found = ", ".join(f"{m.info.run_name} {m.info.run_id[:8]}" for m in matches[:6])
+        raise RunNotFoundError(f"{ref!r} matches {len(matches)} runs at {where} ({found}); give one id")
+    return matches[0].info.run_id
 
 
 # --------------------------------------------------------------------------------------------
