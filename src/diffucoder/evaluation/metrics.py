@@ -40,6 +40,8 @@ class SampleResult:
     arness_local: dict[int, float] = field(default_factory=dict)
     arness_global: dict[int, float] = field(default_factory=dict)
     trace: list[int] | None = None
+    failing_test: str | None = None  # the first failing assert, or call on the first failing input
+    error: str | None = None  # the program's error text on that test (exception or stderr)
 
 
 @dataclass
@@ -51,6 +53,7 @@ class ProblemResult:
     speed: str  # "1x", "2x", or SAMPLES
     temperature: float | None  # None for SAMPLES
     samples: list[SampleResult]
+    prompt: str = ""  # what the model was asked (the benchmark's prompt)
 
     @property
     def n(self) -> int:
@@ -69,6 +72,7 @@ class ProblemResult:
             "temperature": self.temperature,
             "n": self.n,
             "n_correct": self.n_correct,
+            "prompt": self.prompt,
         }
         row.update({f"pass_at_{k}": pass_at_k(self.n, self.n_correct, k) for k in ks})
         row["samples"] = [{k: v for k, v in asdict(s).items() if k != "trace"} for s in self.samples]

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from diffucoder.config import RunConfig
 from diffucoder.evaluation.benchmarks import Problem, load_benchmark
-from diffucoder.evaluation.execution import combined_verdict, execute_candidates, problem_key
+from diffucoder.evaluation.execution import combined_verdict, execute_candidates, failing_test, problem_key
 from diffucoder.evaluation.generation import decoding_config_for, generate_completions
 from diffucoder.evaluation.metrics import SAMPLES, ProblemResult, SampleResult, aggregate, tracked_metrics
 from diffucoder.evaluation.prompts import build_prompt, code_from_completion, program_from_code
@@ -128,20 +128,22 @@ def _grid_point(
     grouped: dict[tuple[str, str], list[SampleResult]] = {}
     for problem, completion, program, tiers in zip(items, completions, programs, outcomes, strict=True):
         local, global_ = _arness(completion.trace, cfg)
-        sample = sample_result(completion.text, program, tiers)
+        sample = sample_result(problem, completion.text, program, tiers)
         sample.gen_tokens, sample.arness_local, sample.arness_global = ev.gen_length, local, global_
         sample.trace = completion.trace
         grouped.setdefault(problem_key(problem), []).append(sample)
     results = [
-        ProblemResult(p.benchmark, p.task_id, speed, temperature, grouped[problem_key(p)]) for p in problems
+        ProblemResult(p.benchmark, p.task_id, speed, temperature, grouped[problem_key(p)], prompt=p.prompt)
+        for p in problems
     ]
     return results, gen_seconds, sandbox_seconds
 
 
-def sample_result(completion: str, program: str, tiers: dict) -> SampleResult:
+def sample_result(problem: Problem, completion: str, program: str, tiers: dict) -> SampleResult:
     """A sample's result from its outcome per tier (see execution.execute_candidates)."""
     passed, verdict = combined_verdict(tiers)
     infra = next((t.infra_error for t in tiers.values() if t.infra_error), None)
+    test, error = failing_test(problem, tiers)
     return SampleResult(
         completion=completion,
         program=program,
@@ -151,6 +153,8 @@ def sample_result(completion: str, program: str, tiers: dict) -> SampleResult:
         n_tests=sum(t.n_tests for t in tiers.values()),
         infra_error=infra,
         tiers={name: t.status for name, t in tiers.items()},
+        failing_test=test,
+        error=error,
     )
 
 
@@ -261,7 +265,9 @@ def _publish(
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "commit": tracking.git_sha() or "unknown",
             "config fingerprint": cfg.fingerprint(),
+            **tracker.describe(),
         },
+        timings=timings,
     )
     per_problem = "".join(json.dumps(r.to_row(ev.pass_k)) + "\n" for r in results)
     texts = {"per_problem.jsonl": per_problem, "report.html": report_html, **extra_files}
@@ -418,10 +424,11 @@ def score_samples(
         for (problem, sample), tiers in zip(items, outcomes, strict=True):
             text = sample.solution if sample.solution is not None else sample.completion or ""
             grouped.setdefault(problem_key(problem), []).append(
-                sample_result(text, sample.program(problem), tiers)
+                sample_result(problem, text, sample.program(problem), tiers)
             )
         results = [
-            ProblemResult(p.benchmark, p.task_id, SAMPLES, None, grouped[problem_key(p)]) for p in problems
+            ProblemResult(p.benchmark, p.task_id, SAMPLES, None, grouped[problem_key(p)], prompt=p.prompt)
+            for p in problems
         ]
         # EvalPlus's results file: the widest benchmark (plus tiers included when scored)
         widest = max(names, key=lambda n: n.endswith("_plus"))
