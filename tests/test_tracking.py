@@ -360,13 +360,15 @@ def test_parent_run_carries_headline_pass_at_1_and_grpo_change(cfg: RunConfig, b
 # ------------------------------------------------------------------------------------------------
 
 
-def test_default_tracking_uri_is_sqlite_in_cwd(
+def test_default_tracking_uri_is_in_the_project_home_not_the_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_env
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    isolated_env("MLFLOW_TRACKING_URI")
+    isolated_env("MLFLOW_TRACKING_URI", "DIFFUCODER_HOME")
     tcfg = load_config("tiny").tracking
-    assert tracking.configure(tcfg) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert tracking.configure(tcfg) == f"sqlite:///{REPO_ROOT / 'mlflow.db'}"  # the checkout, not tmp_path
+    monkeypatch.setenv("DIFFUCODER_HOME", str(tmp_path / "home"))
+    assert tracking.resolve_tracking_uri(tcfg) == f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
     assert tracking.resolve_tracking_uri(tcfg) == "http://127.0.0.1:1"
     explicit = tcfg.model_copy(update={"tracking_uri": f"sqlite:///{tmp_path / 'other.db'}"})

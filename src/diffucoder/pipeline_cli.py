@@ -77,8 +77,10 @@ def _run_local(args: argparse.Namespace) -> int:
     from pipelines import local
 
     cfg = steps.resolve_config(args.preset, args.overrides)
-    if args.output_root:
-        cfg.output_root = args.output_root
+    if args.output_root:  # typed on the command line: relative to the shell's directory
+        cfg.output_root = (
+            args.output_root if "://" in args.output_root else str(Path(args.output_root).resolve())
+        )
     elif args.runner == "docker":  # a tree of its own: the steps write as the images' user
         cfg.output_root = f"{cfg.output_root.rstrip('/')}-docker"
     if args.tracking_uri:

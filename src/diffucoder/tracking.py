@@ -126,9 +126,14 @@ def git_sha() -> str | None:
 
 
 def resolve_tracking_uri(cfg: TrackingConfig) -> str:
-    """cfg.tracking_uri, else $MLFLOW_TRACKING_URI, else an SQLite file ./mlflow.db (absolute)."""
+    """cfg.tracking_uri, else $MLFLOW_TRACKING_URI, else the SQLite file ``mlflow.db`` in the project
+    home (diffucoder.home: $DIFFUCODER_HOME, else the checkout), never the current directory."""
+    from diffucoder.home import project_home
+
     return (
-        cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+        cfg.tracking_uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{project_home() / 'mlflow.db'}"
     )
 
 
