@@ -149,7 +149,7 @@ def test_a_plan_that_does_not_fit_is_refused_unless_forced(kfp_api, capsys):
     big = ["--preset", "paper-7b", "instruct.micro_batch_size=64"]
     assert _create(api, url, *big) == 2
     assert re.search(
-        r"^diffucoder: error: the run does not fit .*stage instruct: .* GiB per GPU",
+        r"diffucoder: error: the run does not fit .*stage instruct: .* GiB per GPU",
         capsys.readouterr().err,
         re.S,
     )
