@@ -366,7 +366,7 @@ def test_default_tracking_uri_is_in_the_project_home_not_the_cwd(
     monkeypatch.chdir(tmp_path)
     isolated_env("MLFLOW_TRACKING_URI", "DIFFUCODER_HOME")
     tcfg = load_config("tiny").tracking
-    assert tracking.configure(tcfg) == f"sqlite:///{REPO_ROOT / 'mlflow.db'}"  # the checkout, not tmp_path
+    assert tracking.resolve_tracking_uri(tcfg) == f"sqlite:///{REPO_ROOT / 'mlflow.db'}"  # the checkout
     monkeypatch.setenv("DIFFUCODER_HOME", str(tmp_path / "home"))
     assert tracking.resolve_tracking_uri(tcfg) == f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
