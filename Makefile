@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup run smoke test test-slow test-all test-images test-evalplus lint bench compile images container-engine system-deps clean
+.PHONY: browser setup run smoke test test-slow test-all test-images test-evalplus lint bench compile images container-engine system-deps clean
 
 setup: $(STAMP) system-deps
 
@@ -37,6 +37,15 @@ system-deps:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null \
 	      || echo "warning: could not install bubblewrap; sandbox runs without namespaces"; \
 	  else echo "note: bubblewrap missing (apt-get install bubblewrap) - sandbox runs without namespaces"; fi; }
+
+# Debian's chromium renders the evaluation report in tests/evaluation/test_report_browser.py (the
+# test says it was skipped where chromium is missing)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+	      || { echo "make browser: apt-get could not install chromium" >&2; exit 1; }; \
+	  else echo "make browser: needs root and apt-get (Debian/Ubuntu: sudo apt-get install chromium)" >&2; exit 1; fi; }
 
 run: setup
 	$(BIN)/diffucoder pipeline run-local --preset tiny

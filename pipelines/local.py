@@ -18,6 +18,7 @@ from diffucoder import pipeline_steps as steps
 from diffucoder import storage
 from diffucoder.config import RunConfig
 from diffucoder.evaluation.paired import paired_difference, pass_rates, speed_costs, step_halving_drops
+from diffucoder.home import resolve_path
 
 # The metrics the summary shows per step (first match wins; the rest stay in MLflow / steps/*.json).
 KEY_METRICS = (
@@ -37,16 +38,13 @@ HELDOUT = "tiny_heldout_pass_at_1_1x"
 DETAIL_FILES = ("per_problem", "metrics", "config")  # evaluation files that sit beside report.html
 
 
-def _absolute(uri: str) -> str:
-    return uri if storage.is_s3(uri) else str(Path(uri).resolve())
-
-
 def default_tracking_uri(cfg: RunConfig) -> str:
-    """cfg / $MLFLOW_TRACKING_URI, else an embedded SQLite file beside a local output root."""
+    """cfg / $MLFLOW_TRACKING_URI, else an embedded SQLite file beside a local output root (under
+    the project home, diffucoder.home, for an s3:// one)."""
     if cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
         return cfg.tracking.tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
-    base = Path(cfg.output_root) if not storage.is_s3(cfg.output_root) else Path("runs")
-    return f"sqlite:///{(base / 'mlflow.db').resolve()}"
+    base = resolve_path(cfg.output_root if not storage.is_s3(cfg.output_root) else "runs")
+    return f"sqlite:///{Path(base) / 'mlflow.db'}"
 
 
 def local_arguments(
@@ -57,10 +55,10 @@ def local_arguments(
         "preset": preset,
         "overrides": list(overrides),
         "config_yaml": config_yaml,
-        "output_root": _absolute(cfg.output_root),
+        "output_root": resolve_path(cfg.output_root),
         "tracking_uri": default_tracking_uri(cfg),
         # unset: every task reads the data shipped in its own installed package
-        "benchmark_root": _absolute(cfg.evaluation.data_root) if cfg.evaluation.data_root else "",
+        "benchmark_root": resolve_path(cfg.evaluation.data_root) if cfg.evaluation.data_root else "",
         "sandbox_mode": "local",
         "launcher": "in-process",
     }
@@ -73,7 +71,7 @@ def default_kfp_root(output_root: str) -> str:
     return (
         str(Path(output_root) / "kfp-local")
         if not storage.is_s3(output_root)
-        else str(Path("runs/kfp-local").resolve())
+        else resolve_path("runs/kfp-local")
     )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from diffucoder import pipeline_steps as steps
+from diffucoder.cli_errors import UsageError
 from pipelines.compile import compile_pipeline
 from pipelines.kfp_client import connect, kfp_call
 
@@ -72,7 +73,7 @@ def typed_arguments(recorded: dict[str, Any]) -> dict[str, Any]:
     types = {name: spec.type for name, spec in build_pipeline().component_spec.inputs.items()}
     unknown = sorted(set(recorded) - set(types))
     if unknown:
-        raise ValueError(f"recorded arguments {unknown} are not parameters of this pipeline")
+        raise UsageError(f"recorded arguments {unknown} are not parameters of this pipeline")
     return {name: _as_type(name, value, types[name]) for name, value in recorded.items()}
 
 
@@ -83,14 +84,14 @@ def _as_type(name: str, value: Any, kfp_type: str) -> Any:
         if kfp_type == "Integer":
             number = float(value)  # a struct carries every number as a double: "40.0"
             if not number.is_integer():
-                raise ValueError(f"not an integer: {value!r}")
+                raise UsageError(f"not an integer: {value!r}")
             return int(number)
         if kfp_type == "Float":
             return float(value)
         if kfp_type == "Boolean":
             if value.lower() not in ("true", "false"):
-                raise ValueError(f"not a boolean: {value!r}")
+                raise UsageError(f"not a boolean: {value!r}")
             return value.lower() == "true"
         return json.loads(value)  # List / Dict
     except ValueError as exc:
-        raise ValueError(f"recorded argument {name}={value!r} is not a valid {kfp_type}: {exc}") from None
+        raise UsageError(f"recorded argument {name}={value!r} is not a valid {kfp_type}: {exc}") from None

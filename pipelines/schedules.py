@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from diffucoder.cli_errors import UsageError
 from diffucoder.ops.cron import kfp_cron
 from pipelines.compile import compile_pipeline
 from pipelines.diffucoder import PIPELINE_NAME
@@ -52,9 +53,9 @@ class Trigger:
 
     def kfp_args(self) -> dict[str, Any]:
         if (self.cron is None) == (self.interval_s is None):
-            raise ValueError("a schedule needs exactly one of --cron and --interval")
+            raise UsageError("a schedule needs exactly one of --cron and --interval")
         if self.interval_s is not None and self.interval_s < 1:
-            raise ValueError(f"--interval {self.interval_s}: must be at least 1 second")
+            raise UsageError(f"--interval {self.interval_s}: must be at least 1 second")
         args: dict[str, Any] = {"start_time": self.start, "end_time": self.end}
         if self.cron is not None:
             args["cron_expression"] = kfp_cron(self.cron)
@@ -79,7 +80,7 @@ class Schedule:
     def __post_init__(self) -> None:
         check_run_name_pattern(self.arguments.get("run_name", ""))
         if not 1 <= self.max_concurrency <= MAX_CONCURRENCY:  # the KFP API server's limit
-            raise ValueError(f"--max-concurrency {self.max_concurrency}: KFP allows 1 to {MAX_CONCURRENCY}")
+            raise UsageError(f"--max-concurrency {self.max_concurrency}: KFP allows 1 to {MAX_CONCURRENCY}")
 
 
 def version_name(package: Path) -> str:
@@ -111,7 +112,7 @@ def ensure_pipeline_version(client, host: str, package: Path) -> PipelineVersion
 
 def check_run_name_pattern(pattern: str) -> None:
     if pattern and not any(m in pattern for m in RUN_NAME_MACROS):
-        raise ValueError(
+        raise UsageError(
             f"--run-name-pattern {pattern!r} names every run the same; include [[ScheduledTime]], [[Index]], "
             "[[RunUUID]] or [[CurrentTime]] (KFP expands them per run)"
         )

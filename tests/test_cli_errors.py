@@ -153,3 +153,25 @@ def test_run_local_help_lists_the_presets() -> None:
     assert proc.returncode == 0
     assert "a preset (tiny, smoke, paper-7b) or a YAML file" in proc.stdout
     assert "examples:" in proc.stdout
+
+
+def test_operations_commands_report_errors_in_the_same_style() -> None:
+    """plan, pipeline submit, model promote and runs compare end like every other command: one
+    `diffucoder: error:` line, exit 2 for what the user typed, 1 for a service that does not answer;
+    --debug shows the traceback."""
+    plan = _cli("plan", "--config", "tiny", "--start-from", "sft")
+    assert plan.returncode == 2 and _error_lines(plan)[-1].startswith("diffucoder: error: ")
+    submit = _cli("pipeline", "submit", "--host", "http://127.0.0.1:9", "--param", "no_equals_sign")
+    assert submit.returncode == 2
+    assert _error_lines(submit)[-1] == "diffucoder: error: --param 'no_equals_sign': expected name=value"
+    assert "Traceback" not in submit.stderr
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}"
+    listing = _cli("pipeline", "schedule", "list", "--host", down)
+    assert listing.returncode == 1
+    line = _error_lines(listing)[-1]
+    assert line.startswith("diffucoder: error: ") and f"KFP endpoint {down} does not answer" in line
+    assert "Traceback" not in listing.stderr
+    debug = _cli("pipeline", "schedule", "list", "--host", down, "--debug")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr

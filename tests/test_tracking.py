@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -220,6 +221,64 @@ def test_register_model_sets_alias_to_newest_version(cfg: RunConfig, backend: st
     assert version.tags == {"pass_at_1": "0.41"}
 
 
+def test_registered_version_has_a_logged_model_with_signature_and_scores(
+    cfg: RunConfig, backend: str, tmp_path: Path
+) -> None:
+    """The registry's version links the model logged to the pipeline run: its source run, an MLmodel
+    with a signature and the model's scores as metrics of that run (not string tags)."""
+    parent = tracking.start_pipeline_run(cfg)
+    name = f"logged-{uuid.uuid4().hex[:6]}"
+    scores = {"eval/tiny_heldout/pass_at_1": 0.375, "eval/humaneval/pass_at_1": 0.125}
+    version = tracking.register_model(
+        "s3://models/run-c/final", name, alias="candidate", run_id=parent, metrics=scores
+    )
+    client = MlflowClient(backend)
+    mv = client.get_model_version(name, version)
+    assert mv.source == "s3://models/run-c/final" and mv.run_id == parent
+    assert not any("pass_at" in key for key in mv.tags)
+    [output] = client.get_run(parent).outputs.model_outputs  # the version's run lists its model
+    logged = client.get_logged_model(output.model_id)
+    assert logged.source_run_id == parent and logged.status == "READY"
+    assert json.loads(logged.tags["mlflow.modelVersions"]) == [{"name": name, "version": version}]
+    assert {m.key: m.value for m in logged.metrics} == scores
+    assert {k: client.get_run(parent).data.metrics[k] for k in scores} == scores
+    import mlflow.artifacts
+    import yaml
+
+    local = mlflow.artifacts.download_artifacts(f"{logged.artifact_location}/MLmodel", dst_path=str(tmp_path))
+    description = yaml.safe_load(Path(local).read_text())
+    assert description["metadata"]["source"] == "s3://models/run-c/final"
+    assert [i["name"] for i in json.loads(description["signature"]["inputs"])] == ["input_ids"]
+
+
+def test_metric_groups_curves_and_dataset_inputs(cfg: RunConfig, backend: str, tmp_path: Path) -> None:
+    """Ungrouped names get the run's group; a curve over k is one metric with step = k; the data a
+    stage read is a dataset input with its context and, for a sealed directory, its content hash."""
+    from diffucoder import storage
+
+    data = tmp_path / "packed"
+    data.mkdir()
+    (data / "shard-0.bin").write_bytes(b"\x00" * 64)
+    manifest = storage.seal_dir(data)
+    with tracking.stage_run("pretrain", cfg, metric_group="train") as tr:
+        tr.log_metrics({"loss": 2.0, "cost/amount": 0.5, "reward/total/mean": 0.25}, step=1)
+        tr.log_curve("arness/local_1x", {3: 0.5, 1: 0.9, 2: 0.7})
+        tr.log_dataset(str(data), name="pretrain-data", context="training")
+        run_id = tr.run_id
+    client = MlflowClient(backend)
+    run = client.get_run(run_id)
+    assert set(run.data.metrics) == {"train/loss", "cost/amount", "reward/total/mean", "arness/local_1x"}
+    curve = client.get_metric_history(run_id, "arness/local_1x")
+    assert sorted((p.step, p.value) for p in curve) == [(1, 0.9), (2, 0.7), (3, 0.5)]
+    [dataset_input] = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "pretrain-data"
+    assert dataset_input.dataset.digest == manifest.content_sha256()[:16]
+    assert str(data) in dataset_input.dataset.source
+    assert {t.key: t.value for t in dataset_input.tags} == {"mlflow.data.context": "training"}
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+
+
 def test_register_local_path_works_locally_and_is_explained_on_a_server(
     cfg: RunConfig, backend: str, tmp_path: Path
 ) -> None:
@@ -301,13 +360,15 @@ def test_parent_run_carries_headline_pass_at_1_and_grpo_change(cfg: RunConfig, b
 # ------------------------------------------------------------------------------------------------
 
 
-def test_default_tracking_uri_is_sqlite_in_cwd(
+def test_default_tracking_uri_is_in_the_project_home_not_the_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_env
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    isolated_env("MLFLOW_TRACKING_URI")
+    isolated_env("MLFLOW_TRACKING_URI", "DIFFUCODER_HOME")
     tcfg = load_config("tiny").tracking
-    assert tracking.configure(tcfg) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert tracking.resolve_tracking_uri(tcfg) == f"sqlite:///{REPO_ROOT / 'mlflow.db'}"  # the checkout
+    monkeypatch.setenv("DIFFUCODER_HOME", str(tmp_path / "home"))
+    assert tracking.resolve_tracking_uri(tcfg) == f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
     assert tracking.resolve_tracking_uri(tcfg) == "http://127.0.0.1:1"
     explicit = tcfg.model_copy(update={"tracking_uri": f"sqlite:///{tmp_path / 'other.db'}"})

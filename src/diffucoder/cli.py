@@ -10,12 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
 from diffucoder import cli_errors
-
-Command = Callable[[argparse.Namespace], int]
 
 # subcommand -> module that registers it
 COMMANDS = {
@@ -33,25 +30,6 @@ COMMANDS = {
 }
 
 
-def exit_2_on(errors: Callable[[], tuple[type[Exception], ...]], command: str, func: Command) -> Command:
-    """``func`` with the ``errors`` it expects (bad input, a refused or unreachable service) ending the
-    command with one line ``diffucoder COMMAND: reason`` on stderr and exit code 2 instead of a traceback.
-
-    ``errors`` is called when the command runs, so a subcommand imports its error types (and what
-    they pull in, e.g. kfp) only when it is the one invoked.
-    """
-
-    def run(args: argparse.Namespace) -> int:
-        expected = errors()
-        try:
-            return func(args)
-        except expected as exc:
-            print(f"diffucoder {command}: {exc}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 DESCRIPTION = """\
 Train and evaluate DiffuCoder-style masked-diffusion code models (arXiv 2506.20639): filter code
 data, run the four training stages, score models on HumanEval(+) and MBPP(+), and run the whole
@@ -64,7 +42,8 @@ examples:
                                                      print the resolved config with one override
   diffucoder evaluate --model runs/tiny/instruct/final --out runs/tiny/eval-again
                                                      score a saved model
-  diffucoder runs compare RUN_A RUN_B                compare two MLflow runs
+  diffucoder runs list                               recent pipeline runs, their stages and scores
+  diffucoder runs compare 3f2a9c1e 9bc1d2e3          compare two runs `runs list` printed
 
 Add --debug anywhere to see the full traceback of an error.
 `diffucoder COMMAND --help` describes each command."""

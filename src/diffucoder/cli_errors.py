@@ -19,11 +19,18 @@ EXIT_USAGE = 2
 # exit status for a failure of the environment: a missing artifact, an unreachable service
 EXIT_FAILURE = 1
 
+
+class UsageError(ValueError):
+    """A command-line argument (or an argument recorded by an earlier run) that the user must fix."""
+
+
 # module -> (class name, exit status) of the errors the CLI reports as one line
 USER_ERRORS: dict[str, tuple[tuple[str, int], ...]] = {
+    "diffucoder.cli_errors": (("UsageError", EXIT_USAGE),),
     "diffucoder.config": (("ConfigError", EXIT_USAGE),),
     "diffucoder.inputs": (("MissingInputError", EXIT_USAGE),),
     "diffucoder.storage": (("StorageError", EXIT_FAILURE),),
+    "diffucoder.tracking": (("RunNotFoundError", EXIT_USAGE),),
     "diffucoder.evaluation.benchmarks": (("BenchmarkFormatError", EXIT_FAILURE),),
     "diffucoder.evaluation.execution": (("ReferenceFailure", EXIT_FAILURE),),
     "diffucoder.evaluation.samples": (("SamplesError", EXIT_USAGE),),
@@ -34,6 +41,12 @@ USER_ERRORS: dict[str, tuple[tuple[str, int], ...]] = {
     "diffucoder.sandbox.layout": (("SandboxLayoutError", EXIT_FAILURE),),
     "diffucoder.sandbox.isolation": (("IsolationError", EXIT_FAILURE),),
     "diffucoder.k8s.launcher": (("TrainJobFailed", EXIT_FAILURE), ("TrainJobTimeout", EXIT_FAILURE)),
+    "diffucoder.ops.planner": (("PlanError", EXIT_USAGE),),
+    "diffucoder.ops.cron": (("CronError", EXIT_USAGE),),
+    "diffucoder.ops.promotion": (("PromotionError", EXIT_USAGE),),
+    "pipelines.kfp_client": (("KfpError", EXIT_FAILURE),),
+    # a tracking server that refuses or does not answer (MLflow's own error, whatever the command)
+    "mlflow.exceptions": (("MlflowException", EXIT_FAILURE),),
 }
 
 

@@ -39,7 +39,8 @@ class ConfigError(ValueError):
 
 
 class TrackingConfig(StrictModel):
-    """MLflow settings. ``tracking_uri=None`` means $MLFLOW_TRACKING_URI, else ./mlflow.db (SQLite)."""
+    """MLflow settings. ``tracking_uri=None`` means $MLFLOW_TRACKING_URI, else ``mlflow.db`` (SQLite)
+    in the project home (:mod:`diffucoder.home`)."""
 
     tracking_uri: str | None = None
     experiment: str = "diffucoder"
@@ -69,7 +70,10 @@ class RunConfig(StrictModel):
 
     preset: str = "custom"
     seed: int = 0
-    output_root: str = Field("runs/latest", description="local dir or s3:// prefix for all artifacts")
+    output_root: str = Field(
+        "runs/latest",
+        description="local dir or s3:// prefix for all artifacts; relative to the project home (diffucoder.home)",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from diffucoder.cli import exit_2_on
+from diffucoder.cli_errors import UsageError
 from diffucoder.images import DEFAULT_REGISTRY, REGISTRY_ENV
 
 
@@ -40,13 +40,13 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--param {item!r}: expected name=value")
+            raise UsageError(f"--param {item!r}: expected name=value")
         out[key] = yaml.safe_load(raw) if raw else ""
     return out
 
 
 def check_plan(arguments: dict[str, Any], *, force: bool) -> None:
-    """Refuse (SystemExit) a run whose plan does not fit in GPU memory, naming the stage, unless forced."""
+    """Refuse (UsageError) a run whose plan does not fit in GPU memory, naming the stage, unless forced."""
     from diffucoder import pipeline_steps as steps
     from diffucoder.ops.planner import PlanError, make_plan, misfit_message
 
@@ -65,7 +65,7 @@ def check_plan(arguments: dict[str, Any], *, force: bool) -> None:
         print(f"warning: no memory plan for this run ({exc})", file=sys.stderr)
         return
     if plan.misfits() and not force:
-        raise SystemExit(
+        raise UsageError(
             "the run does not fit in GPU memory (diffucoder plan shows the whole plan; --force submits anyway):\n"
             + misfit_message(plan)
         )
@@ -77,8 +77,10 @@ def _run_local(args: argparse.Namespace) -> int:
     from pipelines import local
 
     cfg = steps.resolve_config(args.preset, args.overrides)
-    if args.output_root:
-        cfg.output_root = args.output_root
+    if args.output_root:  # typed on the command line: relative to the shell's directory
+        cfg.output_root = (
+            args.output_root if "://" in args.output_root else str(Path(args.output_root).resolve())
+        )
     elif args.runner == "docker":  # a tree of its own: the steps write as the images' user
         cfg.output_root = f"{cfg.output_root.rstrip('/')}-docker"
     if args.tracking_uri:
@@ -126,14 +128,6 @@ def _submit(args: argparse.Namespace) -> int:
     )
     print(url)
     return 0
-
-
-def kfp_errors() -> tuple[type[Exception], ...]:
-    """An unreachable, refusing or failing KFP endpoint and bad parameters end the command with one line."""
-    checkout_on_path()
-    from pipelines.kfp_client import KfpError
-
-    return KfpError, ValueError
 
 
 def _rerun(args: argparse.Namespace) -> int:
@@ -227,7 +221,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--force", action="store_true", help="submit even if the plan does not fit in GPU memory")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    p.set_defaults(func=exit_2_on(kfp_errors, "pipeline submit", _submit))
+    p.set_defaults(func=_submit)
 
     p = inner.add_parser("rerun", help="run a past pipeline run again with its exact resolved config")
     p.add_argument("run", help="the past run's root (printed in its summary; holds pipeline.json)")
@@ -236,7 +230,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--namespace", default=None)
     p.add_argument("--kfp-root", default=None)
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    p.set_defaults(func=exit_2_on(kfp_errors, "pipeline rerun", _rerun))
+    p.set_defaults(func=_rerun)
 
     p = inner.add_parser("summary", help="print a finished run's summary table again")
     p.add_argument("run", help="run root")

@@ -447,7 +447,7 @@ def close_pipeline(
         cfg.tracking.tracking_uri = record["tracking_uri"]
         if record["parent_run_id"]:
             try:  # the cost of what ran, failed runs included; never masks the status
-                heldout = f"{cfg.promotion.benchmark}_pass_at_1_{cfg.promotion.speed}"
+                heldout = f"eval/{cfg.promotion.benchmark}/pass_at_1_{cfg.promotion.speed}"
                 log_run_totals(cfg, record["parent_run_id"], heldout)
             except Exception as exc:
                 errors.append(f"cost totals of run {record['parent_run_id']}: {exc}")
@@ -790,8 +790,10 @@ def register(
 ) -> str:
     """Register the final model under ``tracking.registered_model_name`` and point the alias at it.
 
-    The version is tagged with its held-out per-problem results and its data fingerprint, which
-    promotion (:mod:`diffucoder.ops.promotion`) and ``skip_if_data_unchanged`` compare.
+    The model is logged to the pipeline run with its pass@1 per benchmark (at the promotion speed)
+    as metrics ``eval/<benchmark>/pass_at_1``. The version is tagged with its held-out per-problem
+    results and its data fingerprint, which promotion (:mod:`diffucoder.ops.promotion`) and
+    ``skip_if_data_unchanged`` compare.
     """
     from diffucoder import tracking
     from diffucoder.ops.promotion import DATA_HASH_TAG, PER_PROBLEM_TAG
@@ -803,7 +805,6 @@ def register(
         "preset": cfg.preset,
         PER_PROBLEM_TAG: files.get("per_problem", ""),
         DATA_HASH_TAG: read_pipeline_record(root).get("data_fingerprint", ""),
-        **{tracking.metric_name(k): f"{v:.4f}" for k, v in metrics.items() if "pass_at_1" in k},
     }
     return tracking.register_model(
         model_uri,
@@ -812,6 +813,7 @@ def register(
         tags=tags,
         run_id=parent_run_id or None,
         cfg=cfg.tracking,
+        metrics=tracking.headline_metrics(metrics, cfg.promotion.speed),
     )
 
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffucoder.cli import exit_2_on
-from diffucoder.pipeline_cli import check_plan, checkout_on_path, kfp_errors, parse_params
+from diffucoder.pipeline_cli import check_plan, checkout_on_path, parse_params
 
 
 def _client(args: argparse.Namespace):
@@ -129,12 +128,12 @@ def register(inner: argparse._SubParsersAction) -> None:
         "--force", action="store_true", help="create it even if the plan does not fit in GPU memory"
     )
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    p.set_defaults(func=exit_2_on(kfp_errors, "pipeline schedule create", _create))
+    p.set_defaults(func=_create)
 
     p = sub.add_parser("list", help="recurring runs (all, or of one experiment)")
     _endpoint_args(p)
     p.add_argument("--experiment", default=None)
-    p.set_defaults(func=exit_2_on(kfp_errors, "pipeline schedule list", _list))
+    p.set_defaults(func=_list)
 
     for action, help_text in (
         ("pause", "stop triggering (KFP: disable)"),
@@ -144,4 +143,4 @@ def register(inner: argparse._SubParsersAction) -> None:
         p = sub.add_parser(action, help=help_text)
         _endpoint_args(p)
         p.add_argument("schedule_id", metavar="SCHEDULE_ID")
-        p.set_defaults(func=exit_2_on(kfp_errors, f"pipeline schedule {action}", _by_id(action)))
+        p.set_defaults(func=_by_id(action))

@@ -21,12 +21,14 @@ stage under the same parent. Ranks other than 0 get a :class:`NullTracker` with 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import re
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +51,10 @@ KFP_PIPELINE_ENV = "KFP_PIPELINE_NAME"
 GIT_SHA_ENV = "DIFFUCODER_GIT_SHA"
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 CHANGED_PARAMS_TAG = "diffucoder.resume_changed_params"
+# MLflow 3's UI opens an experiment in its GenAI (traces) view unless this tag says otherwise; the
+# values are those of the UI's experiment kinds ("custom_model_development" is "Model training").
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
 
 # --------------------------------------------------------------------------------------------
 # Names, params and ranks
@@ -120,9 +126,14 @@ def git_sha() -> str | None:
 
 
 def resolve_tracking_uri(cfg: TrackingConfig) -> str:
-    """cfg.tracking_uri, else $MLFLOW_TRACKING_URI, else an SQLite file ./mlflow.db (absolute)."""
+    """cfg.tracking_uri, else $MLFLOW_TRACKING_URI, else the SQLite file ``mlflow.db`` in the project
+    home (diffucoder.home: $DIFFUCODER_HOME, else the checkout), never the current directory."""
+    from diffucoder.home import project_home
+
     return (
-        cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+        cfg.tracking_uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{project_home() / 'mlflow.db'}"
     )
 
 
@@ -149,6 +160,8 @@ def _experiment_id(client: MlflowClient, cfg: TrackingConfig) -> str:
 
     found = client.get_experiment_by_name(cfg.experiment)
     if found is not None:
+        if EXPERIMENT_KIND_TAG not in found.tags:  # created before the tag existed, or by hand
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT_KIND)
         return found.experiment_id
     uri = client.tracking_uri
     artifact_location = None
@@ -156,7 +169,11 @@ def _experiment_id(client: MlflowClient, cfg: TrackingConfig) -> str:
         # mlflow's default would be ./mlruns in whatever directory the process started in.
         artifact_location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
     try:
-        return client.create_experiment(cfg.experiment, artifact_location=artifact_location)
+        return client.create_experiment(
+            cfg.experiment,
+            artifact_location=artifact_location,
+            tags={EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT_KIND},
+        )
     except MlflowException:
         # Another stage process created it between our lookup and our create.
         found = client.get_experiment_by_name(cfg.experiment)
@@ -208,24 +225,72 @@ def _clip_param(value: str) -> str:
     return value[: MAX_PARAM_VAL_LENGTH - len(marker)] + marker
 
 
-class Tracker:
-    """Logs to one MLflow run. Created by :func:`stage_run`; use its methods, not mlflow directly."""
+def grouped_name(name: str, group: str | None) -> str:
+    """``loss`` -> ``train/loss`` for group ``train``; a name with a group of its own (``cost/amount``,
+    ``reward/total/mean``) keeps it, so MLflow's chart view shows one section per group."""
+    return name if group is None or "/" in name else f"{group}/{name}"
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+
+class Tracker:
+    """Logs to one MLflow run. Created by :func:`stage_run`; use its methods, not mlflow directly.
+
+    ``group`` prefixes metric names that have no group of their own (:func:`grouped_name`).
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, group: str | None = None) -> None:
         self.client = client
         self.run_id = run_id
+        self.group = group
 
     def log_metrics(self, metrics: Mapping[str, float | None], step: int | None = None) -> None:
-        """Log a flat dict of numbers; names are sanitised and ``None`` (no value this step) skipped."""
+        """Log a flat dict of numbers; names are grouped and sanitised, ``None`` (no value) skipped."""
         from mlflow.entities import Metric
         from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
         now = int(time.time() * 1000)
         entries = [
-            Metric(metric_name(k), float(v), now, int(step or 0)) for k, v in metrics.items() if v is not None
+            Metric(metric_name(grouped_name(k, self.group)), float(v), now, int(step or 0))
+            for k, v in metrics.items()
+            if v is not None
         ]
         for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
             self.client.log_batch(self.run_id, metrics=chunk)
+
+    def log_curve(self, name: str, points: Mapping[int, float]) -> None:
+        """One metric over an x axis other than time (AR-ness over k): MLflow draws it as a curve
+        with ``step`` = x, where a scalar per x would be one chart per point."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        key = metric_name(grouped_name(name, self.group))
+        entries = [Metric(key, float(v), now, int(x)) for x, v in sorted(points.items())]
+        if entries:
+            self.client.log_batch(self.run_id, metrics=entries)
+
+    def log_dataset(self, uri: str, *, name: str, context: str, digest: str | None = None) -> None:
+        """Record that the run read the data at ``uri`` (a file or directory, local or s3://).
+
+        An MLflow dataset input without the rows (a ``MetaDataset``): the UI lists it under the
+        run's inputs with its source, and ``context`` (``training``, ``evaluation``) says how it was used.
+        The digest defaults to a sealed directory's content hash (else MLflow hashes the source).
+        """
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        from diffucoder import storage
+
+        if digest is None and storage.is_complete(uri):  # a sealed directory: its content hash
+            digest = storage.read_manifest(uri).content_sha256()[:16]
+        with warnings.catch_warnings():
+            # mlflow registers its local-file source under two schemes and warns that a path matches both
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            source = resolve_dataset_source(str(uri))
+        dataset = MetaDataset(source, name=name, digest=digest)
+        # the client API takes the entity; mlflow.log_input converts the same way (fluent runs only)
+        tag = InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), [tag])])
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log (nested) params, flattened to dotted names, batched and clipped to MLflow's limits.
@@ -276,6 +341,15 @@ class Tracker:
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
 
+    def describe(self) -> dict[str, str]:
+        """Where the run is, for a report's header: its id, and its page in the MLflow UI when the
+        store is a tracking server (a local store's UI is wherever ``mlflow ui`` serves it)."""
+        uri = self.client.tracking_uri
+        if not uri.startswith(("http://", "https://")):
+            return {"MLflow run": self.run_id, "MLflow store": uri}
+        experiment = self.client.get_run(self.run_id).info.experiment_id
+        return {"MLflow run": f"{uri.rstrip('/')}/#/experiments/{experiment}/runs/{self.run_id}"}
+
     def log_config(self, cfg: RunConfig) -> None:
         """The resolved config as flattened params and as ``config.yaml`` (replaced on resume)."""
         self.log_params(cfg.model_dump(mode="json"))
@@ -306,6 +380,15 @@ class NullTracker:
         pass
 
     def log_config(self, cfg: RunConfig) -> None:
+        pass
+
+    def log_curve(self, name: str, points: Mapping[int, float]) -> None:
+        pass
+
+    def describe(self) -> dict[str, str]:
+        return {}
+
+    def log_dataset(self, uri: str, *, name: str, context: str, digest: str | None = None) -> None:
         pass
 
 
@@ -371,6 +454,7 @@ def stage_run(
     resume_run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
     data_hash: str | None = None,
+    metric_group: str | None = None,
 ) -> Iterator[Tracker | NullTracker]:
     """Open (or re-attach to) the child run of one stage; closes it FINISHED, or FAILED on error.
 
@@ -383,6 +467,7 @@ def stage_run(
             so a restarted pod continues its curves instead of starting a second run.
         tags: extra run tags.
         data_hash: fingerprint of the input data, tagged ``diffucoder.data_hash``.
+        metric_group: group of the run's metric names that have none (``train`` -> ``train/loss``).
 
     Yields:
         A :class:`Tracker` on rank 0, a :class:`NullTracker` elsewhere.
@@ -407,14 +492,14 @@ def stage_run(
                 f"stage {stage!r}: cannot resume MLflow run {resume_run_id!r} at {client.tracking_uri}: {exc}"
             ) from exc
         client.update_run(resume_run_id, status="RUNNING")
-        tracker = Tracker(client, resume_run_id)
+        tracker = Tracker(client, resume_run_id, metric_group)
         tracker.set_tags({"diffucoder.resumed": "true", **(tags or {})})
     else:
         extra = {"diffucoder.stage": stage, **(tags or {})}
         if parent_run_id is not None:
             extra["mlflow.parentRunId"] = parent_run_id
         run = client.create_run(experiment_id, run_name=stage, tags=_run_tags(cfg, data_hash, extra))
-        tracker = Tracker(client, run.info.run_id)
+        tracker = Tracker(client, run.info.run_id, metric_group)
     tracker.log_config(cfg)
 
     status = "FAILED"
@@ -428,15 +513,17 @@ def stage_run(
         client.set_terminated(tracker.run_id, status=status)
 
 
-def headline_metrics(label: str, metrics: Mapping[str, float], speed: str) -> dict[str, float]:
-    """The pass@1 scores of an evaluation of stage ``label``, named for the parent run.
+def headline_metrics(metrics: Mapping[str, float], speed: str, label: str | None = None) -> dict[str, float]:
+    """The pass@1 scores of an evaluation (of stage ``label``), named for the parent run.
 
-    ``{bench}_pass_at_1_{speed}`` becomes ``eval/{bench}/pass_at_1_{label}``, so MLflow's runs
-    table has a column per benchmark and stage and its chart view groups them per benchmark.
+    ``{bench}_pass_at_1_{speed}`` becomes ``eval/{bench}/pass_at_1_{label}`` (``eval/{bench}/pass_at_1``
+    without a label), so MLflow's runs table has a column per benchmark and stage and its chart
+    view groups them per benchmark.
     """
     suffix = f"_pass_at_1_{speed}"
+    tail = f"_{label}" if label else ""
     return {
-        f"eval/{name.removesuffix(suffix)}/pass_at_1_{label}": value
+        f"eval/{name.removesuffix(suffix)}/pass_at_1{tail}": value
         for name, value in metrics.items()
         if name.endswith(suffix) and not name.startswith("evalplus")
     }
@@ -453,7 +540,7 @@ def log_headline_metrics(
     if parent_run_id is None or not is_rank_zero():
         return
     client = _client(cfg)
-    headline = headline_metrics(label, metrics, speed)
+    headline = headline_metrics(metrics, speed, label)
     logged = {**client.get_run(parent_run_id).data.metrics, **headline}
     for name in list(headline):
         bench = name.split("/")[1]
@@ -471,6 +558,65 @@ def log_headline_metrics(
 # --------------------------------------------------------------------------------------------
 
 
+# What the registered model takes and gives (``diffucoder.decoding.diffusion_generate``): token ids
+# in, token ids out (the prompt followed by the decoded completion), batch x length each.
+MODEL_TYPE = "masked-diffusion-lm"
+
+
+def _model_signature():
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    ids = np.dtype("int64")
+    return ModelSignature(
+        inputs=Schema([TensorSpec(ids, (-1, -1), "input_ids")]),
+        outputs=Schema([TensorSpec(ids, (-1, -1), "sequences")]),
+    )
+
+
+def _log_model(
+    client: MlflowClient, model_uri: str, *, name: str, run_id: str, metrics: Mapping[str, float]
+) -> str:
+    """An MLflow logged model for the weights at ``model_uri``: made by run ``run_id``, with an
+    ``MLmodel`` file (signature, ``source`` = ``model_uri``) and ``metrics`` (its scores) logged to
+    the run and linked to the model, so the registry's version shows its source run, schema and
+    scores. The weights stay where the pipeline sealed them; the logged model points at them.
+    """
+    import tempfile
+
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric
+    from mlflow.models import Model
+
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(
+        run.info.experiment_id,
+        name=name,
+        source_run_id=run_id,
+        tags={"diffucoder.model_uri": model_uri},
+        model_type=MODEL_TYPE,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        description = Model(
+            run_id=run_id,
+            signature=_model_signature(),
+            model_id=logged.model_id,
+            metadata={"source": model_uri},
+        )
+        description.save(Path(tmp) / "MLmodel")
+        client.log_model_artifacts(logged.model_id, tmp)
+    now = int(time.time() * 1000)
+    scores = [
+        Metric(metric_name(k), float(v), now, 0, model_id=logged.model_id, run_id=run_id)
+        for k, v in metrics.items()
+    ]
+    if scores:
+        client.log_batch(run_id, metrics=scores)
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    return logged.model_id
+
+
 def register_model(
     model_uri: str,
     name: str,
@@ -478,11 +624,14 @@ def register_model(
     tags: Mapping[str, str] | None = None,
     run_id: str | None = None,
     cfg: TrackingConfig | None = None,
+    metrics: Mapping[str, float] | None = None,
 ) -> str:
     """Register a model version whose source is ``model_uri`` (our sealed HF dir, local or s3://).
 
-    Creates the registered model on first use, then points ``alias`` (e.g. ``candidate``) at the
-    new version. Aliases replace MLflow's deprecated stages. Returns the version number.
+    With ``run_id`` (the pipeline run), the model is first logged to that run with a signature and
+    ``metrics`` (:func:`_log_model`), and the version and the logged model are linked. Creates the
+    registered model on first use, then points ``alias`` (e.g. ``candidate``) at the new version.
+    Aliases replace MLflow's deprecated stages. Returns the version number.
     """
     from mlflow.exceptions import MlflowException
 
@@ -494,9 +643,16 @@ def register_model(
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+    model_id = (
+        _log_model(client, model_uri, name=name, run_id=run_id, metrics=metrics or {}) if run_id else None
+    )
     try:
         version = client.create_model_version(
-            name, source=model_uri, run_id=run_id, tags={k: str(v) for k, v in (tags or {}).items()}
+            name,
+            source=model_uri,
+            run_id=run_id,
+            tags={k: str(v) for k, v in (tags or {}).items()},
+            model_id=model_id,
         )
     except MlflowException as exc:
         if exc.error_code == "INVALID_PARAMETER_VALUE" and "://" not in model_uri.removeprefix("file://"):
@@ -507,6 +663,13 @@ def register_model(
                 "register that URI"
             ) from exc
         raise
+    if model_id is not None:
+        # the logged model's side of the link, as mlflow.register_model writes it (the open-source
+        # registry keeps no model id on the version; the version's run lists the model as an output)
+        from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+        link = json.dumps([{"name": name, "version": str(version.version)}])
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: link})
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return str(version.version)
@@ -518,14 +681,17 @@ OPERATIONS_TAGS = ("promotion/", "diffucoder.skipped", "diffucoder.data_hash")
 
 @dataclass
 class RunComparison:
-    """Side-by-side view of runs: params that differ, and every metric's latest value per run."""
+    """Side-by-side view of runs: params that differ, every metric's latest value and its history."""
 
     run_ids: list[str]
     run_names: list[str]
     statuses: list[str]
+    parents: list[str | None] = field(default_factory=list)  # name of each run's pipeline run
     param_diffs: dict[str, list[str | None]] = field(default_factory=dict)
     same_params: int = 0
     metrics: dict[str, list[float | None]] = field(default_factory=dict)
+    # metric -> per run, its (step, value) points; empty for a run without the metric
+    histories: dict[str, list[list[tuple[int, float]]]] = field(default_factory=dict)
     tags: dict[str, list[str | None]] = field(default_factory=dict)  # operations tags (OPERATIONS_TAGS)
 
     def as_dict(self) -> dict[str, Any]:
@@ -533,6 +699,7 @@ class RunComparison:
             "run_ids": self.run_ids,
             "run_names": self.run_names,
             "statuses": self.statuses,
+            "parents": self.parents,
             "param_diffs": self.param_diffs,
             "same_params": self.same_params,
             "tags": self.tags,
@@ -542,8 +709,14 @@ class RunComparison:
         }
 
 
+def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    points = sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key))
+    return [(step, value) for step, _, value in points]
+
+
 def compare_runs(run_ids: list[str], cfg: TrackingConfig | None = None) -> RunComparison:
-    """Fetch runs and list params whose values differ (missing = None) and each metric's latest value."""
+    """Fetch runs: params whose values differ (missing = None), each metric's latest value and its
+    history over steps, the operations tags, and the name of each run's pipeline run."""
     from diffucoder.config import TrackingConfig
 
     if not run_ids:
@@ -560,15 +733,148 @@ def compare_runs(run_ids: list[str], cfg: TrackingConfig | None = None) -> RunCo
             same += 1
     metric_keys = sorted({k for r in runs for k in r.data.metrics})
     tag_keys = sorted({k for r in runs for k in r.data.tags if k.startswith(OPERATIONS_TAGS)})
+    parent_ids = [r.data.tags.get("mlflow.parentRunId") for r in runs]
+    parent_names = {pid: client.get_run(pid).info.run_name for pid in set(parent_ids) if pid}
     return RunComparison(
         run_ids=list(run_ids),
         run_names=[r.info.run_name for r in runs],
         statuses=[r.info.status for r in runs],
+        parents=[parent_names.get(pid) if pid else None for pid in parent_ids],
         param_diffs=diffs,
         same_params=same,
         metrics={k: [r.data.metrics.get(k) for r in runs] for k in metric_keys},
+        histories={
+            k: [_history(client, r.info.run_id, k) if k in r.data.metrics else [] for r in runs]
+            for k in metric_keys
+        },
         tags={k: [r.data.tags.get(k) for r in runs] for k in tag_keys},
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Finding runs: the newest pipeline runs, and a run from what `runs list` prints
+# --------------------------------------------------------------------------------------------
+
+
+class RunNotFoundError(LookupError):
+    """A run reference (id, id prefix, name, PIPELINE/STAGE) matches no run, or several."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What `runs list` shows of a run."""
+
+    run_id: str
+    name: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+def _summary(run) -> RunSummary:
+    return RunSummary(
+        run.info.run_id,
+        run.info.run_name or "",
+        run.info.status,
+        run.info.start_time,
+        run.info.end_time,
+        dict(run.data.metrics),
+        dict(run.data.tags),
+    )
+
+
+def _experiment_ids(client: MlflowClient, experiment: str | None) -> list[str]:
+    if experiment is None:
+        return [e.experiment_id for e in client.search_experiments()]
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise RunNotFoundError(
+            f"no MLflow experiment {experiment!r} at {client.tracking_uri} (experiments: {', '.join(names)})"
+        )
+    return [found.experiment_id]
+
+
+def _children(client: MlflowClient, parent) -> list:
+    return client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1000,
+    )
+
+
+def recent_pipeline_runs(
+    limit: int, *, experiment: str | None = None, cfg: TrackingConfig | None = None
+) -> list[tuple[RunSummary, list[RunSummary]]]:
+    """The newest ``limit`` pipeline (parent) runs, each with its stage runs in start order."""
+    from diffucoder.config import TrackingConfig
+
+    client = _client(cfg or TrackingConfig())
+    ids = _experiment_ids(client, experiment)
+    if not ids:
+        return []
+    parents = client.search_runs(
+        ids,
+        filter_string="tags.`diffucoder.kind` = 'pipeline'",
+        order_by=["attributes.start_time DESC"],
+        max_results=limit,
+    )
+    return [(_summary(p), [_summary(c) for c in _children(client, p)]) for p in parents]
+
+
+# how far back a name or an id prefix is looked up
+RESOLVE_WINDOW = 1000
+
+
+def resolve_run(ref: str, cfg: TrackingConfig | None = None) -> str:
+    """The run id ``ref`` names: a run id, the start of one, a run name, or ``PIPELINE/STAGE``.
+
+    Names and prefixes are matched among the newest runs of every experiment; a reference that
+    matches several runs is refused with the candidates, so a comparison never picks one silently.
+
+    Raises:
+        RunNotFoundError: nothing matches, or several runs do.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from diffucoder.config import TrackingConfig
+
+    client = _client(cfg or TrackingConfig())
+    if re.fullmatch(r"[0-9a-f]{32}", ref):  # a whole run id, however old the run
+        try:
+            return client.get_run(ref).info.run_id
+        except MlflowException:
+            pass  # reported below with the other forms a reference can take
+    ids = _experiment_ids(client, None)
+    recent = (
+        client.search_runs(ids, order_by=["attributes.start_time DESC"], max_results=RESOLVE_WINDOW)
+        if ids
+        else []
+    )
+    pipeline, _, stage = ref.rpartition("/")
+    if pipeline:
+        parents = [r for r in recent if r.info.run_id.startswith(pipeline) or r.info.run_name == pipeline]
+        matches = [
+            c
+            for p in parents
+            for c in _children(client, p)
+            if c.info.run_name == stage or c.info.run_id.startswith(stage)
+        ]
+    else:
+        matches = [r for r in recent if r.info.run_id.startswith(ref) or r.info.run_name == ref]
+    where = client.tracking_uri
+    if not matches:
+        raise RunNotFoundError(
+            f"no run {ref!r} at {where}; give a run id (or its first characters), a run name or "
+            "PIPELINE/STAGE as `diffucoder runs list` prints them"
+        )
+    if len({m.info.run_id for m in matches}) > 1:
+        found = ", ".join(f"{m.info.run_name} {m.info.run_id[:8]}" for m in matches[:6])
+        raise RunNotFoundError(f"{ref!r} matches {len(matches)} runs at {where} ({found}); give one id")
+    return matches[0].info.run_id
 
 
 # --------------------------------------------------------------------------------------------

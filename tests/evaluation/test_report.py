@@ -120,3 +120,42 @@ def test_both_speeds_show_the_relative_drop_with_its_paired_se():
     )
     assert row in page
     assert "relative drop" not in _page(results[:4], ["1x"])
+
+
+def _failing(program: str, test: str, error: str) -> SampleResult:
+    return dataclasses.replace(
+        passing_or_not(False), program=program, verdict="failed", failing_test=test, error=error
+    )
+
+
+def test_failures_come_from_every_benchmark_with_prompt_test_and_error():
+    """Ten HumanEval failures come first in file order; with room for four, MBPP's still show."""
+    results = [
+        ProblemResult(
+            "humaneval", f"HumanEval/{i}", "1x", 0.2, [_failing("x", "f(1)", "boom")], prompt="def f"
+        )
+        for i in range(10)
+    ]
+    mbpp_sample = _failing("def g(): return 0", "assert g() == 1", "AssertionError")
+    results.append(ProblemResult("mbpp", "7", "1x", 0.2, [mbpp_sample], prompt="Write g <returns 1>"))
+    page = render_report(
+        aggregate(results, ks=[1]),
+        results,
+        title="t",
+        benchmarks=["humaneval", "mbpp"],
+        speeds=["1x"],
+        temperatures=[0.2],
+        ks=[1],
+        heatmap_problems=0,
+        failure_limit=4,
+        notes={"MLflow run": "http://127.0.0.1:5000/#/experiments/1/runs/abc"},
+        timings={"generation_s": 2.0, "sandbox_s": 1.0, "total_s": 4.0, "samples": 11.0},
+    )
+    failures = page[page.index("<h2>Failures</h2>") :]
+    assert failures.count("<details>") == 4 and "mbpp 7 (1x, T=0.2): failed" in failures
+    assert "by benchmark: humaneval: 10, mbpp: 1" in failures
+    assert "Write g &lt;returns 1&gt;" in failures and "assert g() == 1" in failures
+    assert "AssertionError" in failures
+    assert '<a href="http://127.0.0.1:5000/#/experiments/1/runs/abc">' in page
+    throughput = page[page.index("<h2>Throughput</h2>") : page.index("<h2>Failures</h2>")]
+    assert "decoding</td><td>2.0 s" in throughput and "samples scored</td><td>2.75 /s" in throughput

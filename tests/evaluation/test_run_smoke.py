@@ -85,7 +85,32 @@ def test_tiny_model_evaluates_end_to_end(tiny_setup, mlflow_sqlite):
 
     from mlflow import MlflowClient
 
-    run = MlflowClient(mlflow_sqlite).get_run(result.mlflow_run_id)
+    client = MlflowClient(mlflow_sqlite)
+    run = client.get_run(result.mlflow_run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["humaneval_pass_at_1_1x"] == metrics["humaneval_pass_at_1_1x"]
-    assert "time_sandbox_s" in run.data.metrics
+    # the run was open for the whole evaluation (references, decoding, sandbox), not created after it
+    timings = saved["timings"]
+    work = timings["reference_s"] + timings["generation_s"] + timings["sandbox_s"]
+    assert (run.info.end_time - run.info.start_time) / 1000 >= work
+    tracked = run.data.metrics
+    assert tracked["eval/humaneval/pass_at_1_1x"] == metrics["humaneval_pass_at_1_1x"]
+    assert tracked["eval/humaneval_plus/pass_at_2_2x"] == metrics["humaneval_plus_pass_at_2_2x"]
+    assert tracked["eval/evalplus/pass_at_1_1x"] == metrics["evalplus_pass_at_1_1x"]
+    assert tracked["throughput/tokens_per_s_1x"] == metrics["tokens_per_s_1x"]
+    assert "time/sandbox_s" in tracked
+    assert all("/" in name for name in tracked), sorted(n for n in tracked if "/" not in n)
+    # AR-ness is one curve per kind and speed, step = k
+    curve = client.get_metric_history(run.info.run_id, "arness/local_1x")
+    assert {p.step: p.value for p in curve} == {
+        k: metrics[f"arness_local_at_{k}_1x"] for k in cfg.evaluation.arness_local_ks
+    }
+    assert not any(name.startswith("arness_") for name in tracked)
+    # each benchmark file is a dataset input of the run
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == set(benchmarks)
+    assert inputs["tiny_heldout"].dataset.source_type == "local"
+    assert heldout in inputs["tiny_heldout"].dataset.source
+    assert {t.key: t.value for t in inputs["tiny_heldout"].tags}["mlflow.data.context"] == "evaluation"
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == (
+        "custom_model_development"
+    )

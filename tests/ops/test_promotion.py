@@ -178,26 +178,23 @@ def test_stage_cost_and_run_totals_reach_mlflow_and_runs_compare(registry, capsy
     with tracking.stage_run("instruct", cfg, parent_run_id=parent) as tr:
         train_run = tr.run_id
     with tracking.stage_run("evaluate", cfg, parent_run_id=parent, tags={steps.FINAL_EVAL_TAG: "true"}) as tr:
-        tr.log_metrics({"tiny_heldout_pass_at_1_1x": 0.6})
+        tr.log_metrics({"eval/tiny_heldout/pass_at_1_1x": 0.6})
         eval_run = tr.run_id
     assert cost.log_stage_cost(cfg, train_run, "instruct", 1800.0)["cost/gpu_seconds"] == 1800.0  # 1 GPU
     cost.log_stage_cost(cfg, eval_run, "evaluate", 1800.0)
-    totals = cost.log_run_totals(cfg, parent, "tiny_heldout_pass_at_1_1x")
+    totals = cost.log_run_totals(cfg, parent, "eval/tiny_heldout/pass_at_1_1x")
     assert totals["cost/gpu_hours"] == pytest.approx(1.0)
     assert totals["cost/amount"] == pytest.approx(cfg.plan.gpu_hour_price)
     assert totals["cost/pass_at_1_per_gpu_hour"] == pytest.approx(0.6)
     tracking.set_run_tags(parent, {"promotion/decision": "promoted"}, cfg=cfg.tracking)
     other = tracking.start_pipeline_run(cfg)
-    assert (
-        main(
-            ["runs", "compare", parent, other, "--tracking-uri", cfg.tracking.tracking_uri, "--plot", "none"]
-        )
-        == 0
-    )
+    assert main(["runs", "compare", parent, other, "--tracking-uri", cfg.tracking.tracking_uri]) == 0
     out = capsys.readouterr().out
-    assert "cost and quality" in out
-    per_hour = next(line for line in out.splitlines() if line.startswith("pass@1 per GPU-hour"))
+    lines = out.splitlines()
+    per_hour = next(line for line in lines if line.startswith("cost/pass_at_1_per_gpu_hour"))
     assert per_hour.split()[-2:] == ["0.6", "-"]
+    # quality and cost head the table, before the params
+    assert lines.index(per_hour) < lines.index(next(x for x in lines if x.startswith("params that differ")))
     assert (
         next(line for line in out.splitlines() if line.startswith("promotion/decision")).split()[1]
         == "promoted"

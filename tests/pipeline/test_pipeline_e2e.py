@@ -146,8 +146,18 @@ def test_mlflow_parent_and_child_runs(micro_run, mlflow_server):
     headline = parent.data.metrics
     for label, run in evals.items():
         assert (
-            headline[f"eval/tiny_heldout/pass_at_1_{label}"] == run.data.metrics["tiny_heldout_pass_at_1_1x"]
+            headline[f"eval/tiny_heldout/pass_at_1_{label}"]
+            == run.data.metrics["eval/tiny_heldout/pass_at_1_1x"]
         )
+    # every stage run says which data it read; training metrics are grouped per stage
+    for run in children:
+        contexts = {t.value for d in run.inputs.dataset_inputs for t in d.tags}
+        assert contexts == {"evaluation" if run.info.run_name.startswith("evaluate-") else "training"}
+        assert all("/" in name for name in run.data.metrics), run.info.run_name
+    by_name = {c.info.run_name: c for c in children}
+    assert "train/loss" in by_name["pretrain"].data.metrics and "grpo/loss" in by_name["grpo"].data.metrics
+    kind = client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"
     change = headline["eval/tiny_heldout/grpo_change"]
     assert change == pytest.approx(
         headline["eval/tiny_heldout/pass_at_1_grpo"] - headline["eval/tiny_heldout/pass_at_1_instruct"]
@@ -166,7 +176,11 @@ def test_registered_model_loads_and_generates(micro_run, mlflow_server, tmp_path
         cfg.tracking.registered_model_name, cfg.tracking.registered_model_alias
     )
     assert version.source == storage.join(root, "grpo", "final")
-    assert "tiny_heldout_pass_at_1_1x" in version.tags
+    client = MlflowClient(tracking_uri=mlflow_server)
+    [output] = client.get_run(version.run_id).outputs.model_outputs
+    logged = client.get_logged_model(output.model_id)
+    assert logged.source_run_id == record["parent_run_id"] == version.run_id
+    assert "eval/tiny_heldout/pass_at_1" in {m.key for m in logged.metrics}
     model, tokenizer = load_model(version.source)
     prompt = tokenizer(
         "<|im_start|>user\nWrite add3.<|im_end|>\n<|im_start|>assistant\n", return_tensors="pt"

@@ -71,6 +71,37 @@ class TierOutcome:
     n_tests: int
     first_failure: int | None  # index of the input EvalPlus names in ``*_fail_tests``
     infra_error: str | None = None
+    error: str | None = None  # what the program said when it failed: its exception, else stderr's end
+
+
+ERROR_CHARS = 1500  # of a failing program's error text kept per sample (the end, where the exception is)
+
+
+def _error_text(result) -> str | None:
+    text = (result.program_error or result.stderr or "").strip()
+    return text[-ERROR_CHARS:] or None
+
+
+TEST_CHARS = 500  # of a failing input's text kept per sample (plus inputs can be huge)
+
+
+def failing_test(problem: Problem, tiers: dict[str, TierOutcome]) -> tuple[str | None, str | None]:
+    """The first test a sample failed, as text (the assert, or the call on the failing input), and
+    the program's error text there; (None, None) when it passed or failed before any test."""
+    for name in tier_names(problem):
+        outcome = tiers.get(name)
+        if outcome is None or outcome.status == "pass":
+            continue
+        test = None
+        if outcome.first_failure is not None:
+            if problem.kind == "asserts":
+                test = problem.tests[outcome.first_failure]
+            else:
+                args = next(t for t in problem.tiers if t.name == name).inputs[outcome.first_failure]
+                test = f"{problem.entry_point}({', '.join(map(repr, args))})"
+            test = test if len(test) <= TEST_CHARS else test[:TEST_CHARS] + " ..."
+        return test, outcome.error or outcome.infra_error
+    return None, None
 
 
 def problem_key(problem: Problem) -> tuple[str, str]:
@@ -165,7 +196,7 @@ def tier_outcome(result) -> TierOutcome:
     verdict = "passed" if status == "pass" else (result.verdicts[first] if first is not None else "failed")
     if first is None and status != "pass":
         verdict = result.program_status if result.program_status != "ok" else "failed"
-    return TierOutcome(status, verdict, result.passed, result.total, first)
+    return TierOutcome(status, verdict, result.passed, result.total, first, error=_error_text(result))
 
 
 def execute_candidates(

@@ -19,6 +19,7 @@ Scores are fractions in [0, 1].
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from statistics import mean
@@ -43,6 +44,8 @@ class SampleResult:
     arness_local: dict[int, float] = field(default_factory=dict)
     arness_global: dict[int, float] = field(default_factory=dict)
     trace: list[int] | None = None
+    failing_test: str | None = None  # the first failing assert, or call on the first failing input
+    error: str | None = None  # the program's error text on that test (exception or stderr)
 
 
 @dataclass
@@ -54,6 +57,7 @@ class ProblemResult:
     speed: str  # "1x", "2x", or SAMPLES
     temperature: float | None  # None for SAMPLES
     samples: list[SampleResult]
+    prompt: str = ""  # what the model was asked (the benchmark's prompt)
 
     @property
     def n(self) -> int:
@@ -72,6 +76,7 @@ class ProblemResult:
             "temperature": self.temperature,
             "n": self.n,
             "n_correct": self.n_correct,
+            "prompt": self.prompt,
         }
         row.update({f"pass_at_{k}": pass_at_k(self.n, self.n_correct, k) for k in ks})
         row["samples"] = [{k: v for k, v in asdict(s).items() if k != "trace"} for s in self.samples]
@@ -150,3 +155,38 @@ def aggregate(
         if seconds > 0:
             metrics[f"tokens_per_s_{speed}"] = tokens / seconds
     return metrics
+
+
+_ARNESS = re.compile(r"^arness_(local|global)_at_(\d+)_(\w+)$")
+
+
+@dataclass
+class TrackedMetrics:
+    """An evaluation's metrics as its MLflow run holds them (:func:`tracked_metrics`)."""
+
+    scalars: dict[str, float]
+    curves: dict[str, dict[int, float]]  # name -> {k: value}, logged with step = k
+
+
+def tracked_metrics(metrics: dict[str, float], benchmarks: list[str]) -> TrackedMetrics:
+    """The flat metric dict regrouped for MLflow's chart view, one section per group.
+
+    ``{bench}_pass_at_1_1x`` -> ``eval/{bench}/pass_at_1_1x`` (the parent run's headline metrics
+    use the same ``eval/{bench}/`` group), ``tokens_per_s_1x`` -> ``throughput/tokens_per_s_1x``, and
+    AR-ness, one scalar per k here, becomes one curve per kind and speed (``arness/local_1x``, step = k).
+    The flat names stay those of ``metrics.json`` and KFP's metrics.
+    """
+    scalars: dict[str, float] = {}
+    curves: dict[str, dict[int, float]] = defaultdict(dict)
+    # longest first: "humaneval_plus_pass_at_1_1x" belongs to humaneval_plus, not humaneval
+    groups = sorted({*benchmarks, "evalplus"}, key=len, reverse=True)
+    for name, value in metrics.items():
+        if arness := _ARNESS.match(name):
+            kind, k, speed = arness.groups()
+            curves[f"arness/{kind}_{speed}"][int(k)] = value
+        elif name.startswith("tokens_per_s_"):
+            scalars[f"throughput/{name}"] = value
+        else:
+            bench = next((b for b in groups if name.startswith(f"{b}_")), None)
+            scalars[f"eval/{bench}/{name.removeprefix(f'{bench}_')}" if bench else f"eval/{name}"] = value
+    return TrackedMetrics(scalars, dict(curves))

@@ -4,8 +4,9 @@ Sections: score table (pass@k per benchmark, speed and temperature, best marked,
 problems n and a 95% interval for each best score), 1x vs 2x bars and the relative drop from 1x to 2x
 per benchmark and temperature with its paired SE (only when both speeds ran; paper finding (d)),
 AR-ness curves (local@k and global@k, paper §4.1 / Fig. 3-4), decode-order heatmaps for a few
-problems (the step at which each position was unmasked, paper §C.2), and failing samples with their
-sandbox verdicts. Everything the page shows is escaped: completions are untrusted text.
+problems (the step at which each position was unmasked, paper §C.2), throughput (tokens/s per speed,
+seconds per phase), and failing samples taken from every benchmark in turn, each with its prompt,
+failing test, verdict and error. Everything the page shows is escaped: completions are untrusted text.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections import defaultdict
 import torch
 from matplotlib.figure import Figure
 
-from diffucoder.evaluation.metrics import ProblemResult, pass_rates_of, temp_label
+from diffucoder.evaluation.metrics import ProblemResult, SampleResult, pass_rates_of, temp_label
 from diffucoder.evaluation.paired import speed_costs
 
 CSS = """
@@ -192,28 +193,97 @@ def _point(r: ProblemResult) -> str:
     return r.speed if r.temperature is None else f"{r.speed}, T={r.temperature:g}"
 
 
+def sample_failures(results: list[ProblemResult], limit: int) -> list[tuple[ProblemResult, SampleResult]]:
+    """Up to ``limit`` failing samples, taken from each benchmark in turn (in file order within
+    one), so every benchmark with failures shows some, not only the first file's."""
+    queues = {}
+    for r in results:
+        for s in r.samples:
+            if not s.passed:
+                queues.setdefault(r.benchmark, []).append((r, s))
+    picked: list[tuple[ProblemResult, SampleResult]] = []
+    depth = 0
+    while len(picked) < limit and any(depth < len(q) for q in queues.values()):
+        picked += [q[depth] for q in queues.values() if depth < len(q)][: limit - len(picked)]
+        depth += 1
+    return picked
+
+
+def _failure(r: ProblemResult, s: SampleResult) -> str:
+    """One failing sample: the prompt, the failing test, the verdict and the error, then the program."""
+    tiers = ", ".join(f"{name} {status}" for name, status in s.tiers.items())
+    title = (
+        f"{r.benchmark} {r.task_id} ({_point(r)}): {s.verdict} "
+        f"({s.n_passed}/{s.n_tests} tests passed{'; ' + tiers if tiers else ''})"
+    )
+    parts = [f"<details><summary>{html.escape(title)}</summary>"]
+    if r.prompt:
+        parts.append(f"<p>prompt</p><pre>{html.escape(r.prompt)}</pre>")
+    if s.failing_test:
+        parts.append(f"<p>failing test</p><pre>{html.escape(s.failing_test)}</pre>")
+    error = s.infra_error or s.error
+    if error:
+        parts.append(f"<p>{'infra error' if s.infra_error else 'error'}</p><pre>{html.escape(error)}</pre>")
+    parts.append(f"<p>program</p><pre>{html.escape(s.program)}</pre></details>")
+    return "".join(parts)
+
+
 def _failures(results: list[ProblemResult], limit: int) -> str:
-    items = [(r, s) for r in results for s in r.samples if not s.passed][:limit]
+    items = sample_failures(results, limit)
     if not items:
         return "<p>No failing samples.</p>"
     by_verdict: dict[str, int] = defaultdict(int)
+    per_benchmark: dict[str, int] = defaultdict(int)
     for r in results:
         for s in r.samples:
             if not s.passed:
                 by_verdict[s.verdict] += 1
+                per_benchmark[r.benchmark] += 1
     counts = ", ".join(f"{html.escape(v)}: {n}" for v, n in sorted(by_verdict.items()))
-    parts = [f"<p>All failing samples by verdict: {counts}. First {len(items)} shown.</p>"]
-    for r, s in items:
-        tiers = ", ".join(f"{name} {status}" for name, status in s.tiers.items())
-        title = (
-            f"{r.benchmark} {r.task_id} ({_point(r)}): {s.verdict} "
-            f"({s.n_passed}/{s.n_tests} tests passed{'; ' + tiers if tiers else ''})"
+    benches = ", ".join(f"{html.escape(b)}: {n}" for b, n in per_benchmark.items())
+    intro = (
+        f"<p>All failing samples by verdict: {counts}; by benchmark: {benches}. "
+        f"{len(items)} shown, taken from each benchmark in turn.</p>"
+    )
+    return intro + "".join(_failure(r, s) for r, s in items)
+
+
+def _throughput(metrics: dict[str, float], timings: dict[str, float], speeds: list[str]) -> str:
+    """Decoding speed per speed setting, and where the evaluation's time went."""
+    rows = [
+        f"<tr><td class=l>decoding at {html.escape(speed)}</td><td>{metrics[f'tokens_per_s_{speed}']:.1f} tokens/s</td></tr>"
+        for speed in speeds
+        if f"tokens_per_s_{speed}" in metrics
+    ]
+    labels = {
+        "reference_s": "reference solutions",
+        "generation_s": "decoding",
+        "sandbox_s": "sandbox execution",
+        "total_s": "total",
+    }
+    rows += [
+        f"<tr><td class=l>{label}</td><td>{timings[key]:.1f} s</td></tr>"
+        for key, label in labels.items()
+        if key in timings
+    ]
+    if timings.get("samples") and timings.get("total_s"):
+        rows.append(
+            f"<tr><td class=l>samples scored</td><td>{timings['samples'] / timings['total_s']:.2f} /s</td></tr>"
         )
-        detail = f"<p>infra error: {html.escape(s.infra_error)}</p>" if s.infra_error else ""
-        parts.append(
-            f"<details><summary>{html.escape(title)}</summary>{detail}<pre>{html.escape(s.program)}</pre></details>"
-        )
-    return "".join(parts)
+    if not rows:
+        return "<p>No timings were recorded.</p>"
+    return f"<table>{''.join(rows)}</table>"
+
+
+def _header_rows(notes: dict[str, str]) -> str:
+    """The header table; a value that is a web address (the MLflow run) is a link."""
+    cells = []
+    for key, value in notes.items():
+        shown = html.escape(value)
+        if value.startswith(("http://", "https://")):
+            shown = f'<a href="{html.escape(value, quote=True)}">{shown}</a>'
+        cells.append(f"<tr><td class=l>{html.escape(key)}</td><td class=l>{shown}</td></tr>")
+    return "".join(cells)
 
 
 def render_report(
@@ -228,12 +298,10 @@ def render_report(
     heatmap_problems: int,
     failure_limit: int,
     notes: dict[str, str] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> str:
     """The report as one HTML string."""
-    meta = "".join(
-        f"<tr><td class=l>{html.escape(k)}</td><td class=l>{html.escape(v)}</td></tr>"
-        for k, v in (notes or {}).items()
-    )
+    meta = _header_rows(notes or {})
     counts = _problem_counts(results)
     tables = "".join(_score_table(metrics, benchmarks, speeds, temperatures, k, counts) for k in ks)
     decoded = any(r.temperature is not None for r in results)  # a samples file has no decoding to show
@@ -262,6 +330,7 @@ def render_report(
             if decoded
             else []
         ),
+        *(["<h2>Throughput</h2>", _throughput(metrics, timings or {}, speeds)] if timings else []),
         "<h2>Failures</h2>",
         _failures(results, failure_limit),
     ]

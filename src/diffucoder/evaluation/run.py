@@ -20,18 +20,22 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
 from diffucoder.config import RunConfig
 from diffucoder.evaluation.benchmarks import Problem, load_benchmark
-from diffucoder.evaluation.execution import combined_verdict, execute_candidates, problem_key
+from diffucoder.evaluation.execution import combined_verdict, execute_candidates, failing_test, problem_key
 from diffucoder.evaluation.generation import decoding_config_for, generate_completions
-from diffucoder.evaluation.metrics import SAMPLES, ProblemResult, SampleResult, aggregate
+from diffucoder.evaluation.metrics import SAMPLES, ProblemResult, SampleResult, aggregate, tracked_metrics
 from diffucoder.evaluation.prompts import build_prompt, code_from_completion, program_from_code
 from diffucoder.evaluation.references import ReferenceCache, run_references
 from diffucoder.evaluation.report import render_report
+
+if TYPE_CHECKING:
+    from diffucoder.tracking import NullTracker, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -124,20 +128,22 @@ def _grid_point(
     grouped: dict[tuple[str, str], list[SampleResult]] = {}
     for problem, completion, program, tiers in zip(items, completions, programs, outcomes, strict=True):
         local, global_ = _arness(completion.trace, cfg)
-        sample = sample_result(completion.text, program, tiers)
+        sample = sample_result(problem, completion.text, program, tiers)
         sample.gen_tokens, sample.arness_local, sample.arness_global = ev.gen_length, local, global_
         sample.trace = completion.trace
         grouped.setdefault(problem_key(problem), []).append(sample)
     results = [
-        ProblemResult(p.benchmark, p.task_id, speed, temperature, grouped[problem_key(p)]) for p in problems
+        ProblemResult(p.benchmark, p.task_id, speed, temperature, grouped[problem_key(p)], prompt=p.prompt)
+        for p in problems
     ]
     return results, gen_seconds, sandbox_seconds
 
 
-def sample_result(completion: str, program: str, tiers: dict) -> SampleResult:
+def sample_result(problem: Problem, completion: str, program: str, tiers: dict) -> SampleResult:
     """A sample's result from its outcome per tier (see execution.execute_candidates)."""
     passed, verdict = combined_verdict(tiers)
     infra = next((t.infra_error for t in tiers.values() if t.infra_error), None)
+    test, error = failing_test(problem, tiers)
     return SampleResult(
         completion=completion,
         program=program,
@@ -147,6 +153,8 @@ def sample_result(completion: str, program: str, tiers: dict) -> SampleResult:
         n_tests=sum(t.n_tests for t in tiers.values()),
         infra_error=infra,
         tiers={name: t.status for name, t in tiers.items()},
+        failing_test=test,
+        error=error,
     )
 
 
@@ -188,9 +196,37 @@ def _load_problems(cfg: RunConfig, names: list[str]) -> list[Problem]:
     return [p for name in names for p in load_benchmark(name, cfg.evaluation)]
 
 
+@contextlib.contextmanager
+def _evaluation_run(
+    cfg: RunConfig,
+    names: list[str],
+    *,
+    parent_run_id: str | None,
+    label: str | None,
+    run_tags: dict[str, str],
+) -> Iterator[Tracker | NullTracker]:
+    """The evaluation's MLflow run, open for the whole evaluation (its duration is the evaluation's,
+    and it shows as running meanwhile; an error ends it FAILED), with the benchmark files as inputs.
+
+    The run is ``evaluate-<label>`` when ``label`` names what is scored, tagged
+    ``diffucoder.scored_stage``.
+    """
+    from diffucoder import tracking
+    from diffucoder.evaluation.benchmarks import benchmark_uri
+
+    tracking.configure(cfg.tracking)
+    stage = f"evaluate-{label}" if label else "evaluate"
+    tags = {**run_tags, **({"diffucoder.scored_stage": label} if label else {})}
+    with tracking.stage_run(stage, cfg, parent_run_id=parent_run_id, tags=tags, metric_group="eval") as tr:
+        for name in names:
+            tr.log_dataset(benchmark_uri(name, cfg.evaluation), name=name, context="evaluation")
+        yield tr
+
+
 def _publish(
     cfg: RunConfig,
     out_uri: str,
+    tracker: Tracker | NullTracker,
     *,
     title: str,
     names: list[str],
@@ -201,12 +237,11 @@ def _publish(
     extra_files: dict[str, str],
     parent_run_id: str | None,
     label: str | None = None,
-    run_tags: dict[str, str] | None = None,
 ) -> EvalResult:
-    """Metrics, report, output files and the MLflow run: everything after the samples are scored.
+    """Metrics, report, output files and MLflow: everything after the samples are scored.
 
-    The run is ``evaluate-<label>`` when ``label`` names what was scored, and its pass@1 scores
-    then also go on the parent run (``tracking.log_headline_metrics``).
+    When ``label`` names what was scored, its pass@1 scores also go on the parent run
+    (``tracking.log_headline_metrics``).
     """
     from diffucoder import tracking
 
@@ -230,23 +265,23 @@ def _publish(
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "commit": tracking.git_sha() or "unknown",
             "config fingerprint": cfg.fingerprint(),
+            **tracker.describe(),
         },
+        timings=timings,
     )
     per_problem = "".join(json.dumps(r.to_row(ev.pass_k)) + "\n" for r in results)
     texts = {"per_problem.jsonl": per_problem, "report.html": report_html, **extra_files}
     files = _write_outputs(cfg, out_uri, metrics, timings, texts)
 
-    tracking.configure(cfg.tracking)
-    stage = f"evaluate-{label}" if label else "evaluate"
-    tags = {**(run_tags or {}), **({"diffucoder.scored_stage": label} if label else {})}
-    with tracking.stage_run(stage, cfg, parent_run_id=parent_run_id, tags=tags) as tr:
-        tr.log_metrics({**metrics, **{f"time_{k}": v for k, v in timings.items()}})
-        tr.log_text(report_html, "evaluation/report.html")
-        tr.log_text(per_problem, "evaluation/per_problem.jsonl")
-        run_id = tr.run_id
+    tracked = tracked_metrics(metrics, names)
+    tracker.log_metrics({**tracked.scalars, **{f"time/{k}": v for k, v in timings.items()}})
+    for name, points in tracked.curves.items():
+        tracker.log_curve(name, points)
+    tracker.log_text(report_html, "evaluation/report.html")
+    tracker.log_text(per_problem, "evaluation/per_problem.jsonl")
     if label:
         tracking.log_headline_metrics(parent_run_id, label, metrics, speed=speeds[0], cfg=cfg.tracking)
-    return EvalResult(metrics, results, out_uri, files, timings, run_id)
+    return EvalResult(metrics, results, out_uri, files, timings, tracker.run_id)
 
 
 def run_evaluation(
@@ -275,46 +310,48 @@ def run_evaluation(
     ev = cfg.evaluation
     names = list(benchmarks or ev.benchmarks)
     t_start = time.perf_counter()
-    problems = _load_problems(cfg, names)
-    log.info("evaluating %s on %d problems (%s)", model_uri, len(problems), ", ".join(names))
     timings = {"generation_s": 0.0, "sandbox_s": 0.0}
     results: list[ProblemResult] = []
     gen_seconds: dict[str, float] = {}
-    with _sandbox_and_references(cfg, problems, out_uri, timings) as (client, references):
-        model, tokenizer = load_model(model_uri, device=_device(cfg))
-        model.eval()
-        generator = torch.Generator(device=_device(cfg)).manual_seed(cfg.seed + ev.seed_offset)
-        for speed in ev.speeds:
-            for temperature in ev.temperatures:
-                point, g_s, s_s = _grid_point(
-                    cfg, model, tokenizer, problems, client, references, speed, temperature, generator
-                )
-                results.extend(point)
-                gen_seconds[speed] = gen_seconds.get(speed, 0.0) + g_s
-                timings["generation_s"] += g_s
-                timings["sandbox_s"] += s_s
-    timings["total_s"] = time.perf_counter() - t_start
-    return _publish(
-        cfg,
-        out_uri,
-        title=f"DiffuCoder evaluation: {label or 'model'}",
-        names=names,
-        results=results,
-        gen_seconds=gen_seconds,
-        timings=timings,
-        notes={
-            "stage": label or "(not from a pipeline)",
-            "model": model_uri,
-            "prompt style": ev.prompt_style,
-            "gen length": str(ev.gen_length),
-            "samples per problem": str(ev.n_samples),
-            "fast decoding": str(ev.fast_decoding),
-        },
-        extra_files={},
-        parent_run_id=parent_run_id,
-        label=label,
-        run_tags={"diffucoder.model_uri": model_uri},
-    )
+    tags = {"diffucoder.model_uri": model_uri}
+    with _evaluation_run(cfg, names, parent_run_id=parent_run_id, label=label, run_tags=tags) as tracker:
+        problems = _load_problems(cfg, names)
+        log.info("evaluating %s on %d problems (%s)", model_uri, len(problems), ", ".join(names))
+        with _sandbox_and_references(cfg, problems, out_uri, timings) as (client, references):
+            model, tokenizer = load_model(model_uri, device=_device(cfg))
+            model.eval()
+            generator = torch.Generator(device=_device(cfg)).manual_seed(cfg.seed + ev.seed_offset)
+            for speed in ev.speeds:
+                for temperature in ev.temperatures:
+                    point, g_s, s_s = _grid_point(
+                        cfg, model, tokenizer, problems, client, references, speed, temperature, generator
+                    )
+                    results.extend(point)
+                    gen_seconds[speed] = gen_seconds.get(speed, 0.0) + g_s
+                    timings["generation_s"] += g_s
+                    timings["sandbox_s"] += s_s
+        timings["total_s"] = time.perf_counter() - t_start
+        return _publish(
+            cfg,
+            out_uri,
+            tracker,
+            title=f"DiffuCoder evaluation: {label or 'model'}",
+            names=names,
+            results=results,
+            gen_seconds=gen_seconds,
+            timings=timings,
+            notes={
+                "stage": label or "(not from a pipeline)",
+                "model": model_uri,
+                "prompt style": ev.prompt_style,
+                "gen length": str(ev.gen_length),
+                "samples per problem": str(ev.n_samples),
+                "fast decoding": str(ev.fast_decoding),
+            },
+            extra_files={},
+            parent_run_id=parent_run_id,
+            label=label,
+        )
 
 
 SAMPLES_BENCHMARKS = {"humaneval": ["humaneval", "humaneval_plus"], "mbpp": ["mbpp_plus"]}
@@ -376,33 +413,38 @@ def score_samples(
         ", ".join(names),
     )
     timings: dict[str, float] = {}
-    with _sandbox_and_references(cfg, problems, out_uri, timings) as (client, references):
-        t0 = time.perf_counter()
-        outcomes = execute_candidates([(p, s.program(p)) for p, s in items], client, references, ev)
-        timings["sandbox_s"] = time.perf_counter() - t0
-    grouped: dict[tuple[str, str], list[SampleResult]] = {}
-    for (problem, sample), tiers in zip(items, outcomes, strict=True):
-        text = sample.solution if sample.solution is not None else sample.completion or ""
-        grouped.setdefault(problem_key(problem), []).append(
-            sample_result(text, sample.program(problem), tiers)
+    tags = {"diffucoder.samples_uri": samples_uri}
+    with _evaluation_run(cfg, names, parent_run_id=parent_run_id, label=None, run_tags=tags) as tracker:
+        tracker.log_dataset(samples_uri, name="samples", context="evaluation")
+        with _sandbox_and_references(cfg, problems, out_uri, timings) as (client, references):
+            t0 = time.perf_counter()
+            outcomes = execute_candidates([(p, s.program(p)) for p, s in items], client, references, ev)
+            timings["sandbox_s"] = time.perf_counter() - t0
+        grouped: dict[tuple[str, str], list[SampleResult]] = {}
+        for (problem, sample), tiers in zip(items, outcomes, strict=True):
+            text = sample.solution if sample.solution is not None else sample.completion or ""
+            grouped.setdefault(problem_key(problem), []).append(
+                sample_result(problem, text, sample.program(problem), tiers)
+            )
+        results = [
+            ProblemResult(p.benchmark, p.task_id, SAMPLES, None, grouped[problem_key(p)], prompt=p.prompt)
+            for p in problems
+        ]
+        # EvalPlus's results file: the widest benchmark (plus tiers included when scored)
+        widest = max(names, key=lambda n: n.endswith("_plus"))
+        rows = [(p, s, t) for (p, s), t in zip(items, outcomes, strict=True) if p.benchmark == widest]
+        eval_results = evalplus_results(rows, data.md5, base_only=not widest.endswith("_plus"))
+        timings["total_s"] = time.perf_counter() - t_start
+        return _publish(
+            cfg,
+            out_uri,
+            tracker,
+            title=f"Evaluation of samples {samples_uri}",
+            names=names,
+            results=results,
+            gen_seconds={},
+            timings=timings,
+            notes={"samples": samples_uri},
+            extra_files={"eval_results.json": json.dumps(eval_results)},
+            parent_run_id=parent_run_id,
         )
-    results = [
-        ProblemResult(p.benchmark, p.task_id, SAMPLES, None, grouped[problem_key(p)]) for p in problems
-    ]
-    # EvalPlus's results file: the widest benchmark (plus tiers included when scored)
-    widest = max(names, key=lambda n: n.endswith("_plus"))
-    rows = [(p, s, t) for (p, s), t in zip(items, outcomes, strict=True) if p.benchmark == widest]
-    eval_results = evalplus_results(rows, data.md5, base_only=not widest.endswith("_plus"))
-    timings["total_s"] = time.perf_counter() - t_start
-    return _publish(
-        cfg,
-        out_uri,
-        title=f"Evaluation of samples {samples_uri}",
-        names=names,
-        results=results,
-        gen_seconds={},
-        timings=timings,
-        notes={"samples": samples_uri},
-        extra_files={"eval_results.json": json.dumps(eval_results)},
-        parent_run_id=parent_run_id,
-    )

@@ -15,8 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from diffucoder.cli import exit_2_on
-from diffucoder.ops.planner import Plan, PlanError, make_plan, misfit_message
+from diffucoder.ops.planner import Plan, make_plan, misfit_message
 
 EXIT_DOES_NOT_FIT = 3
 
@@ -83,12 +82,6 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_DOES_NOT_FIT if plan.misfits() else 0
 
 
-def _errors() -> tuple[type[Exception], ...]:
-    from diffucoder.config import ConfigError
-
-    return ConfigError, PlanError
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="FLOPs, hours, GPU-hours, cost and memory per GPU of a run, per stage")
     p.add_argument("--config", default="paper-7b", help="preset name or YAML path")
@@ -98,4 +91,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-grpo", action="store_true", help="the run skips stage 4 (pipeline run_grpo=false)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    p.set_defaults(func=exit_2_on(_errors, "plan", _plan))
+    p.set_defaults(func=_plan)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-from diffucoder.cli import exit_2_on
-
 
 def _config(args: argparse.Namespace):
     from diffucoder.config import load_config
@@ -40,15 +38,6 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def _errors() -> tuple[type[Exception], ...]:
-    from mlflow.exceptions import MlflowException
-
-    from diffucoder.config import ConfigError
-    from diffucoder.ops.promotion import PromotionError
-
-    return PromotionError, ConfigError, MlflowException
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="tiny", help="preset or YAML: tracking + promotion sections")
     p.add_argument("--tracking-uri", default=None, help="default: the config's, else $MLFLOW_TRACKING_URI")
@@ -59,8 +48,8 @@ def register(inner: argparse._SubParsersAction) -> None:
     p = inner.add_parser("promote", help="candidate vs champion on the same held-out problems; move champion")
     _common(p)
     p.add_argument("--version", default=None, help="compare this version instead of the candidate alias")
-    p.set_defaults(func=exit_2_on(_errors, "model promote", _promote))
+    p.set_defaults(func=_promote)
     p = inner.add_parser("rollback", help="point champion back at the previous champion")
     _common(p)
     p.add_argument("--to", default=None, help="a specific version instead of the previous champion")
-    p.set_defaults(func=exit_2_on(_errors, "model rollback", _rollback))
+    p.set_defaults(func=_rollback)

@@ -225,8 +225,15 @@ def run(
 
         tracking.configure(cfg.tracking)
         parent = os.environ.get("DIFFUCODER_PARENT_RUN_ID")
-        with tracking.stage_run(stage, cfg, parent_run_id=parent, resume_run_id=trainer.state.run_id) as tr:
+        with tracking.stage_run(
+            stage,
+            cfg,
+            parent_run_id=parent,
+            resume_run_id=trainer.state.run_id,
+            metric_group="grpo" if stage == "grpo" else "train",
+        ) as tr:
             trainer.state.run_id = tr.run_id
+            tr.log_dataset(data_uri, name=f"{stage}-data", context="training")
             tr.log_params(
                 {
                     "world_size": dist.world_size,
