@@ -85,24 +85,15 @@ def tree_cpu_s(root: int) -> float:
     """CPU seconds used by ``root`` and every process below it, reaped children included. On a shared
     machine wall-clock rates move with other people's load; CPU per job does not."""
     ticks = os.sysconf("SC_CLK_TCK")
-    stats, parents = {}, {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    raw = f.read()
-            except OSError:
-                continue
-            fields = raw[raw.rfind(b")") + 2 :].split()
-            parents[int(name)] = int(fields[1])
-            stats[int(name)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
     total = 0
-    for pid in stats:
-        p = pid
-        while p and p != root:
-            p = parents.get(p)
-        if p == root:
-            total += stats[pid]
+    for pid in [root, *executor.descendants(root)]:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue  # exited since the scan
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
     return total / ticks
 
 

@@ -34,9 +34,9 @@ from components.run_control import check_data, close_run, open_run, sandbox_endp
 from components.train import train_stage
 from diffucoder.config import load_config
 from diffucoder.pipeline_config import PipelineBuildConfig
+from diffucoder.train.config import STAGES
 
 PIPELINE_NAME = "diffucoder"
-STAGES = ("pretrain", "midtrain", "instruct", "grpo")
 SANDBOX_CLIENT_LABEL = ("diffucoder.io/sandbox-client", "true")
 
 

@@ -236,12 +236,3 @@ def load_config(name_or_path: str = "tiny", overrides: list[str] | None = None) 
     if name_or_path in PRESETS:
         data.setdefault("preset", name_or_path)
     return validate_config(data, source=f"config {name_or_path!r}")
-
-
-def save_config(cfg: RunConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (atomically: temp name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(cfg.to_yaml())
-    tmp.replace(path)

@@ -39,12 +39,12 @@ from diffucoder import storage
 from diffucoder.config import RunConfig, load_config, validate_config
 from diffucoder.ops.cost import FINAL_EVAL_TAG, log_run_totals, log_stage_cost
 from diffucoder.preload import preload
+from diffucoder.train.config import PACKED_STAGES, STAGES
 
 PIPELINE_RECORD = "pipeline.json"
 STEP_DIR = "steps"
 SANDBOX_MODES = ("local", "shared", "per-run")
 LAUNCHERS = ("in-process", "trainjob")
-TRAIN_STAGES = ("pretrain", "midtrain", "instruct", "grpo")
 FINAL_EVALS = ("grpo", "final")  # evaluation labels of the model a run registers
 
 # What the heavy steps import (the library imports these lazily, deep inside); each such step loads
@@ -149,7 +149,7 @@ class DataPlan:
 
     @property
     def packs(self) -> bool:
-        return any(s in self.stages for s in ("pretrain", "midtrain"))
+        return any(s in self.stages for s in PACKED_STAGES)
 
 
 def _no_source(stage: str) -> str:
@@ -168,12 +168,12 @@ def plan_run(cfg: RunConfig, arguments: dict[str, Any]) -> DataPlan:
             a later start without ``start_model_uri``, or an unknown ``start_from``.
     """
     start = arguments.get("start_from", "pretrain")
-    if start not in TRAIN_STAGES:
-        raise ValueError(f"start_from={start!r}: expected one of {', '.join(TRAIN_STAGES)}")
+    if start not in STAGES:
+        raise ValueError(f"start_from={start!r}: expected one of {', '.join(STAGES)}")
     start_model = arguments.get("start_model_uri", "")
     if start != "pretrain" and not start_model:
         raise ValueError(f"start_from={start} needs start_model_uri (the model that stage starts from)")
-    stages = TRAIN_STAGES[TRAIN_STAGES.index(start) :]
+    stages = STAGES[STAGES.index(start) :]
     run_grpo = arguments.get("run_grpo", True)
     if isinstance(run_grpo, str):  # kfp.local hands parameters inside a dict over as strings
         run_grpo = run_grpo.lower() == "true"
@@ -251,7 +251,7 @@ def data_root(cfg: RunConfig, plan: DataPlan, stdlib_max_files: int, vocab_size:
         "stdlib_max_files": stdlib_max_files,
         "vocab_size": vocab_size,
         "base_model": cfg.model.base_model_uri,
-        "seq_len": {s: getattr(cfg, s).seq_len for s in ("pretrain", "midtrain")},
+        "seq_len": {s: getattr(cfg, s).seq_len for s in PACKED_STAGES},
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return storage.join(cfg.output_root, "data", digest)
@@ -470,7 +470,7 @@ def cleanup_cluster(cfg: RunConfig, kfp_run_id: str, sandbox_mode: str, launcher
         SandboxDeployer(api, cfg.k8s).down(kfp_run_id)
     if launcher == "trainjob":
         jobs = TrainJobLauncher(api, cfg.k8s.namespace)
-        for stage in TRAIN_STAGES:
+        for stage in STAGES:
             jobs.delete(job_name(kfp_run_id, stage))
 
 
@@ -710,8 +710,8 @@ def train(
     sandbox_url: str = "",
 ) -> dict[str, Any]:
     """Run one training stage in this process, or as a Kubeflow Trainer TrainJob; return result.json."""
-    if stage not in TRAIN_STAGES:
-        raise ValueError(f"stage {stage!r}: expected one of {', '.join(TRAIN_STAGES)}")
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r}: expected one of {', '.join(STAGES)}")
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
     if sandbox_url:

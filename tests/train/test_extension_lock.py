@@ -25,8 +25,8 @@ DEEPSPEED_START = (
     "deepspeed.init_distributed('gloo', auto_mpi_discovery=False); print('started', flush=True)"
 )
 TRAINER_START = (
-    "from diffucoder.train.distributed import init_distributed, destroy; "
-    "info = init_distributed('cpu'); print('world', info.world_size); destroy()"
+    "import torch.distributed; from diffucoder.train.distributed import init_distributed; "
+    "info = init_distributed('cpu'); print('world', info.world_size); torch.distributed.destroy_process_group()"
 )
 
 

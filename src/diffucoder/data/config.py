@@ -197,7 +197,6 @@ class MidtrainMixConfig(StrictModel):
 
 
 GENERATED_TINY = "generated:tiny"
-SOURCE_STAGES = ("pretrain", "midtrain", "instruct", "grpo")
 
 
 class DataSourcesConfig(StrictModel):

@@ -51,13 +51,6 @@ class SkipLog:
     def to_dict(self) -> dict:
         return {"counts": dict(sorted(self.counts.items())), "examples": self.examples}
 
-    def merge(self, other: dict) -> None:
-        for reason, n in other.get("counts", {}).items():
-            self.counts[reason] += n
-        for reason, shown in other.get("examples", {}).items():
-            mine = self.examples.setdefault(reason, [])
-            mine.extend(shown[: max(0, self._limit - len(mine))])
-
 
 def make_doc(
     text: str,

@@ -12,8 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from diffucoder.config_base import StrictModel
-
-STAGES = ("pretrain", "midtrain", "instruct", "grpo")
+from diffucoder.train.config import STAGES
 
 
 class Toleration(StrictModel):

@@ -23,10 +23,9 @@ from typing import Any
 
 from diffucoder.config import RunConfig
 from diffucoder.ops.memory import MemoryEstimate, n_params, training_memory
+from diffucoder.train.config import PACKED_STAGES, STAGES
 from diffucoder.train.flops import flops_per_token
 
-STAGES = ("pretrain", "midtrain", "instruct", "grpo")
-PACKED = ("pretrain", "midtrain")
 GIB = 2**30
 
 
@@ -116,13 +115,13 @@ def _steps(cfg: RunConfig, stage: str, world: int) -> tuple[int, float | None]:
     size = _epoch_size(cfg, stage)
     if stage_cfg.epochs is not None and size is None:
         if stage_cfg.max_steps is None:
-            unit = "tokens" if stage in PACKED else "samples"
+            unit = "tokens" if stage in PACKED_STAGES else "samples"
             raise PlanError(
                 f"stage {stage} runs {stage_cfg.epochs:g} epochs but the plan does not know its data size; "
                 f"set plan.dataset.{stage}=<{unit}> (or {stage}.max_steps)"
             )
         return stage_cfg.max_steps, None
-    rows = None if size is None else (size / stage_cfg.seq_len if stage in PACKED else size)
+    rows = None if size is None else (size / stage_cfg.seq_len if stage in PACKED_STAGES else size)
     if rows is None:
         return stage_cfg.max_steps, None
     per_step = stage_cfg.micro_batch_size * stage_cfg.grad_accum_steps * world
@@ -193,7 +192,7 @@ def plan_stage(cfg: RunConfig, stage: str) -> StagePlan:
         stage=stage,
         runs=True,
         data=size or 0.0,
-        data_unit=("tokens" if stage in PACKED else "samples") if size else "",
+        data_unit=("tokens" if stage in PACKED_STAGES else "samples") if size else "",
         steps=steps,
         tokens=tokens,
         flops=flops,

@@ -90,10 +90,6 @@ def _foreign(base: type) -> type:
     return _FOREIGN[base]
 
 
-def is_foreign(value: Any) -> bool:
-    return type(value) in _FOREIGN.values()
-
-
 def _type_name(kind: type) -> str:
     return f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', kind.__name__)}"
 

@@ -327,14 +327,6 @@ def bwrap_command(runtime_paths: list[str]) -> list[str] | None:
     return [*prefix, *layout.bwrap_binds(runtime_paths)] if probe.returncode == 0 else None
 
 
-def seccomp_available() -> bool:
-    try:
-        build_seccomp_filter()
-    except Exception:  # noqa: BLE001 - any failure (missing libseccomp, old kernel) means "not available"
-        return False
-    return True
-
-
 def private_tmp_root() -> Path:
     """Parent of per-job temp dirs: root-owned, not listable, so jobs cannot find each other's dirs.
 

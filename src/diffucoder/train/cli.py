@@ -16,8 +16,7 @@ import subprocess
 import sys
 
 from diffucoder.config_cli import add_config_args
-
-STAGES = ("pretrain", "midtrain", "instruct", "grpo")
+from diffucoder.train.config import STAGES
 
 
 def _resume_arg(text: str) -> str:

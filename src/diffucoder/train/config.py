@@ -14,6 +14,13 @@ from pydantic import Field, model_validator
 
 from diffucoder.config_base import StrictModel
 
+# The four training stages in DAG order (paper §3), by the data they read: the one definition the
+# CLI, configs, planner, launchers and the DAG all use.
+PACKED_STAGES = ("pretrain", "midtrain")  # packed token shards (stages 1-2)
+SFT_STAGES = ("instruct",)  # chat rows (stage 3)
+RL_STAGES = ("grpo",)  # problems with tests (stage 4, diffucoder.rl)
+STAGES = PACKED_STAGES + SFT_STAGES + RL_STAGES
+
 
 class TrainStageConfig(StrictModel):
     """One training stage (optimisation, batch, diffusion noise, checkpoints, logging)."""

@@ -129,8 +129,3 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     tensor = torch.tensor([float(flag)], device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return bool(tensor.item())
-
-
-def destroy() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()

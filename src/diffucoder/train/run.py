@@ -29,20 +29,12 @@ from diffucoder.config import RunConfig
 from diffucoder.train import distributed
 from diffucoder.train.batches import BatchStream
 from diffucoder.train.checkpoint import local_root_for
+from diffucoder.train.config import PACKED_STAGES, RL_STAGES, STAGES
 from diffucoder.train.loop import Trainer
 from diffucoder.train.packed_data import META_FILE, PackedShards
 from diffucoder.train.precision import precision_for
 from diffucoder.train.sft_data import SFTExamples
-from diffucoder.train.stages import (
-    PACKED_STAGES,
-    SFT_STAGES,
-    PackedDiffusionStep,
-    SFTDiffusionStep,
-    StageStep,
-)
-
-RL_STAGES = ("grpo",)  # stage 4 plugs in from diffucoder.rl.stage
-STAGES = PACKED_STAGES + SFT_STAGES + RL_STAGES
+from diffucoder.train.stages import PackedDiffusionStep, SFTDiffusionStep, StageStep
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,6 @@ from diffucoder.train.objective import (
     scored_logit_positions,
 )
 
-PACKED_STAGES = ("pretrain", "midtrain")
-SFT_STAGES = ("instruct",)
-
 
 @dataclass(frozen=True)
 class StepContext:
