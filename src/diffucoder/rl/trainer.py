@@ -419,22 +419,6 @@ class GRPOStep(StageStep):
 
     def figures(self, history: list[dict[str, float]]) -> dict[str, Any]:
         """Reward curves for the stage's MLflow run."""
-        import matplotlib
+        from diffucoder.plots import reward_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        steps = [h["step"] for h in history]
-        for key, label in (
-            ("reward/total/mean", "total"),
-            ("reward/code/mean", "code (pass rate)"),
-            ("reward/format/mean", "format"),
-        ):
-            ax.plot(steps, [h.get(key, float("nan")) for h in history], marker=".", label=label)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("mean reward")
-        ax.set_title("GRPO rewards")
-        ax.legend()
-        fig.tight_layout()
-        return {"plots/reward.png": fig}
+        return {"plots/reward.png": reward_figure(history)}

@@ -140,21 +140,6 @@ def build_step(
     return SFTDiffusionStep(stage, stream, stage_cfg, model.mask_token_id)
 
 
-def _loss_figure(history: list[dict[str, float]], stage: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("ELBO loss per masked token")
-    ax.set_title(f"{stage} loss")
-    fig.tight_layout()
-    return fig
-
-
 def _check_stage(stage: str) -> None:
     if stage not in STAGES:
         raise ValueError(f"--stage {stage!r}: expected one of {', '.join(STAGES)}")
@@ -171,6 +156,7 @@ def run(
     """
     from diffucoder import tracking
     from diffucoder.heap import retain_freed_memory
+    from diffucoder.plots import loss_figure
 
     _check_stage(stage)
     retain_freed_memory()  # before the first step's allocations (see diffucoder.heap)
@@ -266,7 +252,7 @@ def run(
                 storage.write_text(storage.join(out_uri, "result.json"), json.dumps(asdict(result), indent=1))
                 tr.set_tags({"final_model_uri": final_uri, "checkpoint_uri": outcome.checkpoint_uri or ""})
                 if outcome.history:
-                    tr.log_figure(_loss_figure(outcome.history, stage), "plots/loss.png")
+                    tr.log_figure(loss_figure(outcome.history, stage), "plots/loss.png")
                     for name, fig in step_fn.figures(outcome.history).items():
                         tr.log_figure(fig, name)
     trainer.cleanup()
