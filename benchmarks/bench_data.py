@@ -96,7 +96,7 @@ def bench_filters(max_mb: float | None) -> dict:
     mb = sum(len(d["text"].encode()) for d in docs) / 1e6
     cfg = DataConfig()
     code_filter, stats = CodeFilter(cfg.general, cfg.python), FilterStats()
-    filters = mb / cpu_time(lambda: code_filter.run(docs, stats))
+    filters = mb / cpu_time(lambda: list(code_filter.run(docs, stats)))
     baseline = mb / cpu_time(lambda: _compile_all([d["text"] for d in docs]))
     _log(
         f"filters: {filters:.2f} MB/s/core (compile() alone {baseline:.2f}), kept {stats.kept}/{stats.total}"

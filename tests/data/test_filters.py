@@ -160,7 +160,7 @@ def test_stats_count_reasons_and_keep_examples():
     cfg = DataConfig()
     stats = FilterStats(examples_per_rule=2)
     docs = [_doc(GOOD, "a"), _doc("x = 1\n", "b"), _doc("y = 2\n", "c"), _doc("z = 3\n", "d")]
-    kept = CodeFilter(cfg.general, cfg.python).run(docs, stats)
+    kept = list(CodeFilter(cfg.general, cfg.python).run(docs, stats))
     out = stats.to_dict()
     assert [d["id"] for d in kept] == ["a"]
     assert out["total"] == 4 and out["kept"] == 1 and out["dropped"] == {"num_chars_below_min": 3}

@@ -14,7 +14,7 @@ import re
 import symtable
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from diffucoder.data.code_stats import CodeFile
 from diffucoder.data.config import GeneralFilterConfig, PythonFilterConfig
@@ -410,11 +410,11 @@ class CodeFilter:
                     return verdict[1]
         return None
 
-    def run(self, docs: Iterable[dict], stats: FilterStats) -> list[dict]:
-        kept = []
+    def run(self, docs: Iterable[dict], stats: FilterStats) -> Iterator[dict]:
+        """The kept documents, lazily (as datatrove's blocks): a shard streams through the rules
+        without its dropped documents ever being held; ``stats`` is complete once this is consumed."""
         for doc in docs:
             reason = self.reason(doc)
             stats.record(doc, reason)
             if reason is None:
-                kept.append(doc)
-        return kept
+                yield doc

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import multiprocessing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -77,25 +77,32 @@ def _decontaminator(cfg_json: str) -> Decontaminator:
     return Decontaminator.build(DecontamConfig.model_validate_json(cfg_json))
 
 
+def decontaminate(docs: Iterable[dict], decon: Decontaminator, stats: FilterStats) -> Iterator[dict]:
+    """The documents that share no benchmark n-gram, lazily; a drop moves the document's count in
+    ``stats`` from kept to the decontamination reason."""
+    for doc in docs:
+        reason = decon.reason(doc["text"])
+        if reason is None:
+            yield doc
+        else:
+            stats.reclassify(doc, *reason.split(":", 1))
+
+
 def filter_shard(input_uri: str, shard_id: int, work: str, cfg: DataConfig) -> dict:
-    """Per-shard step: read, filter, decontaminate, MinHash; idempotent (skips a finished shard)."""
+    """Per-shard step: read, filter, decontaminate, MinHash; idempotent (skips a finished shard).
+
+    Documents stream from the reader through the filters and decontamination; only the kept ones
+    are held, since both the filtered-text shard and the signature table are written from them.
+    """
     stats_uri = io.join(work, "stats", f"shard-{shard_id:05d}.json")
     if io.exists(stats_uri):
         return io.read_json(stats_uri)
     skips = SkipLog()
-    docs = list(read_unit(input_uri, cfg.reader, skips))
     stats = FilterStats(cfg.examples_per_rule)
-    kept = CodeFilter(cfg.general, cfg.python).run(docs, stats)
+    docs = CodeFilter(cfg.general, cfg.python).run(read_unit(input_uri, cfg.reader, skips), stats)
     if cfg.decontam.enabled:
-        decon = _decontaminator(cfg.decontam.model_dump_json())
-        clean = []
-        for doc in kept:
-            reason = decon.reason(doc["text"])
-            if reason is None:
-                clean.append(doc)
-            else:
-                stats.reclassify(doc, *reason.split(":", 1))
-        kept = clean
+        docs = decontaminate(docs, _decontaminator(cfg.decontam.model_dump_json()), stats)
+    kept = list(docs)
     io.write_text_shard(io.join(work, "filtered", io.shard_name(shard_id)), kept)
     io.write_table(io.join(work, "signatures", io.shard_name(shard_id)), signature_table(kept, cfg.dedup))
     result = {"shard": shard_id, "input": input_uri, "filter": stats.to_dict(), "skipped": skips.to_dict()}
