@@ -17,18 +17,19 @@ def _seqs(batch=3, prompt=4, gen=10):
     return torch.randint(10, 100, (batch, prompt + gen), generator=g), prompt
 
 
+def _copies(seqs, p, valid, estimator, seed, **options):
+    """build_copies with the test's mask id and a generator seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return build_copies(
+        seqs, p, valid, mask_token_id=MASK, estimator=estimator, generator=generator, **options
+    )
+
+
 def test_coupled_pair_is_complementary_and_prompt_untouched():
     seqs, p = _seqs()
     valid = torch.ones(seqs.shape[0], p, dtype=torch.bool)
     for seed in range(20):
-        c = build_copies(
-            seqs,
-            p,
-            valid,
-            mask_token_id=MASK,
-            estimator="coupled",
-            generator=torch.Generator().manual_seed(seed),
-        )
+        c = _copies(seqs, p, valid, "coupled", seed)
         assert c.ids.shape[0] == 3
         assert c.masked[0].all()  # the full-mask pass
         assert (c.masked[1] ^ c.masked[2]).all()  # every completion token masked exactly once per pair
@@ -44,15 +45,9 @@ def test_same_seed_same_masks_and_no_global_rng_use():
     valid = torch.ones(seqs.shape[0], p, dtype=torch.bool)
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    a = build_copies(
-        seqs, p, valid, mask_token_id=MASK, estimator="coupled", generator=torch.Generator().manual_seed(7)
-    )
-    b = build_copies(
-        seqs, p, valid, mask_token_id=MASK, estimator="coupled", generator=torch.Generator().manual_seed(7)
-    )
-    c = build_copies(
-        seqs, p, valid, mask_token_id=MASK, estimator="coupled", generator=torch.Generator().manual_seed(8)
-    )
+    a = _copies(seqs, p, valid, "coupled", 7)
+    b = _copies(seqs, p, valid, "coupled", 7)
+    c = _copies(seqs, p, valid, "coupled", 8)
     assert torch.equal(a.ids, b.ids) and torch.equal(a.weights, b.weights)
     assert not torch.equal(a.ids, c.ids)
     assert torch.equal(torch.get_rng_state(), before)
@@ -62,38 +57,20 @@ def test_decoupled_and_full_mask_shapes():
     seqs, p = _seqs()
     valid = torch.ones(seqs.shape[0], p, dtype=torch.bool)
     valid[0, :2] = False  # left padding is never masked, even with prompt masking
-    d = build_copies(
-        seqs,
-        p,
-        valid,
-        mask_token_id=MASK,
-        estimator="decoupled",
-        generator=torch.Generator().manual_seed(0),
-        pairs=2,
-    )
+    d = _copies(seqs, p, valid, "decoupled", 0, pairs=2)
     assert d.ids.shape[0] == 5 and not (d.masked[1] ^ d.masked[2]).all()
-    f = build_copies(
-        seqs,
-        p,
-        valid,
-        mask_token_id=MASK,
-        estimator="full_mask",
-        generator=torch.Generator().manual_seed(0),
-        p_mask_prompt=0.5,
-    )
+    f = _copies(seqs, p, valid, "full_mask", 0, p_mask_prompt=0.5)
     assert f.ids.shape[0] == 1 and f.masked.all()
     prompt_masked = f.ids[0, :, :p] == MASK
     assert prompt_masked.any() and not prompt_masked[0, :2].any()
     with pytest.raises(ValueError, match="estimator"):
-        build_copies(seqs, p, valid, mask_token_id=MASK, estimator="bogus", generator=torch.Generator())
+        _copies(seqs, p, valid, "bogus", 0)
 
 
 def test_combine_matches_eq13_by_hand():
     seqs, p = _seqs(batch=1, gen=6)
     valid = torch.ones(1, p, dtype=torch.bool)
-    c = build_copies(
-        seqs, p, valid, mask_token_id=MASK, estimator="coupled", generator=torch.Generator().manual_seed(3)
-    )
+    c = _copies(seqs, p, valid, "coupled", 3)
     logps = -torch.rand(3, 1, 6)
     t = 1 / float(c.weights[1])
     expect = torch.empty(1, 6)

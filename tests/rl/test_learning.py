@@ -19,6 +19,7 @@ from diffucoder.rl.data import ProblemSource
 from diffucoder.rl.rewards import RewardBatch
 from diffucoder.rl.rollout import Problem
 from diffucoder.rl.trainer import GRPOStep
+from diffucoder.train.distributed import DistInfo
 
 
 def even_token_reward(rollouts):
@@ -60,9 +61,7 @@ def test_grpo_raises_a_reward_that_has_signal(small_model, tokenizer, estimator)
         reference=reference,
         tokenizer=tokenizer,
         reward=even_token_reward,
-        rank=0,
-        world_size=1,
-        device=torch.device("cpu"),
+        dist=DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")),
     )
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.99))
     rewards = []

@@ -68,7 +68,5 @@ def build_grpo_step(
         reference=reference,
         tokenizer=tokenizer,
         reward=SandboxReward(client, cfg.sandbox),
-        rank=dist.rank,
-        world_size=dist.world_size,
-        device=dist.device,
+        dist=dist,
     )

@@ -44,7 +44,7 @@ from diffucoder.rl.reference import load_reference, save_reference, sync_referen
 from diffucoder.rl.rewards import RewardBatch, RewardFunction, concat_rewards, take_rewards
 from diffucoder.rl.rollout import RolloutBatch, concat_rollouts, generate_rollouts, take_rollouts
 from diffucoder.train.batches import BatchStream
-from diffucoder.train.distributed import any_rank
+from diffucoder.train.distributed import DistInfo, any_rank
 from diffucoder.train.loop import step_generator
 from diffucoder.train.stages import StageStep
 
@@ -159,7 +159,7 @@ class GRPOStep(StageStep):
         tokenizer: for prompts and decoding completions.
         reward: scores each round's rollouts (the recipe's is
             :class:`~diffucoder.rl.rewards.SandboxReward`; any callable of that shape will do).
-        rank, world_size, device: this rank.
+        dist: this rank (rank, world size, device).
     """
 
     name = "grpo"
@@ -173,9 +173,7 @@ class GRPOStep(StageStep):
         reference,
         tokenizer,
         reward: RewardFunction,
-        rank: int,
-        world_size: int,
-        device: torch.device,
+        dist: DistInfo,
     ):
         self.cfg = cfg
         self.g: GRPOConfig = cfg.grpo
@@ -184,9 +182,9 @@ class GRPOStep(StageStep):
         self.reference = reference
         self.tokenizer = tokenizer
         self.reward = reward
-        self.rank = rank
-        self.device = device
-        self.prompts = BatchStream(problems, self.g.prompts_per_round, rank, world_size, cfg.seed)
+        self.rank = dist.rank
+        self.device = dist.device
+        self.prompts = BatchStream(problems, self.g.prompts_per_round, dist.rank, dist.world_size, cfg.seed)
         self.round_index = 0
         self.buffer: list[MicroBatch] = []
         self.tracker = None

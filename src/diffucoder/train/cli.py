@@ -27,7 +27,7 @@ def _resume_arg(text: str) -> str:
 
 def _launch_torchrun(args: argparse.Namespace, cfg) -> int:
     from diffucoder.train.checkpoint import local_root_for
-    from diffucoder.train.launch import torchrun_command
+    from diffucoder.train.launch import torchrun_command, train_args
 
     config_path = local_root_for(args.out) / f"launch-{args.stage}.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,13 +35,8 @@ def _launch_torchrun(args: argparse.Namespace, cfg) -> int:
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not _cuda_available())
     threads = max(1, (os.cpu_count() or 1) // args.nproc_per_node) if cpu else None
     spec = torchrun_command(
-        args.stage,
-        str(config_path),
-        args.data,
-        args.out,
-        args.init,
-        args.resume,
-        args.nproc_per_node,
+        train_args(args.stage, str(config_path), args.data, args.out, init_uri=args.init, resume=args.resume),
+        nproc_per_node=args.nproc_per_node,
         cpu=cpu,
         threads_per_rank=threads,
     )

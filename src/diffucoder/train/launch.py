@@ -26,6 +26,7 @@ def train_args(
     config_path: str,
     data_uri: str,
     out_uri: str,
+    *,
     init_uri: str | None = None,
     resume: str = "auto",
 ) -> list[str]:
@@ -49,18 +50,14 @@ def train_args(
 
 
 def torchrun_command(
-    stage: str,
-    config_path: str,
-    data_uri: str,
-    out_uri: str,
-    init_uri: str | None = None,
-    resume: str = "auto",
+    train: list[str],
+    *,
     nproc_per_node: int = 1,
     nnodes: int = 1,
     cpu: bool = False,
     threads_per_rank: int | None = None,
 ) -> LaunchSpec:
-    """torchrun over ``python -m diffucoder.cli train ...``.
+    """torchrun over ``python -m diffucoder.cli`` with ``train`` (the :func:`train_args` of a stage).
 
     One node uses ``--standalone`` (torchrun picks a free loopback port). With ``nnodes > 1`` no
     rendezvous flags are passed: torchrun reads PET_NNODES / PET_NODE_RANK / PET_MASTER_ADDR /
@@ -76,7 +73,7 @@ def torchrun_command(
     if nnodes == 1:
         argv += ["--standalone", "--nnodes=1"]
     argv += [f"--nproc-per-node={nproc_per_node}", "-m", "diffucoder.cli"]
-    argv += train_args(stage, config_path, data_uri, out_uri, init_uri, resume)
+    argv += train
     env = {}
     if cpu:
         env["DS_ACCELERATOR"] = "cpu"
