@@ -526,7 +526,7 @@ def ingest_units(cfg: RunConfig, root: str, inputs: list[str], started: float) -
     kfp.local (2.17.3) hands a ParallelFor body the loop item in place of any other task output,
     so the fan-out tasks take nothing but item fields.
     """
-    from diffucoder.data.pipeline import ingest
+    from diffucoder.data.prepare import ingest
 
     storage.write_text(storage.join(root, "config.yaml"), cfg.to_yaml())
     units = ingest(inputs, storage.join(root, "work"), cfg.data)
@@ -555,7 +555,7 @@ def data_config(root: str) -> RunConfig:
 
 
 def filter_unit(root: str, uri: str, shard: int) -> dict[str, Any]:
-    from diffucoder.data.pipeline import filter_shard
+    from diffucoder.data.prepare import filter_shard
 
     stats = filter_shard(uri, shard, storage.join(root, "work"), data_config(root).data)
     return {"total": stats["filter"]["total"], "kept": stats["filter"]["kept"]}
@@ -563,26 +563,26 @@ def filter_unit(root: str, uri: str, shard: int) -> dict[str, Any]:
 
 def dedup_plan(cfg: RunConfig, root: str) -> list[dict[str, Any]]:
     """``[{"lsh_task", "data_root"}]``, one per LSH task (items of the dedup fan-out, see ingest_units)."""
-    from diffucoder.data.pipeline import dedup_plan as plan
+    from diffucoder.data.prepare import dedup_plan as plan
 
     return [{"lsh_task": t, "data_root": root} for t in range(plan(storage.join(root, "work"), cfg.data))]
 
 
 def dedup_band(root: str, task: int) -> int:
-    from diffucoder.data.pipeline import dedup_band_step
+    from diffucoder.data.prepare import dedup_band_step
 
     return dedup_band_step(storage.join(root, "work"), task)
 
 
 def dedup(root: str) -> dict[str, Any]:
-    from diffucoder.data.pipeline import dedup_join_step
+    from diffucoder.data.prepare import dedup_join_step
 
     result = dedup_join_step(storage.join(root, "work"))
     return {k: v for k, v in result.items() if isinstance(v, int | float)}
 
 
 def finalize_unit(root: str, shard: int) -> int:
-    from diffucoder.data.pipeline import finalize_shard, load_removed
+    from diffucoder.data.prepare import finalize_shard, load_removed
 
     work = storage.join(root, "work")
     docs, _ = finalize_shard(work, shard, corpus_uri(root), load_removed(work))
@@ -611,7 +611,7 @@ def seal_remote(uri: str) -> storage.Manifest:
 
 def data_report(cfg: RunConfig, root: str) -> dict[str, Any]:
     """stats.json + reports for the corpus, then seal it (the data package seals local dirs only)."""
-    from diffucoder.data.pipeline import report_step
+    from diffucoder.data.prepare import report_step
 
     out = corpus_uri(root)
     stats = report_step(storage.join(root, "work"), out, cfg.data)
@@ -641,7 +641,7 @@ def tokenizer(cfg: RunConfig, root: str, corpus: str, vocab_size: int) -> str:
     if plan.tokenizer_from:
         return plan.tokenizer_from
     preload(*TOKENIZER_MODULES)
-    from diffucoder.data.pipeline import shard_files
+    from diffucoder.data.prepare import shard_files
     from diffucoder.data.tokenizer import train_tokenizer_from_shards
 
     out = storage.join(root, "tokenizer")
@@ -657,7 +657,7 @@ def midtrain_mix(cfg: RunConfig, root: str, corpus: str, tasks: str) -> str:
     if not cfg.data.sources.generated("midtrain"):
         return cfg.data.sources.midtrain  # checked sealed when the run opened (check_inputs)
     from diffucoder.data.corpus import build_midtrain_mix
-    from diffucoder.data.pipeline import shard_files
+    from diffucoder.data.prepare import shard_files
 
     out = storage.join(root, "midtrain-mix")
     build_midtrain_mix(shard_files(corpus), storage.join(tasks, "train.jsonl"), out, cfg.data, seed=cfg.seed)
@@ -669,7 +669,7 @@ def pack(cfg: RunConfig, root: str, text: str, tokenizer_uri: str, stage: str) -
         return {"uri": unused(cfg, root, f"pack-{stage}", f"this run does not train {stage}")}
     preload(*TOKENIZER_MODULES)
     from diffucoder.data.pack import pack_shards
-    from diffucoder.data.pipeline import shard_files
+    from diffucoder.data.prepare import shard_files
 
     out = storage.join(root, f"{stage}-packed")
     seq_len = getattr(cfg, stage).seq_len

@@ -51,7 +51,7 @@ def _stdlib_corpus(args: argparse.Namespace) -> int:
 
 def _midtrain_mix(args: argparse.Namespace) -> int:
     from diffucoder.data.corpus import build_midtrain_mix
-    from diffucoder.data.pipeline import shard_files
+    from diffucoder.data.prepare import shard_files
 
     cfg = _cfg(args)
     shards = shard_files(args.corpus)
@@ -61,7 +61,7 @@ def _midtrain_mix(args: argparse.Namespace) -> int:
 
 def _pack(args: argparse.Namespace) -> int:
     from diffucoder.data.pack import pack_shards
-    from diffucoder.data.pipeline import shard_files
+    from diffucoder.data.prepare import shard_files
 
     cfg = _cfg(args).data.pack
     shards = [u for src in args.input for u in shard_files(src)]
@@ -103,7 +103,7 @@ def _rl_hard(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from diffucoder.data.pipeline import prepare
+    from diffucoder.data.prepare import prepare
 
     cfg = _cfg(args).data
     _print_lsh(cfg)
@@ -120,7 +120,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _filter(args: argparse.Namespace) -> int:
-    from diffucoder.data.pipeline import filter_shard
+    from diffucoder.data.prepare import filter_shard
 
     result = filter_shard(args.input, args.shard, args.work, _cfg(args).data)
     _print({"shard": args.shard, "total": result["filter"]["total"], "kept": result["filter"]["kept"]})
@@ -136,7 +136,7 @@ def _print_lsh(cfg) -> None:
 
 
 def _dedup(args: argparse.Namespace) -> int:
-    from diffucoder.data.pipeline import dedup_step
+    from diffucoder.data.prepare import dedup_step
 
     cfg = _cfg(args).data
     _print_lsh(cfg)
@@ -146,7 +146,7 @@ def _dedup(args: argparse.Namespace) -> int:
 
 
 def _dedup_plan(args: argparse.Namespace) -> int:
-    from diffucoder.data.pipeline import dedup_plan
+    from diffucoder.data.prepare import dedup_plan
 
     cfg = _cfg(args).data
     _print_lsh(cfg)
@@ -155,14 +155,14 @@ def _dedup_plan(args: argparse.Namespace) -> int:
 
 
 def _dedup_band(args: argparse.Namespace) -> int:
-    from diffucoder.data.pipeline import dedup_band_step
+    from diffucoder.data.prepare import dedup_band_step
 
     _print({"task": args.task, "pairs": dedup_band_step(args.work, args.task)})
     return 0
 
 
 def _dedup_join(args: argparse.Namespace) -> int:
-    from diffucoder.data.pipeline import dedup_join_step
+    from diffucoder.data.prepare import dedup_join_step
 
     result = dedup_join_step(args.work)
     _print({k: v for k, v in result.items() if k != "removed"})
@@ -170,7 +170,7 @@ def _dedup_join(args: argparse.Namespace) -> int:
 
 
 def _finalize(args: argparse.Namespace) -> int:
-    from diffucoder.data.pipeline import finalize_shard, load_removed
+    from diffucoder.data.prepare import finalize_shard, load_removed
 
     docs, size = finalize_shard(args.work, args.shard, args.out, load_removed(args.work))
     _print({"shard": args.shard, "documents": docs, "bytes": size})
@@ -178,7 +178,7 @@ def _finalize(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from diffucoder.data.pipeline import ingest
+    from diffucoder.data.prepare import ingest
 
     units = ingest(args.input, args.work, _cfg(args).data)
     _print({"shards": len(units), "units": units})
@@ -186,7 +186,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from diffucoder.data.pipeline import report_step
+    from diffucoder.data.prepare import report_step
 
     stats = report_step(args.work, args.out, _cfg(args).data)
     _print({"output": stats["output"]})

@@ -1,4 +1,5 @@
-"""The data flow as per-shard steps with URIs in and out, plus a local process-pool driver.
+"""How a corpus is prepared (``diffucoder data prepare``): per-shard steps with URIs in and out, plus
+a local process-pool driver.
 
     ingest (source dirs -> raw shards)                      one task
     filter_shard  x N: filter + decontaminate + signatures  fan-out (KFP ParallelFor)

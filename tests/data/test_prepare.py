@@ -11,7 +11,7 @@ import pytest
 from diffucoder.data.config import DataConfig
 from diffucoder.data.corpus import stdlib_root
 from diffucoder.data.io import read_text_shard
-from diffucoder.data.pipeline import prepare, shard_files
+from diffucoder.data.prepare import prepare, shard_files
 
 
 def _cfg(**kw) -> DataConfig:
@@ -145,7 +145,7 @@ def test_per_shard_steps_with_s3_work_and_out(s3_env, tmp_path, stdlib_subset):
     """The KFP path: every step by itself, intermediate and final artifacts on s3://."""
     from diffucoder import storage
     from diffucoder.data.corpus import build_stdlib_corpus
-    from diffucoder.data.pipeline import (
+    from diffucoder.data.prepare import (
         dedup_band_step,
         dedup_join_step,
         dedup_plan,
