@@ -439,3 +439,13 @@ def test_content_hash_ignores_when_the_manifest_was_sealed():
     assert first.to_json() != again.to_json() and first.content_sha256() == again.content_sha256()
     changed = storage.Manifest([storage.FileEntry("a.txt", 3, "cd" * 32)], created_at=first.created_at)
     assert changed.content_sha256() != first.content_sha256()
+
+
+def test_seal_dir_seals_an_s3_prefix_written_file_by_file(s3_env: str, tmp_path: Path) -> None:
+    uri = f"{s3_env}/corpus"
+    storage.write_text(f"{uri}/shard-00000.parquet", "x" * 10)
+    storage.write_text(f"{uri}/sub/stats.json", "{}")
+    assert not storage.is_complete(uri)
+    manifest = storage.seal_dir(uri)
+    assert sorted(f.path for f in manifest.files) == ["shard-00000.parquet", "sub/stats.json"]
+    assert storage.get_dir(uri, tmp_path / "copy").joinpath("sub/stats.json").read_text() == "{}"

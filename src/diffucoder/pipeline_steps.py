@@ -298,9 +298,11 @@ def artifact_metadata(uri: str, cfg: RunConfig, **extra: Any) -> dict[str, Any]:
     (unsealed) directory: a step must never hand on a half-written artifact.
     """
     if not storage.is_complete(uri):
-        raise storage.IncompleteArtifactError(f"{uri}: no MANIFEST.json; the step did not finish writing it")
+        raise storage.IncompleteArtifactError(
+            f"{uri}: no {storage.MANIFEST_NAME}; the step did not finish writing it"
+        )
     manifest = storage.read_manifest(uri)
-    blob = storage.read_bytes(storage.join(uri, "MANIFEST.json"))
+    blob = storage.read_bytes(storage.join(uri, storage.MANIFEST_NAME))
     files = manifest.files
     meta: dict[str, Any] = {
         "uri": uri,
@@ -593,30 +595,15 @@ def corpus_uri(root: str) -> str:
     return storage.join(root, "corpus")
 
 
-def seal_remote(uri: str) -> storage.Manifest:
-    """Write MANIFEST.json (every file's size and sha256) under an s3:// dir whose files were written
-    one by one by fan-out tasks; storage.seal_dir only seals local dirs. Reads each file once."""
-    prefix = uri.rstrip("/") + "/"
-    entries = []
-    for file_uri in sorted(storage.list_files(uri)):
-        rel = file_uri[len(prefix) :]
-        if rel == "MANIFEST.json":
-            continue
-        data = storage.read_bytes(file_uri)
-        entries.append(storage.FileEntry(rel, len(data), hashlib.sha256(data).hexdigest()))
-    manifest = storage.Manifest(entries)
-    storage.write_text(storage.join(uri, "MANIFEST.json"), manifest.to_json())  # last: marks it complete
-    return manifest
-
-
 def data_report(cfg: RunConfig, root: str) -> dict[str, Any]:
-    """stats.json + reports for the corpus, then seal it (the data package seals local dirs only)."""
+    """stats.json + reports for the corpus, then seal it (the data package seals local dirs; an
+    s3:// corpus was written file by file by the fan-out tasks and is sealed here)."""
     from diffucoder.data.prepare import report_step
 
     out = corpus_uri(root)
     stats = report_step(storage.join(root, "work"), out, cfg.data)
     if storage.is_s3(out):
-        seal_remote(out)
+        storage.seal_dir(out)
     return stats["output"]
 
 

@@ -558,9 +558,27 @@ def _scan_dir(local_dir: Path) -> Manifest:
     return Manifest(entries)
 
 
-def seal_dir(local_dir: str | os.PathLike[str]) -> Manifest:
-    """Hash every file in a local directory and write MANIFEST.json into it, marking it complete."""
-    root = Path(local_dir)
+def _scan_remote(uri: str) -> Manifest:
+    """The manifest of an s3:// prefix whose files were written one by one (each read once to hash)."""
+    prefix = uri.rstrip("/") + "/"
+    entries = []
+    for file_uri in sorted(list_files(uri)):
+        rel = file_uri[len(prefix) :]
+        if rel == MANIFEST_NAME:
+            continue
+        data = read_bytes(file_uri)
+        entries.append(FileEntry(rel, len(data), hashlib.sha256(data).hexdigest()))
+    return Manifest(entries)
+
+
+def seal_dir(uri: str | os.PathLike[str]) -> Manifest:
+    """Hash every file of a directory artifact and write MANIFEST.json into it (last), marking it
+    complete: a local directory, or an s3:// prefix that fan-out tasks filled file by file."""
+    if is_s3(uri):
+        manifest = _scan_remote(str(uri))
+        write_text(join(uri, MANIFEST_NAME), manifest.to_json())
+        return manifest
+    root = Path(uri)
     manifest = _scan_dir(root)
     write_text(root / MANIFEST_NAME, manifest.to_json())
     return manifest

@@ -94,16 +94,6 @@ def test_artifact_metadata_refuses_incomplete_and_hashes_manifest(tmp_path):
     assert diverged["metrics"] == {"loss": "nan", "steps": 3}  # a protobuf Struct cannot hold NaN
 
 
-def test_seal_remote_makes_an_s3_dir_verifiable(s3_env, tmp_path):
-    uri = f"{s3_env}/corpus"
-    storage.write_text(f"{uri}/shard-00000.parquet", "x" * 10)
-    storage.write_text(f"{uri}/sub/stats.json", "{}")
-    assert not storage.is_complete(uri)
-    manifest = steps.seal_remote(uri)
-    assert sorted(f.path for f in manifest.files) == ["shard-00000.parquet", "sub/stats.json"]
-    assert storage.get_dir(uri, tmp_path / "copy").joinpath("sub/stats.json").read_text() == "{}"
-
-
 def _per_problem(
     root: str, label: str, passed: list[int], public_passed: int = 0, passed_2x: list[int] = ()
 ) -> dict[str, str]:
