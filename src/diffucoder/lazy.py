@@ -22,3 +22,8 @@ def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
         return getattr(importlib.import_module(exports[name]), name)
 
     return __getattr__
+
+
+def by_module(package: str, modules: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """``{submodule: names}`` -> ``{name: "package.submodule"}``, the form :func:`lazy_exports` takes."""
+    return {name: f"{package}.{module}" for module, names in modules.items() for name in names}
