@@ -81,31 +81,6 @@ def run_batched(url: str, jobs: list[Job], batch: int) -> dict:
     return {"jobs": len(jobs), "batch": batch, "executions_per_s": round(len(jobs) / wall, 1)}
 
 
-def tree_cpu_s(root: int) -> float:
-    """CPU seconds used by ``root`` and every process below it, reaped children included. On a shared
-    machine wall-clock rates move with other people's load; CPU per job does not."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in [root, *executor.descendants(root)]:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                raw = f.read()
-        except OSError:
-            continue  # exited since the scan
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return total / ticks
-
-
-def service_cpu_ms_per_job(url: str, jobs: list[Job]) -> float:
-    slot_pid = SandboxClient(url).health()["slot_pids"][0]
-    with open(f"/proc/{slot_pid}/stat") as f:
-        server = int(f.read().split(") ")[1].split()[1])  # the slot's parent is the server
-    before = tree_cpu_s(server)
-    run_batched(url, jobs, 64)
-    return round(1000 * (tree_cpu_s(server) - before) / len(jobs), 2)
-
-
 def is_executor(pid: int) -> bool:
     """A Python process running the executor (bubblewrap's command line names it too)."""
     try:
@@ -134,6 +109,27 @@ def _cpu_s(pid: int) -> tuple[float, float]:
     raw = Path(f"/proc/{pid}/stat").read_bytes()
     fields = [int(x) / os.sysconf("SC_CLK_TCK") for x in raw[raw.rfind(b")") + 2 :].split()[11:15]]
     return fields[0] + fields[1], fields[2] + fields[3]
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds used by ``root`` and every process below it, reaped children included. On a shared
+    machine wall-clock rates move with other people's load; CPU per job does not."""
+    total = 0.0
+    for pid in [root, *executor.descendants(root)]:
+        try:
+            total += sum(_cpu_s(pid))
+        except OSError:
+            continue  # exited since the scan
+    return total
+
+
+def service_cpu_ms_per_job(url: str, jobs: list[Job]) -> float:
+    slot_pid = SandboxClient(url).health()["slot_pids"][0]
+    with open(f"/proc/{slot_pid}/stat") as f:
+        server = int(f.read().split(") ")[1].split()[1])  # the slot's parent is the server
+    before = tree_cpu_s(server)
+    run_batched(url, jobs, 64)
+    return round(1000 * (tree_cpu_s(server) - before) / len(jobs), 2)
 
 
 def cpu_split_ms_per_job(url: str, job: Job, n: int, parallel: int) -> dict:
