@@ -60,12 +60,14 @@ def test_pretrain_then_instruct_single_process(tmp_path, packed_dir, sft_file, m
     state = json.loads((ckpt / "trainer_state.json").read_text())
     assert state["step"] == 8 and state["data"]["consumed"] == 8 * 4
 
-    # tracking: one run with the stage's metrics, the loss plot and the final URI
+    # tracking: one run with the stage's metrics (grouped under train/ in MLflow; result.json keeps
+    # the flat names), the loss plot and the final URI
     client, run = _mlflow_run(mlflow_sqlite, result["run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["final_model_uri"] == str(out / "final")
     for name in METRICS:
-        assert name in run.data.metrics, name
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [2, 4, 6, 8]
+        assert f"train/{name}" in run.data.metrics, name
+        assert name in result["metrics"], name
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [2, 4, 6, 8]
     assert "plots/loss.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     # the preset's precision: auto, resolved for this CPU and recorded with its reason
     expected = choose_precision("auto", "cpu", cpu=CpuFeatures.detect())
