@@ -34,6 +34,7 @@ def project_home() -> Path:
 def resolve_path(uri: str) -> str:
     """A config path made explicit: a URI (``s3://...``) or an absolute path as it is, a relative
     local path under :func:`project_home`."""
-    if "://" in uri or Path(uri).expanduser().is_absolute():
-        return uri if "://" in uri else str(Path(uri).expanduser())
-    return str(project_home() / uri)
+    if "://" in uri:
+        return uri
+    path = Path(uri).expanduser()
+    return str(path if path.is_absolute() else project_home() / path)
