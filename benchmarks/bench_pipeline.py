@@ -5,9 +5,9 @@ task's process pays to import its modules and to exit, with and without diffucod
     python benchmarks/bench_pipeline.py [--tasks 5] [--repeats 3]
 
 Prints one JSON object to stdout; logs go to stderr. The step timed through kfp.local is the
-cheapest real one (`pipeline_steps.resolve_config` on the tiny preset), so the difference is KFP's
+cheapest real one (`diffucoder.steps.resolve_config` on the tiny preset), so the difference is KFP's
 own cost per task: a subprocess, interpreter start, imports and executor I/O. The heavy-process
-numbers import a training step's modules (`pipeline_steps.TRAIN_MODULES`) in a fresh interpreter,
+numbers import a training step's modules (`diffucoder.steps.TRAIN_MODULES`) in a fresh interpreter,
 plainly (the baseline) or through `preload`, and time the imports and the interpreter's exit.
 """
 
@@ -33,7 +33,7 @@ REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
 # a fresh interpreter: import the modules, print how long that took and when the script ended
 HEAVY_PROCESS = """
 import importlib, sys, time
-from diffucoder.pipeline_steps import TRAIN_MODULES
+from diffucoder.steps import TRAIN_MODULES
 from diffucoder.preload import preload
 t0 = time.time()
 if sys.argv[1] == "preload":
@@ -47,7 +47,7 @@ print(time.time() - t0, time.time())
 
 @dsl.component(base_image=image_ref("tools"), install_kfp_package=False)
 def resolve_step(preset: str) -> str:
-    from diffucoder import pipeline_steps as steps
+    from diffucoder import steps
 
     return steps.resolve_config(preset, []).fingerprint()
 
@@ -75,7 +75,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3, help="fresh interpreters per heavy-process mode")
     args = parser.parse_args()
-    from diffucoder import pipeline_steps as steps
+    from diffucoder import steps
     from pipelines.compile import compile_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:

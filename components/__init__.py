@@ -1,4 +1,4 @@
-"""KFP lightweight components, one per pipeline step; each is a thin wrapper over diffucoder.pipeline_steps.
+"""KFP lightweight components, one per pipeline step; each is a thin wrapper over diffucoder.steps.
 
 Why lightweight components with ``install_kfp_package=False``: our images already carry kfp and
 the diffucoder package, so a pod starts without any pip install (``packages_to_install`` empty), and

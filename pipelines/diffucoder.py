@@ -189,7 +189,7 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
             with dsl.ParallelFor(
                 units.output, parallelism=build.shard_parallelism, name="filter-shards"
             ) as unit:
-                # loop bodies take item fields only (see pipeline_steps.ingest_units)
+                # loop bodies take item fields only (see diffucoder.steps.ingest_units)
                 filtered = place.data(
                     data_steps.filter_shard(data_root=unit.data_root, uri=unit.uri, shard=unit.shard)
                 )

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from diffucoder import pipeline_steps as steps
-from diffucoder import storage
+from diffucoder import steps, storage
 from diffucoder.config import RunConfig
 from diffucoder.evaluation.paired import paired_difference, pass_rates, speed_costs, step_halving_drops
 from diffucoder.home import resolve_path

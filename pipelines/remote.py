@@ -5,7 +5,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from diffucoder import pipeline_steps as steps
+from diffucoder import steps
 from diffucoder.cli_errors import UsageError
 from pipelines.compile import compile_pipeline
 from pipelines.kfp_client import connect, kfp_call

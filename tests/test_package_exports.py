@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-PACKAGES = ("data", "decoding", "evaluation", "model", "rl", "sandbox", "train")
+PACKAGES = ("data", "decoding", "evaluation", "model", "rl", "sandbox", "steps", "train")
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -47,13 +47,13 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 def check_plan(arguments: dict[str, Any], *, force: bool) -> None:
     """Refuse (UsageError) a run whose plan does not fit in GPU memory, naming the stage, unless forced."""
-    from diffucoder import pipeline_steps as steps
+    from diffucoder import steps
     from diffucoder.ops.planner import PlanError, make_plan, misfit_message
 
     cfg = steps.resolve_config(
         arguments.get("preset", "paper-7b"),
         list(arguments.get("overrides", [])),
-        arguments.get("config_yaml", ""),
+        config_yaml=arguments.get("config_yaml", ""),
     )
     try:
         plan = make_plan(
@@ -73,7 +73,7 @@ def check_plan(arguments: dict[str, Any], *, force: bool) -> None:
 
 def _run_local(args: argparse.Namespace) -> int:
     checkout_on_path()
-    from diffucoder import pipeline_steps as steps
+    from diffucoder import steps
     from pipelines import local
 
     cfg = steps.resolve_config(args.preset, args.overrides)

@@ -20,8 +20,7 @@ import pytest
 from micro import MICRO_PARAMS, MICRO_PRESET
 from tiny_checkpoints import write_dream_checkpoint, write_qwen2_checkpoint
 
-from diffucoder import pipeline_steps as steps
-from diffucoder import storage
+from diffucoder import steps, storage
 from diffucoder.config import load_config
 from diffucoder.data.tokenizer import load_tokenizer
 from diffucoder.model import load_model

@@ -16,7 +16,7 @@ import pytest
 from kfp_api import KfpApiServer, schedule, serve
 from micro import MICRO_PARAMS, MICRO_PRESET
 
-from diffucoder import pipeline_steps as steps
+from diffucoder import steps
 from diffucoder.config import load_config
 from pipelines import local
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from micro import MICRO_PARAMS, MICRO_PRESET
 
-from diffucoder import pipeline_steps as steps
+from diffucoder import steps
 from diffucoder.config import load_config
 from pipelines import local, remote
 
