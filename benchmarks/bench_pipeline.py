@@ -20,13 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kfp import dsl, local
 
-from kfp import dsl, local  # noqa: E402
-
-from diffucoder.images import image_ref  # noqa: E402
-from diffucoder.tracking import git_sha  # noqa: E402
-from diffucoder.train.precision import cpu_flags, cpu_model_name  # noqa: E402
+from diffucoder.images import image_ref
+from diffucoder.tracking import git_sha
+from diffucoder.train.precision import cpu_flags, cpu_model_name
 
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
 
@@ -75,8 +73,9 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3, help="fresh interpreters per heavy-process mode")
     args = parser.parse_args()
+    from diffucoder_kfp.compile import compile_pipeline
+
     from diffucoder import steps
-    from pipelines.compile import compile_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -3,10 +3,9 @@ dedup join -> per-shard finalize -> report, plus the tiny task sets, the tokeniz
 and packing. Each follows the run's data plan (``diffucoder.steps.read_plan``): what the run does not need
 becomes a small "unused" marker."""
 
+from diffucoder_kfp.components.images import TOOLS_IMAGE
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
-
-from components.images import TOOLS_IMAGE
 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)

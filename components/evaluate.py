@@ -1,9 +1,8 @@
 """Evaluation and registration of a trained model."""
 
+from diffucoder_kfp.components.images import TOOLS_IMAGE, TRAINER_IMAGE
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
-
-from components.images import TOOLS_IMAGE, TRAINER_IMAGE
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)

@@ -2,10 +2,9 @@
 
 from typing import NamedTuple
 
+from diffucoder_kfp.components.images import TOOLS_IMAGE
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input
-
-from components.images import TOOLS_IMAGE
 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)

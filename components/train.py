@@ -4,10 +4,9 @@ One component serves the four stages (the stage is a parameter) because they sha
 entry point (diffucoder.train.run); pipelines/diffucoder.py names each task after its stage.
 """
 
+from diffucoder_kfp.components.images import TRAINER_IMAGE
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
-
-from components.images import TRAINER_IMAGE
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)

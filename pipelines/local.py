@@ -101,7 +101,7 @@ def run_local(
     from kfp import local
 
     if runner == "docker":
-        from pipelines import containers
+        from diffucoder_kfp import containers
 
         containers.use_images(registry)  # before the components are imported
         with containers.containers(arguments, pipeline_root, registry) as (docker, arguments):
@@ -110,9 +110,8 @@ def run_local(
 
 
 def _execute(runner: Any, arguments: dict[str, Any], pipeline_root: str) -> str:
+    from diffucoder_kfp.diffucoder import diffucoder
     from kfp import local
-
-    from pipelines.diffucoder import diffucoder
 
     local.init(runner, pipeline_root=pipeline_root, raise_on_error=True)
     started = time.time()

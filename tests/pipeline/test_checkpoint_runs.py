@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from diffucoder_kfp import local
 from micro import MICRO_PARAMS, MICRO_PRESET
 from tiny_checkpoints import write_dream_checkpoint, write_qwen2_checkpoint
 
@@ -26,7 +27,6 @@ from diffucoder.data.tokenizer import load_tokenizer
 from diffucoder.model import load_model
 from diffucoder.model.importer import import_checkpoint
 from diffucoder.model.pad_token import add_pad_token
-from pipelines import local
 
 DATA_STEPS = {"data", "tiny-tasks", "tokenizer", "midtrain-mix", "pack-pretrain", "pack-midtrain"}
 

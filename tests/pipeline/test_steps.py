@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from diffucoder_kfp import local, remote
+from diffucoder_kfp.kfp_client import KfpError
 
 from diffucoder import steps, storage
 from diffucoder.config import load_config
-from pipelines import local, remote
-from pipelines.kfp_client import KfpError
 
 
 def test_resolve_config_precedence():
