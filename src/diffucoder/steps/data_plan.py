@@ -45,6 +45,7 @@ class DataPlan:
 
 
 def no_source(stage: str) -> str:
+    """The error message for a trained stage without a data source: the setting and what it takes."""
     return f"stage {stage} has no data source: set data.sources.{stage} ({SOURCE_HINTS[stage]})"
 
 
