@@ -17,11 +17,11 @@ setup: $(STAMP) system-deps
 # 95 s (two runs on a machine whose speed drifted, so only a rough comparison). pip's
 # byte-compilation stays on: with --no-compile the pipeline's first tasks compiled the same modules
 # in parallel processes and the data steps took 30 s longer.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[kfp,dev]'
 	touch $(STAMP)
 
 # bubblewrap adds namespace isolation to the sandbox where the host allows it; libseccomp2 is what
@@ -70,14 +70,14 @@ test-evalplus: setup
 	$(BIN)/python -m pytest -m slow tests/evaluation/test_evalplus_agreement.py $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check src tests components pipelines benchmarks
-	$(BIN)/ruff format --check src tests components pipelines benchmarks
+	$(BIN)/ruff check src tests components pipelines benchmarks setup.py
+	$(BIN)/ruff format --check src tests components pipelines benchmarks setup.py
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 compile: setup
-	$(BIN)/python -m pipelines.compile
+	$(BIN)/python -m diffucoder_kfp.compile
 
 # Which images (default all three), where they are tagged for, and LOCAL_BASE=1 for machines that
 # reach PyPI and Debian's mirror but no container registry: a Debian base bootstrapped here and CPU

@@ -34,7 +34,6 @@ def _kubectl(*args: str) -> None:
 
 
 def main() -> int:
-    sys.path.insert(0, str(ROOT / "src"))
     from diffucoder.config import load_config
     from diffucoder.k8s.config import KubernetesConfig
     from diffucoder.k8s.trainjob import StageJob, build_trainjob

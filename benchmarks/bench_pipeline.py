@@ -5,9 +5,9 @@ task's process pays to import its modules and to exit, with and without diffucod
     python benchmarks/bench_pipeline.py [--tasks 5] [--repeats 3]
 
 Prints one JSON object to stdout; logs go to stderr. The step timed through kfp.local is the
-cheapest real one (`pipeline_steps.resolve_config` on the tiny preset), so the difference is KFP's
+cheapest real one (`diffucoder.steps.resolve_config` on the tiny preset), so the difference is KFP's
 own cost per task: a subprocess, interpreter start, imports and executor I/O. The heavy-process
-numbers import a training step's modules (`pipeline_steps.TRAIN_MODULES`) in a fresh interpreter,
+numbers import a training step's modules (`diffucoder.steps.TRAIN_MODULES`) in a fresh interpreter,
 plainly (the baseline) or through `preload`, and time the imports and the interpreter's exit.
 """
 
@@ -20,20 +20,18 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kfp import dsl, local
 
-from kfp import dsl, local  # noqa: E402
-
-from diffucoder.images import image_ref  # noqa: E402
-from diffucoder.tracking import git_sha  # noqa: E402
-from diffucoder.train.precision import cpu_flags, cpu_model_name  # noqa: E402
+from diffucoder.images import image_ref
+from diffucoder.tracking import git_sha
+from diffucoder.train.precision import cpu_flags, cpu_model_name
 
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
 
 # a fresh interpreter: import the modules, print how long that took and when the script ended
 HEAVY_PROCESS = """
 import importlib, sys, time
-from diffucoder.pipeline_steps import TRAIN_MODULES
+from diffucoder.steps import TRAIN_MODULES
 from diffucoder.preload import preload
 t0 = time.time()
 if sys.argv[1] == "preload":
@@ -47,7 +45,7 @@ print(time.time() - t0, time.time())
 
 @dsl.component(base_image=image_ref("tools"), install_kfp_package=False)
 def resolve_step(preset: str) -> str:
-    from diffucoder import pipeline_steps as steps
+    from diffucoder import steps
 
     return steps.resolve_config(preset, []).fingerprint()
 
@@ -75,8 +73,9 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3, help="fresh interpreters per heavy-process mode")
     args = parser.parse_args()
-    from diffucoder import pipeline_steps as steps
-    from pipelines.compile import compile_pipeline
+    from diffucoder_kfp.compile import compile_pipeline
+
+    from diffucoder import steps
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -1,9 +1,8 @@
 """Evaluation and registration of a trained model."""
 
+from diffucoder_kfp.components.images import TOOLS_IMAGE, TRAINER_IMAGE
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
-
-from components.images import TOOLS_IMAGE, TRAINER_IMAGE
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
@@ -25,21 +24,20 @@ def evaluate(
     """pass@k (and AR-ness) of ``model`` on ``benchmarks`` ("" = evaluation.benchmarks), sandbox-scored."""
     import json
 
-    from diffucoder import pipeline_steps as steps
-    from diffucoder import storage
+    from diffucoder import steps, storage
 
     cfg = steps.config_from_yaml(config_yaml)
-    steps.export_run_env(parent_run_id, kfp_run_id, pipeline_name)
-    with steps.timed_step(run_root, f"eval-{label}") as rec:
+    steps.export_run_env(parent_run_id, kfp_run_id=kfp_run_id, pipeline_name=pipeline_name)
+    with steps.timed_step(run_root, step=f"eval-{label}") as rec:
         out = steps.evaluate(
             cfg,
-            run_root,
-            label,
-            model.metadata["uri"],
-            tasks.metadata["uri"],
-            benchmarks,
-            sandbox_url,
-            parent_run_id,
+            root=run_root,
+            label=label,
+            model_uri=model.metadata["uri"],
+            tasks_uri=tasks.metadata["uri"],
+            benchmarks=benchmarks,
+            sandbox_url=sandbox_url,
+            parent_run_id=parent_run_id,
         )
         for name, value in sorted(out["metrics"].items()):
             metrics.log_metric(name, float(value))
@@ -68,17 +66,17 @@ def register_model(
     evaluation: Input[dsl.Artifact],
 ) -> str:
     """Register the final model in MLflow (tracking.registered_model_name) and move the alias to it."""
-    from diffucoder import pipeline_steps as steps
+    from diffucoder import steps
 
     cfg = steps.config_from_yaml(config_yaml)
-    with steps.timed_step(run_root, "register") as rec:
+    with steps.timed_step(run_root, step="register") as rec:
         version = steps.register(
             cfg,
-            run_root,
-            model.metadata["uri"],
-            evaluation.metadata["metrics"],
-            evaluation.metadata["files"],
-            parent_run_id,
+            root=run_root,
+            model_uri=model.metadata["uri"],
+            metrics=evaluation.metadata["metrics"],
+            files=evaluation.metadata["files"],
+            parent_run_id=parent_run_id,
         )
         name = cfg.tracking.registered_model_name
         rec["metrics"] = {"version": int(version)}
@@ -89,10 +87,10 @@ def register_model(
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
 def promote_model(config_yaml: str, run_root: str, parent_run_id: str, version: str) -> str:
     """Candidate vs champion on the same held-out problems; moves ``champion`` when the candidate wins."""
-    from diffucoder import pipeline_steps as steps
+    from diffucoder import steps
 
     cfg = steps.config_from_yaml(config_yaml)
-    with steps.timed_step(run_root, "promote") as rec:
-        outcome = steps.promote(cfg, parent_run_id, version)
+    with steps.timed_step(run_root, step="promote") as rec:
+        outcome = steps.promote(cfg, parent_run_id=parent_run_id, version=version)
         rec["metrics"] = {"candidate_version": int(version), "decision": outcome}
     return outcome

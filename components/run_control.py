@@ -2,10 +2,9 @@
 
 from typing import NamedTuple
 
+from diffucoder_kfp.components.images import TOOLS_IMAGE
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input
-
-from components.images import TOOLS_IMAGE
 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
@@ -28,25 +27,27 @@ def open_run(
 ) -> NamedTuple("RunInfo", config_yaml=str, run_root=str, data_root=str, parent_run_id=str):
     """Resolve the config once and check the run can go (every stage it trains has a data source, the
     models it starts from are imported); store the data plan; start the MLflow parent run."""
-    from diffucoder import pipeline_steps as steps
+    from diffucoder import steps
 
     cfg = steps.resolve_config(
         preset,
         overrides,
-        config_yaml,
-        output_root,
-        seed,
-        tracking_uri,
-        experiment,
-        base_model_uri,
-        benchmark_root,
+        config_yaml=config_yaml,
+        output_root=output_root,
+        seed=seed,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        base_model_uri=base_model_uri,
+        benchmark_root=benchmark_root,
     )
-    plan = steps.plan_run(cfg, arguments)  # raises before anything is written or started
-    steps.check_inputs(cfg, arguments, plan)
-    root = steps.run_root(cfg, run_name or job_name)
-    data = steps.data_root(cfg, plan, stdlib_max_files, vocab_size)
-    steps.write_plan(data, plan)
-    parent = steps.open_pipeline(cfg, root, data, arguments, kfp_run_id, job_name)
+    plan = steps.plan_run(cfg, arguments=arguments)  # raises before anything is written or started
+    steps.check_inputs(cfg, arguments=arguments, plan=plan)
+    root = steps.run_root(cfg, job_name=run_name or job_name)
+    data = steps.data_root(cfg, plan=plan, stdlib_max_files=stdlib_max_files, vocab_size=vocab_size)
+    steps.write_plan(data, plan=plan)
+    parent = steps.open_pipeline(
+        cfg, root=root, data=data, arguments=arguments, kfp_run_id=kfp_run_id, pipeline_name=job_name
+    )
     from typing import NamedTuple
 
     RunInfo = NamedTuple("RunInfo", config_yaml=str, run_root=str, data_root=str, parent_run_id=str)  # noqa: UP014
@@ -56,10 +57,10 @@ def open_run(
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
 def sandbox_endpoint(config_yaml: str, sandbox_mode: str, sandbox_url: str, kfp_run_id: str) -> str:
     """shared: the given Service URL; per-run: deploy this run's sandbox; local: "" (stages start one)."""
-    from diffucoder import pipeline_steps as steps
+    from diffucoder import steps
 
     cfg = steps.config_from_yaml(config_yaml)
-    return steps.sandbox_endpoint(cfg, sandbox_mode, sandbox_url, kfp_run_id)
+    return steps.sandbox_endpoint(cfg, mode=sandbox_mode, url=sandbox_url, kfp_run_id=kfp_run_id)
 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
@@ -85,21 +86,28 @@ def close_run(
     It may not consume other tasks' outputs (KFP rule), so it re-resolves the config from the same
     pipeline arguments and finds the run through ``pipeline.json`` under the run root.
     """
-    from diffucoder import pipeline_steps as steps
+    from diffucoder import steps
 
     cfg = steps.resolve_config(
         preset,
         overrides,
-        config_yaml,
-        output_root,
-        seed,
-        tracking_uri,
-        experiment,
-        base_model_uri,
-        benchmark_root,
+        config_yaml=config_yaml,
+        output_root=output_root,
+        seed=seed,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        base_model_uri=base_model_uri,
+        benchmark_root=benchmark_root,
     )
-    root = steps.run_root(cfg, run_name or job_name)
-    return steps.close_pipeline(cfg, root, status.state, kfp_run_id, sandbox_mode, launcher)
+    root = steps.run_root(cfg, job_name=run_name or job_name)
+    return steps.close_pipeline(
+        cfg,
+        root=root,
+        state=status.state,
+        kfp_run_id=kfp_run_id,
+        sandbox_mode=sandbox_mode,
+        launcher=launcher,
+    )
 
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
@@ -116,7 +124,7 @@ def check_data(
     midtrain_packed: Input[Dataset],
 ) -> bool:
     """The data fingerprint of this run; False = the champion was trained on the same data, skip training."""
-    from diffucoder import pipeline_steps as steps
+    from diffucoder import steps
 
     cfg = steps.config_from_yaml(config_yaml)
     artifacts = {
@@ -129,6 +137,12 @@ def check_data(
     }
     fingerprint = steps.data_fingerprint(
         {name: a.metadata["content_sha256"] for name, a in artifacts.items()},
-        steps.stage_source_uris(cfg),
+        stage_data_uris=steps.stage_source_uris(cfg),
     )
-    return steps.check_data(cfg, run_root, parent_run_id, fingerprint, bool(skip_if_data_unchanged))
+    return steps.check_data(
+        cfg,
+        root=run_root,
+        parent_run_id=parent_run_id,
+        fingerprint=fingerprint,
+        skip_if_unchanged=bool(skip_if_data_unchanged),
+    )

@@ -4,10 +4,9 @@ One component serves the four stages (the stage is a parameter) because they sha
 entry point (diffucoder.train.run); pipelines/diffucoder.py names each task after its stage.
 """
 
+from diffucoder_kfp.components.images import TRAINER_IMAGE
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
-
-from components.images import TRAINER_IMAGE
 
 
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
@@ -33,21 +32,29 @@ def train_stage(
     """
     import json
 
-    from diffucoder import pipeline_steps as steps
+    from diffucoder import steps
 
     cfg = steps.config_from_yaml(config_yaml)
-    steps.export_run_env(parent_run_id, kfp_run_id, pipeline_name)
+    steps.export_run_env(parent_run_id, kfp_run_id=kfp_run_id, pipeline_name=pipeline_name)
     start = init.metadata["uri"] if init is not None else init_uri
-    with steps.timed_step(run_root, stage) as rec:
-        src = steps.stage_data_uri(cfg, stage, data.metadata["uri"])
+    with steps.timed_step(run_root, step=stage) as rec:
+        src = steps.stage_data_uri(cfg, stage=stage, artifact_uri=data.metadata["uri"])
         result = steps.train(
-            cfg, run_root, stage, src, start, launcher, kfp_run_id, parent_run_id, sandbox_url
+            cfg,
+            root=run_root,
+            stage=stage,
+            data_uri=src,
+            init_uri=start,
+            launcher=launcher,
+            kfp_run_id=kfp_run_id,
+            parent_run_id=parent_run_id,
+            sandbox_url=sandbox_url,
         )
         final = result["final_model_uri"]
         model.metadata.update(
             steps.artifact_metadata(
                 final,
-                cfg,
+                cfg=cfg,
                 stage=stage,
                 steps=result["steps"],
                 tokens=result["tokens"],

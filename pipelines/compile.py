@@ -12,9 +12,8 @@ IR_PATH = Path(__file__).resolve().parent / "diffucoder.yaml"
 
 
 def compile_pipeline(path: Path = IR_PATH) -> Path:
+    from diffucoder_kfp.diffucoder import diffucoder
     from kfp import compiler
-
-    from pipelines.diffucoder import diffucoder
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.yaml")
@@ -24,7 +23,9 @@ def compile_pipeline(path: Path = IR_PATH) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.compile", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m diffucoder_kfp.compile", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", type=Path, default=IR_PATH)
     args = parser.parse_args(argv)
     print(compile_pipeline(args.out))

@@ -7,7 +7,7 @@ and run control), retries (transient failures of data and launcher pods), GPU pl
 (accelerator, node pool selector, tolerations, ``/dev/shm``, timeouts through kfp-kubernetes), and
 the exit handler that closes the MLflow parent run and deletes what the run launched.
 
-GPU settings come from :class:`diffucoder.pipeline_config.PipelineBuildConfig` and the compile
+GPU settings come from :class:`diffucoder_kfp.build_config.PipelineBuildConfig` and the compile
 preset's ``k8s`` section, read once when the pipeline is built (``build_pipeline``); the checked-in
 IR (pipelines/diffucoder.yaml) is built from the defaults.
 
@@ -26,14 +26,14 @@ does not need leaves an "unused" marker, so the DAG has one shape).
 import copy
 import dataclasses
 
+from diffucoder_kfp.build_config import PipelineBuildConfig
+from diffucoder_kfp.components import data as data_steps
+from diffucoder_kfp.components.evaluate import evaluate, promote_model, register_model
+from diffucoder_kfp.components.run_control import check_data, close_run, open_run, sandbox_endpoint
+from diffucoder_kfp.components.train import train_stage
 from kfp import dsl, kubernetes
 
-from components import data as data_steps
-from components.evaluate import evaluate, promote_model, register_model
-from components.run_control import check_data, close_run, open_run, sandbox_endpoint
-from components.train import train_stage
 from diffucoder.config import load_config
-from diffucoder.pipeline_config import PipelineBuildConfig
 from diffucoder.train.config import STAGES
 
 PIPELINE_NAME = "diffucoder"
@@ -189,7 +189,7 @@ def build_pipeline(build: PipelineBuildConfig | None = None, compile_preset: str
             with dsl.ParallelFor(
                 units.output, parallelism=build.shard_parallelism, name="filter-shards"
             ) as unit:
-                # loop bodies take item fields only (see pipeline_steps.ingest_units)
+                # loop bodies take item fields only (see diffucoder.steps.ingest_units)
                 filtered = place.data(
                     data_steps.filter_shard(data_root=unit.data_root, uri=unit.uri, shard=unit.shard)
                 )

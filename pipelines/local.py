@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from diffucoder import pipeline_steps as steps
-from diffucoder import storage
+from diffucoder import steps, storage
 from diffucoder.config import RunConfig
 from diffucoder.evaluation.paired import paired_difference, pass_rates, speed_costs, step_halving_drops
 from diffucoder.home import resolve_path
@@ -102,7 +101,7 @@ def run_local(
     from kfp import local
 
     if runner == "docker":
-        from pipelines import containers
+        from diffucoder_kfp import containers
 
         containers.use_images(registry)  # before the components are imported
         with containers.containers(arguments, pipeline_root, registry) as (docker, arguments):
@@ -111,9 +110,8 @@ def run_local(
 
 
 def _execute(runner: Any, arguments: dict[str, Any], pipeline_root: str) -> str:
+    from diffucoder_kfp.diffucoder import diffucoder
     from kfp import local
-
-    from pipelines.diffucoder import diffucoder
 
     local.init(runner, pipeline_root=pipeline_root, raise_on_error=True)
     started = time.time()

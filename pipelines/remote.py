@@ -5,10 +5,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from diffucoder import pipeline_steps as steps
+from diffucoder_kfp.compile import compile_pipeline
+from diffucoder_kfp.kfp_client import connect, kfp_call
+
+from diffucoder import steps
 from diffucoder.cli_errors import UsageError
-from pipelines.compile import compile_pipeline
-from pipelines.kfp_client import connect, kfp_call
 
 
 def run_url(host: str, run_id: str) -> str:
@@ -28,7 +29,7 @@ def submit(
     """Create a run from the IR compiled from this checkout (or the compiled ``package``); returns its URL.
 
     Raises:
-        pipelines.kfp_client.KfpError: the endpoint does not answer, refuses or fails (names it).
+        diffucoder_kfp.kfp_client.KfpError: the endpoint does not answer, refuses or fails (names it).
     """
     client = connect(host, namespace=namespace, token=token)
     with tempfile.TemporaryDirectory() as tmp, kfp_call(host, "submit"):
@@ -68,7 +69,7 @@ def typed_arguments(recorded: dict[str, Any]) -> dict[str, Any]:
     dict as strings ("40.0", "true", "[]"); resubmitted as they are, an integer parameter gets a
     string and KFP rejects the run. The pipeline's own input spec says what each parameter's type is.
     """
-    from pipelines.diffucoder import build_pipeline
+    from diffucoder_kfp.diffucoder import build_pipeline
 
     types = {name: spec.type for name, spec in build_pipeline().component_spec.inputs.items()}
     unknown = sorted(set(recorded) - set(types))

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from diffucoder_kfp.compile import compile_pipeline
+from diffucoder_kfp.diffucoder import PIPELINE_NAME
+from diffucoder_kfp.kfp_client import KfpNotFound, kfp_call
+
 from diffucoder.cli_errors import UsageError
 from diffucoder.ops.cron import kfp_cron
-from pipelines.compile import compile_pipeline
-from pipelines.diffucoder import PIPELINE_NAME
-from pipelines.kfp_client import KfpNotFound, kfp_call
 
 RUN_NAME_MACROS = ("[[ScheduledTime", "[[Index]]", "[[RunUUID]]", "[[CurrentTime")
 MAX_CONCURRENCY = 10

@@ -75,10 +75,11 @@ def test_a_missing_decontamination_file_names_it_and_its_setting(tmp_path):
 def test_the_wheel_carries_the_data_and_finds_it_once_installed(tmp_path):
     """Build the wheel as pip does, unpack it as an install would, and import only from there."""
     project = tmp_path / "project"  # a copy, so the build writes nothing into the checkout
-    shutil.copytree(
-        REPO_ROOT / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
-    )
-    for name in ("pyproject.toml", "README.md"):
+    for folder in ("src", "pipelines", "components"):
+        shutil.copytree(
+            REPO_ROOT / folder, project / folder, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
+        )
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(REPO_ROOT / name, project / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
@@ -89,6 +90,9 @@ def test_the_wheel_carries_the_data_and_finds_it_once_installed(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = [*benchmark_data.FILES, *LICENCES, "README.md", "__init__.py"]
     assert {f"diffucoder/benchmark_data/{name}" for name in shipped} - names == set()
+    # the KFP side ships beside the library, pipelines/ and components/ under their import names
+    kfp_side = {"diffucoder_kfp/cli.py", "diffucoder_kfp/diffucoder.py", "diffucoder_kfp/components/train.py"}
+    assert kfp_side - names == set()
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     # -S: no site-packages, so neither the editable install nor the source tree can answer

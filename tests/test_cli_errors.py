@@ -175,3 +175,40 @@ def test_operations_commands_report_errors_in_the_same_style() -> None:
     assert "Traceback" not in listing.stderr
     debug = _cli("pipeline", "schedule", "list", "--host", down, "--debug")
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def _cli_without(absent: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The command in an interpreter where the top-level package ``absent`` is not installed."""
+    code = (
+        "import sys\n"
+        "class Absent:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] == {absent!r}:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Absent())\n"
+        "from diffucoder.cli import main\n"
+        f"sys.exit(main({list(args)!r}))\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_the_pipeline_commands_name_the_kfp_extra_where_kfp_is_missing(tmp_path: Path) -> None:
+    out = tmp_path / "ir.yaml"
+    proc = _cli_without("kfp", "pipeline", "compile", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert _error_lines(proc) == [
+        "diffucoder: error: `diffucoder pipeline` needs the Kubeflow Pipelines SDK, and kfp is not "
+        "installed: pip install 'diffucoder[kfp]'"
+    ]
+    assert not out.exists()
+    helped = _cli_without("kfp", "--help", cwd=tmp_path)  # the rest of the command needs no kfp
+    assert helped.returncode == 0 and "pipeline" in helped.stdout
+
+
+def test_the_pipeline_command_names_the_extra_where_the_kfp_side_is_missing(tmp_path: Path) -> None:
+    proc = _cli_without("diffucoder_kfp", "pipeline", "run-local", "--preset", "tiny", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert _error_lines(proc) == [
+        "diffucoder: error: `diffucoder pipeline` needs diffucoder_kfp, which is not installed: "
+        "pip install 'diffucoder[kfp]'"
+    ]

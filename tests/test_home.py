@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from diffucoder_kfp import local
 
 from diffucoder.config import load_config
 from diffucoder.home import project_home, resolve_path
-from pipelines import local
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

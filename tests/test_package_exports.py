@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-PACKAGES = ("data", "decoding", "evaluation", "model", "rl", "sandbox", "train")
+PACKAGES = ("data", "decoding", "evaluation", "model", "rl", "sandbox", "steps", "train")
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -30,3 +30,28 @@ def test_importing_the_packages_loads_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_no_library_module_imports_the_kfp_side():
+    """The library (every module under ``diffucoder``) runs without kfp: in the images' step bodies,
+    the sandbox and the trainers. Only ``diffucoder_kfp`` (pipelines/, components/) imports it."""
+    code = (
+        "import importlib, pkgutil, sys, diffucoder\n"
+        "names = [m.name for m in pkgutil.walk_packages(diffucoder.__path__, 'diffucoder.')\n"
+        "         if not m.name.endswith('__main__')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "kfp_side = ('kfp', 'kfp_server_api', 'diffucoder_kfp')\n"
+        "print(len(names), sorted(m for m in sys.modules if m.split('.')[0] in kfp_side))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    count, loaded = out.split(" ", 1)
+    assert int(count) > 100, f"walked only {count} library modules"
+    assert loaded.strip() == "[]", f"library modules import the KFP side: {loaded}"
+
+
+def test_the_kfp_side_lists_its_public_names():
+    import diffucoder_kfp
+
+    missing = [name for name in diffucoder_kfp.__all__ if getattr(diffucoder_kfp, name, None) is None]
+    assert diffucoder_kfp.__all__ and not missing, missing

@@ -21,13 +21,16 @@ COMMANDS = {
     "generate": "diffucoder.decoding.cli",
     "sandbox": "diffucoder.sandbox.cli",
     "evaluate": "diffucoder.evaluation.cli",
-    "pipeline": "diffucoder.pipeline_cli",
+    "pipeline": "diffucoder_kfp.cli",  # the KFP side, a package of its own (the library never imports it)
     "runs": "diffucoder.runs_cli",
     "config": "diffucoder.config_cli",
     "k8s": "diffucoder.k8s.cli",
     "plan": "diffucoder.ops.plan_cli",
     "model": "diffucoder.model_cli",
 }
+
+# subcommands that live in a package of their own, installed with an extra's dependencies
+EXTRAS = {"pipeline": "kfp"}
 
 
 DESCRIPTION = """\
@@ -69,8 +72,29 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, module in COMMANDS.items():
         if only is not None and name != only:
             continue
-        importlib.import_module(module).register(sub)
+        try:
+            registrar = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if name not in EXTRAS or not module.startswith(f"{exc.name}."):
+                raise
+            _register_missing(sub, name, module)
+            continue
+        registrar.register(sub)
     return parser
+
+
+def _register_missing(sub: argparse._SubParsersAction, name: str, module: str) -> None:
+    """A subcommand whose package is not installed: it parses anything and exits naming the extra."""
+    hint = f"pip install 'diffucoder[{EXTRAS[name]}]'"
+    parser = sub.add_parser(name, help=f"(not installed: {hint})", add_help=False)
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def missing(args: argparse.Namespace) -> int:
+        raise cli_errors.UsageError(
+            f"`diffucoder {name}` needs {module.split('.')[0]}, which is not installed: {hint}"
+        )
+
+    parser.set_defaults(func=missing)
 
 
 def main(argv: list[str] | None = None) -> int:

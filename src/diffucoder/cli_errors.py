@@ -44,7 +44,7 @@ USER_ERRORS: dict[str, tuple[tuple[str, int], ...]] = {
     "diffucoder.ops.planner": (("PlanError", EXIT_USAGE),),
     "diffucoder.ops.cron": (("CronError", EXIT_USAGE),),
     "diffucoder.ops.promotion": (("PromotionError", EXIT_USAGE),),
-    "pipelines.kfp_client": (("KfpError", EXIT_FAILURE),),
+    "diffucoder_kfp.kfp_client": (("KfpError", EXIT_FAILURE),),
     # a tracking server that refuses or does not answer (MLflow's own error, whatever the command)
     "mlflow.exceptions": (("MlflowException", EXIT_FAILURE),),
 }

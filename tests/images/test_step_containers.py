@@ -10,10 +10,10 @@ import subprocess
 
 import pytest
 from built_images import built, engine
+from diffucoder_kfp import containers
 from kfp import dsl, local
 
 from diffucoder.image_build import Engine
-from pipelines import containers
 
 pytestmark = pytest.mark.images
 

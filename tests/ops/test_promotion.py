@@ -7,8 +7,7 @@ import math
 
 import pytest
 
-from diffucoder import pipeline_steps as steps
-from diffucoder import storage, tracking
+from diffucoder import steps, storage, tracking
 from diffucoder.cli import main
 from diffucoder.config import load_config
 from diffucoder.ops import cost
@@ -157,15 +156,26 @@ def test_skip_when_the_champion_has_the_same_data(registry, tmp_path):
     parent = tracking.start_pipeline_run(cfg)
     fp = steps.data_fingerprint({name: f"sha-{name}" for name in steps.DATA_ARTIFACTS}, {"instruct": ""})
     # no champion: train
-    assert steps.check_data(cfg, root, parent, fp, skip_if_unchanged=True) is True
+    assert (
+        steps.check_data(cfg, root=root, parent_run_id=parent, fingerprint=fp, skip_if_unchanged=True) is True
+    )
     _register(cfg, _per_problem(tmp_path / "a.jsonl", [1] * N), data_hash=fp)
     promote(cfg)
-    assert steps.check_data(cfg, root, parent, fp, skip_if_unchanged=False) is True  # flag off: always train
-    assert steps.check_data(cfg, root, parent, fp, skip_if_unchanged=True) is False
+    assert (
+        steps.check_data(cfg, root=root, parent_run_id=parent, fingerprint=fp, skip_if_unchanged=False)
+        is True
+    )  # flag off: always train
+    assert (
+        steps.check_data(cfg, root=root, parent_run_id=parent, fingerprint=fp, skip_if_unchanged=True)
+        is False
+    )
     run = tracking._client(cfg.tracking).get_run(parent)
     assert run.data.tags[DATA_HASH_TAG] == fp and "data unchanged" in run.data.tags[steps.SKIPPED_TAG]
     other = steps.data_fingerprint({name: f"sha2-{name}" for name in steps.DATA_ARTIFACTS}, {})
-    assert steps.check_data(cfg, root, parent, other, skip_if_unchanged=True) is True
+    assert (
+        steps.check_data(cfg, root=root, parent_run_id=parent, fingerprint=other, skip_if_unchanged=True)
+        is True
+    )
     assert (
         json.loads(storage.read_text(storage.join(root, steps.PIPELINE_RECORD)))["data_fingerprint"] == other
     )
@@ -177,7 +187,7 @@ def test_stage_cost_and_run_totals_reach_mlflow_and_runs_compare(registry, capsy
     parent = tracking.start_pipeline_run(cfg)
     with tracking.stage_run("instruct", cfg, parent_run_id=parent) as tr:
         train_run = tr.run_id
-    with tracking.stage_run("evaluate", cfg, parent_run_id=parent, tags={steps.FINAL_EVAL_TAG: "true"}) as tr:
+    with tracking.stage_run("evaluate", cfg, parent_run_id=parent, tags={cost.FINAL_EVAL_TAG: "true"}) as tr:
         tr.log_metrics({"eval/tiny_heldout/pass_at_1_1x": 0.6})
         eval_run = tr.run_id
     assert cost.log_stage_cost(cfg, train_run, "instruct", 1800.0)["cost/gpu_seconds"] == 1800.0  # 1 GPU

@@ -17,17 +17,16 @@ from __future__ import annotations
 import json
 
 import pytest
+from diffucoder_kfp import local
 from micro import MICRO_PARAMS, MICRO_PRESET
 from tiny_checkpoints import write_dream_checkpoint, write_qwen2_checkpoint
 
-from diffucoder import pipeline_steps as steps
-from diffucoder import storage
+from diffucoder import steps, storage
 from diffucoder.config import load_config
 from diffucoder.data.tokenizer import load_tokenizer
 from diffucoder.model import load_model
 from diffucoder.model.importer import import_checkpoint
 from diffucoder.model.pad_token import add_pad_token
-from pipelines import local
 
 DATA_STEPS = {"data", "tiny-tasks", "tokenizer", "midtrain-mix", "pack-pretrain", "pack-midtrain"}
 

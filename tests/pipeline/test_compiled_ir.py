@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from diffucoder_kfp.build_config import PipelineBuildConfig
+from diffucoder_kfp.compile import IR_PATH
 
 from diffucoder.config import load_config
 from diffucoder.images import image_ref
-from diffucoder.pipeline_config import PipelineBuildConfig
-from pipelines.compile import IR_PATH
 
 BUILD = PipelineBuildConfig()
 PAPER_K8S = load_config("paper-7b").k8s

@@ -13,12 +13,12 @@ import datetime as dt
 import hashlib
 
 import pytest
+from diffucoder_kfp import local
 from kfp_api import KfpApiServer, schedule, serve
 from micro import MICRO_PARAMS, MICRO_PRESET
 
-from diffucoder import pipeline_steps as steps
+from diffucoder import steps
 from diffucoder.config import load_config
-from pipelines import local
 
 pytestmark = pytest.mark.slow
 

@@ -11,12 +11,11 @@ import json
 
 import pytest
 import torch
+from diffucoder_kfp import local
 from micro import MICRO_PARAMS, MICRO_PRESET
 
-from diffucoder import pipeline_steps as steps
-from diffucoder import storage
+from diffucoder import steps, storage
 from diffucoder.config import load_config
-from pipelines import local
 
 STEPS = {
     "data",

@@ -7,11 +7,11 @@ Slow (two whole-DAG runs). Tolerance: stage losses within 1e-3 relative, held-ou
 from __future__ import annotations
 
 import pytest
+from diffucoder_kfp import local, remote
 from micro import MICRO_PARAMS, MICRO_PRESET
 
-from diffucoder import pipeline_steps as steps
+from diffucoder import steps
 from diffucoder.config import load_config
-from pipelines import local, remote
 
 
 def _metrics(root: str) -> dict[str, dict]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from diffucoder_kfp import schedules
+from diffucoder_kfp.kfp_client import KfpError, KfpNotFound, connect
 from kfp_api import KfpApiServer, check, schedule, serve
 
 from diffucoder.cli import main
 from diffucoder.ops.cron import CronError, kfp_cron
-from pipelines import schedules
-from pipelines.kfp_client import KfpError, KfpNotFound, connect
 
 
 @pytest.fixture

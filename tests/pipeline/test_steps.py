@@ -1,16 +1,15 @@
-"""Step bodies (diffucoder.pipeline_steps) and the summary/compare output, without running the DAG."""
+"""Step bodies (diffucoder.steps) and the summary/compare output, without running the DAG."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from diffucoder_kfp import local, remote
+from diffucoder_kfp.kfp_client import KfpError
 
-from diffucoder import pipeline_steps as steps
-from diffucoder import storage
+from diffucoder import steps, storage
 from diffucoder.config import load_config
-from pipelines import local, remote
-from pipelines.kfp_client import KfpError
 
 
 def test_resolve_config_precedence():
@@ -141,7 +140,7 @@ def test_summary_and_rerun_arguments(tmp_path):
         "started_at": 1.0,
     }
     storage.write_text(f"{root}/pipeline.json", json.dumps(record))
-    steps.record_step(data, "data", 3.0, {"documents": 10}, {"corpus": f"{data}/corpus"})
+    steps.record_step(data, "data", seconds=3.0, metrics={"documents": 10}, uris={"corpus": f"{data}/corpus"})
     trend = {"reward/total/first_quarter": 1.5, "reward/total/last_quarter": 1.75}
     trend |= {"pass_rate/first_quarter": 0.5, "pass_rate/last_quarter": 0.625}
     native = ("bf16-mixed", "auto: native bfloat16 on this CPU (X: torch cpu_capability AVX512, ...)")
@@ -153,7 +152,14 @@ def test_summary_and_rerun_arguments(tmp_path):
     }.items():
         settings = {"precision": precision, "precision_reason": reason}
         metrics = {**trend, "loss": 0.01} if stage == "grpo" else {"loss": 0.02}
-        steps.record_step(root, stage, 2.0, metrics, {"model": f"{root}/{stage}/final"}, settings)
+        steps.record_step(
+            root,
+            stage,
+            seconds=2.0,
+            metrics=metrics,
+            uris={"model": f"{root}/{stage}/final"},
+            settings=settings,
+        )
     # per-task results of the three evaluations on the same 4 held-out tasks (+ one public problem)
     # instruct and GRPO also ran at 2x: the GRPO model loses one task of three by halving the steps
     passed = {"midtrain": [0, 0, 0, 0], "instruct": [1, 0, 0, 0], "grpo": [1, 1, 1, 0]}
@@ -161,10 +167,18 @@ def test_summary_and_rerun_arguments(tmp_path):
     for label, seconds in (("midtrain", 4.0), ("instruct", 5.0)):
         per_problem = _per_problem(root, label, passed[label], passed_2x=passed_2x[label])
         metrics = {"tiny_heldout_pass_at_1_1x": sum(passed[label]) / 4}
-        steps.record_step(root, f"eval-{label}", seconds, metrics, {"report": f"{label}.html", **per_problem})
+        steps.record_step(
+            root,
+            f"eval-{label}",
+            seconds=seconds,
+            metrics=metrics,
+            uris={"report": f"{label}.html", **per_problem},
+        )
     per_problem = _per_problem(root, "grpo", passed["grpo"], public_passed=1, passed_2x=passed_2x["grpo"])
     metrics = {"tiny_heldout_pass_at_1_1x": 0.75}
-    steps.record_step(root, "eval-grpo", 6.0, metrics, {"report": "grpo.html", **per_problem})
+    steps.record_step(
+        root, "eval-grpo", seconds=6.0, metrics=metrics, uris={"report": "grpo.html", **per_problem}
+    )
     table = local.summary(root)
     assert "data" in table and "documents=10" in table
     assert (

@@ -1,20 +1,21 @@
-"""``diffucoder pipeline run-local|compile|submit|rerun``: the KFP pipeline's entry points.
+"""``diffucoder pipeline run-local|compile|submit|rerun|summary|schedule``: the KFP pipeline's entry points.
 
     diffucoder pipeline run-local --preset tiny [key.sub=value ...]     (= make run)
     diffucoder pipeline run-local --runner docker [--image-registry R]  (each step in its image)
     diffucoder pipeline compile                                         (= make compile)
     diffucoder pipeline submit --host URL [--experiment E] [--param k=v ...] [--preset P] [key=value ...]
     diffucoder pipeline rerun RUN_ROOT [--host URL]
-    diffucoder pipeline schedule create|list|pause|resume|delete ...    (see diffucoder.schedule_cli)
+    diffucoder pipeline schedule create|list|pause|resume|delete ...    (see diffucoder_kfp.schedule_cli)
 
-The DAG and the components live in the repository's ``pipelines/`` and ``components/`` folders (not
-in the installed library, which never imports kfp), so these commands run from a checkout; the
-checkout is found upward from the working directory.
+The ``diffucoder`` console script registers this group from here. It imports nothing of kfp until a
+command runs, so ``diffucoder --help`` works without it; a command that needs kfp and does not find
+it says which extra to install (:func:`require_kfp`).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -25,13 +26,23 @@ import yaml
 from diffucoder.cli_errors import UsageError
 from diffucoder.images import DEFAULT_REGISTRY, REGISTRY_ENV
 
+KFP_EXTRA = "pip install 'diffucoder[kfp]'"
 
-def checkout_on_path() -> None:
-    from diffucoder.images import find_repo_root
 
-    root = str(find_repo_root())
-    if root not in sys.path:
-        sys.path.insert(0, root)
+def require_kfp() -> None:
+    """Refuse, naming the extra to install, where the Kubeflow Pipelines SDK is missing.
+
+    Raises:
+        UsageError: kfp or kfp-kubernetes is not installed.
+    """
+    for module in ("kfp", "kfp.kubernetes"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            raise UsageError(
+                f"`diffucoder pipeline` needs the Kubeflow Pipelines SDK, and {exc.name} is not installed: "
+                f"{KFP_EXTRA}"
+            ) from None
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -47,13 +58,13 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 def check_plan(arguments: dict[str, Any], *, force: bool) -> None:
     """Refuse (UsageError) a run whose plan does not fit in GPU memory, naming the stage, unless forced."""
-    from diffucoder import pipeline_steps as steps
+    from diffucoder import steps
     from diffucoder.ops.planner import PlanError, make_plan, misfit_message
 
     cfg = steps.resolve_config(
         arguments.get("preset", "paper-7b"),
         list(arguments.get("overrides", [])),
-        arguments.get("config_yaml", ""),
+        config_yaml=arguments.get("config_yaml", ""),
     )
     try:
         plan = make_plan(
@@ -72,9 +83,10 @@ def check_plan(arguments: dict[str, Any], *, force: bool) -> None:
 
 
 def _run_local(args: argparse.Namespace) -> int:
-    checkout_on_path()
-    from diffucoder import pipeline_steps as steps
-    from pipelines import local
+    require_kfp()
+    from diffucoder_kfp import local
+
+    from diffucoder import steps
 
     cfg = steps.resolve_config(args.preset, args.overrides)
     if args.output_root:  # typed on the command line: relative to the shell's directory
@@ -104,16 +116,16 @@ def _run_local(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    checkout_on_path()
-    from pipelines.compile import IR_PATH, compile_pipeline
+    require_kfp()
+    from diffucoder_kfp.compile import IR_PATH, compile_pipeline
 
     print(compile_pipeline(args.out or IR_PATH))
     return 0
 
 
 def _submit(args: argparse.Namespace) -> int:
-    checkout_on_path()
-    from pipelines.remote import submit
+    require_kfp()
+    from diffucoder_kfp.remote import submit
 
     arguments = {"preset": args.preset, "overrides": list(args.overrides), **parse_params(args.param)}
     check_plan(arguments, force=args.force)
@@ -131,8 +143,8 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _rerun(args: argparse.Namespace) -> int:
-    checkout_on_path()
-    from pipelines import local, remote
+    require_kfp()
+    from diffucoder_kfp import local, remote
 
     arguments = remote.rerun_arguments(args.run)
     arguments.update(parse_params(args.param))
@@ -146,8 +158,7 @@ def _rerun(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    checkout_on_path()
-    from pipelines import local
+    from diffucoder_kfp import local
 
     print(local.summary(args.run))
     return 0
@@ -236,6 +247,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run root")
     p.set_defaults(func=_summary)
 
-    from diffucoder import schedule_cli
+    from diffucoder_kfp import schedule_cli
 
     schedule_cli.register(inner)

@@ -17,18 +17,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diffucoder.pipeline_cli import check_plan, checkout_on_path, parse_params
+from diffucoder_kfp.cli import check_plan, parse_params, require_kfp
 
 
 def _client(args: argparse.Namespace):
-    from pipelines.kfp_client import connect
+    from diffucoder_kfp.kfp_client import connect
 
     return connect(args.host, namespace=args.namespace, token=args.token)
 
 
 def _create(args: argparse.Namespace) -> int:
-    checkout_on_path()
-    from pipelines import schedules
+    require_kfp()
+    from diffucoder_kfp import schedules
 
     arguments = {"preset": args.preset, "overrides": list(args.overrides), **parse_params(args.param)}
     if args.run_name_pattern:
@@ -52,8 +52,8 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    checkout_on_path()
-    from pipelines import schedules
+    require_kfp()
+    from diffucoder_kfp import schedules
 
     runs = schedules.list_all(_client(args), args.host, args.experiment)
     if not runs:
@@ -79,8 +79,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _by_id(action: str):
     def run(args: argparse.Namespace) -> int:
-        checkout_on_path()
-        from pipelines import schedules
+        require_kfp()
+        from diffucoder_kfp import schedules
 
         getattr(schedules, action)(_client(args), args.host, args.schedule_id)
         print(f"{action}d recurring run {args.schedule_id}")
