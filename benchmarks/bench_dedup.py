@@ -45,7 +45,7 @@ from diffucoder.data import io
 from diffucoder.data.clusters import find_clusters
 from diffucoder.data.config import DedupConfig
 from diffucoder.data.dedup import plan, signature_table
-from diffucoder.data.lsh import band_pairs
+from diffucoder.data.lsh import candidate_pairs, confirmed
 from diffucoder.data.minhash import MinHasher
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -85,7 +85,7 @@ def _idle() -> None:
 
 
 def _band_task(shards: list[str], cells: list[list[int]], cfg_json: str, out: str) -> int:
-    pairs = band_pairs(shards, cells, DedupConfig.model_validate_json(cfg_json))
+    pairs = candidate_pairs(shards, cells, DedupConfig.model_validate_json(cfg_json))
     np.save(out, pairs)
     return len(pairs)
 
@@ -238,7 +238,8 @@ def run_width(
     files = [str(out / f"task-{t:05d}.npy") for t in range(len(p["tasks"]))]
     join = _in_fresh_process(_join, shards, files, cfg.model_dump_json(), str(out / "result.json"))
     result = json.loads((out / "result.json").read_text())
-    pairs = np.unique(np.concatenate([np.load(f) for f in files]), axis=0)
+    candidates = np.unique(np.concatenate([np.load(f) for f in files]), axis=0)
+    pairs = confirmed(shards, candidates, cfg)  # what the join confirmed, for the labelled sample
 
     def summary(ms: list[dict], key: str) -> dict:
         values = [m[key] for m in ms]
@@ -246,6 +247,7 @@ def run_width(
 
     row = {
         "lsh_tasks": len(p["tasks"]),
+        "candidate_pairs": len(candidates),
         "band_ranges": cfg.band_ranges,
         "task_wall_s": summary(tasks, "wall_s"),
         "task_cpu_s": summary(tasks, "cpu_s"),
@@ -255,6 +257,8 @@ def run_width(
         },
         "tasks_cpu_s_total": round(sum(m["cpu_s"] for m in tasks), 1),
         "join_wall_s": round(join["wall_s"], 1),
+        "join_cpu_s": round(join["cpu_s"], 1),
+        "stage_cpu_s": round(sum(m["cpu_s"] for m in tasks) + join["cpu_s"], 1),
         "join_peak_rss_mb": round(join["peak_rss_mb"]),
         "join_peak_rss_above_idle_mb": round(join["peak_rss_mb"] - idle_mb),
         "critical_path_s": round(max(m["wall_s"] for m in tasks) + join["wall_s"], 1),

@@ -37,7 +37,7 @@ from diffucoder.data.corpus import write_doc_shards
 from diffucoder.data.decontam import Decontaminator
 from diffucoder.data.dedup import plan, signature_table
 from diffucoder.data.filters import CodeFilter, FilterStats
-from diffucoder.data.lsh import band_pairs
+from diffucoder.data.lsh import candidate_pairs
 from diffucoder.data.readers import SkipLog, input_units, read_unit
 from diffucoder.data.report import merge_shard_stats, write_report
 
@@ -128,7 +128,8 @@ def dedup_plan(work: str, cfg: DataConfig) -> int:
 
 
 def dedup_band_step(work: str, task: int) -> int:
-    """One LSH task of the plan -> ``dedup/pairs/task-NNNNN.parquet``; returns its pair count.
+    """One LSH task of the plan -> ``dedup/pairs/task-NNNNN.parquet`` (its candidate pairs, which
+    the join confirms); returns its pair count.
     Idempotent: a task whose pair file exists is skipped."""
     uri = _pairs_uri(work, task)
     if io.exists(uri):
@@ -138,13 +139,13 @@ def dedup_band_step(work: str, task: int) -> int:
         raise ValueError(
             f"dedup: task {task} is not in the plan ({len(p['tasks'])} tasks in {_plan_uri(work)})"
         )
-    pairs = band_pairs(p["shards"], p["tasks"][task], DedupConfig.model_validate(p["dedup"]))
+    pairs = candidate_pairs(p["shards"], p["tasks"][task], DedupConfig.model_validate(p["dedup"]))
     io.write_table(uri, pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}))
     return len(pairs)
 
 
 def dedup_join_step(work: str) -> dict:
-    """Clusters from the ids, sha256s and every LSH task's pairs -> ``dedup.json``."""
+    """Clusters from the ids, sha256s and every LSH task's candidate pairs -> ``dedup.json``."""
     p = io.read_json(_plan_uri(work))
     blocks = []
     for task in range(len(p["tasks"])):
