@@ -16,7 +16,7 @@ from diffucoder.data.config import DedupConfig
 from diffucoder.data.corpus import stdlib_root
 from diffucoder.data.dedup import band_column, band_values, find_duplicates, plan, signature_table
 from diffucoder.data.io import write_table
-from diffucoder.data.lsh import candidate_pairs
+from diffucoder.data.lsh import candidate_pairs, id_ranks
 from diffucoder.data.minhash import EMPTY, MinHasher, shingle_hashes, token_hashes
 from diffucoder.data.readers import make_doc
 
@@ -195,7 +195,7 @@ def test_result_is_the_same_for_any_fan_out(tmp_path, lsh_tasks, band_ranges, n_
 
 @pytest.mark.parametrize("lsh_tasks", [1, 5, 25])
 def test_fan_out_reads_each_signature_column_once(tmp_path, monkeypatch, lsh_tasks):
-    """Fanning out adds no reads of signatures: an LSH task reads the ids and its own bands'
+    """Fanning out adds no reads: the ids are ranked once, an LSH task reads its own bands'
     columns only, and the join reads every band column of every shard exactly once, so the
     stage reads the signature set twice whatever the width."""
     docs = _near_duplicate_corpus()
@@ -213,12 +213,14 @@ def test_fan_out_reads_each_signature_column_once(tmp_path, monkeypatch, lsh_tas
 
     monkeypatch.setattr(io, "read_table", recording)
     p = plan(uris, cfg)
+    rank = id_ranks(uris)
+    assert Counter(reads) == Counter((uri, "id") for uri in uris)
     blocks = []
     for cells in p["tasks"]:
         reads.clear()
-        blocks.append(candidate_pairs(uris, cells, cfg))
+        blocks.append(candidate_pairs(uris, cells, cfg, rank=rank))
         own = {band_column(band) for band, _ in cells}
-        assert Counter(reads) == Counter((uri, column) for uri in uris for column in own | {"id"})
+        assert Counter(reads) == Counter((uri, column) for uri in uris for column in own)
     reads.clear()
     result = find_clusters(uris, blocks, cfg)
     band_reads = Counter(read for read in reads if read[1].startswith("band_"))

@@ -262,7 +262,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_dedup)
 
     p = inner.add_parser(
-        "dedup-plan", help="global step: fix the signature shards, split LSH cells into tasks"
+        "dedup-plan", help="global step: fix the signature shards, rank the ids, split LSH cells into tasks"
     )
     p.add_argument("--work", required=True)
     add_config_args(p)

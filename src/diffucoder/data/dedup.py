@@ -7,6 +7,7 @@ stage fans out (datatrove's MinHash design, our implementation).
 2. ``plan`` (one light task): the signature shards in a fixed order (a document's global index is
    its position in that order) and the (band, bucket range) cells split among ``lsh_tasks``
    tasks; a document falls in bucket range ``first value of its band * band_ranges >> 32``.
+   The same step computes every document's rank in id order once (``lsh.id_ranks``).
 3. ``lsh.candidate_pairs`` (fan-out, one task per cell group, reading only its bands' columns):
    documents whose band values are identical are candidates, chained in id order.
 4. ``clusters.find_clusters`` (one task): the union of every task's candidates is confirmed once
@@ -73,8 +74,9 @@ def plan(sig_uris: list[str], cfg: DedupConfig) -> dict:
 def find_duplicates(sig_uris: list[str], cfg: DedupConfig) -> dict:
     """Stages 2-4 in this process, one task after the other (tests, `diffucoder data dedup`)."""
     from diffucoder.data.clusters import find_clusters
-    from diffucoder.data.lsh import candidate_pairs
+    from diffucoder.data.lsh import candidate_pairs, id_ranks
 
     p = plan(sig_uris, cfg)
-    pairs = [candidate_pairs(p["shards"], cells, cfg) for cells in p["tasks"]]
+    rank = id_ranks(p["shards"])
+    pairs = [candidate_pairs(p["shards"], cells, cfg, rank=rank) for cells in p["tasks"]]
     return find_clusters(p["shards"], pairs, cfg)

@@ -37,7 +37,7 @@ from diffucoder.data.corpus import write_doc_shards
 from diffucoder.data.decontam import Decontaminator
 from diffucoder.data.dedup import plan, signature_table
 from diffucoder.data.filters import CodeFilter, FilterStats
-from diffucoder.data.lsh import candidate_pairs
+from diffucoder.data.lsh import candidate_pairs, id_ranks
 from diffucoder.data.readers import SkipLog, input_units, read_unit
 from diffucoder.data.report import merge_shard_stats, write_report
 
@@ -115,15 +115,22 @@ def _plan_uri(work: str) -> str:
     return io.join(work, "dedup", "plan.json")
 
 
+def _ranks_uri(work: str) -> str:
+    return io.join(work, "dedup", "ranks.parquet")
+
+
 def _pairs_uri(work: str, task: int) -> str:
     return io.join(work, "dedup", "pairs", f"task-{task:05d}.parquet")
 
 
 def dedup_plan(work: str, cfg: DataConfig) -> int:
-    """Fix the signature shards and split the LSH cells into tasks -> ``dedup/plan.json``;
-    returns the number of LSH tasks. Deterministic, so a rerun writes the same plan."""
+    """Fix the signature shards and split the LSH cells into tasks -> ``dedup/plan.json``, with
+    every document's rank in id order -> ``dedup/ranks.parquet`` (read by every LSH task rather
+    than recomputed by each); returns the number of LSH tasks. Deterministic, so a rerun writes
+    the same plan."""
     p = plan(shard_files(io.join(work, "signatures")), cfg.dedup)
-    io.write_json(_plan_uri(work), p)
+    io.write_table(_ranks_uri(work), pa.table({"rank": id_ranks(p["shards"])}))
+    io.write_json(_plan_uri(work), p)  # last: the ranks exist wherever the plan does
     return len(p["tasks"])
 
 
@@ -139,7 +146,12 @@ def dedup_band_step(work: str, task: int) -> int:
         raise ValueError(
             f"dedup: task {task} is not in the plan ({len(p['tasks'])} tasks in {_plan_uri(work)})"
         )
-    pairs = candidate_pairs(p["shards"], p["tasks"][task], DedupConfig.model_validate(p["dedup"]))
+    if not io.exists(_ranks_uri(work)):
+        raise FileNotFoundError(
+            f"dedup: {_ranks_uri(work)} is missing: rerun `diffucoder data dedup-plan --work {work}`"
+        )
+    rank = io.read_table(_ranks_uri(work)).column("rank").to_numpy()
+    pairs = candidate_pairs(p["shards"], p["tasks"][task], DedupConfig.model_validate(p["dedup"]), rank=rank)
     io.write_table(uri, pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}))
     return len(pairs)
 
