@@ -3,13 +3,11 @@
 The plan step computes each document's rank in id order once (:func:`id_ranks`, from the ``id``
 column of every shard; 8 bytes a document) and hands it to every task. A fan-out task
 (:func:`candidate_pairs`) then streams over the signature shards reading only the columns of its
-own bands:
-
-- per band of the task, that band's column (``rows`` values a document, restricted to the
-   task's bucket ranges): documents whose band shares a 64-bit band hash with another are the
-   candidates; sorted by (band values, id rank), neighbours with identical values are candidate
-   pairs, so a bucket of k documents gives the k - 1 pairs of its id-ordered chain (the same
-   pairs for any sharding).
+own bands. Per band, that band's column (``rows`` values a document, restricted to the task's
+bucket ranges): documents whose band shares a 64-bit band hash with another are the candidates;
+sorted by (band values, id rank), neighbours with identical values are candidate pairs, so a
+bucket of k documents gives the k - 1 pairs of its id-ordered chain (the same pairs for any
+sharding).
 
 Confirmation (:func:`confirmed`) runs once, in the join, over the union of every task's
 candidates: ``_CONFIRM_BANDS`` band columns at a time, for the pairs' documents only, it counts
