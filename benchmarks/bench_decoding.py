@@ -22,7 +22,10 @@
    same-size causal Qwen2 with a KV cache on the same prompts as a second speed baseline; and the
    paper's finding (d) (arXiv 2506.20639 §5): the relative pass@1 drop from L to L/2 steps of each
    model, and its per-task paired change from the first model to the others. Skips the brief
-   training of sections 1-6.
+   training of sections 1-6. ``--speed-repeats K`` then times every variant except the plain
+   sampler K more times on the same prompts, each round one decode of every variant followed by
+   the causal baseline, and reports the median tokens/s and the median of the per-round ratio to
+   the causal baseline (load and clock drift then hit both sides of each ratio alike).
 
 Timings alternate between variants across repeats so load from other processes hits all alike;
 the median is reported. Prints one JSON object; progress goes to stderr.
@@ -317,12 +320,16 @@ def trained_variant(name: str, gen_len: int) -> dict:
     return dict(steps=steps, fast=fast)
 
 
-def causal_tokens_per_s(model, tokenizer, prompts: list[str], gen_len: int, batch: int) -> float:
-    """Same-size causal Qwen2 (random weights: speed does not depend on them), HF ``generate`` with a
-    KV cache, exactly ``gen_len`` new tokens per prompt, batched and left-padded like the evaluation."""
-    hf_causal = Qwen2ForCausalLM(
+def causal_twin(model) -> Qwen2ForCausalLM:
+    """Same-size causal Qwen2 with random weights (speed does not depend on them)."""
+    return Qwen2ForCausalLM(
         model.hf.config.__class__(**{**model.hf.config.to_dict(), "use_cache": True})
     ).eval()
+
+
+def causal_tokens_per_s(hf_causal, tokenizer, prompts: list[str], gen_len: int, batch: int) -> float:
+    """HF ``generate`` with a KV cache, exactly ``gen_len`` new tokens per prompt, batched and
+    left-padded like the evaluation."""
     seconds = 0.0
     with torch.no_grad():
         for start in range(0, len(prompts), batch):
@@ -339,8 +346,45 @@ def causal_tokens_per_s(model, tokenizer, prompts: list[str], gen_len: int, batc
     return len(prompts) * gen_len / seconds
 
 
-def bench_trained(cfg: RunConfig, models: dict[str, str], variant_names: list[str], batch: int) -> dict:
-    """tokens/s and held-out pass@1 per (model, decoding variant), paired against plain steps = L."""
+def interleaved_speed(
+    model, tokenizer, prompts: list[str], decodings: dict[str, DecodingConfig], *, batch: int, repeats: int
+) -> dict[str, dict]:
+    """Median tokens/s of each decoding and of the causal baseline over ``repeats`` rounds, and the
+    median per-round ratio of each decoding to the causal baseline."""
+    hf_causal = causal_twin(model)
+    gen_len = next(iter(decodings.values())).max_new_tokens
+    speeds: dict[str, list[float]] = {name: [] for name in decodings}
+    causal: list[float] = []
+    for r in range(repeats):
+        for name, decoding in decodings.items():
+            _, seconds = generate_completions(
+                model, tokenizer, prompts, decoding, batch_size=batch, generator=torch.Generator().manual_seed(r),
+                return_trace=False,
+            )  # fmt: skip
+            speeds[name].append(len(prompts) * decoding.max_new_tokens / seconds)
+        causal.append(causal_tokens_per_s(hf_causal, tokenizer, prompts, gen_len, batch))
+        log(
+            f"speed round {r}: "
+            + ", ".join(f"{k} {v[-1]:.0f}" for k, v in speeds.items())
+            + f", causal {causal[-1]:.0f}"
+        )
+    rows = {
+        name: {
+            "tokens_per_s_median": round(statistics.median(v), 1),
+            "vs_causal_median": round(statistics.median(a / c for a, c in zip(v, causal, strict=True)), 3),
+            "vs_causal_rounds": [round(a / c, 3) for a, c in zip(v, causal, strict=True)],
+        }
+        for name, v in speeds.items()
+    }
+    rows["causal Qwen2 + KV cache"] = {"tokens_per_s_median": round(statistics.median(causal), 1)}
+    return rows
+
+
+def bench_trained(
+    cfg: RunConfig, models: dict[str, str], variant_names: list[str], batch: int, speed_repeats: int = 0
+) -> dict:
+    """tokens/s and held-out pass@1 per (model, decoding variant), paired against plain steps = L;
+    with ``speed_repeats``, interleaved speed rounds against the causal baseline."""
     ev = cfg.evaluation
     variants = {name: trained_variant(name, ev.gen_length) for name in variant_names}
     problems = load_benchmark("tiny_heldout", ev)
@@ -356,12 +400,13 @@ def bench_trained(cfg: RunConfig, models: dict[str, str], variant_names: list[st
             model.eval()
             prompts = [build_prompt(p, ev.prompt_style, ev.system_prompt, tokenizer) for p in problems]
             order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-            rows, passed[model_name] = {}, {}
+            rows, passed[model_name], decodings = {}, {}, {}
             for name in variant_names:
                 decoding = cfg.decoding.model_validate(
                     {**cfg.decoding.model_dump(), "max_new_tokens": ev.gen_length,
                      "temperature": ev.temperatures[0], **variants[name]}
                 )  # fmt: skip
+                decodings[name] = decoding
                 generator = torch.Generator().manual_seed(cfg.seed + ev.seed_offset)
                 decoded, seconds = generate_completions(
                     model, tokenizer, [prompts[i] for i in order], decoding,
@@ -387,9 +432,17 @@ def bench_trained(cfg: RunConfig, models: dict[str, str], variant_names: list[st
                     "pass_at_1": round(sum(key.values()) / len(key), 3),
                 }
                 log(f"trained {model_name} {name}: {rows[name]}")
-            causal = causal_tokens_per_s(model, tokenizer, [prompts[i] for i in order], ev.gen_length, batch)
+            ordered = [prompts[i] for i in order]
+            causal = causal_tokens_per_s(causal_twin(model), tokenizer, ordered, ev.gen_length, batch)
             rows["causal Qwen2 + KV cache"] = {"tokens_per_s": round(causal, 1)}
             log(f"trained {model_name} causal: {causal:.1f} tok/s")
+            timed = {k: v for k, v in decodings.items() if not k.startswith("plain")}
+            if speed_repeats and timed:
+                medians = interleaved_speed(
+                    model, tokenizer, ordered, timed, batch=batch, repeats=speed_repeats
+                )
+                for name, row in medians.items():
+                    rows[name].update(row)
             if "plain-L" in rows:
                 base = rows["plain-L"]
                 for name, row in rows.items():
@@ -457,6 +510,12 @@ def main() -> None:
         "--trained-batch", type=int, default=8, help="trained: prompts per decode (evaluation's)"
     )
     parser.add_argument(
+        "--speed-repeats",
+        type=int,
+        default=0,
+        help="trained: interleaved speed rounds of the non-plain variants and the causal baseline",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -484,7 +543,7 @@ def main() -> None:
             ],
         )
         models = dict(item.split("=", 1) for item in args.models)
-        trained = bench_trained(cfg, models, args.variants.split(","), args.trained_batch)
+        trained = bench_trained(cfg, models, args.variants.split(","), args.trained_batch, args.speed_repeats)
         print(json.dumps({
             "name": "decoding_trained", "device": f"cpu ({args.threads} thread)", "machine": machine,
             "config": {**vars(args), "gen_length": cfg.evaluation.gen_length,
@@ -497,9 +556,7 @@ def main() -> None:
     train_start = time.perf_counter()
     losses = train(model, tokenizer, args.train_steps, seq_len=args.train_seq_len, batch=8)
     train_s = time.perf_counter() - train_start
-    hf_causal = Qwen2ForCausalLM(
-        model.hf.config.__class__(**{**model.hf.config.to_dict(), "use_cache": True})
-    ).eval()
+    hf_causal = causal_twin(model)
 
     ids = prompts(tokenizer, max(args.batch, args.arness_prompts), args.prompt_len)
     speed = arness = batching = None

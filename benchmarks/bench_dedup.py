@@ -45,7 +45,7 @@ from diffucoder.data import io
 from diffucoder.data.clusters import find_clusters
 from diffucoder.data.config import DedupConfig
 from diffucoder.data.dedup import plan, signature_table
-from diffucoder.data.lsh import band_pairs
+from diffucoder.data.lsh import candidate_pairs, confirmed, id_ranks
 from diffucoder.data.minhash import MinHasher
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -84,8 +84,14 @@ def _idle() -> None:
     return None
 
 
-def _band_task(shards: list[str], cells: list[list[int]], cfg_json: str, out: str) -> int:
-    pairs = band_pairs(shards, cells, DedupConfig.model_validate_json(cfg_json))
+def _plan_task(shards: list[str], out: str) -> int:
+    rank = id_ranks(shards)
+    np.save(out, rank)
+    return len(rank)
+
+
+def _band_task(shards: list[str], cells: list[list[int]], cfg_json: str, ranks: str, out: str) -> int:
+    pairs = candidate_pairs(shards, cells, DedupConfig.model_validate_json(cfg_json), rank=np.load(ranks))
     np.save(out, pairs)
     return len(pairs)
 
@@ -226,10 +232,12 @@ def run_width(
     p = plan(shards, cfg)
     out = work / f"w{cfg.lsh_tasks}x{cfg.band_ranges}"
     out.mkdir()
+    ranks = str(out / "ranks.npy")
+    planned = _in_fresh_process(_plan_task, shards, ranks)
     tasks = []
     for t, cells in enumerate(p["tasks"]):
         m = _in_fresh_process(
-            _band_task, shards, cells, cfg.model_dump_json(), str(out / f"task-{t:05d}.npy")
+            _band_task, shards, cells, cfg.model_dump_json(), ranks, str(out / f"task-{t:05d}.npy")
         )
         tasks.append(m)
         _log(
@@ -238,7 +246,8 @@ def run_width(
     files = [str(out / f"task-{t:05d}.npy") for t in range(len(p["tasks"]))]
     join = _in_fresh_process(_join, shards, files, cfg.model_dump_json(), str(out / "result.json"))
     result = json.loads((out / "result.json").read_text())
-    pairs = np.unique(np.concatenate([np.load(f) for f in files]), axis=0)
+    candidates = np.unique(np.concatenate([np.load(f) for f in files]), axis=0)
+    pairs = confirmed(shards, candidates, cfg)  # what the join confirmed, for the labelled sample
 
     def summary(ms: list[dict], key: str) -> dict:
         values = [m[key] for m in ms]
@@ -246,6 +255,7 @@ def run_width(
 
     row = {
         "lsh_tasks": len(p["tasks"]),
+        "candidate_pairs": len(candidates),
         "band_ranges": cfg.band_ranges,
         "task_wall_s": summary(tasks, "wall_s"),
         "task_cpu_s": summary(tasks, "cpu_s"),
@@ -255,9 +265,12 @@ def run_width(
         },
         "tasks_cpu_s_total": round(sum(m["cpu_s"] for m in tasks), 1),
         "join_wall_s": round(join["wall_s"], 1),
+        "join_cpu_s": round(join["cpu_s"], 1),
+        "plan_cpu_s": round(planned["cpu_s"], 1),
+        "stage_cpu_s": round(planned["cpu_s"] + sum(m["cpu_s"] for m in tasks) + join["cpu_s"], 1),
         "join_peak_rss_mb": round(join["peak_rss_mb"]),
         "join_peak_rss_above_idle_mb": round(join["peak_rss_mb"] - idle_mb),
-        "critical_path_s": round(max(m["wall_s"] for m in tasks) + join["wall_s"], 1),
+        "critical_path_s": round(planned["wall_s"] + max(m["wall_s"] for m in tasks) + join["wall_s"], 1),
     }
     return row, result, pairs
 

@@ -4,16 +4,19 @@ and the same result for any fan-out of the global stage."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from diffucoder.data.clusters import min_labels
+from diffucoder.data import io
+from diffucoder.data.clusters import find_clusters, min_labels
 from diffucoder.data.config import DedupConfig
 from diffucoder.data.corpus import stdlib_root
-from diffucoder.data.dedup import band_values, find_duplicates, signature_table
+from diffucoder.data.dedup import band_column, band_values, find_duplicates, plan, signature_table
 from diffucoder.data.io import write_table
+from diffucoder.data.lsh import candidate_pairs, id_ranks
 from diffucoder.data.minhash import EMPTY, MinHasher, shingle_hashes, token_hashes
 from diffucoder.data.readers import make_doc
 
@@ -188,6 +191,41 @@ def test_result_is_the_same_for_any_fan_out(tmp_path, lsh_tasks, band_ranges, n_
     assert (
         one["near_duplicate_docs"] >= 8 and one["exact_duplicate_docs"] >= 1 and one["largest_cluster"] >= 4
     )
+
+
+@pytest.mark.parametrize("lsh_tasks", [1, 5, 25])
+def test_fan_out_reads_each_signature_column_once(tmp_path, monkeypatch, lsh_tasks):
+    """Fanning out adds no reads: the ids are ranked once, an LSH task reads its own bands'
+    columns only, and the join reads every band column of every shard exactly once, so the
+    stage reads the signature set twice whatever the width."""
+    docs = _near_duplicate_corpus()
+    cfg = DedupConfig(lsh_tasks=lsh_tasks)
+    uris = []
+    for i in range(3):
+        uris.append(str(tmp_path / f"shard-{i:05d}.parquet"))
+        write_table(uris[-1], signature_table(docs[i::3], cfg))
+    reads: list[tuple[str, str]] = []
+    read_table = io.read_table
+
+    def recording(uri: str, columns: list[str] | None = None):
+        reads.extend((uri, column) for column in columns or ["<all>"])
+        return read_table(uri, columns)
+
+    monkeypatch.setattr(io, "read_table", recording)
+    p = plan(uris, cfg)
+    rank = id_ranks(uris)
+    assert Counter(reads) == Counter((uri, "id") for uri in uris)
+    blocks = []
+    for cells in p["tasks"]:
+        reads.clear()
+        blocks.append(candidate_pairs(uris, cells, cfg, rank=rank))
+        own = {band_column(band) for band, _ in cells}
+        assert Counter(reads) == Counter((uri, column) for uri in uris for column in own)
+    reads.clear()
+    result = find_clusters(uris, blocks, cfg)
+    band_reads = Counter(read for read in reads if read[1].startswith("band_"))
+    assert band_reads == Counter((uri, band_column(b)) for uri in uris for b in range(cfg.bands))
+    assert result["near_pairs"] > 0
 
 
 def _union_find_labels(n: int, edges: list[tuple[int, int]]) -> list[int]:

@@ -73,15 +73,24 @@ def test_cached_step_sees_tokens_committed_in_the_block(model, canvas, source_cl
 
 
 @torch.no_grad()
-def test_cache_is_rebuilt_each_step_so_windows_do_not_accumulate(model, canvas):
+def test_windows_do_not_accumulate_in_the_cache(model, canvas):
+    """Each step writes its window into the same room after the kept columns: the buffers keep
+    their size, and the kept columns' K/V stay those of the refresh."""
     source = DualCache(model)
     start, end = canvas.prompt_len + 4, canvas.prompt_len + 8
     source(canvas, start, end, refresh=True)
-    kept = [k.shape for k, _ in source.kept]
+    window = end - start + 1
+    cached = len(source.cached_cols)
+    assert cached == canvas.x.shape[1] - window
+    kept = [k[:, :, :cached].clone() for k, _ in source.buffers]
+    shapes = [k.shape for k, _ in source.buffers]
     for _ in range(3):
+        canvas.x[:, start] = (canvas.x[:, start] + 1) % model.hf.config.vocab_size  # the window changes
         source(canvas, start, end, refresh=False)
-    assert [k.shape for k, _ in source.kept] == kept
-    assert kept[0][2] == canvas.x.shape[1] - (end - start + 1)
+    assert [k.shape for k, _ in source.buffers] == shapes
+    assert shapes[0][2] == cached + window
+    for (k, _), before in zip(source.buffers, kept, strict=True):
+        torch.testing.assert_close(k[:, :, :cached], before, rtol=0, atol=0)
 
 
 @torch.no_grad()

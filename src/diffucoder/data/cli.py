@@ -262,18 +262,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_dedup)
 
     p = inner.add_parser(
-        "dedup-plan", help="global step: fix the signature shards, split LSH cells into tasks"
+        "dedup-plan", help="global step: fix the signature shards, rank the ids, split LSH cells into tasks"
     )
     p.add_argument("--work", required=True)
     add_config_args(p)
     p.set_defaults(func=_dedup_plan)
 
-    p = inner.add_parser("dedup-band", help="per-task step: confirmed near-duplicate pairs of some LSH cells")
+    p = inner.add_parser("dedup-band", help="per-task step: candidate near-duplicate pairs of some LSH cells")
     p.add_argument("--work", required=True)
     p.add_argument("--task", type=int, required=True, help="task index in dedup/plan.json")
     p.set_defaults(func=_dedup_band)
 
-    p = inner.add_parser("dedup-join", help="global step: clusters from ids, sha256s and every task's pairs")
+    p = inner.add_parser("dedup-join", help="global step: confirm every task's candidate pairs, cluster")
     p.add_argument("--work", required=True)
     p.set_defaults(func=_dedup_join)
 

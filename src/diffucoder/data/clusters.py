@@ -1,6 +1,7 @@
-"""The join of the global dedup stage: clusters from ids, sha256s and the LSH tasks' pairs.
+"""The join of the global dedup stage: clusters from ids, sha256s and the LSH tasks' candidate pairs.
 
-It reads two string columns per shard and the pair files, nothing of the signatures. Clusters
+It reads two string columns per shard, the pair files, and, to confirm the union of the tasks'
+candidates (:func:`diffucoder.data.lsh.confirmed`), the signatures of the paired documents. Clusters
 are connected components over exact-hash groups and confirmed near-duplicate pairs, computed
 with array operations (``min_labels``) rather than a per-edge Python union-find, so a corpus of
 millions of documents joins in seconds. One document per cluster is kept: the smallest id.
@@ -14,6 +15,7 @@ import pyarrow.compute as pc
 
 from diffucoder.data import io
 from diffucoder.data.config import DedupConfig
+from diffucoder.data.lsh import confirmed
 
 
 def min_labels(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -66,7 +68,11 @@ def _exact_edges(shas: pa.Array, rank: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def find_clusters(shards: list[str], pair_blocks: list[np.ndarray], cfg: DedupConfig) -> dict:
-    """Which ids to drop (each with its reason and the id kept), and cluster statistics."""
+    """Which ids to drop (each with its reason and the id kept), and cluster statistics.
+
+    ``pair_blocks`` are the LSH tasks' candidate pairs; the ones their signatures confirm join
+    clusters.
+    """
     ids, shas = _load(shards)
     _check_unique(ids)
     n = len(ids)
@@ -77,7 +83,7 @@ def find_clusters(shards: list[str], pair_blocks: list[np.ndarray], cfg: DedupCo
     if cfg.exact:
         eu, ev = _exact_edges(shas, rank)
     pairs = np.concatenate([np.empty((0, 2), dtype=np.int64), *pair_blocks]) if cfg.near else np.empty((0, 2))
-    pairs = np.unique(pairs.astype(np.int64), axis=0)
+    pairs = confirmed(shards, np.unique(pairs.astype(np.int64), axis=0), cfg)
     label = min_labels(n, np.concatenate([eu, rank[pairs[:, 0]]]), np.concatenate([ev, rank[pairs[:, 1]]]))
     sizes = np.bincount(label, minlength=n)
     dropped = np.flatnonzero(label != np.arange(n))  # ranks, so in id order

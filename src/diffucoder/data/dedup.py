@@ -7,12 +7,14 @@ stage fans out (datatrove's MinHash design, our implementation).
 2. ``plan`` (one light task): the signature shards in a fixed order (a document's global index is
    its position in that order) and the (band, bucket range) cells split among ``lsh_tasks``
    tasks; a document falls in bucket range ``first value of its band * band_ranges >> 32``.
-3. ``lsh.band_pairs`` (fan-out, one task per cell group): documents whose band values are
-   identical are candidates, chained in id order; a candidate pair is confirmed when the full
-   signatures agree on >= the LSH threshold share of values (drops LSH false positives).
-4. ``clusters.find_clusters`` (one light task): union-find over exact-hash groups and the
-   confirmed pairs of every task, ids and pairs only; one document per cluster is kept, the
-   smallest id -- a choice that depends on neither the shard layout nor the number of tasks.
+   The same step computes every document's rank in id order once (``lsh.id_ranks``).
+3. ``lsh.candidate_pairs`` (fan-out, one task per cell group, reading only its bands' columns):
+   documents whose band values are identical are candidates, chained in id order.
+4. ``clusters.find_clusters`` (one task): the union of every task's candidates is confirmed once
+   (the full signatures agree on >= the LSH threshold share of values; drops LSH false
+   positives), then union-find over exact-hash groups and the confirmed pairs; one document per
+   cluster is kept, the smallest id -- a choice that depends on neither the shard layout nor the
+   number of tasks.
 
 Every cell's pairs are the same whichever task computes them, so the result is the same for any
 ``lsh_tasks`` and ``band_ranges`` (tests). The threshold (1/b)^(1/r) is printed by
@@ -72,8 +74,9 @@ def plan(sig_uris: list[str], cfg: DedupConfig) -> dict:
 def find_duplicates(sig_uris: list[str], cfg: DedupConfig) -> dict:
     """Stages 2-4 in this process, one task after the other (tests, `diffucoder data dedup`)."""
     from diffucoder.data.clusters import find_clusters
-    from diffucoder.data.lsh import band_pairs
+    from diffucoder.data.lsh import candidate_pairs, id_ranks
 
     p = plan(sig_uris, cfg)
-    pairs = [band_pairs(p["shards"], cells, cfg) for cells in p["tasks"]]
+    rank = id_ranks(p["shards"])
+    pairs = [candidate_pairs(p["shards"], cells, cfg, rank=rank) for cells in p["tasks"]]
     return find_clusters(p["shards"], pairs, cfg)

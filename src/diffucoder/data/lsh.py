@@ -1,16 +1,21 @@
-"""One task of the global LSH stage: the confirmed near-duplicate pairs of some (band, range) cells.
+"""The global LSH stage: candidate pairs of some (band, range) cells, and their confirmation.
 
-Three streaming passes over the signature shards, none holding whole signatures:
+The plan step computes each document's rank in id order once (:func:`id_ranks`, from the ``id``
+column of every shard; 8 bytes a document) and hands it to every task. A fan-out task
+(:func:`candidate_pairs`) then streams over the signature shards reading only the columns of its
+own bands. Per band, that band's column (``rows`` values a document, restricted to the task's
+bucket ranges): documents whose band shares a 64-bit band hash with another are the candidates;
+sorted by (band values, id rank), neighbours with identical values are candidate pairs, so a
+bucket of k documents gives the k - 1 pairs of its id-ordered chain (the same pairs for any
+sharding).
 
-1. the ``id`` column of every shard -> each document's rank in id order (8 bytes a document);
-2. per band of the task, that band's column (``rows`` values a document, restricted to the
-   task's bucket ranges): documents whose band shares a 64-bit band hash with another are the
-   candidates; sorted by (band values, id rank), neighbours with identical values are candidate
-   pairs, so a bucket of k documents gives the k - 1 pairs of its id-ordered chain (the same
-   pairs for any sharding);
-3. confirmation, ``_CONFIRM_BANDS`` band columns at a time: for the pairs' documents only, count
-   the signature values two documents share; a pair is kept when they agree on at least the LSH
-   threshold share of values.
+Confirmation (:func:`confirmed`) runs once, in the join, over the union of every task's
+candidates: ``_CONFIRM_BANDS`` band columns at a time, for the pairs' documents only, it counts
+the signature values two documents share; a pair is kept when they agree on at least the LSH
+threshold share of values. It reads every band column, because a pair's documents lie in any
+shard; done inside each task it would read the whole signature set once per task, and the
+stage's total work would grow with the number of tasks (BENCHMARKS.md ``## data``). In the join
+the signature set is read once, and a pair found by several bands is checked once.
 
 Memory is ~``documents x 8`` bytes for the ranks, ~``documents / band_ranges x (rows x 4 + 16)``
 for one band, and ``paired documents x _CONFIRM_BANDS x rows x 4`` for the confirmation.
@@ -50,8 +55,8 @@ def _in_ranges(first: np.ndarray, ranges: list[int], band_ranges: int) -> np.nda
     return np.isin(bucket, np.asarray(ranges, dtype=np.uint64))
 
 
-def _id_ranks(shards: list[str]) -> np.ndarray:
-    """Pass 1: each document's rank in id order (global index -> rank)."""
+def id_ranks(shards: list[str]) -> np.ndarray:
+    """Each document's rank in id order (global index -> rank)."""
     tables = [io.read_table(uri, columns=["id"]) for uri in shards]
     ids = pa.concat_tables(tables).column("id") if tables else pa.chunked_array([], pa.string())
     order = pc.sort_indices(ids).to_numpy()
@@ -63,7 +68,7 @@ def _id_ranks(shards: list[str]) -> np.ndarray:
 def _band_pairs(
     shards: list[str], band: int, ranges: list[int], rank: np.ndarray, cfg: DedupConfig
 ) -> np.ndarray:
-    """Pass 2 for one band: candidate pairs (global indices) of the id-ordered bucket chains."""
+    """One band: candidate pairs (global indices) of the id-ordered bucket chains."""
     indices, values = [], []
     offset = 0
     for uri in shards:
@@ -111,14 +116,20 @@ def _agreements(shards: list[str], pairs: np.ndarray, cfg: DedupConfig) -> np.nd
     return agree
 
 
-def band_pairs(shards: list[str], cells: list[list[int]], cfg: DedupConfig) -> np.ndarray:
-    """int64[m, 2]: the confirmed pairs (global indices, a < b, unique) of ``cells``."""
+def candidate_pairs(
+    shards: list[str], cells: list[list[int]], cfg: DedupConfig, *, rank: np.ndarray
+) -> np.ndarray:
+    """int64[m, 2]: the candidate pairs (global indices, a < b, unique) of ``cells``; ``rank`` is
+    :func:`id_ranks` of ``shards``."""
     ranges_of: dict[int, list[int]] = defaultdict(list)
     for band, part in cells:
         ranges_of[band].append(part)
-    rank = _id_ranks(shards)
     found = [_band_pairs(shards, band, ranges, rank, cfg) for band, ranges in ranges_of.items()]
-    pairs = np.unique(np.sort(np.concatenate([np.empty((0, 2), dtype=np.int64), *found]), axis=1), axis=0)
+    return np.unique(np.sort(np.concatenate([np.empty((0, 2), dtype=np.int64), *found]), axis=1), axis=0)
+
+
+def confirmed(shards: list[str], pairs: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """The pairs (int64[m, 2], unique) whose signatures agree on >= the threshold share of values."""
     if not len(pairs):
         return pairs
     return pairs[_agreements(shards, pairs, cfg) / cfg.num_perm >= cfg.threshold]

@@ -37,7 +37,7 @@ from diffucoder.data.corpus import write_doc_shards
 from diffucoder.data.decontam import Decontaminator
 from diffucoder.data.dedup import plan, signature_table
 from diffucoder.data.filters import CodeFilter, FilterStats
-from diffucoder.data.lsh import band_pairs
+from diffucoder.data.lsh import candidate_pairs, id_ranks
 from diffucoder.data.readers import SkipLog, input_units, read_unit
 from diffucoder.data.report import merge_shard_stats, write_report
 
@@ -115,20 +115,28 @@ def _plan_uri(work: str) -> str:
     return io.join(work, "dedup", "plan.json")
 
 
+def _ranks_uri(work: str) -> str:
+    return io.join(work, "dedup", "ranks.parquet")
+
+
 def _pairs_uri(work: str, task: int) -> str:
     return io.join(work, "dedup", "pairs", f"task-{task:05d}.parquet")
 
 
 def dedup_plan(work: str, cfg: DataConfig) -> int:
-    """Fix the signature shards and split the LSH cells into tasks -> ``dedup/plan.json``;
-    returns the number of LSH tasks. Deterministic, so a rerun writes the same plan."""
+    """Fix the signature shards and split the LSH cells into tasks -> ``dedup/plan.json``, with
+    every document's rank in id order -> ``dedup/ranks.parquet`` (read by every LSH task rather
+    than recomputed by each); returns the number of LSH tasks. Deterministic, so a rerun writes
+    the same plan."""
     p = plan(shard_files(io.join(work, "signatures")), cfg.dedup)
-    io.write_json(_plan_uri(work), p)
+    io.write_table(_ranks_uri(work), pa.table({"rank": id_ranks(p["shards"])}))
+    io.write_json(_plan_uri(work), p)  # last: the ranks exist wherever the plan does
     return len(p["tasks"])
 
 
 def dedup_band_step(work: str, task: int) -> int:
-    """One LSH task of the plan -> ``dedup/pairs/task-NNNNN.parquet``; returns its pair count.
+    """One LSH task of the plan -> ``dedup/pairs/task-NNNNN.parquet`` (its candidate pairs, which
+    the join confirms); returns its pair count.
     Idempotent: a task whose pair file exists is skipped."""
     uri = _pairs_uri(work, task)
     if io.exists(uri):
@@ -138,13 +146,18 @@ def dedup_band_step(work: str, task: int) -> int:
         raise ValueError(
             f"dedup: task {task} is not in the plan ({len(p['tasks'])} tasks in {_plan_uri(work)})"
         )
-    pairs = band_pairs(p["shards"], p["tasks"][task], DedupConfig.model_validate(p["dedup"]))
+    if not io.exists(_ranks_uri(work)):
+        raise FileNotFoundError(
+            f"dedup: {_ranks_uri(work)} is missing: rerun `diffucoder data dedup-plan --work {work}`"
+        )
+    rank = io.read_table(_ranks_uri(work)).column("rank").to_numpy()
+    pairs = candidate_pairs(p["shards"], p["tasks"][task], DedupConfig.model_validate(p["dedup"]), rank=rank)
     io.write_table(uri, pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}))
     return len(pairs)
 
 
 def dedup_join_step(work: str) -> dict:
-    """Clusters from the ids, sha256s and every LSH task's pairs -> ``dedup.json``."""
+    """Clusters from the ids, sha256s and every LSH task's candidate pairs -> ``dedup.json``."""
     p = io.read_json(_plan_uri(work))
     blocks = []
     for task in range(len(p["tasks"])):

@@ -12,10 +12,13 @@ once per block by a full forward whose K/V we keep per layer:
 - dual:   also keep K/V of columns ``>= end``; each step feeds only ``x[start - 1:end]``.
 
 The window starts one column left of the block because the block's first token is predicted by
-the hidden state before it. A cached step rebuilds a fresh ``DynamicCache`` from the kept tensors:
-HF's cache appends the window's K/V during the forward, and those must not leak into the next
-step. Key order inside the cache does not matter (attention is bidirectional and RoPE was applied
-when K was computed), so the dual cache simply stores "left of the window" then "right of the block".
+the hidden state before it. Key order inside the cache does not matter (attention is bidirectional
+and RoPE was applied when K was computed), so the dual cache simply stores "left of the window"
+then "right of the block". Each layer's kept K/V sit in one buffer per block with room for the
+window after them (:class:`WindowLayer`): a cached step writes the window's K/V into that room,
+where HF's ``DynamicCache`` would concatenate them to a copy of everything kept (a copy of the
+whole cache per layer per step, ~12 % of a fast decode of the tiny model), and nothing of one step
+leaks into the next because the next overwrites the same room.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Protocol
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from diffucoder.decoding.layout import Canvas
 from diffucoder.model import DiffusionLM
@@ -80,6 +84,28 @@ class FullForward:
         return hf_logits(self.model, canvas, slice(None), slice(None), keep, use_cache=False)
 
 
+class WindowLayer(DynamicLayer):
+    """One layer's K/V for a cached step: ``kept`` cached columns, then the window's columns.
+
+    ``update`` writes the window's K/V in place and returns the whole buffer: the same tensors,
+    in the same order, that ``DynamicLayer`` would build by concatenation.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, kept: int):
+        super().__init__()
+        self.keys, self.values, self.kept = keys, values, kept
+        self.dtype, self.device = keys.dtype, keys.device
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        self.keys[:, :, self.kept :] = key_states
+        self.values[:, :, self.kept :] = value_states
+        return self.keys, self.values
+
+    def get_seq_length(self, *args, **kwargs) -> int:
+        return self.kept
+
+
 class _BlockCache(ABC):
     """Shared machinery of the prefix and dual caches; subclasses choose which columns are cached."""
 
@@ -89,8 +115,10 @@ class _BlockCache(ABC):
         # name warns); use whichever this version's forward declares.
         params = inspect.signature(type(model.hf).forward).parameters
         self.cache_kwarg = "cache" if "cache" in params else "past_key_values"
-        self.kept: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer (B, kv_heads, C, head_dim)
-        self.cached_cols: torch.Tensor | None = None  # (C,) canvas columns held in `kept`, in cache order
+        # per layer (B, kv_heads, C + W, head_dim): the cached columns, then room for the window
+        self.buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.cached_cols: torch.Tensor | None = None  # (C,) canvas columns held in `buffers`, in cache order
+        self.key_cols: torch.Tensor | None = None  # (C + W,) canvas columns of `buffers`
 
     @abstractmethod
     def cached_columns(self, canvas: Canvas, start: int, end: int) -> torch.Tensor:
@@ -112,19 +140,24 @@ class _BlockCache(ABC):
         keep = predicting_states(start, end, 0, canvas.x.device)
         logits = self._hf_forward(canvas, slice(None), everything, cache, keep)
         cols = self.cached_columns(canvas, start, end)
-        self.kept = [(layer.keys[:, :, cols], layer.values[:, :, cols]) for layer in cache.layers]
+        window_cols = everything[self.window(canvas, start, end)]
+        buffer_cols = torch.cat([cols, window_cols])  # the window's part is overwritten each step
+        self.buffers = [
+            (layer.keys.index_select(2, buffer_cols), layer.values.index_select(2, buffer_cols))
+            for layer in cache.layers
+        ]
         self.cached_cols = cols
+        self.key_cols = buffer_cols
         return logits
 
     def __call__(self, canvas: Canvas, start: int, end: int, refresh: bool) -> torch.Tensor:
         if refresh or self.cached_cols is None:
             return self._refresh(canvas, start, end)
         win = self.window(canvas, start, end)
-        window_cols = torch.arange(canvas.x.shape[1], device=canvas.x.device)[win]
-        key_cols = torch.cat([self.cached_cols, window_cols])
-        cache = DynamicCache(ddp_cache_data=self.kept)
+        cache = DynamicCache()
+        cache.layers = [WindowLayer(keys, values, len(self.cached_cols)) for keys, values in self.buffers]
         keep = predicting_states(start, end, win.start, canvas.x.device)
-        return self._hf_forward(canvas, win, key_cols, cache, keep)
+        return self._hf_forward(canvas, win, self.key_cols, cache, keep)
 
 
 class PrefixCache(_BlockCache):
