@@ -104,11 +104,22 @@ def executors(slots: list[int]) -> list[int]:
     return found
 
 
+def _stat(pid: int) -> list[int]:
+    raw = Path(f"/proc/{pid}/stat").read_bytes()
+    return [int(x) for x in raw[raw.rfind(b")") + 2 :].split()[1:20]]
+
+
 def _cpu_s(pid: int) -> tuple[float, float]:
     """(own, reaped children's) CPU seconds of ``pid``."""
-    raw = Path(f"/proc/{pid}/stat").read_bytes()
-    fields = [int(x) / os.sysconf("SC_CLK_TCK") for x in raw[raw.rfind(b")") + 2 :].split()[11:15]]
+    fields = [x / os.sysconf("SC_CLK_TCK") for x in _stat(pid)[10:14]]
     return fields[0] + fields[1], fields[2] + fields[3]
+
+
+def _minor_faults(pid: int) -> tuple[int, int]:
+    """(own, reaped children's) minor page faults of ``pid``: after a fork, each page the parent or
+    the child writes first is copied (or at least re-mapped) in a fault."""
+    fields = _stat(pid)
+    return fields[6], fields[7]
 
 
 def tree_cpu_s(root: int) -> float:
@@ -139,9 +150,14 @@ def cpu_split_ms_per_job(url: str, job: Job, n: int, parallel: int) -> dict:
     slots = SandboxClient(url).health()["slot_pids"]
     server = int(Path(f"/proc/{slots[0]}/stat").read_text().split(") ")[1].split()[1])
     ex = executors(slots)
+    faults_before = [_minor_faults(pid) for pid in ex]
     before = [_cpu_s(server), *map(_cpu_s, ex)], os.times()
     run_service(url, [job] * n, parallel)
     after = [_cpu_s(server), *map(_cpu_s, ex)], os.times()
+    faults = [
+        tuple(a - b for a, b in zip(_minor_faults(pid), old, strict=True))
+        for pid, old in zip(ex, faults_before, strict=True)
+    ]
     ms = lambda seconds: round(1000 * seconds / n, 2)  # noqa: E731
     client = (after[1].user + after[1].system) - (before[1].user + before[1].system)
     return {
@@ -149,7 +165,33 @@ def cpu_split_ms_per_job(url: str, job: Job, n: int, parallel: int) -> dict:
         "server_process": ms(after[0][0][0] - before[0][0][0]),
         "executors_own": ms(sum(a[0] - b[0] for a, b in zip(after[0][1:], before[0][1:], strict=True))),
         "job_children": ms(sum(a[1] - b[1] for a, b in zip(after[0][1:], before[0][1:], strict=True))),
+        "minor_faults_per_job_executors_own": round(sum(f[0] for f in faults) / n),
+        "minor_faults_per_job_children": round(sum(f[1] for f in faults) / n),
     }
+
+
+# a fork of a bare interpreter (site only) whose child runs `x = 1` and exits: what any design that
+# forks a fresh Python process per job pays at least, whatever that process imported
+_BARE_FORK = """
+import os
+def cpu():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+before = cpu()
+for _ in range({n}):
+    pid = os.fork()
+    if pid == 0:
+        exec("x = 1")
+        os._exit(0)
+    os.waitpid(pid, 0)
+print(1000 * (cpu() - before) / {n})
+"""
+
+
+def bare_fork_cpu_ms(n: int = 1000) -> float:
+    """CPU ms (parent + child) per forked child of a bare interpreter (see _BARE_FORK)."""
+    out = subprocess.run([sys.executable, "-P", "-c", _BARE_FORK.format(n=n)], capture_output=True, text=True)
+    return round(float(out.stdout), 3)
 
 
 def baseline_cpu_ms_per_program(programs: list[str]) -> float:
@@ -343,6 +385,7 @@ def main() -> None:
         cpu["humaneval_plus_baseline_per_job"] / cpu["humaneval_plus_service"], 1
     )
     report["layer_cost_ms"] = layer_costs()
+    report["layer_cost_ms"]["fork_of_a_bare_interpreter"] = bare_fork_cpu_ms()
     print(json.dumps(report, indent=2))
 
 

@@ -16,6 +16,7 @@ a fresh child resumes at i+1 (the solution is re-executed), so one slow test cos
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -187,6 +188,27 @@ class Slot:
         }
 
 
+# the environment of every job, besides HOME and TMPDIR (its job dir)
+JOB_ENV = {
+    "HOME": "/",
+    "TMPDIR": "/tmp",
+    "PATH": "/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    # OpenBLAS reserves memory per thread and fails under RLIMIT_AS otherwise
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+def use_job_environment() -> None:
+    """Replace this process's environment by the jobs' one. The executor does it once, after its
+    slot is prepared (it needs nothing of its own environment afterwards), so that each child only
+    sets its job dir."""
+    os.environ.clear()
+    os.environ.update(JOB_ENV)
+
+
 def _prepare_in_child(**kwargs: Any) -> dict[str, Any]:
     """slot_setup.prepare, run in a forked child that sends its answer back and exits: what it
     imports (libseccomp, subprocess, pathlib...) stays out of this process, which each job's fork
@@ -229,19 +251,9 @@ def _child(slot: Slot, job: dict, tmp: str, fds: list[int], out_w: int, err_w: i
             os.dup2(fd, target, inheritable=False)
         os.closerange(3 + len(fds), 65536)
         os.chdir(tmp)
-        os.environ.clear()
-        os.environ.update(
-            {
-                "HOME": tmp,
-                "TMPDIR": tmp,
-                "PATH": "/usr/bin:/bin",
-                "LANG": "C.UTF-8",
-                # OpenBLAS reserves memory per thread and fails under RLIMIT_AS otherwise
-                "OMP_NUM_THREADS": "1",
-                "OPENBLAS_NUM_THREADS": "1",
-                "MKL_NUM_THREADS": "1",
-            }
-        )
+        if os.environ.keys() != JOB_ENV.keys():  # main() gave the executor this environment already
+            use_job_environment()
+        os.environ["HOME"] = os.environ["TMPDIR"] = tmp
         processes = int(job["max_processes"])
         if slot.uid is None:  # the code keeps the server's uid: its budget counts from what the uid holds
             processes = process_budget.shared_uid_limit(budget=processes, server_pid=slot.server_pid)
@@ -525,6 +537,10 @@ def main() -> None:
     except (OSError, isolation.IsolationError) as exc:
         framing.write(proto_out, {"ready": False, "error": str(exc)})
         return
+    use_job_environment()
+    # the objects of the start-up are never collected: a collection would write to each of them
+    # after every fork, copying those pages in the executor and the job alike
+    gc.freeze()
     hello = {"ready": True, "layers": slot.layers(), "problems": slot.problems, "pid": os.getpid()}
     framing.write(proto_out, hello)
     while True:
