@@ -110,7 +110,7 @@ def child(slot, job, tmp, fds, out_w, err_w, body):
     real_child(slot, job, tmp, fds, out_w, err_w, body)
 
 executor._child = child
-slot = types.SimpleNamespace(uid=None, landlock=False, read_paths=[], seccomp=types.SimpleNamespace(load=lambda: None),
+slot = types.SimpleNamespace(uid=None, landlock=False, read_paths=[], seccomp=types.SimpleNamespace(load=lambda: None), seccomp_inherited=False,
                              tmp_root=tempfile.mkdtemp(), server_pid=os.getppid())
 tests = ["assert add(1, 2) == 3"] if victim == "single" else ["def check(f):\\n    assert f(1, 2) == 3\\ncheck(add)"]
 request = RunRequest(code="def add(a, b):\\n    return a + b\\n", tests=tests)

@@ -172,7 +172,17 @@ class Slot:
         self.read_paths = list(prepared["read_paths"])
         self.tmp_root = str(prepared["tmp_root"])
         self.problems = list(prepared["problems"])
+        self.seccomp_inherited = False
         isolation.set_child_subreaper()
+
+    def confine(self) -> None:
+        """Install the seccomp program in the executor itself, once, so that every job child
+        inherits it through the fork (a filter can never be removed) instead of handing it to the
+        kernel again, which compiles it (BPF JIT) for each child. The executor needs nothing the
+        program denies: it forks, pipes, waits, and signals only the processes of its jobs."""
+        isolation.set_no_new_privs()
+        self.seccomp.load()
+        self.seccomp_inherited = True
 
     def layers(self) -> dict[str, bool]:
         return {
@@ -272,7 +282,8 @@ def _child(slot: Slot, job: dict, tmp: str, fds: list[int], out_w: int, err_w: i
         if slot.landlock:
             own_proc = f"/proc/{os.getpid()}"
             isolation.landlock_restrict(writable=[tmp, "/dev/null"], readable=[*slot.read_paths, own_proc])
-        slot.seccomp.load()
+        if not slot.seccomp_inherited:
+            slot.seccomp.load()
         os.write(3, b'{"event": "isolated"}\n')  # before any untrusted code: it cannot unsend this
     except BaseException as exc:  # noqa: BLE001 - report, never run the code half-isolated
         os.write(2, f"sandbox isolation failed: {exc!r}\n".encode())
@@ -534,10 +545,11 @@ def main() -> None:
     os.dup2(2, 1)
     try:
         slot = Slot(int(sys.argv[1]), int(sys.argv[2]))
+        use_job_environment()
+        slot.confine()
     except (OSError, isolation.IsolationError) as exc:
         framing.write(proto_out, {"ready": False, "error": str(exc)})
         return
-    use_job_environment()
     # the objects of the start-up are never collected: a collection would write to each of them
     # after every fork, copying those pages in the executor and the job alike
     gc.freeze()
