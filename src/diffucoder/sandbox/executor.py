@@ -5,8 +5,8 @@ and writes raw outcomes as length-prefixed JSON on stdin/stdout. It is trusted c
 the solution itself, only forks children that drop privileges, install every layer and then run
 harness.run. Why a fork server: a fork of this already-warm interpreter with every layer costs a few ms
 of CPU, a fraction of a fresh interpreter's start (docs/sandbox.md, "What a job costs"); the less this
-process has mapped, the less each fork copies, so it imports only what a job needs and prepares the
-slot (libseccomp, the layout checks) in a short-lived child of its own. Why a fresh
+process has mapped, the less each fork copies, so it imports little beyond what a job needs and
+prepares the slot (libseccomp, the layout checks) in a short-lived child of its own. Why a fresh
 fork per job rather than one reused process: nothing of one job (files, environment, threads,
 imported modules, leftover processes) can reach the next.
 
