@@ -3,7 +3,8 @@
 Prints JSON. Workloads: (a) a trivial program with one assert, (b) HumanEval+ canonical solutions
 with their base inputs (io jobs). Baseline, measured in the same run: `python3 -c "<code>\\n<assert>"`
 per test with a 5 s timeout, on as many parallel workers as the server has slots. Also: the cost of
-each isolation layer of a fork-server child, measured in-process as layers are added one by one.
+each isolation layer of a fork-server child, as layers are added one by one, forked from a process
+like an executor slot and from one that holds only the layers and the harness (sandbox_fork_costs.py).
 
     .venv/bin/python benchmarks/bench_sandbox.py [--tasks 40] [--trivial 300]
     .venv/bin/python benchmarks/bench_sandbox.py --image localhost/diffucoder/diffucoder-sandbox:0.1.0 [--rounds 2]
@@ -30,10 +31,11 @@ from pathlib import Path
 import httpx
 
 from diffucoder import benchmark_data
-from diffucoder.sandbox import executor, harness, isolation, layout
+from diffucoder.sandbox import executor, judge, layout, slot_setup
 from diffucoder.sandbox.client import Job, SandboxClient
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.local import local_sandbox
+from diffucoder.sandbox.protocol import RunRequest
 
 DATA = Path(benchmark_data.shipped_root()) / benchmark_data.HUMANEVAL_PLUS
 
@@ -104,11 +106,22 @@ def executors(slots: list[int]) -> list[int]:
     return found
 
 
+def _stat(pid: int) -> list[int]:
+    raw = Path(f"/proc/{pid}/stat").read_bytes()
+    return [int(x) for x in raw[raw.rfind(b")") + 2 :].split()[1:20]]
+
+
 def _cpu_s(pid: int) -> tuple[float, float]:
     """(own, reaped children's) CPU seconds of ``pid``."""
-    raw = Path(f"/proc/{pid}/stat").read_bytes()
-    fields = [int(x) / os.sysconf("SC_CLK_TCK") for x in raw[raw.rfind(b")") + 2 :].split()[11:15]]
+    fields = [x / os.sysconf("SC_CLK_TCK") for x in _stat(pid)[10:14]]
     return fields[0] + fields[1], fields[2] + fields[3]
+
+
+def _minor_faults(pid: int) -> tuple[int, int]:
+    """(own, reaped children's) minor page faults of ``pid``: after a fork, each page the parent or
+    the child writes first is copied (or at least re-mapped) in a fault."""
+    fields = _stat(pid)
+    return fields[6], fields[7]
 
 
 def tree_cpu_s(root: int) -> float:
@@ -139,9 +152,14 @@ def cpu_split_ms_per_job(url: str, job: Job, n: int, parallel: int) -> dict:
     slots = SandboxClient(url).health()["slot_pids"]
     server = int(Path(f"/proc/{slots[0]}/stat").read_text().split(") ")[1].split()[1])
     ex = executors(slots)
+    faults_before = [_minor_faults(pid) for pid in ex]
     before = [_cpu_s(server), *map(_cpu_s, ex)], os.times()
     run_service(url, [job] * n, parallel)
     after = [_cpu_s(server), *map(_cpu_s, ex)], os.times()
+    faults = [
+        tuple(a - b for a, b in zip(_minor_faults(pid), old, strict=True))
+        for pid, old in zip(ex, faults_before, strict=True)
+    ]
     ms = lambda seconds: round(1000 * seconds / n, 2)  # noqa: E731
     client = (after[1].user + after[1].system) - (before[1].user + before[1].system)
     return {
@@ -149,7 +167,33 @@ def cpu_split_ms_per_job(url: str, job: Job, n: int, parallel: int) -> dict:
         "server_process": ms(after[0][0][0] - before[0][0][0]),
         "executors_own": ms(sum(a[0] - b[0] for a, b in zip(after[0][1:], before[0][1:], strict=True))),
         "job_children": ms(sum(a[1] - b[1] for a, b in zip(after[0][1:], before[0][1:], strict=True))),
+        "minor_faults_per_job_executors_own": round(sum(f[0] for f in faults) / n),
+        "minor_faults_per_job_children": round(sum(f[1] for f in faults) / n),
     }
+
+
+# a fork of a bare interpreter (site only) whose child runs `x = 1` and exits: what any design that
+# forks a fresh Python process per job pays at least, whatever that process imported
+_BARE_FORK = """
+import os
+def cpu():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+before = cpu()
+for _ in range({n}):
+    pid = os.fork()
+    if pid == 0:
+        exec("x = 1")
+        os._exit(0)
+    os.waitpid(pid, 0)
+print(1000 * (cpu() - before) / {n})
+"""
+
+
+def bare_fork_cpu_ms(n: int = 1000) -> float:
+    """CPU ms (parent + child) per forked child of a bare interpreter (see _BARE_FORK)."""
+    out = subprocess.run([sys.executable, "-P", "-c", _BARE_FORK.format(n=n)], capture_output=True, text=True)
+    return round(float(out.stdout), 3)
 
 
 def baseline_cpu_ms_per_program(programs: list[str]) -> float:
@@ -187,44 +231,35 @@ def humaneval_jobs(n_tasks: int) -> tuple[list[Job], list[str]]:
     return jobs, baseline
 
 
-def layer_costs(n: int = 300) -> dict:
-    """CPU ms (parent + child, fork to reap) per child that applies layers cumulatively and runs
-    `x = 1`. CPU rather than wall time: wall time on the shared machine is mostly waiting for a core."""
+def fork_costs(trivial: Job) -> dict:
+    """CPU ms per job child as layers are added and with the trivial job run by the harness, forked
+    from a process that holds the executor module (as a slot) and from one that holds only the layers
+    and the harness (a template), each in its own interpreter (benchmarks/sandbox_fork_costs.py);
+    the fork of a bare interpreter; one /proc scan. CPU rather than wall time: wall time on a shared
+    machine is mostly waiting for a core."""
     os.environ[layout.RUNTIME_PATHS_ENV] = json.dumps(layout.discover().paths)  # what the server hands a slot
-    slot = executor.Slot(0, 63000)
-    limits = isolation.Limits(memory_mb=1024, cpu_seconds=10, file_mb=16, open_files=64, processes=32)
-    steps = {
-        "fork_only": [],
-        "+rlimits": [lambda: isolation.apply_rlimits(limits)],
-        "+uid_drop": [lambda: isolation.drop_privileges(slot.uid)] if slot.uid else [],
-        "+seccomp": [isolation.set_no_new_privs, slot.seccomp.load],
-        "+landlock": [lambda: isolation.landlock_restrict(["/tmp"], slot.read_paths)]
-        if slot.landlock
-        else [],
+    uid = 63000 if os.geteuid() == 0 else None
+    request = RunRequest.model_validate(trivial.payload())
+    state = {
+        "uid": uid,
+        "prepared": slot_setup.prepare(uid=uid, executor_pid=os.getpid(), server_pid=os.getppid()),
+        "job": judge.executor_job(judge.prepare(request, None), SandboxConfig()),
     }
-
-    def cpu() -> float:
-        t = os.times()
-        return t.user + t.system + t.children_user + t.children_system
-
-    out, applied = {}, []
-    for name, actions in steps.items():
-        applied += actions
-        before = cpu()
-        for _ in range(n):
-            pid = os.fork()
-            if pid == 0:
-                for action in applied:
-                    action()
-                exec("x = 1")
-                os._exit(0)
-            os.waitpid(pid, 0)
-        out[name] = round(1000 * (cpu() - before) / n, 3)
+    script = str(Path(__file__).with_name("sandbox_fork_costs.py"))
+    out: dict = {}
+    for forker in ("executor", "template"):
+        run = subprocess.run(
+            [sys.executable, "-P", script, forker], input=json.dumps(state), capture_output=True, text=True
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"sandbox_fork_costs.py {forker} failed:\n{run.stderr}")
+        out[f"from_{forker}"] = json.loads(run.stdout)
+    out["fork_of_a_bare_interpreter"] = bare_fork_cpu_ms()
+    cpu = lambda: sum(os.times()[:4])  # noqa: E731
     before = cpu()
-    for _ in range(n):
+    for _ in range(300):
         executor.descendants(os.getpid())
-    out["proc_scan_outside_a_pid_namespace"] = round(1000 * (cpu() - before) / n, 3)
-    assert harness  # the executor imports it before forking, as measured here
+    out["proc_scan_outside_a_pid_namespace"] = round(1000 * (cpu() - before) / 300, 3)
     return out
 
 
@@ -342,7 +377,7 @@ def main() -> None:
     cpu["ratio_humaneval_plus"] = round(
         cpu["humaneval_plus_baseline_per_job"] / cpu["humaneval_plus_service"], 1
     )
-    report["layer_cost_ms"] = layer_costs()
+    report["fork_cost_ms"] = fork_costs(trivial)
     print(json.dumps(report, indent=2))
 
 

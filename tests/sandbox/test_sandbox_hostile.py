@@ -22,7 +22,7 @@ import pytest
 from sandbox_helpers import HONEST, SERVER_SECRET, assert_honest
 
 from diffucoder.sandbox.client import Job
-from diffucoder.sandbox.isolation import SLOT_TMPFS_BYTES
+from diffucoder.sandbox.slot_setup import SLOT_TMPFS_BYTES
 
 pytestmark = pytest.mark.hostile
 

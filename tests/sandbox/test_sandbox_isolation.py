@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from diffucoder.sandbox import isolation, layout
+from diffucoder.sandbox import isolation, layout, slot_setup
 
 
 def in_child(fn) -> int:
@@ -29,7 +29,7 @@ def test_seccomp_protects_named_pids_even_for_the_same_uid():
 
     def probe() -> int:
         isolation.set_no_new_privs()
-        isolation.compile_seccomp_filter(protected_pids=(me,)).load()
+        slot_setup.compile_seccomp_filter(protected_pids=(me,)).load()
         codes = 0
         for target, bit in ((me, 1), (-me, 2), (-1, 4)):
             try:
@@ -50,7 +50,7 @@ def test_seccomp_protects_named_pids_even_for_the_same_uid():
 def test_seccomp_denies_network_sockets_and_user_namespaces():
     def probe() -> int:
         isolation.set_no_new_privs()
-        isolation.compile_seccomp_filter().load()
+        slot_setup.compile_seccomp_filter().load()
         denied = 0
         for bit, family in ((1, socket.AF_INET), (2, socket.AF_INET6), (4, socket.AF_NETLINK)):
             try:
@@ -79,7 +79,7 @@ def test_landlock_confines_writes_to_the_job_dir(tmp_path):
     def probe() -> int:
         isolation.set_no_new_privs()
         isolation.landlock_restrict(
-            writable=[str(job_dir)], readable=isolation.landlock_read_paths(layout.runtime_paths())
+            writable=[str(job_dir)], readable=slot_setup.landlock_read_paths(layout.runtime_paths())
         )
         (job_dir / "ok.txt").write_text("fine")
         try:
@@ -110,7 +110,7 @@ def child(slot, job, tmp, fds, out_w, err_w, body):
     real_child(slot, job, tmp, fds, out_w, err_w, body)
 
 executor._child = child
-slot = types.SimpleNamespace(uid=None, landlock=False, read_paths=[], seccomp=types.SimpleNamespace(load=lambda: None),
+slot = types.SimpleNamespace(uid=None, landlock=False, read_paths=[], seccomp=types.SimpleNamespace(load=lambda: None), seccomp_inherited=False,
                              tmp_root=tempfile.mkdtemp(), server_pid=os.getppid())
 tests = ["assert add(1, 2) == 3"] if victim == "single" else ["def check(f):\\n    assert f(1, 2) == 3\\ncheck(add)"]
 request = RunRequest(code="def add(a, b):\\n    return a + b\\n", tests=tests)

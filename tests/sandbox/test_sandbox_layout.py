@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sandbox_helpers import containment_facts, project_venv, venv_site_packages
 
-from diffucoder.sandbox import harness, isolation, layout
+from diffucoder.sandbox import harness, layout, slot_setup
 from diffucoder.sandbox.client import Job, SandboxClient, SandboxUnavailable
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.local import local_sandbox
@@ -251,7 +251,7 @@ def test_a_hidden_interpreter_fails_at_start_naming_it(runtime_root):
         package_root=str(runtime_root / "src"),
         paths=(),
     )
-    bwrap = isolation.bwrap_command([])
+    bwrap = slot_setup.bwrap_command([])
     if bwrap is None:
         pytest.skip("bubblewrap cannot create namespaces on this host")
     pool = ExecutorPool(SandboxConfig(workers=1, sandbox_uid_base=63100), runtime, bwrap)

@@ -4,7 +4,9 @@ Runs as ``python -m diffucoder.sandbox.executor SLOT`` (optionally inside bubble
 and writes raw outcomes as length-prefixed JSON on stdin/stdout. It is trusted code: it never runs
 the solution itself, only forks children that drop privileges, install every layer and then run
 harness.run. Why a fork server: a fork of this already-warm interpreter with every layer costs a few ms
-of CPU, a fraction of a fresh interpreter's start (docs/sandbox.md, "What a job costs"). Why a fresh
+of CPU, a fraction of a fresh interpreter's start (docs/sandbox.md, "What a job costs"); the less this
+process has mapped, the less each fork copies, so it imports little beyond what a job needs and
+prepares the slot (libseccomp, the layout checks) in a short-lived child of its own. Why a fresh
 fork per job rather than one reused process: nothing of one job (files, environment, threads,
 imported modules, leftover processes) can reach the next.
 
@@ -14,51 +16,21 @@ a fresh child resumes at i+1 (the solution is re-executed), so one slow test cos
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
 import shutil
 import signal
-import struct
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffucoder.sandbox import harness, isolation, layout, process_budget
+from diffucoder.sandbox import framing, harness, isolation, process_budget
 from diffucoder.sandbox.codec import decode
 
 GRACE_S = 0.5  # the in-child timer fires first; this is for code that blocks SIGALRM
-
-
-# --- framing (shared with pool.py) ---------------------------------------------------------------
-
-
-def write_frame(fd: int, obj: Any) -> None:
-    data = json.dumps(obj).encode()
-    data = struct.pack(">I", len(data)) + data
-    while data:
-        data = data[os.write(fd, data) :]
-
-
-def read_frame(fd: int) -> Any | None:
-    header = _read_exact(fd, 4)
-    if header is None:
-        return None
-    body = _read_exact(fd, struct.unpack(">I", header)[0])
-    return None if body is None else json.loads(body)
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks, got = [], 0
-    while got < n:
-        chunk = os.read(fd, n - got)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
 
 
 # --- output capture ------------------------------------------------------------------------------
@@ -186,7 +158,7 @@ class InputsCache:
 
 
 class Slot:
-    """Per-slot state prepared once: uid, seccomp filter, landlock paths, temp root."""
+    """Per-slot state prepared once: uid, seccomp program, landlock paths, job dir root."""
 
     def __init__(self, index: int, uid_base: int):
         self.index = index
@@ -194,15 +166,23 @@ class Slot:
         self.is_root = os.geteuid() == 0
         self.uid = uid_base + index if self.is_root else None
         self.server_pid = os.getppid()
-        self.seccomp = isolation.compile_seccomp_filter(protected_pids=(os.getpid(), self.server_pid))
-        self.landlock = isolation.landlock_abi() >= 1
-        runtime_paths = layout.paths_from_env()
-        self.read_paths = isolation.landlock_read_paths(runtime_paths)
-        self.tmp_root = isolation.private_tmp_root()
-        # what would keep the code from running here (a runtime path hidden or unreadable): the
-        # server refuses to start on these, naming the paths
-        self.problems = layout.slot_problems(runtime_paths, uid=self.uid, tmp_root=str(self.tmp_root))
+        prepared = _prepare_in_child(uid=self.uid, executor_pid=os.getpid(), server_pid=self.server_pid)
+        self.seccomp = isolation.CompiledSeccomp(bytes.fromhex(prepared["seccomp_program"]))
+        self.landlock = bool(prepared["landlock"])
+        self.read_paths = list(prepared["read_paths"])
+        self.tmp_root = str(prepared["tmp_root"])
+        self.problems = list(prepared["problems"])
+        self.seccomp_inherited = False
         isolation.set_child_subreaper()
+
+    def confine(self) -> None:
+        """Install the seccomp program in the executor itself, once, so that every job child
+        inherits it through the fork (a filter can never be removed) instead of handing it to the
+        kernel again, which compiles it (BPF JIT) for each child. The executor needs nothing the
+        program denies: it forks, pipes, waits, and signals only the processes of its jobs."""
+        isolation.set_no_new_privs()
+        self.seccomp.load()
+        self.seccomp_inherited = True
 
     def layers(self) -> dict[str, bool]:
         return {
@@ -216,6 +196,53 @@ class Slot:
             "private_tmp": True,
             "runtime_readable": not self.problems,
         }
+
+
+# the environment of every job, besides HOME and TMPDIR (its job dir)
+JOB_ENV = {
+    "HOME": "/",
+    "TMPDIR": "/tmp",
+    "PATH": "/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    # OpenBLAS reserves memory per thread and fails under RLIMIT_AS otherwise
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+def use_job_environment() -> None:
+    """Replace this process's environment by the jobs' one. The executor does it once, after its
+    slot is prepared (it needs nothing of its own environment afterwards), so that each child only
+    sets its job dir."""
+    os.environ.clear()
+    os.environ.update(JOB_ENV)
+
+
+def _prepare_in_child(**kwargs: Any) -> dict[str, Any]:
+    """slot_setup.prepare, run in a forked child that sends its answer back and exits: what it
+    imports (libseccomp, subprocess, pathlib...) stays out of this process, which each job's fork
+    copies. Raises IsolationError naming what failed."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            from diffucoder.sandbox import slot_setup
+
+            framing.write(write_end, {"prepared": slot_setup.prepare(**kwargs)})
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the executor, named
+            framing.write(write_end, {"error": str(exc) or repr(exc)})
+        os._exit(0)
+    os.close(write_end)
+    try:
+        answer = framing.read(read_end) or {"error": "the slot's preparation ended without an answer"}
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    if "error" in answer:
+        raise isolation.IsolationError(answer["error"])
+    return answer["prepared"]
 
 
 def _child(slot: Slot, job: dict, tmp: str, fds: list[int], out_w: int, err_w: int, body) -> None:
@@ -234,20 +261,9 @@ def _child(slot: Slot, job: dict, tmp: str, fds: list[int], out_w: int, err_w: i
             os.dup2(fd, target, inheritable=False)
         os.closerange(3 + len(fds), 65536)
         os.chdir(tmp)
-        os.environ.clear()
-        os.environ.update(
-            {
-                "HOME": tmp,
-                "TMPDIR": tmp,
-                "PATH": "/usr/bin:/bin",
-                "LANG": "C.UTF-8",
-                # OpenBLAS reserves memory per thread and fails under RLIMIT_AS otherwise
-                "OMP_NUM_THREADS": "1",
-                "OPENBLAS_NUM_THREADS": "1",
-                "MKL_NUM_THREADS": "1",
-            }
-        )
-        tempfile.tempdir = tmp
+        if os.environ.keys() != JOB_ENV.keys():  # main() gave the executor this environment already
+            use_job_environment()
+        os.environ["HOME"] = os.environ["TMPDIR"] = tmp
         processes = int(job["max_processes"])
         if slot.uid is None:  # the code keeps the server's uid: its budget counts from what the uid holds
             processes = process_budget.shared_uid_limit(budget=processes, server_pid=slot.server_pid)
@@ -266,7 +282,8 @@ def _child(slot: Slot, job: dict, tmp: str, fds: list[int], out_w: int, err_w: i
         if slot.landlock:
             own_proc = f"/proc/{os.getpid()}"
             isolation.landlock_restrict(writable=[tmp, "/dev/null"], readable=[*slot.read_paths, own_proc])
-        slot.seccomp.load()
+        if not slot.seccomp_inherited:
+            slot.seccomp.load()
         os.write(3, b'{"event": "isolated"}\n')  # before any untrusted code: it cannot unsend this
     except BaseException as exc:  # noqa: BLE001 - report, never run the code half-isolated
         os.write(2, f"sandbox isolation failed: {exc!r}\n".encode())
@@ -285,11 +302,8 @@ def run_job(slot: Slot, job: dict) -> dict:
     total_deadline = began + float(job["total_time_limit_s"])
     stop_on_failure = bool(job.get("stop_on_failure"))
     program: dict[str, Any] = {"status": "ok"}
-    tmp = tempfile.mkdtemp(prefix="job-", dir=slot.tmp_root)
+    tmp = _make_job_dir(slot)
     try:
-        if slot.uid is not None:
-            os.chown(tmp, slot.uid, slot.uid)
-        os.chmod(tmp, 0o700)
         start = 0
         while True:
             events, fate = _attempt(slot, job, start, tmp, out, err, total_deadline)
@@ -348,6 +362,17 @@ def run_job(slot: Slot, job: dict) -> dict:
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _make_job_dir(slot: Slot) -> str:
+    """A fresh 0700 directory for one job, owned by the code's uid, under a random name (what
+    tempfile.mkdtemp does; that module stays out of the fork server)."""
+    tmp = os.path.join(slot.tmp_root, f"job-{os.urandom(8).hex()}")
+    os.mkdir(tmp, 0o700)
+    if slot.uid is not None:
+        os.chown(tmp, slot.uid, slot.uid)
+    os.chmod(tmp, 0o700)  # whatever the umask took away
+    return tmp
 
 
 def _not_isolated(events: list[dict], fate: str) -> bool:
@@ -520,20 +545,25 @@ def main() -> None:
     os.dup2(2, 1)
     try:
         slot = Slot(int(sys.argv[1]), int(sys.argv[2]))
-    except (OSError, isolation.IsolationError, layout.SandboxLayoutError) as exc:
-        write_frame(proto_out, {"ready": False, "error": str(exc)})
+        use_job_environment()
+        slot.confine()
+    except (OSError, isolation.IsolationError) as exc:
+        framing.write(proto_out, {"ready": False, "error": str(exc)})
         return
+    # the objects of the start-up are never collected: a collection would write to each of them
+    # after every fork, copying those pages in the executor and the job alike
+    gc.freeze()
     hello = {"ready": True, "layers": slot.layers(), "problems": slot.problems, "pid": os.getpid()}
-    write_frame(proto_out, hello)
+    framing.write(proto_out, hello)
     while True:
-        job = read_frame(0)
+        job = framing.read(0)
         if job is None:
             return
         try:
             result = run_job(slot, slot.inputs.expand(job))
         except Exception as exc:  # noqa: BLE001 - reported as an infrastructure error, never a verdict
             result = {"infra_error": f"executor failed: {exc!r}"}
-        write_frame(proto_out, dict(result, seq=job.get("seq")))
+        framing.write(proto_out, dict(result, seq=job.get("seq")))
 
 
 if __name__ == "__main__":

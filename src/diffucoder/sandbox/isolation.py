@@ -1,4 +1,4 @@
-"""Isolation layers applied to each sandbox child, and detection of what this host offers.
+"""The isolation layers each sandbox job child installs in itself before any of the code runs.
 
 Layers (docs/sandbox.md has the threat model):
 
@@ -7,39 +7,33 @@ Layers (docs/sandbox.md has the threat model):
   stops the code from signalling or ptracing the server.
 * rlimits: address space, CPU seconds, file size, open files, processes, no core dumps.
 * seccomp: socket() for AF_INET/AF_INET6/AF_NETLINK/AF_PACKET fails with EPERM, plus a few syscalls
-  the code never needs (ptrace, mount, namespaces, bpf, io_uring). It needs no privilege and still
-  holds inside a hardened pod, where a NetworkPolicy does not police loopback. We use libseccomp
-  (pyseccomp) rather than hand-written BPF so the architecture checks (x32, compat syscalls) are right.
+  the code never needs (ptrace, mount, namespaces, bpf, io_uring). The program is compiled once per
+  slot (slot_setup.py); a child installs it with one prctl.
 * landlock: filesystem writes only in the job's private temp dir, reads only of the runtime
   (interpreter, libraries, /usr, /etc) and the child's own /proc entry; unprivileged, kernel >= 5.13.
 * subreaper: the executor adopts every orphan, so setsid'd or double-forked grandchildren are
   still found and killed after each job (executor.kill_descendants).
 * bubblewrap (optional, per slot): network, pid, ipc and uts namespaces, a read-only root and a
-  private /tmp, with the runtime's own paths bound back read-only (layout.py decides which).
+  private /tmp, with the runtime's own paths bound back read-only (slot_setup.bwrap_command).
+
+The executor imports this module and forks every job from itself, so it imports only what the
+layers need: every extension module and library mapped into the executor is copied (page tables,
+written pages) by each job's fork. What is prepared once per slot lives in slot_setup.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import ctypes.util
-import errno
 import os
 import resource
-import shutil
-import socket
-import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
-
-from diffucoder.sandbox import layout
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
-SLOT_TMPFS_BYTES = 512 * 1024 * 1024  # each bubblewrap slot's private /tmp: what its jobs may write together
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# the libc already mapped into the interpreter (ctypes.util.find_library would import subprocess)
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
@@ -90,34 +84,6 @@ def set_child_subreaper() -> None:
 
 # --- seccomp -------------------------------------------------------------------------------------
 
-_DENIED_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK, socket.AF_PACKET)
-_DENIED_SYSCALLS = (
-    "ptrace",
-    "process_vm_readv",
-    "process_vm_writev",
-    "mount",
-    "umount2",
-    "pivot_root",
-    "unshare",
-    "setns",
-    "bpf",
-    "perf_event_open",
-    "keyctl",
-    "add_key",
-    "request_key",
-    "io_uring_setup",
-    "userfaultfd",
-    "kexec_load",
-    "init_module",
-    "finit_module",
-    "swapon",
-    "swapoff",
-    "reboot",
-)
-
-
-_SIGNAL_SYSCALLS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open")
-
 
 class _SockFilter(ctypes.Structure):
     _fields_ = [
@@ -150,46 +116,6 @@ class CompiledSeccomp:
         """Install in the calling process; NO_NEW_PRIVS must already be set."""
         if _libc.prctl(self.PR_SET_SECCOMP, self.SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0) != 0:
             raise IsolationError(f"prctl(PR_SET_SECCOMP) failed: errno {ctypes.get_errno()}")
-
-
-def compile_seccomp_filter(protected_pids: tuple[int, ...] = ()) -> CompiledSeccomp:
-    import tempfile
-
-    with tempfile.TemporaryFile() as f:
-        build_seccomp_filter(protected_pids).export_bpf(f)
-        f.seek(0)
-        return CompiledSeccomp(f.read())
-
-
-def build_seccomp_filter(protected_pids: tuple[int, ...] = ()):
-    """The libseccomp filter object (see :func:`compile_seccomp_filter` for what children load).
-
-    ``protected_pids`` (the executor and the server) cannot be signalled, nor their process groups,
-    nor "every process" (pid -1): that matters when code and server share a uid (a non-root pod),
-    where the kernel's own permission check would allow it.
-    """
-    import pyseccomp
-
-    flt = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
-    eperm = pyseccomp.ERRNO(errno.EPERM)
-    for family in _DENIED_FAMILIES:
-        flt.add_rule(eperm, "socket", pyseccomp.Arg(0, pyseccomp.EQ, int(family)))
-    # unshare with CLONE_NEWUSER would give the code a fresh namespace with full capabilities in it;
-    # clone3 passes its flags in memory seccomp cannot read, so it answers ENOSYS and libc falls back to clone
-    flt.add_rule(eperm, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0x10000000, 0x10000000))
-    with contextlib.suppress(ValueError, RuntimeError, OSError):
-        flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
-    for name in _DENIED_SYSCALLS:
-        with contextlib.suppress(ValueError, RuntimeError, OSError):  # syscall unknown on this architecture
-            flt.add_rule(eperm, name)
-    targets = {-1} | {p for pid in protected_pids for p in (pid, -pid)}
-    for name in _SIGNAL_SYSCALLS:
-        for target in sorted(targets):
-            # pid_t is 32-bit: compare the low half so -1 matches however the register was extended
-            arg = pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0xFFFFFFFF, target & 0xFFFFFFFF)
-            with contextlib.suppress(ValueError, RuntimeError, OSError):
-                flt.add_rule(eperm, name, arg)
-    return flt
 
 
 # --- landlock ------------------------------------------------------------------------------------
@@ -264,81 +190,3 @@ def landlock_restrict(writable: list[str], readable: list[str]) -> None:
 
 # access rights that make sense on a file (not a directory)
 _FS_FILE_MASK = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE
-
-
-# what any program needs to read besides its own runtime (layout.runtime_paths measures that part)
-_SYSTEM_READ_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/etc", "/dev/null", "/dev/urandom", "/dev/zero")
-
-
-def landlock_read_paths(runtime_paths: list[str]) -> list[str]:
-    """What the code may read under landlock: the system dirs and the slot's runtime paths, each
-    once (a path inside another needs no rule of its own; every rule costs a syscall per job)."""
-    return layout.minimal([*_SYSTEM_READ_PATHS, *runtime_paths])
-
-
-# --- detection -----------------------------------------------------------------------------------
-
-
-def bwrap_command(runtime_paths: list[str]) -> list[str] | None:
-    """The bubblewrap prefix for a slot, or None when bwrap is missing or cannot create namespaces here.
-
-    ``/bin/true`` only answers whether this host lets bwrap build the namespaces; whether the runtime
-    works inside them is proven by the slots themselves at start (layout.slot_problems).
-    """
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        return None
-    prefix = [
-        bwrap,
-        "--unshare-net",
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--die-with-parent",
-        "--ro-bind",
-        "/",
-        "/",
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-    ]
-    for mount in layout.PRIVATE_MOUNTS:  # size-capped: the code's files count against the slot, not the host
-        prefix += ["--size", str(SLOT_TMPFS_BYTES), "--tmpfs", mount]
-    if os.geteuid() == 0:
-        prefix += [
-            "--cap-add",
-            "CAP_SETUID",
-            "--cap-add",
-            "CAP_SETGID",
-            "--cap-add",
-            "CAP_KILL",
-            "--cap-add",
-            "CAP_DAC_OVERRIDE",
-            "--cap-add",
-            "CAP_CHOWN",
-            "--cap-add",
-            "CAP_FOWNER",
-        ]
-    try:
-        probe = subprocess.run([*prefix, "--", "/bin/true"], capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return [*prefix, *layout.bwrap_binds(runtime_paths)] if probe.returncode == 0 else None
-
-
-def private_tmp_root() -> Path:
-    """Parent of per-job temp dirs: root-owned, not listable, so jobs cannot find each other's dirs.
-
-    Under bubblewrap TMPDIR is the slot's private /tmp; without it, the server's TMPDIR.
-    """
-    tmpdir = os.environ.get("TMPDIR", "/tmp")
-    root = Path(tmpdir) / f"diffucoder-sandbox-{os.getpid()}"
-    try:
-        root.mkdir(mode=0o711, exist_ok=True)
-    except OSError as exc:
-        raise IsolationError(
-            f"cannot create the job directory root {root} (TMPDIR={tmpdir}): {exc.strerror}; "
-            "point TMPDIR at a writable directory"
-        ) from None
-    return root

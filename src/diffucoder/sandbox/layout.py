@@ -311,10 +311,10 @@ def _first_denied(path: str, *, enter_only: bool = False) -> str | None:
 
 def main() -> None:
     """``python -m diffucoder.sandbox.layout``: import what a slot imports, print the paths read."""
-    from diffucoder.sandbox import executor, isolation
+    from diffucoder.sandbox import executor, slot_setup
 
     del executor  # imported for its side effect: the harness and every module a slot loads
-    isolation.compile_seccomp_filter()  # loads libseccomp as a slot does at start
+    slot_setup.compile_seccomp_filter()  # loads libseccomp as a slot's preparation does at start
     print(json.dumps(runtime_paths()))
 
 

@@ -8,13 +8,12 @@ infrastructure error, never as a program failure.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import struct
 import tempfile
 from collections import OrderedDict
 from typing import Any
 
+from diffucoder.sandbox import framing
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.layout import RuntimeLayout
 from diffucoder.sandbox.tiers import StoredTier
@@ -132,19 +131,19 @@ class ExecutorSlot:
     async def _read(self) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
         try:
-            header = await self.proc.stdout.readexactly(4)
-            body = await self.proc.stdout.readexactly(struct.unpack(">I", header)[0])
-        except asyncio.IncompleteReadError:
-            raise SlotError(f"executor slot {self.index} exited (code {self.proc.returncode})") from None
-        return json.loads(body)
+            frame = await framing.read_stream(self.proc.stdout)
+        except framing.FrameError as exc:
+            raise SlotError(f"executor slot {self.index} spoke garbage: {exc}") from None
+        if frame is None:
+            raise SlotError(f"executor slot {self.index} exited (code {self.proc.returncode})")
+        return frame
 
     async def run(self, job: dict[str, Any], tier: StoredTier | None = None) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdin is not None
         if tier is not None:
             self.inputs.attach(job, tier)
         self.sequence += 1
-        data = json.dumps(dict(job, seq=self.sequence)).encode()
-        self.proc.stdin.write(struct.pack(">I", len(data)) + data)
+        self.proc.stdin.write(framing.encode(dict(job, seq=self.sequence)))
         await self.proc.stdin.drain()
         # the executor enforces the job's limits itself; this outer deadline only catches a hung executor
         result = await asyncio.wait_for(self._read(), timeout=float(job["total_time_limit_s"]) + 30)

@@ -29,7 +29,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from diffucoder.sandbox import isolation, judge, layout
+from diffucoder.sandbox import judge, layout, slot_setup
 from diffucoder.sandbox.codec import CodecError
 from diffucoder.sandbox.config import SandboxConfig
 from diffucoder.sandbox.pool import ExecutorPool
@@ -112,7 +112,7 @@ class SandboxService:
         """The start-up probe: measure the runtime's paths with the real interpreter, then start the
         slots, each of which checks that its namespace shows them all to its sandbox uid."""
         runtime = await asyncio.to_thread(layout.discover)
-        bwrap = isolation.bwrap_command(list(runtime.paths)) if self.cfg.bubblewrap else None
+        bwrap = slot_setup.bwrap_command(list(runtime.paths)) if self.cfg.bubblewrap else None
         self.pool = ExecutorPool(self.cfg, runtime, bwrap)
         await self.pool.start()
         if self.pool.problems:
