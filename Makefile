@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # setup: everything, the test and lint tools (the dev extra) included; setup-run: what `make run`
 # and `make smoke` need. The dev extra is ~350 MB of ~25,000 files (moto with cfn-lint, scipy for
 # datasketch, kubernetes-validate's schemas) that the pipeline never imports, so a first `make run`
-# skips it (BENCHMARKS.md `## pipeline`).
+# skips it: 14 s of a 102 s set-up from a fresh clone (BENCHMARKS.md `## pipeline`).
 setup: $(STAMP) system-deps
 setup-run: $(RUN_STAMP) system-deps
 
