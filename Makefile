@@ -13,9 +13,9 @@ PYTEST_ARGS ?=
 .PHONY: browser setup setup-run run smoke test test-slow test-all test-images test-evalplus lint bench compile images container-engine system-deps clean
 
 # setup: everything, the test and lint tools (the dev extra) included; setup-run: what `make run`
-# and `make smoke` need. The dev extra is ~350 MB of ~25,000 files (moto with cfn-lint, scipy for
-# datasketch, kubernetes-validate's schemas) that the pipeline never imports, so a first `make run`
-# skips it: 14 s of a 102 s set-up from a fresh clone (BENCHMARKS.md `## pipeline`).
+# and `make smoke` need. The dev extra is ~200 MB of ~20,000 files (moto with cfn-lint,
+# kubernetes-validate's schemas, pytest, ruff, hadolint) that the pipeline never imports, so a first
+# `make run` skips it: 14 s of a 102 s set-up from a fresh clone (BENCHMARKS.md `## pipeline`).
 setup: $(STAMP) system-deps
 setup-run: $(RUN_STAMP) system-deps
 
