@@ -7,20 +7,30 @@ BIN := $(VENV)/bin
 # setup then keeps it because it already satisfies the project's torch range.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 PYTEST_ARGS ?=
 
-.PHONY: browser setup run smoke test test-slow test-all test-images test-evalplus lint bench compile images container-engine system-deps clean
+.PHONY: browser setup setup-run run smoke test test-slow test-all test-images test-evalplus lint bench compile images container-engine system-deps clean
 
+# setup: everything, the test and lint tools (the dev extra) included; setup-run: what `make run`
+# and `make smoke` need. The dev extra is ~200 MB of ~20,000 files (moto with cfn-lint,
+# kubernetes-validate's schemas, pytest, ruff, hadolint) that the pipeline never imports, so a first
+# `make run` skips it: 14 s of a 102 s set-up from a fresh clone (BENCHMARKS.md `## pipeline`).
 setup: $(STAMP) system-deps
+setup-run: $(RUN_STAMP) system-deps
 
 # pip is upgraded first: a fresh setup with the venv's own pip 23.2 took 128 s, one with the upgrade
 # 95 s (two runs on a machine whose speed drifted, so only a rough comparison). pip's
 # byte-compilation stays on: with --no-compile the pipeline's first tasks compiled the same modules
 # in parallel processes and the data steps took 30 s longer.
-$(STAMP): pyproject.toml setup.py
+$(RUN_STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e '.[kfp]'
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install -q -e '.[kfp,dev]'
 	touch $(STAMP)
 
@@ -47,12 +57,12 @@ browser:
 	      || { echo "make browser: apt-get could not install chromium" >&2; exit 1; }; \
 	  else echo "make browser: needs root and apt-get (Debian/Ubuntu: sudo apt-get install chromium)" >&2; exit 1; fi; }
 
-run: setup
+run: setup-run
 	$(BIN)/diffucoder pipeline run-local --preset tiny
 
 # the same path as `make run` at its smallest (presets/smoke.yaml): a 40-file corpus, a 400-token
 # tokenizer, a few steps per stage, through the real sandbox and MLflow store; ~2-3 minutes
-smoke: setup
+smoke: setup-run
 	$(BIN)/diffucoder pipeline run-local --preset smoke --param stdlib_max_files=40 --param tokenizer_vocab_size=400
 
 test: setup
