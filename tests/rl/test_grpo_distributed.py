@@ -6,47 +6,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_grpo_stage import REPO_ROOT, _overrides
+from test_grpo_stage import _overrides
+from train_helpers import REPO_ROOT, train_cmd, train_env
 
 pytestmark = pytest.mark.slow
 
 
 def _cmd(root: Path, out: Path, overrides: list[str]) -> tuple[list[str], dict[str, str]]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-    }
-    env.update(
-        MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow-dist.db",
-        OMP_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "diffucoder.cli",
-        "train",
-        "--stage",
-        "grpo",
-        "--config",
-        "tiny",
-        "--nproc-per-node",
-        "2",
-        "--data",
-        str(root / "rl.jsonl"),
-        "--init",
-        str(root / "init"),
-        "--out",
-        str(out),
-        *overrides,
-    ]
-    return cmd, env
+    cmd = train_cmd("grpo", str(root / "rl.jsonl"), str(out), overrides, nproc=2, init=str(root / "init"))
+    return cmd, train_env(f"sqlite:///{root}/mlflow-dist.db")
 
 
 def test_two_ranks_zero2_kill_and_resume(grpo_inputs):

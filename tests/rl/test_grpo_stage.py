@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from train_helpers import REPO_ROOT, train_cmd, train_env
 
 
 def _overrides(**extra) -> list[str]:
@@ -42,31 +40,8 @@ def _overrides(**extra) -> list[str]:
 
 
 def _run(root: Path, out: Path, overrides: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-    }
-    env.update(
-        MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false"
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "diffucoder.cli",
-        "train",
-        "--stage",
-        "grpo",
-        "--config",
-        "tiny",
-        "--data",
-        str(root / "rl.jsonl"),
-        "--init",
-        str(root / "init"),
-        "--out",
-        str(out),
-        *overrides,
-    ]
+    cmd = train_cmd("grpo", str(root / "rl.jsonl"), str(out), overrides, init=str(root / "init"))
+    env = train_env(f"sqlite:///{root}/mlflow.db")
     return subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SEQ_LEN = 32
 SFT_LEN = 256  # longest tiny-task row is ~200 tokens with the 512-token test vocab
 
