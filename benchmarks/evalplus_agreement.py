@@ -84,6 +84,15 @@ _SWAPS = {
     "ceil": ["floor"], "strip": ["lstrip"], "append": ["extend"],
 }  # fmt: skip
 
+_FLOAT_SHIFT = """
+def _convert(r):
+    if type(r) is float:
+        return {shifted}
+    if type(r) in (list, tuple):
+        return type(r)(_convert(x) for x in r)
+    return r
+"""
+
 _CONVERTERS = {
     "list_tuple": """
 def _convert(r):
@@ -125,22 +134,9 @@ def _convert(r):
         return r.encode()
     return r
 """,
-    "float_close": """
-def _convert(r):
-    if type(r) is float:
-        return r * (1 + 1e-9)
-    if type(r) in (list, tuple):
-        return type(r)(_convert(x) for x in r)
-    return r
-""",
-    "float_off": """
-def _convert(r):
-    if type(r) is float:
-        return r + 1e-4 * max(1.0, abs(r))
-    if type(r) in (list, tuple):
-        return type(r)(_convert(x) for x in r)
-    return r
-""",
+    # every float moved, inside np.allclose(rtol=1e-07) and outside it
+    "float_close": _FLOAT_SHIFT.format(shifted="r * (1 + 1e-9)"),
+    "float_off": _FLOAT_SHIFT.format(shifted="r + 1e-4 * max(1.0, abs(r))"),
     "generator": """
 def _convert(r):
     if type(r) is list:
