@@ -181,11 +181,11 @@ def _wrong(r):
 
 def plus_wrong(program: str, entry_point: str, base: list) -> str | None:
     """The plus_wrong sample (None where the base inputs' repr is too large to embed)."""
-    seen = repr({repr(tuple(args)) for args in base})
+    seen = repr(sorted({repr(tuple(args)) for args in base}))  # sorted: the same text every build
     if len(seen) > 200_000:
         return None
     return (
-        f"{program}\n\n{_PLUS_WRONG}\n_BASE = {seen}\n_original = {entry_point}\n\n"
+        f"{program}\n\n{_PLUS_WRONG}\n_BASE = set({seen})\n_original = {entry_point}\n\n"
         f"def {entry_point}(*args):\n    r = _original(*args)\n"
         "    return r if repr(args) in _BASE else _wrong(r)\n"
     )
