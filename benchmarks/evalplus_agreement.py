@@ -3,19 +3,21 @@
 Two commands:
 
     # build the hard sample set (committed under tests/evaluation/data/evalplus_hard/)
-    .venv/bin/python benchmarks/evalplus_agreement.py build [--data-root DIR]
+    .venv/bin/python benchmarks/evalplus_agreement.py build [--data-root DIR] [--seed S]
     # install evalplus==0.3.1 into its own venv (cached in build/), score the set with it
     # (offline, on the same data files) and with `diffucoder evaluate --samples`, compare
     .venv/bin/python benchmarks/evalplus_agreement.py run [--data-root DIR] [--dataset humaneval] [--once] [--tasks N [--seed S]]
 
-The sample set, per task: the canonical solution; a single-token mutant of it that passes the base
-inputs and fails the plus inputs (where one of the first mutants does); the canonical solution
-returning a wrong type (list <-> tuple, numpy values, a namedtuple, float <-> int, str -> bytes) where
-that changes an output; printing megabytes (every 8th task) or exiting at import (every 16th); and,
-for a few tasks with a clear margin, programs slower than the reference near each time limit (the
-per-input floor, 4x the reference's time, the tier's wall cap). ``run`` prints one JSON object: per
-dataset the agreement counts, the disagreements, and both sides' wall time with warm caches
-(EvalPlus's expected outputs and our reference cache both computed by a first run).
+The sample set, per task: the canonical solution; printing megabytes, ``sys.exit`` or ``os._exit`` at
+import (in turn); the canonical solution returning a wrong type where that changes an output
+(``_CONVERTERS``); the first single-token mutant that passes base and fails plus and the first that
+fails base, of up to ``MUTANTS_PER_TASK`` tried in a seeded order, each judged in-process against the
+reference outputs with EvalPlus's comparison and kept only clear of every time limit; the canonical
+solution right on the base inputs only (``plus_wrong``); and on a few tasks programs near each time
+limit (the 1 s floor, 4x the reference, the tier's wall cap). ``build`` writes the counts per kind to
+composition.json. ``run`` prints one JSON object: per dataset the agreement counts, the
+disagreements, and both sides' wall time (warm caches unless ``--once``: EvalPlus's expected outputs
+and our reference cache both computed by a first run).
 
 EvalPlus 0.3.1 is wrong in two places, the only disagreements allowed (``KNOWN_EVALPLUS_BUGS``):
 HumanEval/32 fails every sample (its oracle ``continue``s without recording the pass), and the plus
@@ -26,10 +28,15 @@ which inherits the parent's loaded expected outputs).
 from __future__ import annotations
 
 import argparse
+import builtins
+import copy
 import gzip
+import hashlib
 import io
 import json
+import keyword
 import os
+import pickle
 import platform
 import random
 import resource
@@ -39,6 +46,7 @@ import subprocess
 import sys
 import time
 import tokenize
+from collections.abc import Callable, Iterator
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
@@ -57,11 +65,33 @@ KNOWN_EVALPLUS_BUGS = {("HumanEval/32", "base"), ("HumanEval/32", "plus"), ("Mbp
 
 # --- building the sample set -----------------------------------------------------------------------
 
+SEED = 0  # orders each task's mutants (random.Random(f"{seed}:{task_id}")); recorded in composition.json
+MUTANTS_PER_TASK = 300  # tried at most per task, in that order
+REFERENCE_CACHE = REPO / "build" / "evalplus-hard-references"
+WALL_CAP_S = 61.0  # a tier's process in EvalPlus 0.3.1: min(60, sum of per-input limits) + 1
+
+# single-token mutations: each token -> its replacements ("" deletes it: `not x` -> `x`, `abs(x)` -> `(x)`)
 _SWAPS = {
-    "+": "-", "-": "+", "*": "//", "//": "*", "<": "<=", "<=": "<", ">": ">=", ">=": ">",
-    "==": "!=", "!=": "==", "and": "or", "or": "and", "True": "False", "False": "True",
-    "min": "max", "max": "min",
+    "+": ["-"], "-": ["+"], "*": ["//", "+"], "/": ["//", "*"], "//": ["/", "*"], "%": ["//"],
+    "**": ["*"], "<": ["<=", ">"], "<=": ["<", ">="], ">": [">=", "<"], ">=": [">", "<="],
+    "==": ["!="], "!=": ["=="], "+=": ["-="], "-=": ["+="], "*=": ["+="], "<<": [">>"], ">>": ["<<"],
+    "&": ["|"], "|": ["&"], "^": ["|"], "and": ["or"], "or": ["and"], "not": [""], "is": ["is not"],
+    "in": ["not in"], "True": ["False"], "False": ["True"], "min": ["max"], "max": ["min"],
+    "any": ["all"], "all": ["any"], "break": ["continue"], "continue": ["break"], "lower": ["upper"],
+    "upper": ["lower"], "startswith": ["endswith"], "endswith": ["startswith"],
+    "isupper": ["islower"], "islower": ["isupper"], "isdigit": ["isalpha"], "isalpha": ["isdigit"],
+    "sorted": ["list"], "abs": [""], "round": ["int"], "int": ["round"], "floor": ["ceil"],
+    "ceil": ["floor"], "strip": ["lstrip"], "append": ["extend"],
 }  # fmt: skip
+
+_FLOAT_SHIFT = """
+def _convert(r):
+    if type(r) is float:
+        return {shifted}
+    if type(r) in (list, tuple):
+        return type(r)(_convert(x) for x in r)
+    return r
+"""
 
 _CONVERTERS = {
     "list_tuple": """
@@ -104,6 +134,15 @@ def _convert(r):
         return r.encode()
     return r
 """,
+    # every float moved, inside np.allclose(rtol=1e-07) and outside it
+    "float_close": _FLOAT_SHIFT.format(shifted="r * (1 + 1e-9)"),
+    "float_off": _FLOAT_SHIFT.format(shifted="r + 1e-4 * max(1.0, abs(r))"),
+    "generator": """
+def _convert(r):
+    if type(r) is list:
+        return (x for x in r)
+    return r
+""",
 }
 
 
@@ -122,54 +161,103 @@ def _converter_changes(converter: str, outputs: list[Any]) -> bool:
     )
 
 
-def single_token_mutants(source: str, limit: int, prefix: str = "") -> list[str]:
-    """Variants of ``source`` that differ in one operator, name or integer literal and still compile
-    after ``prefix`` (HumanEval's solutions are bodies of the prompt's function); the first ``limit``."""
+# the canonical solution where an input is one of the base tier's, a wrong value of the same type
+# elsewhere: passes base, fails plus (a program that learnt the visible tests)
+_PLUS_WRONG = """
+def _wrong(r):
+    if type(r) is bool:
+        return not r
+    if type(r) in (int, float):
+        return r + max(1, abs(r))
+    if type(r) in (str, bytes):
+        return r + r[:1] if r else type(r)(b"?")
+    if type(r) in (list, tuple):
+        return r[:-1] if r else type(r)([0])
+    if type(r) in (set, dict):
+        return type(r)() if r else {0: 0}
+    return None if r is not None else 0
+"""
+
+
+def plus_wrong(program: str, entry_point: str, base: list) -> str | None:
+    """The plus_wrong sample (None where the base inputs' repr is too large to embed)."""
+    seen = repr(sorted({repr(tuple(args)) for args in base}))  # sorted: the same text every build
+    if len(seen) > 200_000:
+        return None
+    return (
+        f"{program}\n\n{_PLUS_WRONG}\n_BASE = set({seen})\n_original = {entry_point}\n\n"
+        f"def {entry_point}(*args):\n    r = _original(*args)\n"
+        "    return r if repr(args) in _BASE else _wrong(r)\n"
+    )
+
+
+def single_token_mutants(source: str, prefix: str = "") -> Iterator[str]:
+    """Variants of ``source`` that differ in one operator, name or literal (``_SWAPS``; an integer n
+    becomes n + 1 and n - 1, a short string literal "", a variable another of the source's
+    variables) and still compile after ``prefix`` (HumanEval's solutions are bodies of the prompt's
+    function), in source order."""
     tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
-    lines = source.splitlines(keepends=True)
+    variables = sorted(
+        {
+            tok.string
+            for tok in tokens
+            if tok.type == tokenize.NAME
+            and not keyword.iskeyword(tok.string)
+            and not hasattr(builtins, tok.string)
+            and tok.string not in _SWAPS
+        }
+    )
     offsets = [0]
-    for line in lines:
+    for line in source.splitlines(keepends=True):
         offsets.append(offsets[-1] + len(line))
-    mutants = []
     for tok in tokens:
-        replacement = _SWAPS.get(tok.string)
-        if replacement is None and tok.type == tokenize.NUMBER and tok.string.isdigit():
-            replacement = str(int(tok.string) + 1)
-        if replacement is None or tok.type not in (tokenize.OP, tokenize.NAME, tokenize.NUMBER):
+        if tok.type not in (tokenize.OP, tokenize.NAME, tokenize.NUMBER, tokenize.STRING):
             continue
+        replacements = list(_SWAPS.get(tok.string, []))
+        if tok.type == tokenize.STRING and len(tok.string) <= 5 and tok.string not in ('""', "''"):
+            replacements.append('""')  # a short literal (a separator, a bracket) emptied
+        if tok.type == tokenize.NUMBER and tok.string.isdigit():
+            n = int(tok.string)
+            replacements += [str(n + 1)] + ([str(n - 1)] if n > 0 else [])
+        if tok.string in variables:
+            replacements += [v for v in variables if v != tok.string]
         start = offsets[tok.start[0] - 1] + tok.start[1]
         end = offsets[tok.end[0] - 1] + tok.end[1]
-        mutant = source[:start] + replacement + source[end:]
-        try:
-            compile(prefix + mutant, "<mutant>", "exec")
-        except SyntaxError:
-            continue
-        mutants.append(mutant)
-        if len(mutants) >= limit:
-            break
-    return mutants
+        for replacement in replacements:
+            mutant = source[:start] + replacement + source[end:]
+            try:
+                compile(prefix + mutant, "<mutant>", "exec")
+            except SyntaxError:
+                continue
+            yield mutant
 
 
-def _run_tiers(program: str, entry_point: str, tiers: list[list], seconds: float) -> list[list] | None:
-    """Outputs of ``program`` on each tier's inputs in a forked child (None when it fails or hangs)."""
-    import pickle
+class _Alarm(BaseException):
+    """A call ran past its time budget (raised by SIGALRM in the forked child)."""
 
+
+def _on_alarm(signum, frame):  # noqa: ARG001
+    raise _Alarm()
+
+
+def _in_child(work: Callable[[], Any], *, memory: int) -> Any:
+    """``work()`` in a forked child with ``memory`` bytes of address space and output discarded; its
+    result, or None where it raised or the child died. Forking from the worker that already holds the
+    inputs and reference outputs keeps a mutant's check at a few milliseconds."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         os.close(read)
+        data = b""
         try:
-            resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-            signal.alarm(int(seconds))
-            sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115
-            namespace: dict[str, Any] = {}
-            exec(program, namespace)  # noqa: S102 - mutants of trusted canonical solutions, time/memory capped
-            import copy
-
-            outputs = [[namespace[entry_point](*copy.deepcopy(a)) for a in tier] for tier in tiers]
-            data = pickle.dumps(outputs)
-        except BaseException:  # noqa: BLE001
-            data = b""
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            signal.signal(signal.SIGALRM, _on_alarm)
+            data = pickle.dumps(work())
+        except BaseException:  # noqa: BLE001, S110 - the parent reads no data as "failed"
+            pass
         with os.fdopen(write, "wb") as f:
             f.write(data)
         os._exit(0)
@@ -179,68 +267,150 @@ def _run_tiers(program: str, entry_point: str, tiers: list[list], seconds: float
     os.waitpid(pid, 0)
     try:
         return pickle.loads(data) if data else None
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a truncated result: the child died while writing
         return None
 
 
-def _tier_passes(
-    outputs: list, expected: list, inputs: list, atol: float, entry_point: str, dataset: str
-) -> bool:
+def _load(program: str, seconds: float) -> dict[str, Any]:
+    namespace: dict[str, Any] = {}
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        exec(program, namespace)  # noqa: S102 - trusted canonical solutions and their mutants, in a capped child
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return namespace
+
+
+def _call(function: Callable, args: list, limit: float) -> tuple[str, Any, float]:
+    """("ok", output, seconds), ("error", None, seconds) or ("timeout", None, seconds)."""
+    args = copy.deepcopy(args)
+    began = time.perf_counter()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, limit)
+        try:
+            out = function(*args)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Alarm:
+        return "timeout", None, time.perf_counter() - began
+    except BaseException:  # noqa: BLE001 - EvalPlus counts any exception as a failed input
+        return "error", None, time.perf_counter() - began
+    seconds = time.perf_counter() - began
+    return ("ok" if seconds < limit else "timeout"), out, seconds
+
+
+def reference_run(problem: dict[str, Any]) -> dict[str, list] | None:
+    """The canonical solution's outputs and seconds per input on both tiers (None where it fails,
+    as Mbpp/255's plus input 86 does under a 4 GiB cap)."""
+    from diffucoder.sandbox.evalplus import MBPP_OUTPUT_NOT_NONE_TASKS
+
+    def work() -> dict[str, list]:
+        namespace = _load(problem["program"], 60)
+        function = namespace[problem["entry_point"]]
+        result: dict[str, list] = {}
+        for tier in ("base", "plus"):
+            outputs, seconds = [], []
+            for args in problem[tier]:
+                status, out, took = _call(function, args, 60)
+                if status != "ok":
+                    raise RuntimeError(f"{problem['task_id']}: the canonical solution did not return")
+                outputs.append(out)
+                seconds.append(took)
+            if problem["dataset"] == "mbpp" and problem["entry_point"] in MBPP_OUTPUT_NOT_NONE_TASKS:
+                outputs = [o is not None for o in outputs]  # as EvalPlus stores them
+            result[f"{tier}_outputs"], result[f"{tier}_seconds"] = outputs, seconds
+        return result
+
+    return _in_child(work, memory=4 << 30)
+
+
+def judge(
+    program: str, problem: dict[str, Any], reference: dict[str, list], *, plus_when: tuple[str, ...]
+) -> tuple[str, str | None] | None:
+    """``program``'s verdict per tier as EvalPlus gives it, "pass" or "fail" (a wrong value or an
+    exception); the plus tier only when the base verdict is in ``plus_when``. None where the program
+    does not load or a call runs past min(a quarter of its EvalPlus limit, 20x the reference + 50 ms):
+    every verdict returned is one that no machine's speed can turn into a timeout."""
     from diffucoder.sandbox.evalplus import TierComparison
 
-    cmp = TierComparison(
-        expected=expected, inputs=inputs, atol=atol, entry_point=entry_point, dataset=dataset
-    )
-    return len(outputs) == len(expected) and all(cmp.passes(i, o) for i, o in enumerate(outputs))
+    def tier_verdict(function: Callable, tier: str) -> str | None:
+        comparison = TierComparison(
+            expected=reference[f"{tier}_outputs"],
+            inputs=problem[tier],
+            atol=problem["atol"],
+            entry_point=problem["entry_point"],
+            dataset=problem["dataset"],
+        )
+        for i, (args, r) in enumerate(zip(problem[tier], reference[f"{tier}_seconds"], strict=True)):
+            status, out, _ = _call(function, args, min(0.25 * max(1.0, 4 * r), 20 * r + 0.05))
+            if status == "timeout":
+                return None
+            if status == "error" or not comparison.passes(i, out):
+                return "fail"
+        return "pass"
+
+    def work() -> tuple[str, str | None] | None:
+        function = _load(program, 5)[problem["entry_point"]]
+        base = tier_verdict(function, "base")
+        if base is None or base not in plus_when:
+            return None if base is None else (base, None)
+        plus = tier_verdict(function, "plus")
+        return None if plus is None else (base, plus)
+
+    return _in_child(work, memory=2 << 30)
 
 
-def _task_samples(job: tuple) -> list[dict[str, Any]]:
+def mutant_samples(problem: dict[str, Any], reference: dict[str, list], seed: int) -> list[dict[str, Any]]:
+    """Up to two single-token mutants, from the first ``MUTANTS_PER_TASK`` in a seeded order: the
+    first that passes the base tier and fails the plus tier ("mutant") and the first that fails the
+    base tier ("mutant_fails_base"), each clear of every time limit on both tiers."""
+    mutants = list(single_token_mutants(problem["canonical"], prefix=problem["prompt"]))
+    random.Random(f"{seed}:{problem['task_id']}").shuffle(mutants)
+    found: dict[str, str] = {}
+    for mutant in mutants[:MUTANTS_PER_TASK]:
+        wanted = tuple(
+            verdict
+            for verdict, kind in (("pass", "mutant"), ("fail", "mutant_fails_base"))
+            if kind not in found
+        )
+        if not wanted:
+            break
+        program = problem["prompt"] + mutant
+        verdicts = judge(program, problem, reference, plus_when=wanted)
+        if verdicts == ("pass", "fail"):
+            found["mutant"] = program
+        elif verdicts is not None and verdicts[0] == "fail" and verdicts[1] is not None:
+            found["mutant_fails_base"] = program
+    return [{"task_id": problem["task_id"], "solution": p, "kind": k} for k, p in sorted(found.items())]
+
+
+_IO_KINDS = {
+    "prints_megabytes": "print('x' * 2_000_000)\n{program}\n\n_quiet = {ep}\n\ndef {ep}(*a, **k):\n"
+    "    print('y' * 100_000)\n    return _quiet(*a, **k)\n",
+    "sys_exit": "import sys\nsys.exit(0)\n{program}",
+    "os_exit": "import os\nos._exit(0)\n{program}",
+}
+
+
+def task_samples(job: tuple[int, dict[str, Any], dict[str, list] | None, int]) -> list[dict[str, Any]]:
     """Every sample of one task (runs in a worker process)."""
-    index, problem = job
-    program, ep = problem["program"], problem["entry_point"]
-    tiers = [problem["base"], problem["plus"]]
-    reference = _run_tiers(program, ep, tiers, 120)
-    samples = [{"task_id": problem["task_id"], "solution": program, "kind": "canonical"}]
+    index, problem, reference, seed = job
+    task_id, program, ep = problem["task_id"], problem["program"], problem["entry_point"]
+    samples = [{"task_id": task_id, "solution": program, "kind": "canonical"}]
+    io_kind = list(_IO_KINDS)[index % len(_IO_KINDS)]  # each task gets one, in turn
+    samples.append(
+        {"task_id": task_id, "solution": _IO_KINDS[io_kind].format(program=program, ep=ep), "kind": io_kind}
+    )
     if reference is None:
         return samples
-    if problem["dataset"] == "mbpp" and ep in ("check_str", "text_match_three", "text_starta_endb"):
-        reference = [[o is not None for o in tier] for tier in reference]
-    flat = [o for tier in reference for o in tier]
+    flat = reference["base_outputs"] + reference["plus_outputs"]
     for name, converter in _CONVERTERS.items():
         if _converter_changes(converter, flat[:200]):
-            samples.append(
-                {"task_id": problem["task_id"], "solution": _wrapped(program, ep, converter), "kind": name}
-            )
-    args = (problem["atol"], ep, problem["dataset"])
-    for mutant in single_token_mutants(problem["canonical"], limit=25, prefix=problem["prompt"]):
-        outputs = _run_tiers(problem["prompt"] + mutant, ep, tiers, 20)
-        if outputs is None:
-            continue
-        base_ok = _tier_passes(outputs[0], reference[0], tiers[0], *args)
-        if base_ok and not _tier_passes(outputs[1], reference[1], tiers[1], *args):
-            samples.append(
-                {"task_id": problem["task_id"], "solution": problem["prompt"] + mutant, "kind": "mutant"}
-            )
-            break
-    if index % 8 == 0:
-        noisy = f"print('x' * 2_000_000)\n{program}\n\n_quiet = {ep}\n\ndef {ep}(*a, **k):\n"
-        noisy += "    print('y' * 100_000)\n    return _quiet(*a, **k)\n"
-        samples.append({"task_id": problem["task_id"], "solution": noisy, "kind": "prints_megabytes"})
-    if index % 16 == 0:
-        samples.append(
-            {
-                "task_id": problem["task_id"],
-                "solution": "import sys\nsys.exit(0)\n" + program,
-                "kind": "sys_exit",
-            }
-        )
-        samples.append(
-            {
-                "task_id": problem["task_id"],
-                "solution": "import os\nos._exit(0)\n" + program,
-                "kind": "os_exit",
-            }
-        )
+            samples.append({"task_id": task_id, "solution": _wrapped(program, ep, converter), "kind": name})
+    samples += mutant_samples(problem, reference, seed)
+    wrong = plus_wrong(program, ep, problem["base"])
+    if wrong is not None and judge(wrong, problem, reference, plus_when=("pass",)) == ("pass", "fail"):
+        samples.append({"task_id": task_id, "solution": wrong, "kind": "plus_wrong"})
     return samples
 
 
@@ -249,45 +419,50 @@ def _slow(program: str, ep: str, body: str, kind: str, task_id: str) -> dict[str
     return {"task_id": task_id, "solution": source, "kind": kind}
 
 
-def slow_samples(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Programs near each time limit, on tasks chosen so the margin is clear on a loaded machine:
-    the 1 s per-input floor (0.6 s: pass, 1.6 s: fail), and the tier's wall cap (0.45 s per call:
-    a tier of < 120 inputs stays under 62 s, one of > 150 runs past it)."""
+def slow_samples(problems: list[dict[str, Any]], plus_seconds: dict[str, float]) -> list[dict[str, Any]]:
+    """Programs near each time limit, sleeping (so a loaded machine does not move them):
+    the 1 s per-input floor, on the first base call (0.6 s: pass, 1.6 s: fail) of four tasks; and
+    the plus tier's wall cap (61 s: EvalPlus's min(60, sum of limits) + 1), a sleep in every call
+    that adds up to 0.75x the cap (pass) on one task and 1.2x (timeout) on the task with the most
+    plus inputs; each call stays far under its own 1 s limit, and the base tier far under its cap."""
     out = []
-    small = [p for p in problems if 3 <= len(p["base"]) <= 8 and len(p["plus"]) >= 20][:2]
+    small = [p for p in problems if 3 <= len(p["base"]) <= 8 and len(p["plus"]) >= 20][:4]
+    first = (
+        "    _calls[0] += 1\n    if _calls[0] == 1:\n        time.sleep({s})\n    return _plain(*a, **k)\n"
+    )
     for p in small:
-        first = "    _calls[0] += 1\n    if _calls[0] == 1:\n        time.sleep({s})\n    return _plain(*a, **k)\n"
-        out.append(
-            _slow(p["program"], p["entry_point"], first.format(s=0.6), "slow_first_call_0.6s", p["task_id"])
-        )
-        out.append(
-            _slow(p["program"], p["entry_point"], first.format(s=1.6), "slow_first_call_1.6s", p["task_id"])
-        )
-    every = "    time.sleep(0.45)\n    return _plain(*a, **k)\n"
-    under = next((p for p in problems if 90 <= len(p["plus"]) <= 115 and len(p["base"]) <= 10), None)
-    over = next((p for p in problems if 150 <= len(p["plus"]) <= 250 and len(p["base"]) <= 10), None)
-    for p, kind in ((under, "slow_every_call_under_cap"), (over, "slow_every_call_over_cap")):
-        if p is not None:
+        for s in (0.6, 1.6):
+            body = first.format(s=s)
+            out.append(_slow(p["program"], p["entry_point"], body, f"slow_first_call_{s}s", p["task_id"]))
+    few_base = [p for p in problems if len(p["base"]) <= 10 and plus_seconds[p["task_id"]] < 1.0]
+    over = max(few_base, key=lambda p: len(p["plus"]))
+    under = next(p for p in few_base if len(p["plus"]) >= 80 and p is not over)
+    for p, share, kind in (
+        (under, 0.75, "slow_every_call_under_cap"),
+        (over, 1.2, "slow_every_call_over_cap"),
+    ):
+        per_call = round(share * WALL_CAP_S / len(p["plus"]), 3)
+        if per_call <= 0.6:
+            every = f"    time.sleep({per_call})\n    return _plain(*a, **k)\n"
             out.append(_slow(p["program"], p["entry_point"], every, kind, p["task_id"]))
     return out
 
 
-def scaled_slow_samples(problems: list[dict[str, Any]], slow_tasks: list[str]) -> list[dict[str, Any]]:
-    """Reference-scaled limits: the canonical call repeated 2x (under 4x the reference) and 10x
-    (over it on the inputs whose reference time is well above the 0.25 s where the floor stops)."""
+def scaled_slow_samples(
+    problems: list[dict[str, Any]], slowest_input_s: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Near 4x the reference's time: the canonical call repeated 2x (under the limit) and 10x (over
+    it), on the tasks whose slowest reference input takes over 0.3 s (where the limit is 4x the
+    reference rather than the 1 s floor)."""
     out = []
     for p in problems:
-        if p["task_id"] in slow_tasks:
+        if slowest_input_s[p["task_id"]] > 0.3:
             for times in (2, 10):
                 body = (
                     f"    for _ in range({times - 1}):\n        _plain(*a, **k)\n    return _plain(*a, **k)\n"
                 )
                 out.append(_slow(p["program"], p["entry_point"], body, f"repeat_{times}x", p["task_id"]))
     return out
-
-
-# Tasks whose slowest reference input takes > 0.3 s here (HumanEval/15, /59, /83; Mbpp/389, /599)
-SCALED_SLOW_TASKS = ["HumanEval/15", "HumanEval/59", "HumanEval/83", "Mbpp/389", "Mbpp/599"]
 
 
 def _problems(data_root: Path, dataset: str) -> list[dict[str, Any]]:
@@ -318,22 +493,72 @@ def _problems(data_root: Path, dataset: str) -> list[dict[str, Any]]:
     return out
 
 
-def build(data_root: Path, out_dir: Path, workers: int, datasets: list[str]) -> dict[str, int]:
+def references(data_root: Path, dataset: str, problems: list[dict[str, Any]], pool: Pool) -> list:
+    """Every task's reference run, computed once per data file (cached under build/, keyed by the
+    file's SHA-256) and reused by later builds."""
+    digest = hashlib.sha256((data_root / DATA_FILES[dataset]).read_bytes()).hexdigest()[:16]
+    path = REFERENCE_CACHE / f"{dataset}-{digest}.pickle"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    runs = pool.map(reference_run, problems, chunksize=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(pickle.dumps(runs, protocol=pickle.HIGHEST_PROTOCOL))
+    partial.replace(path)
+    return runs
+
+
+def build(
+    data_root: Path, out_dir: Path, workers: int, datasets: list[str], seed: int = SEED
+) -> dict[str, Any]:
+    """Write the sample set and its composition (composition.json: per dataset the samples of each
+    kind and the tasks that have one); returns the composition."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    counts = {}
+    composition_path = out_dir / "composition.json"
+    composition: dict[str, Any] = (
+        json.loads(composition_path.read_text()) if composition_path.exists() else {}
+    )
+    if composition.get("seed") != seed or composition.get("mutants_per_task") != MUTANTS_PER_TASK:
+        composition = {}  # another set: the datasets not rebuilt now no longer belong to it
+    composition |= {"seed": seed, "mutants_per_task": MUTANTS_PER_TASK}
+    cpu_before = 0.0
     for dataset in datasets:
+        began = time.perf_counter()
         problems = _problems(data_root, dataset)
+        # the workers start before the references are in memory: each mutant's fork then copies a
+        # small process, not one holding every task's outputs
         with Pool(workers) as pool:
-            per_task = pool.map(_task_samples, list(enumerate(problems)), chunksize=1)
+            runs = references(data_root, dataset, problems, pool)
+            jobs = [(i, p, r, seed) for i, (p, r) in enumerate(zip(problems, runs, strict=True))]
+            per_task = pool.map(task_samples, jobs, chunksize=1)
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
         samples = [s for group in per_task for s in group]
-        samples += slow_samples(problems) + scaled_slow_samples(problems, SCALED_SLOW_TASKS)
+        plus_s = {
+            p["task_id"]: sum(r["plus_seconds"]) if r else float("inf")
+            for p, r in zip(problems, runs, strict=True)
+        }
+        slowest = {
+            p["task_id"]: max(r["base_seconds"] + r["plus_seconds"], default=0.0) if r else 0.0
+            for p, r in zip(problems, runs, strict=True)
+        }
+        samples += slow_samples(problems, plus_s) + scaled_slow_samples(problems, slowest)
         # EvalPlus reads samples in file order per task; keep each task's samples together
         order = {p["task_id"]: i for i, p in enumerate(problems)}
         samples.sort(key=lambda s: order[s["task_id"]])
-        with gzip.open(out_dir / f"{dataset}.jsonl.gz", "wt") as f:
-            f.writelines(json.dumps(s) + "\n" for s in samples)
-        counts[dataset] = len(samples)
-    return counts
+        text = "".join(json.dumps(s) + "\n" for s in samples)
+        (out_dir / f"{dataset}.jsonl.gz").write_bytes(gzip.compress(text.encode(), mtime=0))
+        kinds = sorted({s["kind"] for s in samples})
+        composition[dataset] = {
+            "tasks": len(problems),
+            "samples": len(samples),
+            "samples_by_kind": {k: sum(s["kind"] == k for s in samples) for k in kinds},
+            "tasks_by_kind": {k: len({s["task_id"] for s in samples if s["kind"] == k}) for k in kinds},
+            "build_wall_s": round(time.perf_counter() - began, 1),
+            "build_cpu_s": round(cpu.ru_utime + cpu.ru_stime - cpu_before, 1),
+        }
+        cpu_before = cpu.ru_utime + cpu.ru_stime
+    composition_path.write_text(json.dumps(composition, indent=2) + "\n")
+    return composition
 
 
 # --- running both sides ----------------------------------------------------------------------------
@@ -558,6 +783,7 @@ def main() -> None:
     b.add_argument("--out", type=Path, default=SAMPLES_DIR)
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--dataset", choices=["humaneval", "mbpp"], action="append")
+    b.add_argument("--seed", type=int, default=SEED, help="orders each task's mutants")
     r = sub.add_parser("run")
     r.add_argument("--data-root", type=Path, default=None, help="default: the data shipped with diffucoder")
     r.add_argument("--dataset", choices=["humaneval", "mbpp"], action="append")
@@ -573,6 +799,12 @@ def main() -> None:
         action="store_true",
         help="keep --work from an earlier run of the same selection: one warm, timed run per side",
     )
+    r.add_argument(
+        "--samples-dir",
+        type=Path,
+        default=SAMPLES_DIR,
+        help="a directory with DATASET.jsonl.gz samples (e.g. only the disagreeing ones, to rerun alone)",
+    )
     args = parser.parse_args()
     if args.data_root is None:
         from diffucoder import benchmark_data
@@ -580,7 +812,11 @@ def main() -> None:
         args.data_root = Path(benchmark_data.shipped_root())
     if args.command == "build":
         print(
-            json.dumps(build(args.data_root, args.out, args.workers, args.dataset or ["humaneval", "mbpp"]))
+            json.dumps(
+                build(
+                    args.data_root, args.out, args.workers, args.dataset or ["humaneval", "mbpp"], args.seed
+                )
+            )
         )
     else:
         datasets = args.dataset or ["humaneval", "mbpp"]
@@ -593,6 +829,7 @@ def main() -> None:
             timed=not args.once,
             seed=args.seed,
             reuse_caches=args.reuse_caches,
+            samples_dir=args.samples_dir,
         )
         print(json.dumps(report, indent=2))
 

@@ -51,3 +51,35 @@ def test_every_sample_agrees_with_evalplus_0_3_1(dataset):
         for r in report["known_bugs"]
         if r["kind"] == "canonical"
     )
+
+
+def _toy_problem() -> dict:
+    canonical = "def f(x):\n    return x + 1 if x < 10 else x + 2\n"
+    return {
+        "task_id": "Toy/0",
+        "dataset": "humaneval",
+        "prompt": "",
+        "canonical": canonical,
+        "program": canonical,
+        "entry_point": "f",
+        "atol": 0,
+        "base": [[1], [2]],
+        "plus": [[3], [20]],
+    }
+
+
+def test_the_hard_set_builder_judges_mutants_as_evalplus_would():
+    agreement = _agreement_module()
+    problem = _toy_problem()
+    reference = agreement.reference_run(problem)
+    assert reference["base_outputs"] == [2, 3] and reference["plus_outputs"] == [4, 22]
+    found = {s["kind"]: s["solution"] for s in agreement.mutant_samples(problem, reference, seed=0)}
+    assert set(found) == {"mutant", "mutant_fails_base"}
+    assert agreement.judge(found["mutant"], problem, reference, plus_when=("pass",)) == ("pass", "fail")
+    assert agreement.judge(found["mutant_fails_base"], problem, reference, plus_when=("fail",))[0] == "fail"
+    wrong = agreement.plus_wrong(problem["program"], "f", problem["base"])
+    assert agreement.judge(wrong, problem, reference, plus_when=("pass",)) == ("pass", "fail")
+    # a program that hangs gets no verdict: it would sit on a time limit
+    hangs = "def f(x):\n    while True:\n        pass\n"
+    assert agreement.judge(hangs, problem, reference, plus_when=("pass", "fail")) is None
+    assert agreement.judge(problem["program"], problem, reference, plus_when=("pass",)) == ("pass", "pass")
