@@ -75,6 +75,22 @@ def test_special_oracles():
     assert not _passes(6, 99, entry_point="digit_distance_nums", dataset="mbpp", inputs=[123, 56])
 
 
+def test_iterators_are_drawn_as_evalplus_consumes_them():
+    # a set-compared task consumes the returned iterator (EvalPlus: set(out) == set(exp))
+    assert _passes((x for x in [3, 1, 3]), [1, 3], entry_point="similar_elements", dataset="mbpp")
+    assert _passes(map(int, "31"), [1, 3], entry_point="similar_elements", dataset="mbpp")
+    assert not _passes((x for x in [3]), [1, 3], entry_point="similar_elements", dataset="mbpp")
+    # anywhere else an iterator is not its items: out == exp is False, and the types differ
+    assert not _passes((x for x in [1, 2]), [1, 2])
+    assert not _passes(iter([1.0, 2.0]), [1.0, 2.0])
+
+    def fails_midway():
+        yield 1
+        raise ValueError("the solution's own error")
+
+    assert not _passes(fails_midway(), [1], entry_point="similar_elements", dataset="mbpp")
+
+
 def test_find_zero_uses_its_own_poly_and_pristine_inputs():
     xs = [-6, 11, -6, 1]  # roots 1, 2, 3
     for root, ok in ((1.0, True), (3.0, True), (2.5, False), ([1.0], False)):

@@ -58,6 +58,9 @@ def test_codec_objects_become_inert_and_forged_payloads_fail():
 
     liar = decode(encode(Liar()))
     assert isinstance(liar, Opaque) and liar != 1 and liar != liar.type_name and liar == liar
+    drawn = decode(encode(x for x in (1, (2, 3))))  # items carried, the object still equals only itself
+    assert isinstance(drawn, Opaque) and list(drawn) == [1, (2, 3)] and drawn != [1, (2, 3)]
+    assert list(decode(encode(drawn))) == [1, (2, 3)]
     for forged in (
         {"x": 1},
         {"i": "1"},
@@ -69,6 +72,7 @@ def test_codec_objects_become_inert_and_forged_payloads_fail():
         {"np": ["O", None]},
         {"sub": ["x.Y", {"obj": "z"}]},
         {"std": ["os.system", []]},
+        {"it": ["builtins.generator", {"l": []}]},
     ):
         with pytest.raises(CodecError):
             decode(forged)

@@ -12,9 +12,14 @@ the trusted side decodes never runs the solution's code when it is compared:
   back as :class:`Foreign` subclass of that base, so ``==`` behaves as the original and ``type(x)``
   differs from the base (as EvalPlus's ``type(out) == type(exp)`` check sees it);
 - ``collections.Counter``, ``OrderedDict``, ``defaultdict`` and ``deque`` come back as themselves;
-- any other object (a ``re.Match``, a generator, an instance of the solution's own class) comes
-  back as an :class:`Opaque` that equals only itself: the solution's ``__eq__`` never runs on the
-  trusted side, so an object that claims to equal everything equals nothing.
+- an iterator of the language's own (a generator, ``map``, ``zip``, an ``itertools`` object) is
+  drawn to the end in the child and comes back as an :class:`Iterated`: it equals only itself, as
+  such an object does in EvalPlus's ``out == exp``, but iterates over the drawn items, so an oracle
+  that consumes it (MBPP+'s ``set(out) == set(exp)`` tasks) sees what EvalPlus's in-process
+  ``set(out)`` sees; one that raises while drawn comes back as an :class:`Opaque`;
+- any other object (a ``re.Match``, an instance of the solution's own class) comes back as an
+  :class:`Opaque` that equals only itself: the solution's ``__eq__`` never runs on the trusted
+  side, so an object that claims to equal everything equals nothing.
 
 A value larger than ``MAX_ITEMS`` is not carried: the child sends :func:`digest` of it instead.
 """
@@ -22,6 +27,7 @@ A value larger than ``MAX_ITEMS`` is not carried: the child sends :func:`digest`
 from __future__ import annotations
 
 import collections
+import collections.abc
 import hashlib
 import math
 import sys
@@ -31,6 +37,8 @@ MAX_DEPTH = 200
 MAX_ITEMS = 4_000_000
 _SMALL_INT = 2**53
 
+# iterators the child draws to the end (the language's own; a solution's class stays opaque)
+_ITERATOR_MODULES = ("builtins", "itertools")
 _BUILTIN_TAGS = {list: "l", tuple: "t", set: "s", frozenset: "fs", dict: "d"}
 _SCALAR_BASES = (str, bytes, int, float, complex)
 _STD_TYPES = {
@@ -57,6 +65,22 @@ class Opaque:
 
     def __repr__(self) -> str:
         return f"<{self.type_name} object>"
+
+
+class Iterated(Opaque):
+    """Stand-in for an iterator the solution returned: equal only to itself, iterable over its items."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, type_name: str, items: list[Any]):
+        super().__init__(type_name)
+        self.items = items
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __repr__(self) -> str:
+        return f"<{self.type_name} object drawn to {len(self.items)} items>"
 
 
 class Digest:
@@ -123,6 +147,8 @@ def _encode(value: Any, depth: int, budget: list[int]) -> Any:
             return {_BUILTIN_TAGS[kind] + "n": numbers}
     if kind in _BUILTIN_TAGS:
         return {_BUILTIN_TAGS[kind]: _payload(value, kind, depth, budget)}
+    if kind is Iterated:
+        return {"it": [value.type_name, _payload(value.items, list, depth, budget)]}
     if kind is Opaque:
         return {"obj": value.type_name}
     if kind is Digest:
@@ -138,7 +164,22 @@ def _encode(value: Any, depth: int, budget: list[int]) -> Any:
         return {"sub": [name, _encode(base(value), depth + 1, budget)]}
     if base is not None:
         return {"sub": [name, {_BUILTIN_TAGS[base]: _payload(value, base, depth, budget)}]}
+    if kind.__module__ in _ITERATOR_MODULES and isinstance(value, collections.abc.Iterator):
+        return _encode_iterator(value, name, depth, budget)
     return {"obj": name}
+
+
+def _encode_iterator(value: Any, name: str, depth: int, budget: list[int]) -> Any:
+    """Draw the iterator as EvalPlus's ``set(out)`` would; what raises while drawn is an Opaque."""
+    items = []
+    try:
+        for item in value:
+            items.append(_encode(item, depth + 1, budget))
+    except CodecError:
+        raise
+    except Exception:  # noqa: BLE001 - the solution's generator failed: EvalPlus's set(out) fails too
+        return {"obj": name}
+    return {"it": [name, items]}
 
 
 def _payload(value: Any, kind: type, depth: int, budget: list[int]) -> list:
@@ -248,6 +289,10 @@ def _decode_tagged(tag: str, raw: Any, depth: int) -> Any:
         return value
     if tag == "obj" and isinstance(raw, str):
         return Opaque(raw)
+    if tag == "it" and isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str):
+        if not isinstance(raw[1], list):
+            raise CodecError("an iterator's items must be a list")
+        return Iterated(raw[0], [_decode(v, depth + 1) for v in raw[1]])
     if tag == "np" and isinstance(raw, list) and len(raw) == 2:
         return _numpy_dtype(raw[0]).type(_decode(raw[1], depth + 1))
     if tag == "nd" and isinstance(raw, list) and len(raw) == 3:
