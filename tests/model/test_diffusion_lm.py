@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from diffucoder.model import anneal_ratio, annealed_attention_mask, build_model
+from diffucoder.model.attention import SDPA_SHARED_KV
 from diffucoder.model.build import enable_gradient_checkpointing
 
 
@@ -103,6 +104,35 @@ def _assert_kernel_matches_sdpa(tokenizer, small_cfg, attn: str, **tolerance):
 
 def test_sdpa_and_eager_agree(tokenizer, small_cfg):
     _assert_kernel_matches_sdpa(tokenizer, small_cfg, "eager", atol=1e-5, rtol=1e-4)
+
+
+def test_masked_inference_shares_kv_heads_with_identical_outputs(tokenizer, small_cfg, monkeypatch):
+    """``sdpa`` runs as SDPA_SHARED_KV: masked no-grad calls skip transformers' per-head K/V copies
+    (repeat_kv) and give bit-identical outputs; with gradients transformers' own path runs."""
+    from transformers.integrations import sdpa_attention
+
+    shared = build_model(small_cfg, tokenizer).eval()
+    assert shared.hf.config._attn_implementation == SDPA_SHARED_KV
+    plain = build_model(small_cfg, tokenizer).eval()
+    plain.load_state_dict(shared.state_dict())
+    plain.hf.set_attn_implementation("sdpa")  # transformers' function, repeat_kv included
+    copies = []
+    repeat_kv = sdpa_attention.repeat_kv
+    monkeypatch.setattr(sdpa_attention, "repeat_kv", lambda x, n: copies.append(n) or repeat_kv(x, n))
+    x = _ids(tokenizer)
+    padding = torch.ones(2, 16)
+    padding[1, :5] = 0
+    four_d = annealed_attention_mask(16, 0.5, generator=torch.Generator().manual_seed(0))
+    for mask in (padding, four_d):
+        with torch.no_grad():
+            expected = plain(x, mask)
+            assert copies, "the reference did not take transformers' repeat_kv path"
+            copies.clear()
+            assert torch.equal(shared(x, mask), expected)
+            assert not copies
+        shared(x, mask).sum().backward()  # training: transformers' path
+        assert copies
+        copies.clear()
 
 
 def test_bad_inputs_are_named(tokenizer, small_cfg):

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from diffucoder.model.attention import SDPA_FP32
+from diffucoder.model.attention import SDPA_FP32, SDPA_SHARED_KV
 from diffucoder.model.masks import padding_to_attention_mask
 
 
@@ -54,11 +54,13 @@ class DiffusionLM(nn.Module):
                 f"{type(hf).__name__}: found no attention module with an is_causal flag, so attention "
                 "cannot be made bidirectional; only Qwen2-style HF models are supported"
             )
-        if hf.config._attn_implementation not in ("sdpa", SDPA_FP32, "eager"):
+        if hf.config._attn_implementation not in ("sdpa", SDPA_SHARED_KV, SDPA_FP32, "eager"):
             raise ValueError(
                 f"attn_implementation={hf.config._attn_implementation!r} cannot take arbitrary 4-D masks; "
                 f"use 'sdpa', '{SDPA_FP32}' or 'eager'"
             )
+        if hf.config._attn_implementation == "sdpa":  # the same kernel, minus K/V copies (model.attention)
+            hf.set_attn_implementation(SDPA_SHARED_KV)
         hf.config.use_cache = False
         self.hf = hf
         self._layer_types = sorted(set(getattr(cfg, "layer_types", None) or ["full_attention"]))
