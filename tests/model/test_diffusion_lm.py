@@ -53,6 +53,27 @@ def test_causal_mask_reproduces_the_plain_causal_lm(tokenizer, small_cfg):
         assert (model(x) - plain(x).logits).abs().amax() > 1e-4
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "sdpa_fp32", "eager"])
+def test_causal_flag_equals_the_causal_mask(tokenizer, small_cfg, attn):
+    """``causal=True`` (SDPA's is_causal, or the mask for eager) computes what the (T, T) causal mask
+    does: the same logits bit for bit, gradients within float32 reassociation."""
+    torch.manual_seed(0)
+    model = build_model(small_cfg.model_copy(update={"attn_implementation": attn}), tokenizer)
+    x = _ids(tokenizer)
+    results = []
+    for kwargs in ({"attention_mask": annealed_attention_mask(16, 0.0)}, {"causal": True}):
+        model.zero_grad()
+        logits = model(x, **kwargs)
+        logits.square().mean().backward()
+        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    (masked, masked_grads), (flagged, flagged_grads) = results
+    assert torch.equal(masked, flagged)
+    for a, b in zip(masked_grads, flagged_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="causal=True takes no attention_mask"):
+        model(x, annealed_attention_mask(16, 0.0), causal=True)
+
+
 def test_anneal_schedule_and_mask():
     assert anneal_ratio(0, 10_000) == pytest.approx(1e-4)
     assert anneal_ratio(4_999, 10_000) == pytest.approx(0.5)

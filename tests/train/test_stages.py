@@ -23,10 +23,12 @@ class Recorder(torch.nn.Module):
         super().__init__()
         self.model = model
         self.calls = []
+        self.causal = []  # the causal flag of each call
 
-    def forward(self, ids, attention_mask=None, logits_at=None):
+    def forward(self, ids, attention_mask=None, logits_at=None, *, causal=False):
         self.calls.append((ids.clone(), attention_mask))
-        return self.model(ids, attention_mask=attention_mask, logits_at=logits_at)
+        self.causal.append(causal)
+        return self.model(ids, attention_mask=attention_mask, logits_at=logits_at, causal=causal)
 
 
 def _ctx(step, progress=1.0, seed=0):
@@ -156,13 +158,13 @@ def test_packed_causal_phase_is_next_token_lm_then_annealing_starts(
     loss, stats = step.loss(model, batch, _ctx(1))
     ids, attention = model.calls[-1]
     assert torch.equal(ids, batch["input_ids"])  # nothing masked: clean tokens in, next token out
-    assert torch.equal(attention[0, 0], torch.ones(SEQ_LEN, SEQ_LEN, dtype=torch.bool).tril())
-    # the model honours the mask: changing token k leaves every earlier position's logits unchanged
+    assert attention is None and model.causal[-1]  # causal attention, as SDPA's is_causal
+    # the model attends causally: changing token k leaves every earlier position's logits unchanged
     with torch.no_grad():
-        logits = model.model(ids, attention_mask=attention)
+        logits = model.model(ids, causal=True)
         changed = ids.clone()
         changed[:, 10] = (changed[:, 10] + 1) % len(tokenizer)
-        logits_changed = model.model(changed, attention_mask=attention)
+        logits_changed = model.model(changed, causal=True)
     assert torch.allclose(logits_changed[:, :10], logits[:, :10], atol=1e-5)
     assert not torch.allclose(logits_changed[:, 10:], logits[:, 10:], atol=1e-3)
     # and the loss is plain next-token cross-entropy on those logits

@@ -130,8 +130,7 @@ class PackedDiffusionStep(StageStep):
         phase learns is exactly what adaptation starts from in the paper: the same head, the same
         positions, only the attention mask and the noise differ.
         """
-        causal = annealed_attention_mask(ids.shape[1], 0.0, device=ids.device)
-        logits = model(ids, attention_mask=causal)
+        logits = model(ids, causal=True)
         ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
         stats = {"loss": float(ce.detach()), "ce": float(ce.detach()), "tokens": float(ids.numel())}
         return ce, {**stats, "anneal_ratio": 0.0, "causal_lm": 1.0}
