@@ -29,6 +29,7 @@ def _agreement_module():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # each side scores every sample cold: 10-25 min per dataset on 2 loaded cores
 @pytest.mark.parametrize("dataset", ["humaneval", "mbpp"])
 def test_every_sample_agrees_with_evalplus_0_3_1(dataset):
     agreement = _agreement_module()
