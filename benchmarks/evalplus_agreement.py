@@ -419,33 +419,79 @@ def _slow(program: str, ep: str, body: str, kind: str, task_id: str) -> dict[str
     return {"task_id": task_id, "solution": source, "kind": kind}
 
 
+# sleeps, not work: a loaded machine can only lengthen a program, so each sits at most half its limit
+# below it or at least 1.2x above it (load lengthens the passing ones by the canonical calls' time)
+FIRST_CALL_SLEEPS = (0.5, 2.0)  # against the 1 s per-input floor
+CAP_SHARES = {"slow_every_call_under_cap": 0.5, "slow_every_call_over_cap": 2.0}  # of WALL_CAP_S
+MAX_SLEEP_PER_CALL = 0.5  # half the 1 s floor: the calls of the cap samples stay clear of it
+_FIRST_CALL = (
+    "    _calls[0] += 1\n    if _calls[0] == 1:\n        time.sleep({s})\n    return _plain(*a, **k)\n"
+)
+
+
+def first_call_sample(p: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The canonical solution sleeping ``seconds`` in its first call (the base tier's first input)."""
+    body = _FIRST_CALL.format(s=seconds)
+    return _slow(p["program"], p["entry_point"], body, f"slow_first_call_{seconds}s", p["task_id"])
+
+
+def every_call_sample(p: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """The canonical solution sleeping in every call, the sleeps adding up to ``CAP_SHARES[kind]`` of
+    the plus tier's wall cap, or as near as calls of ``MAX_SLEEP_PER_CALL`` get (None where that is
+    under 1.2x for the over-cap kind)."""
+    per_call = min(MAX_SLEEP_PER_CALL, round(CAP_SHARES[kind] * WALL_CAP_S / len(p["plus"]), 3))
+    if kind.endswith("over_cap") and per_call * len(p["plus"]) < 1.2 * WALL_CAP_S:
+        return None
+    every = f"    time.sleep({per_call})\n    return _plain(*a, **k)\n"
+    return _slow(p["program"], p["entry_point"], every, kind, p["task_id"])
+
+
 def slow_samples(problems: list[dict[str, Any]], plus_seconds: dict[str, float]) -> list[dict[str, Any]]:
-    """Programs near each time limit, sleeping (so a loaded machine does not move them):
-    the 1 s per-input floor, on the first base call (0.6 s: pass, 1.6 s: fail) of four tasks; and
-    the plus tier's wall cap (61 s: EvalPlus's min(60, sum of limits) + 1), a sleep in every call
-    that adds up to 0.75x the cap (pass) on one task and 1.2x (timeout) on the task with the most
-    plus inputs; each call stays far under its own 1 s limit, and the base tier far under its cap."""
-    out = []
+    """Programs near each time limit, sleeping (``FIRST_CALL_SLEEPS``, ``CAP_SHARES``): the 1 s
+    per-input floor, on the first base call of four tasks with few base inputs; and the plus tier's
+    wall cap (61 s: EvalPlus's min(60, sum of limits) + 1), a sleep in every call on one task with 80
+    or more plus inputs (under) and on the task with the most (over), both of few base inputs and a
+    plus tier whose reference takes under 1 s."""
     small = [p for p in problems if 3 <= len(p["base"]) <= 8 and len(p["plus"]) >= 20][:4]
-    first = (
-        "    _calls[0] += 1\n    if _calls[0] == 1:\n        time.sleep({s})\n    return _plain(*a, **k)\n"
-    )
-    for p in small:
-        for s in (0.6, 1.6):
-            body = first.format(s=s)
-            out.append(_slow(p["program"], p["entry_point"], body, f"slow_first_call_{s}s", p["task_id"]))
+    out = [first_call_sample(p, s) for p in small for s in FIRST_CALL_SLEEPS]
     few_base = [p for p in problems if len(p["base"]) <= 10 and plus_seconds[p["task_id"]] < 1.0]
     over = max(few_base, key=lambda p: len(p["plus"]))
     under = next(p for p in few_base if len(p["plus"]) >= 80 and p is not over)
-    for p, share, kind in (
-        (under, 0.75, "slow_every_call_under_cap"),
-        (over, 1.2, "slow_every_call_over_cap"),
-    ):
-        per_call = round(share * WALL_CAP_S / len(p["plus"]), 3)
-        if per_call <= 0.6:
-            every = f"    time.sleep({per_call})\n    return _plain(*a, **k)\n"
-            out.append(_slow(p["program"], p["entry_point"], every, kind, p["task_id"]))
+    for p, kind in ((under, "slow_every_call_under_cap"), (over, "slow_every_call_over_cap")):
+        sample = every_call_sample(p, kind)
+        if sample is not None:
+            out.append(sample)
     return out
+
+
+def refresh_sleepers(data_root: Path, samples_dir: Path, dataset: str) -> dict[str, int]:
+    """Rewrite the sleeping samples of an existing set with the current sleeps, on the tasks the set
+    has them for (choosing those tasks needs every task's reference run, the sleeps do not), and
+    its counts in composition.json. Returns the samples per kind."""
+    path = samples_dir / f"{dataset}.jsonl.gz"
+    rows = _jsonl(path)
+    problems = {p["task_id"]: p for p in _problems(data_root, dataset)}
+    first_tasks = list(dict.fromkeys(r["task_id"] for r in rows if r["kind"].startswith("slow_first_call")))
+    new: dict[str, list[dict[str, Any]]] = {}
+    for task_id in first_tasks:
+        new.setdefault(task_id, []).extend(first_call_sample(problems[task_id], s) for s in FIRST_CALL_SLEEPS)
+    for r in rows:
+        if r["kind"] in CAP_SHARES:
+            sample = every_call_sample(problems[r["task_id"]], r["kind"])
+            new.setdefault(r["task_id"], []).extend([sample] if sample else [])
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        if r["kind"].startswith("slow_"):
+            out += new.pop(r["task_id"], [])  # the task's new sleepers, where its first old one was
+        else:
+            out.append(r)
+    text = "".join(json.dumps(r) + "\n" for r in out)
+    path.write_bytes(gzip.compress(text.encode(), mtime=0))
+    composition_path = samples_dir / "composition.json"
+    composition = json.loads(composition_path.read_text())
+    composition[dataset] |= _counts_by_kind(out)
+    composition_path.write_text(json.dumps(composition, indent=2) + "\n")
+    return composition[dataset]["samples_by_kind"]
 
 
 def scaled_slow_samples(
@@ -547,18 +593,24 @@ def build(
         samples.sort(key=lambda s: order[s["task_id"]])
         text = "".join(json.dumps(s) + "\n" for s in samples)
         (out_dir / f"{dataset}.jsonl.gz").write_bytes(gzip.compress(text.encode(), mtime=0))
-        kinds = sorted({s["kind"] for s in samples})
         composition[dataset] = {
             "tasks": len(problems),
-            "samples": len(samples),
-            "samples_by_kind": {k: sum(s["kind"] == k for s in samples) for k in kinds},
-            "tasks_by_kind": {k: len({s["task_id"] for s in samples if s["kind"] == k}) for k in kinds},
+            **_counts_by_kind(samples),
             "build_wall_s": round(time.perf_counter() - began, 1),
             "build_cpu_s": round(cpu.ru_utime + cpu.ru_stime - cpu_before, 1),
         }
         cpu_before = cpu.ru_utime + cpu.ru_stime
     composition_path.write_text(json.dumps(composition, indent=2) + "\n")
     return composition
+
+
+def _counts_by_kind(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    kinds = sorted({s["kind"] for s in samples})
+    return {
+        "samples": len(samples),
+        "samples_by_kind": {k: sum(s["kind"] == k for s in samples) for k in kinds},
+        "tasks_by_kind": {k: len({s["task_id"] for s in samples if s["kind"] == k}) for k in kinds},
+    }
 
 
 # --- running both sides ----------------------------------------------------------------------------
@@ -711,6 +763,34 @@ def compare(samples: Path, theirs: dict, ours: dict) -> dict[str, Any]:
     return {"counts": counts, "by_kind": by_kind, "unexplained": unexplained, "known_bugs": known}
 
 
+def rerun_alone(
+    python: Path, dataset: str, samples: Path, data_root: Path, work: Path, records: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The samples of ``records`` (disagreements) scored again by themselves, one at a time on each
+    side; returns the records that disagree again, numbered as in ``samples``. A verdict decided by
+    a wall-clock limit depends on the machine's load when each side timed its reference and the
+    candidate (the same in EvalPlus); a semantic difference disagrees again."""
+    wanted = {(r["task_id"], r["sample"]) for r in records}
+    seen: dict[str, int] = {}
+    kept, origin = [], {}
+    for line in samples.read_text().splitlines():
+        row = json.loads(line)
+        index = seen[row["task_id"]] = seen.get(row["task_id"], -1) + 1
+        if (row["task_id"], index) in wanted:
+            kept.append(row)
+            origin.setdefault(row["task_id"], []).append(index)
+    rerun = work / f"rerun-{dataset}"
+    shutil.rmtree(rerun, ignore_errors=True)
+    rerun.mkdir(parents=True)
+    path = rerun / f"{dataset}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    data = _subset_data(data_root, dataset, list(origin), rerun)
+    theirs, _ = run_evalplus(python, dataset, path, data, rerun, 1, 1)
+    ours, _ = run_ours(dataset, path, data, rerun, 1, 1)
+    again = compare(path, theirs, ours)["unexplained"]
+    return [r | {"sample": origin[r["task_id"]][r["sample"]]} for r in again]
+
+
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     with gzip.open(path, "rt") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -740,10 +820,14 @@ def run(
     seed: int | None = None,
     reuse_caches: bool = False,
     samples_dir: Path = SAMPLES_DIR,
+    rerun_disagreements: bool = False,
 ) -> dict[str, Any]:
     """Both sides on the sample set; ``timed`` runs each twice and reports the second (warm caches);
     ``reuse_caches`` keeps ``work`` from an earlier run of the same selection, so one round is warm
-    (the cold round can then run apart from the timed one)."""
+    (the cold round can then run apart from the timed one). With ``rerun_disagreements`` the
+    disagreeing samples are scored again alone (:func:`rerun_alone`): ``unexplained`` keeps those
+    that disagree again, ``unexplained_first`` the first run's. The report is also written to
+    ``work``/report.json."""
     python = ensure_evalplus()
     work = work.resolve()  # the tools run with work as their cwd
     if not reuse_caches:
@@ -764,12 +848,13 @@ def run(
         data = _subset_data(data_root, dataset, task_ids, work)
         theirs, their_s = run_evalplus(python, dataset, samples, data, work, parallel, rounds)
         ours, our_s = run_ours(dataset, samples, data, work, parallel, rounds)
-        report[dataset] = {
-            "tasks": len(task_ids),
-            **compare(samples, theirs, ours),
-            "evalplus_s": their_s,
-            "ours_s": our_s,
-        }
+        result = compare(samples, theirs, ours)
+        if rerun_disagreements and result["unexplained"]:
+            first = result["unexplained"]
+            result["unexplained"] = rerun_alone(python, dataset, samples, data_root, work, first)
+            result["unexplained_first"] = first
+        report[dataset] = {"tasks": len(task_ids), **result, "evalplus_s": their_s, "ours_s": our_s}
+    (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -784,6 +869,11 @@ def main() -> None:
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--dataset", choices=["humaneval", "mbpp"], action="append")
     b.add_argument("--seed", type=int, default=SEED, help="orders each task's mutants")
+    b.add_argument(
+        "--refresh-sleepers",
+        action="store_true",
+        help="only rewrite the existing set's sleeping samples with the current sleeps (same tasks)",
+    )
     r = sub.add_parser("run")
     r.add_argument("--data-root", type=Path, default=None, help="default: the data shipped with diffucoder")
     r.add_argument("--dataset", choices=["humaneval", "mbpp"], action="append")
@@ -800,6 +890,11 @@ def main() -> None:
         help="keep --work from an earlier run of the same selection: one warm, timed run per side",
     )
     r.add_argument(
+        "--rerun-disagreements",
+        action="store_true",
+        help="score the disagreeing samples again alone, one at a time; report those that disagree again",
+    )
+    r.add_argument(
         "--samples-dir",
         type=Path,
         default=SAMPLES_DIR,
@@ -810,7 +905,10 @@ def main() -> None:
         from diffucoder import benchmark_data
 
         args.data_root = Path(benchmark_data.shipped_root())
-    if args.command == "build":
+    if args.command == "build" and args.refresh_sleepers:
+        for dataset in args.dataset or ["humaneval", "mbpp"]:
+            print(dataset, json.dumps(refresh_sleepers(args.data_root, args.out, dataset)))
+    elif args.command == "build":
         print(
             json.dumps(
                 build(
@@ -830,6 +928,7 @@ def main() -> None:
             seed=args.seed,
             reuse_caches=args.reuse_caches,
             samples_dir=args.samples_dir,
+            rerun_disagreements=args.rerun_disagreements,
         )
         print(json.dumps(report, indent=2))
 

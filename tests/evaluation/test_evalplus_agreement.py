@@ -29,12 +29,19 @@ def _agreement_module():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # each side scores every sample cold: 10-25 min per dataset on 2 loaded cores
 @pytest.mark.parametrize("dataset", ["humaneval", "mbpp"])
 def test_every_sample_agrees_with_evalplus_0_3_1(dataset):
     agreement = _agreement_module()
     work = REPO / "build" / "evalplus-agreement-test"
     report = agreement.run(
-        Path(benchmark_data.shipped_root()), [dataset], work / dataset, parallel=2, tasks=None, timed=False
+        Path(benchmark_data.shipped_root()),
+        [dataset],
+        work / dataset,
+        parallel=2,
+        tasks=None,
+        timed=False,
+        rerun_disagreements=True,  # a wall-clock verdict flipped by the machine's load must not recur
     )[dataset]
     assert report["counts"]["samples"] > 3 * report["tasks"], report["by_kind"]
     assert not report["unexplained"], report["unexplained"][:20]

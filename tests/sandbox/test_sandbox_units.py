@@ -97,6 +97,36 @@ def test_codec_keeps_what_evalplus_compares():
     assert decode(encode(million)) == million and type(decode(encode(million))[-1]) is float
 
 
+def test_digest_of_a_value_too_large_to_carry(monkeypatch):
+    import copy
+
+    import numpy as np
+
+    from diffucoder.sandbox import codec, harness
+
+    def digested(value):
+        return decode(codec.digest(value))
+
+    # Mbpp/255's shape at a smaller size: tuples of the input's own strings, built anew or shared
+    colours = ["Dog", "Cat", "CatBird"]
+    shared = [tuple(colours[i % 3] for i in range(j, j + 20)) for j in range(500)]
+    rebuilt = [tuple("".join(list(s)) for s in t) for t in copy.deepcopy(shared)]
+    assert rebuilt[0][0] is not shared[0][0] and digested(rebuilt) == digested(shared)
+    assert digested(shared[:-1] + [shared[-1][:-1] + ("Fish",)]) != digested(shared)
+    assert digested(shared) != digested(tuple(shared)) and len(digested(shared)) == 500
+    assert digested([(3,)]) != digested([(3.0,)])  # stricter than ==, as documented
+    # every item counts: printed forms abbreviate (a numpy array over 1,000 items prints with ...)
+    arrays = [np.arange(2000) for _ in range(3)]
+    changed = [a.copy() for a in arrays]
+    changed[1][1000] = -1
+    assert repr(changed[1]) == repr(arrays[1]) and digested(changed) != digested(arrays)
+    # a value known to be too large skips the encode attempt (which walks MAX_ITEMS items first)
+    monkeypatch.setattr(codec, "MAX_ITEMS", 5_000)
+    assert codec.too_large(shared) and not codec.too_large(shared[:100]) and not codec.too_large("x" * 9000)
+    monkeypatch.setattr(harness, "encode", lambda value: pytest.fail("encode attempted"))
+    assert decode(harness._encode_result(shared, "call")) == digested(shared)
+
+
 def test_probe_splits_assert_and_hides_expected():
     probe = probe_for_assert("assert add(1, 2) == 3")
     assert probe.mode == "value" and probe.source == "add(1, 2)" and "3" not in str(probe.wire())

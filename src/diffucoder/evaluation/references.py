@@ -32,7 +32,7 @@ from diffucoder.sandbox.evalplus import MBPP_OUTPUT_NOT_NONE_TASKS
 log = logging.getLogger(__name__)
 
 # Bump when what a cached reference means changes (harness timing, codec, input rebuilding).
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: large outputs digested from their pickle, not their repr
 REFERENCE_WALL_S = 600.0  # the sandbox protocol's ceiling; a trusted reference must finish
 REFERENCE_MEMORY_MB = 65536
 
