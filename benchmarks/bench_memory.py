@@ -28,12 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import cpu_info
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEQ_LEN = 256
@@ -221,22 +222,7 @@ def predict(ovr: list[str], ranks: int) -> dict:
 def machine() -> dict:
     from importlib.metadata import version
 
-    versions = {
-        "python": platform.python_version(),
-        "torch": version("torch"),
-        "deepspeed": version("deepspeed"),
-    }
-    flags = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        text = cpuinfo.read_text()
-        model = next(
-            (line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), ""
-        )
-        found = {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
-        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in found)
-        return {"cpu": model, "flags": flags, "cores": os.cpu_count(), **versions}
-    return {"cpu": platform.processor(), "flags": flags, "cores": os.cpu_count(), **versions}
+    return {**cpu_info(), "torch": version("torch"), "deepspeed": version("deepspeed")}
 
 
 def main() -> None:

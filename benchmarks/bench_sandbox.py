@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import httpx
+from machine import cpu_info
 
 from diffucoder import benchmark_data
 from diffucoder.sandbox import executor, judge, layout, slot_setup
@@ -288,7 +289,7 @@ def container_vs_host(
         sandbox_container(engine, image, port=free_port(), workers=cfg.workers) as (container, _),
     ):
         places = {"host": host, "container": container}
-        report: dict = {"machine": machine(), "workers": cfg.workers, "image": image, "rounds": rounds}
+        report: dict = {"machine": cpu_info(), "workers": cfg.workers, "image": image, "rounds": rounds}
         report["layers_active"] = {
             place: SandboxClient(url).health()["layers"] for place, url in places.items()
         }
@@ -309,18 +310,6 @@ def container_vs_host(
         for key in report["host"]
     }
     return report
-
-
-def machine() -> str:
-    """CPU model and the vector flags that matter here, as BENCHMARKS.md records them."""
-    info = {}
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() not in info:
-            info[key.strip()] = value.strip()
-    flags = set(info.get("flags", "").split())
-    shown = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags)
-    return f"{os.cpu_count()}-core {info.get('model name', '?')} ({shown})"
 
 
 def main() -> None:
@@ -344,7 +333,7 @@ def main() -> None:
             )
         )
         return
-    report: dict = {"machine": machine(), "workers": cfg.workers}
+    report: dict = {"machine": cpu_info(), "workers": cfg.workers}
     with local_sandbox(cfg) as url:
         report["layers_active"] = SandboxClient(url).health()["layers"]
         report |= service_workloads(url, trivial, he_jobs, args.trivial)

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from bench_sandbox import executors, is_executor, machine, pct
+from bench_sandbox import executors, is_executor, pct
+from machine import cpu_info
 
 from diffucoder.sandbox import executor
 from diffucoder.sandbox.client import Job, JobResult, SandboxClient
@@ -312,7 +313,7 @@ def main() -> None:
         max_concurrent_requests=1,
         request_timeout_s=600,
     )
-    report: dict = {"machine": machine(), "cpu_flags": cpu_flags(), "config": vars(args)}
+    report: dict = {"machine": cpu_info(), "config": vars(args)}
     before = {"uid_processes": uid_processes(uids), "outside": [p for p in OUTSIDE if os.path.exists(p)]}
     server_tmp = Path(tempfile.mkdtemp(prefix="diffucoder-soak-tmp-"))
     server_tmp.chmod(0o755)
@@ -413,14 +414,6 @@ def summarise(load: Load, wall: float, samples: list[dict], counts_before: dict,
         "requests": {k.partition("{")[2].rstrip("}"): int(v) for k, v in requests.items() if v},
         "memory": {"samples": samples, "slope_mib_per_min": round(slope, 3), "flat": flat},
     }
-
-
-def cpu_flags() -> str:
-    """Every flag of the CPU (machine() names the ones the project's numbers depend on)."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return line.partition(":")[2].strip()
-    return ""
 
 
 if __name__ == "__main__":

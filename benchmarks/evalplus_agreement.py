@@ -37,7 +37,6 @@ import json
 import keyword
 import os
 import pickle
-import platform
 import random
 import resource
 import shutil
@@ -50,6 +49,10 @@ from collections.abc import Callable, Iterator
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
+
+# the sibling machine.py; tests load this file by path, so its folder is not on sys.path by itself
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import cpu_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO / "tests" / "evaluation" / "data" / "evalplus_hard"
@@ -796,19 +799,6 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def machine() -> dict[str, str]:
-    info = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
-    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "flags": ",".join(wanted),
-        "python": platform.python_version(),
-    }
-
-
 def run(
     data_root: Path,
     datasets: list[str],
@@ -835,7 +825,7 @@ def run(
     work.mkdir(parents=True, exist_ok=True)
     rounds = 2 if timed and not reuse_caches else 1
     report: dict[str, Any] = {
-        "machine": machine(),
+        "machine": cpu_info(),
         "parallel": parallel,
         "warm_caches": timed or reuse_caches,
         "task_seed": seed,
