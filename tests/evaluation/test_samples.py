@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,6 +114,29 @@ def test_samples_score_as_evalplus_reports_and_reuse_the_reference_cache(tmp_pat
     again = score_samples(cfg, samples, str(tmp_path / "out2"))
     assert again.metrics == result.metrics
     assert json.loads(victim.read_text())["body"]["tiers"]["base"]["expected"][0] != {"i": 12345}
+
+
+def test_the_samples_path_loads_no_torch_transformers_or_matplotlib(tmp_path, mlflow_sqlite):
+    """`diffucoder evaluate --samples` has no model to load and no decoding to plot: its process
+    scores a samples file end to end (report and MLflow run included) without importing any of them."""
+    data = Path(benchmark_data.shipped_root()) / benchmark_data.HUMANEVAL_PLUS
+    first = json.loads(gzip.decompress(data.read_bytes()).splitlines()[0])
+    row = {"task_id": first["task_id"], "completion": first["canonical_solution"]}
+    samples = _write(tmp_path / "s.jsonl", [row])
+    out = tmp_path / "out"
+    argv = ["evaluate", "--samples", samples, "--out", str(out), "--config", "paper-7b"]
+    argv += ["evaluation.max_problems=1", "evaluation.max_io_inputs=5"]
+    code = (
+        "import json, sys\nfrom diffucoder.cli import main\n"
+        f"rc = main({argv!r})\n"
+        "print(json.dumps([rc, sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules)]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == [0, []]
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["humaneval_plus_pass_at_1_samples"] == 1.0
+    assert (out / "report.html").is_file() and (out / "eval_results.json").is_file()
 
 
 def test_reference_cache_on_s3(s3_env):

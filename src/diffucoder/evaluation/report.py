@@ -7,6 +7,9 @@ AR-ness curves (local@k and global@k, paper §4.1 / Fig. 3-4), decode-order heat
 problems (the step at which each position was unmasked, paper §C.2), throughput (tokens/s per speed,
 seconds per phase), and failing samples taken from every benchmark in turn, each with its prompt,
 failing test, verdict and error. Everything the page shows is escaped: completions are untrusted text.
+
+matplotlib and torch are imported by the sections that draw: a samples file's report has no decoding
+to plot, so scoring one never loads them.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import html
 import io
 import math
 from collections import defaultdict
-
-import torch
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from diffucoder.evaluation.metrics import ProblemResult, SampleResult, pass_rates_of, temp_label
 from diffucoder.evaluation.paired import speed_costs
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -101,6 +105,8 @@ def _score_table(
 
 
 def _speed_bars(metrics: dict[str, float], benchmarks: list[str], speeds: list[str], k: int) -> str:
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(7, 3.2))
     ax = fig.add_subplot()
     width = 0.8 / max(len(speeds), 1)
@@ -150,6 +156,8 @@ def _speed_cost_table(results: list[ProblemResult]) -> str:
 def _arness_curves(metrics: dict[str, float], speeds: list[str]) -> str:
     if not any(name.startswith("arness_") for name in metrics):
         return "<p>No AR-ness was measured (no completion had a decode trace).</p>"
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(8, 3))
     axes = fig.subplots(1, 2)
     for ax, kind in zip(axes, ("local", "global"), strict=True):
@@ -171,6 +179,8 @@ def _arness_curves(metrics: dict[str, float], speeds: list[str]) -> str:
 
 def _heatmaps(results: list[ProblemResult], count: int) -> str:
     """Decode-order heatmap of the first ``count`` traced samples (one row each)."""
+    import torch
+
     from diffucoder.decoding.visualize import decode_order_figure
 
     traced = [(r, s) for r in results for s in r.samples if s.trace][:count]

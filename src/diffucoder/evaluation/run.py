@@ -9,6 +9,9 @@ a samples file and shares everything after. Outputs under ``out_uri``: ``per_pro
 per problem and grid point, for run-to-run diffs), ``metrics.json`` (flat metrics + timings),
 ``report.html`` and ``config.yaml`` (+ EvalPlus's ``eval_results.json`` for a samples file); metrics
 also go to the stage's MLflow run. The KFP component emits ``metrics.json`` as KFP Metrics.
+
+torch, the decoding code and tqdm are imported by the functions that decode, so scoring a samples
+file (``diffucoder evaluate --samples``) never loads them: a few seconds of start-up per run.
 """
 
 from __future__ import annotations
@@ -22,19 +25,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import torch
-from tqdm.auto import tqdm
-
 from diffucoder.config import RunConfig
 from diffucoder.evaluation.benchmarks import Problem, load_benchmark
 from diffucoder.evaluation.execution import combined_verdict, execute_candidates, failing_test, problem_key
-from diffucoder.evaluation.generation import decoding_config_for, generate_completions
 from diffucoder.evaluation.metrics import SAMPLES, ProblemResult, SampleResult, aggregate, tracked_metrics
 from diffucoder.evaluation.prompts import build_prompt, code_from_completion, program_from_code
 from diffucoder.evaluation.references import ReferenceCache, run_references
 from diffucoder.evaluation.report import render_report
 
 if TYPE_CHECKING:
+    import torch
+
     from diffucoder.tracking import NullTracker, Tracker
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ def sandbox_url(cfg: RunConfig) -> Iterator[str]:
 
 
 def _device(cfg: RunConfig) -> str:
+    import torch
+
     if cfg.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return cfg.device
@@ -73,6 +76,8 @@ def _device(cfg: RunConfig) -> str:
 def _arness(trace: list[int] | None, cfg: RunConfig) -> tuple[dict[int, float], dict[int, float]]:
     if not trace:
         return {}, {}
+    import torch
+
     from diffucoder.decoding.arness import global_arness, local_arness
 
     ev = cfg.evaluation
@@ -96,6 +101,10 @@ def _grid_point(
 ) -> tuple[list[ProblemResult], float, float]:
     """Decode, execute and score every problem at one grid point; returns results and the seconds of
     decoding and of sandbox execution."""
+    from tqdm.auto import tqdm
+
+    from diffucoder.evaluation.generation import decoding_config_for, generate_completions
+
     ev = cfg.evaluation
     items = [p for p in problems for _ in range(ev.n_samples)]
     # Decode similar-length prompts together: less left padding, same results (order restored below).
@@ -303,6 +312,8 @@ def run_evaluation(
         ReferenceFailure: a reference solution failed in the sandbox (before any decoding).
         SandboxUnavailable: the sandbox service could not be reached.
     """
+    import torch
+
     from diffucoder.heap import retain_freed_memory
     from diffucoder.model import load_model
 
