@@ -13,9 +13,20 @@ import (in turn); the canonical solution returning a wrong type where that chang
 (``_CONVERTERS``); the first single-token mutant that passes base and fails plus and the first that
 fails base, of up to ``MUTANTS_PER_TASK`` tried in a seeded order, each judged in-process against the
 reference outputs with EvalPlus's comparison and kept only clear of every time limit; the canonical
-solution right on the base inputs only (``plus_wrong``); and on a few tasks programs near each time
-limit (the 1 s floor, 4x the reference, the tier's wall cap). ``build`` writes the counts per kind to
-composition.json. ``run`` prints one JSON object: per dataset the agreement counts, the
+solution right on the base inputs only (``plus_wrong``); and on a few tasks programs slowed towards
+each time limit (the 1 s floor, 4x the reference, the tier's wall cap). ``build`` writes the counts
+per kind to composition.json.
+
+Every time limit is wall-clock, in both tools, so a slowed sample must sit clearly on one side of
+each limit on a loaded machine, whatever the load when either tool timed its reference: the
+sleeping samples at most half their limit or at least 1.2x it (a sleep takes its time at any load;
+``build --refresh-sleepers`` rewrites them alone), the repeated canonical call 10x or more clear:
+``repeat_2x`` only on tasks whose every input's reference takes under 0.05 s (2x is a tenth of the
+1 s floor), ``repeat_40x`` on tasks with a plus input over 0.3 s (10x its 4x-the-reference limit)
+and every base input under 1 ms (``build --refresh-repeats`` replaces them alone). A program at 2x
+the reference of a heavy input is not on a side: either tool puts it on either, as load changes.
+The canonical solutions of heavy tasks (inputs of 1-4 s) still move under load, in EvalPlus too;
+``run --rerun-disagreements`` scores those again alone. ``run`` prints one JSON object: per dataset the agreement counts, the
 disagreements, and both sides' wall time (warm caches unless ``--once``: EvalPlus's expected outputs
 and our reference cache both computed by a first run).
 
@@ -471,8 +482,7 @@ def refresh_sleepers(data_root: Path, samples_dir: Path, dataset: str) -> dict[s
     """Rewrite the sleeping samples of an existing set with the current sleeps, on the tasks the set
     has them for (choosing those tasks needs every task's reference run, the sleeps do not), and
     its counts in composition.json. Returns the samples per kind."""
-    path = samples_dir / f"{dataset}.jsonl.gz"
-    rows = _jsonl(path)
+    rows = _jsonl(samples_dir / f"{dataset}.jsonl.gz")
     problems = {p["task_id"]: p for p in _problems(data_root, dataset)}
     first_tasks = list(dict.fromkeys(r["task_id"] for r in rows if r["kind"].startswith("slow_first_call")))
     new: dict[str, list[dict[str, Any]]] = {}
@@ -488,30 +498,75 @@ def refresh_sleepers(data_root: Path, samples_dir: Path, dataset: str) -> dict[s
             out += new.pop(r["task_id"], [])  # the task's new sleepers, where its first old one was
         else:
             out.append(r)
-    text = "".join(json.dumps(r) + "\n" for r in out)
-    path.write_bytes(gzip.compress(text.encode(), mtime=0))
-    composition_path = samples_dir / "composition.json"
-    composition = json.loads(composition_path.read_text())
-    composition[dataset] |= _counts_by_kind(out)
-    composition_path.write_text(json.dumps(composition, indent=2) + "\n")
-    return composition[dataset]["samples_by_kind"]
+    return _rewrite_set(samples_dir, dataset, out)
+
+
+# the canonical call repeated: 2x where every input is light (far under the 1 s floor even doubled on
+# a loaded machine), 40x where the plus tier has a heavy input (its limit 4x the reference: 10x over
+# it) and the base tier only light ones (40x of them stays far under the floor). A repeat near a
+# limit (2x against 4x on a heavy input) lands on either side under load, in either tool.
+REPEAT_UNDER, REPEAT_OVER = 2, 40
+LIGHT_INPUT_S = 0.05  # repeat_2x: the slowest input of both tiers under this (2x: a tenth of the floor)
+REPEAT_UNDER_TASKS = 8  # the first tasks in dataset order that are light
+HEAVY_INPUT_S = 0.3  # repeat_40x: the slowest plus input over this (its limit is 4x the reference) ...
+LIGHT_BASE_S = 0.001  # ... and the slowest base input under this (40x: 40 ms against the 1 s floor)
+
+
+def _repeat_sample(p: dict[str, Any], times: int) -> dict[str, Any]:
+    body = f"    for _ in range({times - 1}):\n        _plain(*a, **k)\n    return _plain(*a, **k)\n"
+    return _slow(p["program"], p["entry_point"], body, f"repeat_{times}x", p["task_id"])
 
 
 def scaled_slow_samples(
-    problems: list[dict[str, Any]], slowest_input_s: dict[str, float]
+    problems: list[dict[str, Any]], slowest_s: dict[str, tuple[float, float]]
 ) -> list[dict[str, Any]]:
-    """Near 4x the reference's time: the canonical call repeated 2x (under the limit) and 10x (over
-    it), on the tasks whose slowest reference input takes over 0.3 s (where the limit is 4x the
-    reference rather than the 1 s floor)."""
-    out = []
-    for p in problems:
-        if slowest_input_s[p["task_id"]] > 0.3:
-            for times in (2, 10):
-                body = (
-                    f"    for _ in range({times - 1}):\n        _plain(*a, **k)\n    return _plain(*a, **k)\n"
-                )
-                out.append(_slow(p["program"], p["entry_point"], body, f"repeat_{times}x", p["task_id"]))
-    return out
+    """Against 4x the reference's time and the 1 s floor, the canonical call repeated
+    (``REPEAT_UNDER`` / ``REPEAT_OVER``), each clear of its limit by 10x or more on the reference's
+    own timing (``slowest_s``: per task the slowest base and plus input, seconds). A load-lengthened
+    reference run only makes the choice stricter: a task timed light is light."""
+    light = [p for p in problems if max(slowest_s[p["task_id"]]) < LIGHT_INPUT_S][:REPEAT_UNDER_TASKS]
+    heavy = [
+        p
+        for p in problems
+        if slowest_s[p["task_id"]][1] > HEAVY_INPUT_S and slowest_s[p["task_id"]][0] < LIGHT_BASE_S
+    ]
+    return [_repeat_sample(p, REPEAT_UNDER) for p in light] + [_repeat_sample(p, REPEAT_OVER) for p in heavy]
+
+
+def _slowest_inputs(problems: list[dict[str, Any]], runs: list) -> dict[str, tuple[float, float]]:
+    """Per task the reference's slowest base and plus input (infinite where the reference failed:
+    neither light nor heavy)."""
+    return {
+        p["task_id"]: (max(r["base_seconds"], default=0.0), max(r["plus_seconds"], default=0.0))
+        if r
+        else (float("inf"), float("inf"))
+        for p, r in zip(problems, runs, strict=True)
+    }
+
+
+def refresh_repeats(data_root: Path, samples_dir: Path, dataset: str, workers: int) -> dict[str, int]:
+    """Replace the existing set's ``repeat_*`` samples with the current rule's (the reference runs
+    cached under build/ choose the tasks), in the place ``build`` puts them, and update
+    composition.json. Returns the samples per kind."""
+    problems = _problems(data_root, dataset)
+    with Pool(workers) as pool:
+        runs = references(data_root, dataset, problems, pool)
+    rows = [r for r in _jsonl(samples_dir / f"{dataset}.jsonl.gz") if not r["kind"].startswith("repeat_")]
+    rows += scaled_slow_samples(problems, _slowest_inputs(problems, runs))
+    order = {p["task_id"]: i for i, p in enumerate(problems)}
+    rows.sort(key=lambda s: order[s["task_id"]])  # stable: after the task's other samples, as in build
+    return _rewrite_set(samples_dir, dataset, rows)
+
+
+def _rewrite_set(samples_dir: Path, dataset: str, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Write a dataset's samples and their counts in composition.json (its build times kept)."""
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    (samples_dir / f"{dataset}.jsonl.gz").write_bytes(gzip.compress(text.encode(), mtime=0))
+    composition_path = samples_dir / "composition.json"
+    composition = json.loads(composition_path.read_text())
+    composition[dataset] |= _counts_by_kind(rows)
+    composition_path.write_text(json.dumps(composition, indent=2) + "\n")
+    return composition[dataset]["samples_by_kind"]
 
 
 def _problems(data_root: Path, dataset: str) -> list[dict[str, Any]]:
@@ -586,11 +641,8 @@ def build(
             p["task_id"]: sum(r["plus_seconds"]) if r else float("inf")
             for p, r in zip(problems, runs, strict=True)
         }
-        slowest = {
-            p["task_id"]: max(r["base_seconds"] + r["plus_seconds"], default=0.0) if r else 0.0
-            for p, r in zip(problems, runs, strict=True)
-        }
-        samples += slow_samples(problems, plus_s) + scaled_slow_samples(problems, slowest)
+        samples += slow_samples(problems, plus_s)
+        samples += scaled_slow_samples(problems, _slowest_inputs(problems, runs))
         # EvalPlus reads samples in file order per task; keep each task's samples together
         order = {p["task_id"]: i for i, p in enumerate(problems)}
         samples.sort(key=lambda s: order[s["task_id"]])
@@ -864,6 +916,11 @@ def main() -> None:
         action="store_true",
         help="only rewrite the existing set's sleeping samples with the current sleeps (same tasks)",
     )
+    b.add_argument(
+        "--refresh-repeats",
+        action="store_true",
+        help="only replace the existing set's repeat_* samples by the current rule's (tasks chosen anew)",
+    )
     r = sub.add_parser("run")
     r.add_argument("--data-root", type=Path, default=None, help="default: the data shipped with diffucoder")
     r.add_argument("--dataset", choices=["humaneval", "mbpp"], action="append")
@@ -898,6 +955,9 @@ def main() -> None:
     if args.command == "build" and args.refresh_sleepers:
         for dataset in args.dataset or ["humaneval", "mbpp"]:
             print(dataset, json.dumps(refresh_sleepers(args.data_root, args.out, dataset)))
+    elif args.command == "build" and args.refresh_repeats:
+        for dataset in args.dataset or ["humaneval", "mbpp"]:
+            print(dataset, json.dumps(refresh_repeats(args.data_root, args.out, dataset, args.workers)))
     elif args.command == "build":
         print(
             json.dumps(
