@@ -125,9 +125,10 @@ class DiffusionLM(nn.Module):
                 152k vocabulary.
             causal: attend causally (each query sees its own and earlier positions), the AR model
                 stage 1 starts from. SDPA gets ``is_causal`` instead of a (T, T) mask: the same
-                attention, but its CPU kernel skips the key blocks above the diagonal and needs no
-                mask tensor (a causal step of the tiny model ~4 % faster on an AVX2 CPU;
-                BENCHMARKS.md `## train`). Excludes ``attention_mask``.
+                attention, but the kernel may skip the key blocks above the diagonal and needs no
+                mask tensor (on the tiny model's AVX2 CPU steps the gain stays within the noise
+                between processes, at most ~4 %; BENCHMARKS.md `## train`). Excludes
+                ``attention_mask``.
 
         Returns:
             (B, T, V) logits in the model dtype; ``logits[:, i]`` predicts token ``i + 1``. With
