@@ -247,14 +247,14 @@ def test_fan_out_reads_each_signature_column_once(tmp_path, monkeypatch, lsh_tas
     blocks, candidates = [], []
     for cells in p["tasks"]:
         reads.clear()
-        pairs, n_candidates = confirmed_pairs(uris, cells, cfg, rank=rank)
-        blocks.append(pairs)
-        own = {band_column(band) for band, _ in cells}
-        rows = Counter((rows_uri(uri), "<rows>") for uri in uris) if n_candidates else Counter()
-        assert Counter(reads[: len(uris) * len(own)]) == Counter((uri, c) for uri in uris for c in own)
-        assert Counter(reads[len(uris) * len(own) :]) == rows
+        blocks.append(confirmed_pairs(uris, cells, cfg, rank=rank))
+        task_reads = list(reads)
         candidates.append(candidate_pairs(uris, cells, cfg, rank=rank))
-        assert n_candidates == len(candidates[-1]) and len(pairs) <= n_candidates
+        own = {band_column(band) for band, _ in cells}
+        rows = Counter((rows_uri(uri), "<rows>") for uri in uris) if len(candidates[-1]) else Counter()
+        assert Counter(task_reads[: len(uris) * len(own)]) == Counter((uri, c) for uri in uris for c in own)
+        assert Counter(task_reads[len(uris) * len(own) :]) == rows
+        assert len(blocks[-1]) <= len(candidates[-1])
     reads.clear()
     result = find_clusters(uris, blocks, cfg)
     assert Counter(reads) == Counter((uri, column) for uri in uris for column in ("id", "sha256"))

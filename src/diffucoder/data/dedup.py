@@ -99,5 +99,5 @@ def find_duplicates(sig_uris: list[str], cfg: DedupConfig) -> dict:
 
     p = plan(sig_uris, cfg)
     rank = id_ranks(p["shards"])
-    pairs = [confirmed_pairs(p["shards"], cells, cfg, rank=rank)[0] for cells in p["tasks"]]
+    pairs = [confirmed_pairs(p["shards"], cells, cfg, rank=rank) for cells in p["tasks"]]
     return find_clusters(p["shards"], pairs, cfg)

@@ -144,8 +144,6 @@ def confirm(shards: list[str], pairs: np.ndarray, cfg: DedupConfig) -> np.ndarra
 
 def confirmed_pairs(
     shards: list[str], cells: list[list[int]], cfg: DedupConfig, *, rank: np.ndarray
-) -> tuple[np.ndarray, int]:
-    """(the confirmed pairs of ``cells``, int64[m, 2] unique, a < b; how many candidates they
-    were confirmed from)."""
-    candidates = candidate_pairs(shards, cells, cfg, rank=rank)
-    return confirm(shards, candidates, cfg), len(candidates)
+) -> np.ndarray:
+    """int64[m, 2]: the confirmed pairs of ``cells`` (global indices, a < b, unique)."""
+    return confirm(shards, candidate_pairs(shards, cells, cfg, rank=rank), cfg)

@@ -153,7 +153,7 @@ def dedup_band_step(work: str, task: int) -> int:
         )
     rank = io.read_table(_ranks_uri(work)).column("rank").to_numpy()
     cfg = DedupConfig.model_validate(p["dedup"])
-    pairs, _ = confirmed_pairs(p["shards"], p["tasks"][task], cfg, rank=rank)
+    pairs = confirmed_pairs(p["shards"], p["tasks"][task], cfg, rank=rank)
     io.write_table(uri, pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}))
     return len(pairs)
 
