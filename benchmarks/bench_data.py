@@ -49,9 +49,9 @@ import pyarrow as pa
 
 from diffucoder.data import io
 from diffucoder.data.config import DataConfig, DedupConfig
-from diffucoder.data.dedup import band_column, find_duplicates, signature_table
+from diffucoder.data.dedup import find_duplicates, signature_table, write_signature_shard
 from diffucoder.data.filters import CodeFilter, FilterStats
-from diffucoder.data.minhash import EMPTY, MinHasher
+from diffucoder.data.minhash import MinHasher
 from diffucoder.data.readers import SkipLog, read_source_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -115,20 +115,12 @@ def python_shingles(text: str, k: int) -> list[str]:
     return [" ".join(tokens[i : i + k]) for i in range(len(tokens) - k + 1)]
 
 
-def _tables_from_signatures(docs: list[dict], sigs: np.ndarray, cfg: DedupConfig, out: Path) -> list[str]:
-    """Signature shards as ``signature_table`` writes them, from another library's signatures."""
+def _signature_shards(docs: list[dict], sigs: np.ndarray, cfg: DedupConfig, out: Path) -> list[str]:
+    """Signature shards as the filter step writes them, from the given signatures."""
     uris = []
     for s in range(0, len(docs), SHARD_DOCS):
-        part, block = docs[s : s + SHARD_DOCS], sigs[s : s + SHARD_DOCS]
-        valid = pa.array((block != EMPTY).any(axis=1)).buffers()[1]
-        columns = {"id": [d["id"] for d in part], "sha256": [d["sha256"] for d in part]}
-        for b in range(cfg.bands):
-            values = np.ascontiguousarray(block[:, b * cfg.rows : (b + 1) * cfg.rows])
-            columns[band_column(b)] = pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(4 * cfg.rows), len(part), [valid, pa.py_buffer(values.tobytes())]
-            )
         uris.append(str(out / f"shard-{s // SHARD_DOCS:05d}.parquet"))
-        io.write_table(uris[-1], pa.table(columns))
+        write_signature_shard(uris[-1], docs[s : s + SHARD_DOCS], cfg, sigs=sigs[s : s + SHARD_DOCS])
     return uris
 
 
@@ -179,16 +171,17 @@ def bench_minhash(n_files: int, sample: int, datatrove_python: str | None) -> di
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         work = Path(tmp)
         # 1. ours: signature shards as the filter step writes them, then LSH + join
-        tables = []
-        sig_s = cpu_time(
-            lambda: tables.extend(
-                signature_table(docs[s : s + SHARD_DOCS], cfg) for s in range(0, len(docs), SHARD_DOCS)
-            )
-        )
-        uris = []
-        for i, table in enumerate(tables):
-            uris.append(str(work / "ours" / f"shard-{i:05d}.parquet"))
-            io.write_table(uris[-1], table)
+        ours = MinHasher(cfg.num_perm, k, cfg.seed)
+        blocks = []
+
+        def signatures() -> None:
+            for s in range(0, len(docs), SHARD_DOCS):
+                part = docs[s : s + SHARD_DOCS]
+                blocks.append(ours.signatures([d["text"] for d in part]))
+                signature_table(part, blocks[-1], cfg)
+
+        sig_s = cpu_time(signatures)
+        uris = _signature_shards(docs, np.concatenate(blocks), cfg, work / "ours")
         result: dict = {}
         dedup_s = cpu_time(lambda: result.update(find_duplicates(uris, cfg)))
         out["ours"] = {
@@ -212,7 +205,7 @@ def bench_minhash(n_files: int, sample: int, datatrove_python: str | None) -> di
 
         rensa_s = cpu_time(rensa_e2e)
         sigs = np.array(rows, dtype=np.uint32)
-        rensa_result = find_duplicates(_tables_from_signatures(docs, sigs, cfg, work / "rensa"), cfg)
+        rensa_result = find_duplicates(_signature_shards(docs, sigs, cfg, work / "rensa"), cfg)
         out["rensa"] = {
             "signatures_mb_per_s": mb / rensa_s,
             **quality(_labels_from_removed(rensa_result["removed"], len(docs)), docs, labels, cfg, sample),

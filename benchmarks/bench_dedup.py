@@ -44,8 +44,8 @@ import pyarrow as pa
 from diffucoder.data import io
 from diffucoder.data.clusters import find_clusters
 from diffucoder.data.config import DedupConfig
-from diffucoder.data.dedup import plan, signature_table
-from diffucoder.data.lsh import candidate_pairs, confirmed, id_ranks
+from diffucoder.data.dedup import plan, write_signature_shard
+from diffucoder.data.lsh import candidate_pairs, confirm, id_ranks
 from diffucoder.data.minhash import MinHasher
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -90,10 +90,18 @@ def _plan_task(shards: list[str], out: str) -> int:
     return len(rank)
 
 
-def _band_task(shards: list[str], cells: list[list[int]], cfg_json: str, ranks: str, out: str) -> int:
-    pairs = candidate_pairs(shards, cells, DedupConfig.model_validate_json(cfg_json), rank=np.load(ranks))
+def _band_task(shards: list[str], cells: list[list[int]], cfg_json: str, ranks: str, out: str) -> dict:
+    """``lsh.confirmed_pairs`` in its two phases: candidates, then their confirmation (timed)."""
+    cfg = DedupConfig.model_validate_json(cfg_json)
+    candidates = candidate_pairs(shards, cells, cfg, rank=np.load(ranks))
+    found = time.process_time()
+    pairs = confirm(shards, candidates, cfg)
     np.save(out, pairs)
-    return len(pairs)
+    return {
+        "candidates": len(candidates),
+        "confirmed": len(pairs),
+        "confirm_cpu_s": time.process_time() - found,
+    }
 
 
 def _join(shards: list[str], pair_files: list[str], cfg_json: str, out: str) -> int:
@@ -138,11 +146,10 @@ def build_corpus(work: Path, n_files: int, cfg: DedupConfig, labels: Labels) -> 
             break
         i = len(shards)
         size += sum(len(d["text"].encode()) for d in batch)
-        start = time.process_time()
-        table = signature_table(batch, cfg)
-        sig_cpu += time.process_time() - start
         shards.append(str(work / "signatures" / f"shard-{i:05d}.parquet"))
-        io.write_table(shards[-1], table)
+        start = time.process_time()
+        write_signature_shard(shards[-1], batch, cfg)
+        sig_cpu += time.process_time() - start
         io.write_table(
             str(work / "text" / f"shard-{i:05d}.parquet"), pa.table({"text": [d["text"] for d in batch]})
         )
@@ -241,13 +248,13 @@ def run_width(
         )
         tasks.append(m)
         _log(
-            f"  task {t}: {len(cells)} cells, {m['wall_s']:.1f} s, {m['peak_rss_mb']:.0f} MB, {m['out']:,} pairs"
+            f"  task {t}: {len(cells)} cells, {m['wall_s']:.1f} s, {m['peak_rss_mb']:.0f} MB, "
+            f"{m['out']['confirmed']:,} of {m['out']['candidates']:,} candidates confirmed"
         )
     files = [str(out / f"task-{t:05d}.npy") for t in range(len(p["tasks"]))]
     join = _in_fresh_process(_join, shards, files, cfg.model_dump_json(), str(out / "result.json"))
     result = json.loads((out / "result.json").read_text())
-    candidates = np.unique(np.concatenate([np.load(f) for f in files]), axis=0)
-    pairs = confirmed(shards, candidates, cfg)  # what the join confirmed, for the labelled sample
+    pairs = np.unique(np.concatenate([np.load(f) for f in files]), axis=0)  # the join's, for the sample
 
     def summary(ms: list[dict], key: str) -> dict:
         values = [m[key] for m in ms]
@@ -255,7 +262,13 @@ def run_width(
 
     row = {
         "lsh_tasks": len(p["tasks"]),
-        "candidate_pairs": len(candidates),
+        "confirmed_pairs": len(pairs),
+        "task_candidates_total": sum(m["out"]["candidates"] for m in tasks),
+        "task_confirmed_total": sum(m["out"]["confirmed"] for m in tasks),
+        "task_confirm_cpu_s": {
+            "max": round(max(m["out"]["confirm_cpu_s"] for m in tasks), 2),
+            "total": round(sum(m["out"]["confirm_cpu_s"] for m in tasks), 1),
+        },
         "band_ranges": cfg.band_ranges,
         "task_wall_s": summary(tasks, "wall_s"),
         "task_cpu_s": summary(tasks, "cpu_s"),

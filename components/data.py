@@ -46,7 +46,7 @@ def dedup_plan(config_yaml: str, data_root: str, kept_per_shard: list) -> list:
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
 def dedup_band(data_root: str, lsh_task: int) -> int:
-    """One LSH task: the candidate near-duplicate pairs of its cells; returns their number."""
+    """One LSH task: the near-duplicate pairs of its cells, confirmed on whole signatures; returns their number."""
     from diffucoder import steps
 
     return steps.dedup_band(data_root, task=int(lsh_task))
@@ -54,7 +54,7 @@ def dedup_band(data_root: str, lsh_task: int) -> int:
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
 def dedup(data_root: str, pairs_per_task: list) -> int:
-    """Confirms every LSH task's candidate pairs, then clusters; returns the documents removed."""
+    """Clusters over ids, sha256s and every LSH task's confirmed pairs; returns the documents removed."""
     from diffucoder import steps
 
     result = steps.dedup(data_root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -14,9 +15,15 @@ from diffucoder.data import io
 from diffucoder.data.clusters import find_clusters, min_labels
 from diffucoder.data.config import DedupConfig
 from diffucoder.data.corpus import stdlib_root
-from diffucoder.data.dedup import band_column, band_values, find_duplicates, plan, signature_table
-from diffucoder.data.io import write_table
-from diffucoder.data.lsh import candidate_pairs, id_ranks
+from diffucoder.data.dedup import (
+    band_column,
+    band_values,
+    find_duplicates,
+    plan,
+    rows_uri,
+    write_signature_shard,
+)
+from diffucoder.data.lsh import candidate_pairs, confirm, confirmed_pairs, id_ranks
 from diffucoder.data.minhash import EMPTY, MinHasher, shingle_hashes, token_hashes
 from diffucoder.data.readers import make_doc
 
@@ -31,7 +38,7 @@ def _run(docs_per_shard: list[list[dict]], tmp_path, cfg: DedupConfig) -> dict:
     uris = []
     for i, docs in enumerate(docs_per_shard):
         uri = str(tmp_path / f"shard-{i:05d}.parquet")
-        write_table(uri, signature_table(docs, cfg))
+        write_signature_shard(uri, docs, cfg)
         uris.append(uri)
     return find_duplicates(uris, cfg)
 
@@ -119,16 +126,32 @@ def test_result_does_not_depend_on_sharding(tmp_path):
     assert one["near_duplicate_docs"] > 0 and one["exact_duplicate_docs"] == 1
 
 
-def test_signature_table_schema():
+def test_signature_shard_layout(tmp_path):
+    """Band columns in the Parquet file, the same values row-major in the ``.npy`` beside it."""
     short = make_doc("x = 1", "t", "short.py", None, "python", doc_id="short")
     cfg = DedupConfig(bands=4, rows=2)
-    table = signature_table([_stdlib_doc("textwrap.py"), short], cfg)
+    uri = str(tmp_path / "shard-00000.parquet")
+    write_signature_shard(uri, [_stdlib_doc("textwrap.py"), short], cfg)
+    table = io.read_table(uri)
     assert table.column_names == ["id", "sha256", "band_000", "band_001", "band_002", "band_003"]
     assert table.schema.field("band_002").type == pa.binary(4 * 2)
     full = MinHasher(cfg.num_perm, cfg.shingle_size, cfg.seed).signature(_stdlib_doc("textwrap.py")["text"])
     values, valid = band_values(table.column("band_002"), cfg.rows)
     assert valid.tolist() == [True, False]  # no 5-token shingle in "x = 1": no band, exact dedup only
     assert values[0].tolist() == full[4:6].tolist()
+    rows = io.read_array(rows_uri(uri))
+    assert rows.shape == (2, cfg.num_perm) and rows.dtype == np.uint32
+    assert rows[0].tolist() == full.tolist() and (rows[1] == EMPTY).all()
+
+
+def test_a_missing_row_file_names_the_step_to_rerun(tmp_path):
+    docs = _near_duplicate_corpus()
+    cfg = DedupConfig(lsh_tasks=1)
+    uri = str(tmp_path / "shard-00000.parquet")
+    write_signature_shard(uri, docs, cfg)
+    Path(rows_uri(uri)).unlink()
+    with pytest.raises(FileNotFoundError, match=r"shard-00000\.npy is missing.*rerun the filter step"):
+        confirmed_pairs([uri], plan([uri], cfg)["tasks"][0], cfg, rank=id_ranks([uri]))
 
 
 def test_batched_shingles_equal_per_document_shingles():
@@ -195,37 +218,49 @@ def test_result_is_the_same_for_any_fan_out(tmp_path, lsh_tasks, band_ranges, n_
 
 @pytest.mark.parametrize("lsh_tasks", [1, 5, 25])
 def test_fan_out_reads_each_signature_column_once(tmp_path, monkeypatch, lsh_tasks):
-    """Fanning out adds no reads: the ids are ranked once, an LSH task reads its own bands'
-    columns only, and the join reads every band column of every shard exactly once, so the
-    stage reads the signature set twice whatever the width."""
+    """Fanning out adds no column reads: the ids are ranked once, an LSH task reads its own bands'
+    columns and, to confirm its candidates, each shard's row file at most once (the rows of its
+    paired documents), and the join reads ids and sha256s only. Confirming in every task and
+    taking the union gives the pairs that confirming the union of all candidates once gives."""
     docs = _near_duplicate_corpus()
     cfg = DedupConfig(lsh_tasks=lsh_tasks)
     uris = []
     for i in range(3):
         uris.append(str(tmp_path / f"shard-{i:05d}.parquet"))
-        write_table(uris[-1], signature_table(docs[i::3], cfg))
+        write_signature_shard(uris[-1], docs[i::3], cfg)
     reads: list[tuple[str, str]] = []
-    read_table = io.read_table
+    read_table, read_array = io.read_table, io.read_array
 
-    def recording(uri: str, columns: list[str] | None = None):
+    def recording_table(uri: str, columns: list[str] | None = None):
         reads.extend((uri, column) for column in columns or ["<all>"])
         return read_table(uri, columns)
 
-    monkeypatch.setattr(io, "read_table", recording)
+    def recording_array(uri: str):
+        reads.append((uri, "<rows>"))
+        return read_array(uri)
+
+    monkeypatch.setattr(io, "read_table", recording_table)
+    monkeypatch.setattr(io, "read_array", recording_array)
     p = plan(uris, cfg)
     rank = id_ranks(uris)
     assert Counter(reads) == Counter((uri, "id") for uri in uris)
-    blocks = []
+    blocks, candidates = [], []
     for cells in p["tasks"]:
         reads.clear()
-        blocks.append(candidate_pairs(uris, cells, cfg, rank=rank))
+        blocks.append(confirmed_pairs(uris, cells, cfg, rank=rank))
+        task_reads = list(reads)
+        candidates.append(candidate_pairs(uris, cells, cfg, rank=rank))
         own = {band_column(band) for band, _ in cells}
-        assert Counter(reads) == Counter((uri, column) for uri in uris for column in own)
+        rows = Counter((rows_uri(uri), "<rows>") for uri in uris) if len(candidates[-1]) else Counter()
+        assert Counter(task_reads[: len(uris) * len(own)]) == Counter((uri, c) for uri in uris for c in own)
+        assert Counter(task_reads[len(uris) * len(own) :]) == rows
+        assert len(blocks[-1]) <= len(candidates[-1])
     reads.clear()
     result = find_clusters(uris, blocks, cfg)
-    band_reads = Counter(read for read in reads if read[1].startswith("band_"))
-    assert band_reads == Counter((uri, band_column(b)) for uri in uris for b in range(cfg.bands))
-    assert result["near_pairs"] > 0
+    assert Counter(reads) == Counter((uri, column) for uri in uris for column in ("id", "sha256"))
+    union = np.unique(np.concatenate(candidates), axis=0)
+    assert result["near_pairs"] == len(confirm(uris, union, cfg)) > 0
+    assert sum(len(c) for c in candidates) >= len(union)
 
 
 def _union_find_labels(n: int, edges: list[tuple[int, int]]) -> list[int]:

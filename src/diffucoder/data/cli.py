@@ -268,12 +268,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(p)
     p.set_defaults(func=_dedup_plan)
 
-    p = inner.add_parser("dedup-band", help="per-task step: candidate near-duplicate pairs of some LSH cells")
+    p = inner.add_parser("dedup-band", help="per-task step: confirmed near-duplicate pairs of some LSH cells")
     p.add_argument("--work", required=True)
     p.add_argument("--task", type=int, required=True, help="task index in dedup/plan.json")
     p.set_defaults(func=_dedup_band)
 
-    p = inner.add_parser("dedup-join", help="global step: confirm every task's candidate pairs, cluster")
+    p = inner.add_parser("dedup-join", help="global step: cluster ids over every task's confirmed pairs")
     p.add_argument("--work", required=True)
     p.set_defaults(func=_dedup_join)
 

@@ -1,9 +1,8 @@
-"""The join of the global dedup stage: clusters from ids, sha256s and the LSH tasks' candidate pairs.
+"""The join of the global dedup stage: clusters from ids, sha256s and the LSH tasks' confirmed pairs.
 
-It reads two string columns per shard, the pair files, and, to confirm the union of the tasks'
-candidates (:func:`diffucoder.data.lsh.confirmed`), the signatures of the paired documents. Clusters
-are connected components over exact-hash groups and confirmed near-duplicate pairs, computed
-with array operations (``min_labels``) rather than a per-edge Python union-find, so a corpus of
+It reads two string columns per shard and the pair files, no signature: each LSH task confirmed
+its own pairs (:func:`diffucoder.data.lsh.confirmed_pairs`). Clusters are connected components
+over exact-hash groups and confirmed near-duplicate pairs, computed with array operations (``min_labels``) rather than a per-edge Python union-find, so a corpus of
 millions of documents joins in seconds. One document per cluster is kept: the smallest id.
 """
 
@@ -15,7 +14,6 @@ import pyarrow.compute as pc
 
 from diffucoder.data import io
 from diffucoder.data.config import DedupConfig
-from diffucoder.data.lsh import confirmed
 
 
 def min_labels(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -67,11 +65,18 @@ def _exact_edges(shas: pa.Array, rank: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return rank[order][:-1][same], rank[order][1:][same]
 
 
+def _union(pair_blocks: list[np.ndarray], n: int) -> np.ndarray:
+    """The distinct pairs of all blocks, sorted (one int64 key a pair: a 1-D unique, not a row sort)."""
+    pairs = np.concatenate([np.empty((0, 2), dtype=np.int64), *pair_blocks]).astype(np.int64)
+    keys = np.unique(pairs[:, 0] * n + pairs[:, 1])
+    return np.stack([keys // max(n, 1), keys % max(n, 1)], axis=1)
+
+
 def find_clusters(shards: list[str], pair_blocks: list[np.ndarray], cfg: DedupConfig) -> dict:
     """Which ids to drop (each with its reason and the id kept), and cluster statistics.
 
-    ``pair_blocks`` are the LSH tasks' candidate pairs; the ones their signatures confirm join
-    clusters.
+    ``pair_blocks`` are the LSH tasks' confirmed pairs (global indices; a pair found by several
+    tasks counts once).
     """
     ids, shas = _load(shards)
     _check_unique(ids)
@@ -82,8 +87,7 @@ def find_clusters(shards: list[str], pair_blocks: list[np.ndarray], cfg: DedupCo
     eu = ev = np.empty(0, dtype=np.int64)
     if cfg.exact:
         eu, ev = _exact_edges(shas, rank)
-    pairs = np.concatenate([np.empty((0, 2), dtype=np.int64), *pair_blocks]) if cfg.near else np.empty((0, 2))
-    pairs = confirmed(shards, np.unique(pairs.astype(np.int64), axis=0), cfg)
+    pairs = _union(pair_blocks, n) if cfg.near else np.empty((0, 2), dtype=np.int64)
     label = min_labels(n, np.concatenate([eu, rank[pairs[:, 0]]]), np.concatenate([ev, rank[pairs[:, 1]]]))
     sizes = np.bincount(label, minlength=n)
     dropped = np.flatnonzero(label != np.arange(n))  # ranks, so in id order

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -117,6 +118,23 @@ def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
     if is_s3(uri):
         return pq.read_table(io.BytesIO(read_bytes(uri)), columns=columns)
     return pq.read_table(uri, columns=columns)
+
+
+def write_array(uri: str, array: np.ndarray) -> None:
+    """One array as a ``.npy`` file (atomic, like every write here)."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    write_bytes(uri, buf.getvalue())
+
+
+def read_array(uri: str) -> np.ndarray:
+    """A ``.npy`` file. Local files are memory-mapped, so taking a few rows reads only their
+    pages; an s3:// object is downloaded whole (``storage`` has no ranged reads)."""
+    if is_s3(uri):
+        return np.load(io.BytesIO(read_bytes(uri)), allow_pickle=False)
+    if not Path(uri).is_file():
+        raise FileNotFoundError(f"{uri}: no such file")
+    return np.load(uri, mmap_mode="r", allow_pickle=False)
 
 
 def write_text_shard(uri: str, docs: list[dict]) -> None:

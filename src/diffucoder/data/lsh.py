@@ -1,24 +1,23 @@
-"""The global LSH stage: candidate pairs of some (band, range) cells, and their confirmation.
+"""The global LSH stage: the confirmed near-duplicate pairs of some (band, range) cells.
 
 The plan step computes each document's rank in id order once (:func:`id_ranks`, from the ``id``
 column of every shard; 8 bytes a document) and hands it to every task. A fan-out task
-(:func:`candidate_pairs`) then streams over the signature shards reading only the columns of its
-own bands. Per band, that band's column (``rows`` values a document, restricted to the task's
-bucket ranges): documents whose band shares a 64-bit band hash with another are the candidates;
-sorted by (band values, id rank), neighbours with identical values are candidate pairs, so a
-bucket of k documents gives the k - 1 pairs of its id-ordered chain (the same pairs for any
-sharding).
+(:func:`confirmed_pairs`) streams over the signature shards reading only the columns of its own
+bands. Per band, that band's column (``rows`` values a document, restricted to the task's bucket
+ranges): documents whose band shares a 64-bit band hash with another are the candidates; sorted
+by (band values, id rank), neighbours with identical values are candidate pairs, so a bucket of
+k documents gives the k - 1 pairs of its id-ordered chain (the same pairs for any sharding).
 
-Confirmation (:func:`confirmed`) runs once, in the join, over the union of every task's
-candidates: ``_CONFIRM_BANDS`` band columns at a time, for the pairs' documents only, it counts
-the signature values two documents share; a pair is kept when they agree on at least the LSH
-threshold share of values. It reads every band column, because a pair's documents lie in any
-shard; done inside each task it would read the whole signature set once per task, and the
-stage's total work would grow with the number of tasks (BENCHMARKS.md ``## data``). In the join
-the signature set is read once, and a pair found by several bands is checked once.
+The task then confirms its own candidates: it takes the whole signatures of the paired documents
+from the shards' row-major signature files (``dedup.rows_uri``; a local file is memory-mapped,
+so only the pages of those rows are read) and keeps a pair when the two agree on at least the
+LSH threshold share of values. A pair found by several bands is confirmed by each of their tasks
+with the same answer, so the join only takes the union. Which band "owns" a pair cannot be
+decided from the signatures alone: two documents may share a lower band's values without being
+neighbours in its chain, so skipping such a pair would lose it.
 
 Memory is ~``documents x 8`` bytes for the ranks, ~``documents / band_ranges x (rows x 4 + 16)``
-for one band, and ``paired documents x _CONFIRM_BANDS x rows x 4`` for the confirmation.
+for one band, and ``paired documents x num_perm x 4`` for the confirmation.
 """
 
 from __future__ import annotations
@@ -32,10 +31,10 @@ import pyarrow.compute as pc
 
 from diffucoder.data import io
 from diffucoder.data.config import DedupConfig
-from diffucoder.data.dedup import band_column, band_values
+from diffucoder.data.dedup import band_column, band_values, rows_uri
 
 _BAND_HASH_BASE = np.uint64(0x100000001B3)
-_CONFIRM_BANDS = 5  # band columns read per shard while confirming: memory vs. reads
+_CONFIRM_PAIRS = 16_384  # pairs compared at once: two uint32[_CONFIRM_PAIRS, num_perm] temporaries
 
 
 def _band_hash(values: np.ndarray) -> np.ndarray:
@@ -94,25 +93,33 @@ def _band_pairs(
 
 
 def _agreements(shards: list[str], pairs: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """Pass 3: how many of the ``num_perm`` signature values each pair shares."""
+    """How many of the ``num_perm`` signature values each pair shares, from the row files."""
     members, pos = np.unique(pairs, return_inverse=True)
     pos = pos.reshape(pairs.shape)
-    agree = np.zeros(len(pairs), dtype=np.int64)
-    for first in range(0, cfg.bands, _CONFIRM_BANDS):
-        bands = range(first, min(first + _CONFIRM_BANDS, cfg.bands))
-        values = np.empty((len(members), len(bands) * cfg.rows), dtype=np.uint32)
-        offset = done = 0
-        for uri in shards:
-            table = io.read_table(uri, columns=[band_column(b) for b in bands])
-            local = members[done:][members[done:] < offset + table.num_rows] - offset
-            offset += table.num_rows
-            if local.size:
-                picked = table.take(local)
-                for j, b in enumerate(bands):
-                    block, _ = band_values(picked.column(band_column(b)), cfg.rows)
-                    values[done : done + local.size, j * cfg.rows : (j + 1) * cfg.rows] = block
-                done += local.size
-        agree += np.sum(values[pos[:, 0]] == values[pos[:, 1]], axis=1)
+    values = np.empty((len(members), cfg.num_perm), dtype=np.uint32)
+    offset = done = 0
+    for uri in shards:
+        try:
+            rows = io.read_array(rows_uri(uri))
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"dedup: {rows_uri(uri)} is missing: a signature shard needs its row-major file; "
+                "rerun the filter step for that shard (remove its stats/shard-NNNNN.json)"
+            ) from None
+        if rows.ndim != 2 or rows.shape[1] != cfg.num_perm:
+            raise ValueError(
+                f"dedup: {rows_uri(uri)} holds signatures of shape {rows.shape}, not (n, {cfg.num_perm}): "
+                "rerun the filter step for this shard with the same data.dedup config"
+            )
+        end = done + int(np.searchsorted(members[done:], offset + len(rows)))
+        values[done:end] = rows[members[done:end] - offset]
+        done, offset = end, offset + len(rows)
+    agree = np.empty(len(pairs), dtype=np.int64)
+    for first in range(0, len(pairs), _CONFIRM_PAIRS):
+        block = pos[first : first + _CONFIRM_PAIRS]
+        agree[first : first + len(block)] = np.count_nonzero(
+            values[block[:, 0]] == values[block[:, 1]], axis=1
+        )
     return agree
 
 
@@ -128,8 +135,15 @@ def candidate_pairs(
     return np.unique(np.sort(np.concatenate([np.empty((0, 2), dtype=np.int64), *found]), axis=1), axis=0)
 
 
-def confirmed(shards: list[str], pairs: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """The pairs (int64[m, 2], unique) whose signatures agree on >= the threshold share of values."""
+def confirm(shards: list[str], pairs: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """The pairs (int64[m, 2]) whose signatures agree on >= the threshold share of values."""
     if not len(pairs):
         return pairs
     return pairs[_agreements(shards, pairs, cfg) / cfg.num_perm >= cfg.threshold]
+
+
+def confirmed_pairs(
+    shards: list[str], cells: list[list[int]], cfg: DedupConfig, *, rank: np.ndarray
+) -> np.ndarray:
+    """int64[m, 2]: the confirmed pairs of ``cells`` (global indices, a < b, unique)."""
+    return confirm(shards, candidate_pairs(shards, cells, cfg, rank=rank), cfg)

@@ -9,7 +9,8 @@ a local process-pool driver.
     finalize_shard x N: drop duplicates, write output       fan-out
     write_report: stats.json + report.md + report.html      one task
 
-Work layout under ``work``: ``raw/``, ``filtered/``, ``signatures/``, ``stats/`` (one file per
+Work layout under ``work``: ``raw/``, ``filtered/``, ``signatures/`` (``shard-NNNNN.parquet``
+band columns + ``shard-NNNNN.npy`` row-major signatures), ``stats/`` (one file per
 shard; a shard's stats file is written last and marks it done, so a rerun skips it),
 ``dedup/plan.json``, ``dedup/pairs/task-NNNNN.parquet`` (one per LSH task, skipped on rerun) and
 ``dedup.json``. Output under ``out``: ``shard-NNNNN.parquet`` + ``stats.json`` + reports.
@@ -35,9 +36,9 @@ from diffucoder.data.clusters import find_clusters
 from diffucoder.data.config import DataConfig, DecontamConfig, DedupConfig
 from diffucoder.data.corpus import write_doc_shards
 from diffucoder.data.decontam import Decontaminator
-from diffucoder.data.dedup import plan, signature_table
+from diffucoder.data.dedup import plan, write_signature_shard
 from diffucoder.data.filters import CodeFilter, FilterStats
-from diffucoder.data.lsh import candidate_pairs, id_ranks
+from diffucoder.data.lsh import confirmed_pairs, id_ranks
 from diffucoder.data.readers import SkipLog, input_units, read_unit
 from diffucoder.data.report import merge_shard_stats, write_report
 
@@ -105,7 +106,7 @@ def filter_shard(input_uri: str, shard_id: int, work: str, cfg: DataConfig) -> d
         docs = decontaminate(docs, _decontaminator(cfg.decontam.model_dump_json()), stats)
     kept = list(docs)
     io.write_text_shard(io.join(work, "filtered", io.shard_name(shard_id)), kept)
-    io.write_table(io.join(work, "signatures", io.shard_name(shard_id)), signature_table(kept, cfg.dedup))
+    write_signature_shard(io.join(work, "signatures", io.shard_name(shard_id)), kept, cfg.dedup)
     result = {"shard": shard_id, "input": input_uri, "filter": stats.to_dict(), "skipped": skips.to_dict()}
     io.write_json(stats_uri, result)  # last: marks the shard done
     return result
@@ -135,8 +136,8 @@ def dedup_plan(work: str, cfg: DataConfig) -> int:
 
 
 def dedup_band_step(work: str, task: int) -> int:
-    """One LSH task of the plan -> ``dedup/pairs/task-NNNNN.parquet`` (its candidate pairs, which
-    the join confirms); returns its pair count.
+    """One LSH task of the plan -> ``dedup/pairs/task-NNNNN.parquet`` (its confirmed pairs);
+    returns their count.
     Idempotent: a task whose pair file exists is skipped."""
     uri = _pairs_uri(work, task)
     if io.exists(uri):
@@ -151,13 +152,14 @@ def dedup_band_step(work: str, task: int) -> int:
             f"dedup: {_ranks_uri(work)} is missing: rerun `diffucoder data dedup-plan --work {work}`"
         )
     rank = io.read_table(_ranks_uri(work)).column("rank").to_numpy()
-    pairs = candidate_pairs(p["shards"], p["tasks"][task], DedupConfig.model_validate(p["dedup"]), rank=rank)
+    cfg = DedupConfig.model_validate(p["dedup"])
+    pairs = confirmed_pairs(p["shards"], p["tasks"][task], cfg, rank=rank)
     io.write_table(uri, pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}))
     return len(pairs)
 
 
 def dedup_join_step(work: str) -> dict:
-    """Clusters from the ids, sha256s and every LSH task's candidate pairs -> ``dedup.json``."""
+    """Clusters from the ids, sha256s and every LSH task's confirmed pairs -> ``dedup.json``."""
     p = io.read_json(_plan_uri(work))
     blocks = []
     for task in range(len(p["tasks"])):
