@@ -44,7 +44,8 @@ $(STAMP): $(RUN_STAMP)
 # A skipped module still imports, compiled in memory; tests/test_bytecode.py checks that no step
 # imports one. A file that does not compile (a newer Python's syntax in torch's test helpers) cannot
 # be imported by this Python either, and is skipped silently, as pip skips it.
-NO_BYTECODE := /tests?/|/transformers/models/(?!auto/)[^/]+/
+# (anchored at site-packages: compileall matches the full path, which may hold a tests/ of its own)
+NO_BYTECODE := /site-packages/(.+/)?tests?/|/site-packages/transformers/models/(?!auto/)[^/]+/
 SITE_PACKAGES = $$($(BIN)/python -c 'import sysconfig; print(*{sysconfig.get_path(p) for p in ("purelib", "platlib")})')
 
 bytecode:
