@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 PYTEST_ARGS ?=
 
-.PHONY: browser setup setup-run run smoke test test-slow test-all test-images test-evalplus lint bench compile images container-engine system-deps clean
+.PHONY: browser bytecode setup setup-run run smoke test test-slow test-all test-images test-evalplus lint bench compile images container-engine system-deps clean
 
 # setup: everything, the test and lint tools (the dev extra) included; setup-run: what `make run`
 # and `make smoke` need. The dev extra is ~200 MB of ~20,000 files (moto with cfn-lint,
@@ -20,19 +20,36 @@ setup: $(STAMP) system-deps
 setup-run: $(RUN_STAMP) system-deps
 
 # pip is upgraded first: a fresh setup with the venv's own pip 23.2 took 128 s, one with the upgrade
-# 95 s (two runs on a machine whose speed drifted, so only a rough comparison). pip's
-# byte-compilation stays on: with --no-compile the pipeline's first tasks compiled the same modules
-# in parallel processes and the data steps took 30 s longer.
+# 95 s (two runs on a machine whose speed drifted, so only a rough comparison). torch (unless one is
+# installed already) and the project go in one resolver pass without pip's byte-compilation, and
+# compileall then writes the bytecode on every CPU: pip compiles serially, 47 s of a 75 s install
+# on 2 cores, against 20 s here (BENCHMARKS.md `## pipeline`). The bytecode must be written at
+# set-up: where PYTHONDONTWRITEBYTECODE is set, nothing writes it at import, and every task's
+# process would compile its modules again.
 $(RUN_STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e '.[kfp]'
+	$(BIN)/python -m pip install -q --no-compile \
+	  $$($(BIN)/python -c "import torch" 2>/dev/null || echo "$(TORCH_SPEC)") -e '.[kfp]'
+	$(MAKE) --no-print-directory bytecode
 	touch $(RUN_STAMP)
 
 $(STAMP): $(RUN_STAMP)
-	$(BIN)/python -m pip install -q -e '.[kfp,dev]'
+	$(BIN)/python -m pip install -q --no-compile -e '.[kfp,dev]'
+	$(MAKE) --no-print-directory bytecode
 	touch $(STAMP)
+
+# Skipped: test suites and transformers' per-architecture model folders, which no pipeline process
+# imports (the project's model is its own; transformers loads an architecture's folder on demand).
+# A skipped module still imports, compiled in memory; tests/test_bytecode.py checks that no step
+# imports one. A file that does not compile (a newer Python's syntax in torch's test helpers) cannot
+# be imported by this Python either, and is skipped silently, as pip skips it.
+# (anchored at site-packages: compileall matches the full path, which may hold a tests/ of its own)
+NO_BYTECODE := /site-packages/(.+/)?tests?/|/site-packages/transformers/models/(?!auto/)[^/]+/
+SITE_PACKAGES = $$($(BIN)/python -c 'import sysconfig; print(*{sysconfig.get_path(p) for p in ("purelib", "platlib")})')
+
+bytecode:
+	@$(BIN)/python -m compileall -qq -j0 -x '$(NO_BYTECODE)' $(SITE_PACKAGES) || true
 
 # bubblewrap adds namespace isolation to the sandbox where the host allows it; libseccomp2 is what
 # pyseccomp loads for the sandbox's mandatory network-deny filter.

@@ -2,7 +2,7 @@
 
     diffucoder pipeline run-local --preset tiny [key.sub=value ...]     (= make run)
     diffucoder pipeline run-local --runner docker [--image-registry R]  (each step in its image)
-    diffucoder pipeline compile                                         (= make compile)
+    diffucoder pipeline compile [--out diffucoder.yaml]                 (the IR, into the working directory)
     diffucoder pipeline submit --host URL [--experiment E] [--param k=v ...] [--preset P] [key=value ...]
     diffucoder pipeline rerun RUN_ROOT [--host URL]
     diffucoder pipeline schedule create|list|pause|resume|delete ...    (see diffucoder_kfp.schedule_cli)
@@ -117,9 +117,9 @@ def _run_local(args: argparse.Namespace) -> int:
 
 def _compile(args: argparse.Namespace) -> int:
     require_kfp()
-    from diffucoder_kfp.compile import IR_PATH, compile_pipeline
+    from diffucoder_kfp.compile import compile_pipeline
 
-    print(compile_pipeline(args.out or IR_PATH))
+    print(compile_pipeline(args.out.resolve()))
     return 0
 
 
@@ -215,8 +215,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     p.set_defaults(func=_run_local)
 
-    p = inner.add_parser("compile", help="write the IR YAML (pipelines/diffucoder.yaml)")
-    p.add_argument("--out", default=None, type=Path)
+    # the working directory, never the installed package's folder (`make compile` refreshes the
+    # checked-in pipelines/diffucoder.yaml through python -m diffucoder_kfp.compile)
+    p = inner.add_parser("compile", help="write the pipeline's IR YAML (default ./diffucoder.yaml)")
+    p.add_argument("--out", default=Path("diffucoder.yaml"), type=Path, help="where (default: %(default)s)")
     p.set_defaults(func=_compile)
 
     p = inner.add_parser("submit", help="start a run on a Kubeflow Pipelines endpoint; prints its URL")

@@ -73,10 +73,11 @@ def test_pack_rows_are_exact_and_deterministic(tmp_path, data_cfg, tiny_tokenize
     assert meta["tokens"] == meta["rows"] * 128 + meta["dropped_tail_tokens"]
     for s in meta["shards"]:
         assert (tmp_path / "p1" / s).read_bytes() == (tmp_path / "p2" / s).read_bytes()
-    # the stream is the documents joined by eos, in shard/row order
+    # the stream is the documents, each tokenised as the transformers call does it and followed by
+    # eos, in shard/row order
     tok = load_tokenizer(tiny_tokenizer_dir)
-    first_doc = read_text_shard(shards[0])[0]["text"]
-    ids = tok(first_doc, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    docs = [row["text"] for shard in shards for row in read_text_shard(shard) if row["text"]]
+    ids = [i for doc in docs for i in tok(doc, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]]
     flat = [i for r in rows for i in r]
-    assert flat[: len(ids)] == ids
+    assert flat == ids[: len(flat)] and len(ids) - len(flat) == meta["dropped_tail_tokens"]
     assert json.loads((tmp_path / "p1" / "meta.json").read_text())["seq_len"] == 128

@@ -66,6 +66,18 @@ def test_checked_in_ir_is_current(compiled_ir):
     assert strip(IR_PATH.read_text()) == strip(path.read_text()), "stale IR: run `make compile` and commit"
 
 
+def test_compile_command_writes_into_the_working_directory(compiled_ir, tmp_path, monkeypatch):
+    """`diffucoder pipeline compile` with no --out: ./diffucoder.yaml, the same IR, and nothing beside
+    the package (an installed wheel's folder is no place for a user's build output)."""
+    from diffucoder.cli import main
+
+    before = IR_PATH.stat().st_mtime_ns
+    monkeypatch.chdir(tmp_path)
+    assert main(["pipeline", "compile"]) == 0
+    assert (tmp_path / "diffucoder.yaml").read_text() == compiled_ir[0].read_text()
+    assert IR_PATH.stat().st_mtime_ns == before
+
+
 def test_exit_handler_wraps_the_run_and_closes_it(compiled_ir):
     _, spec, _ = compiled_ir
     root = spec["root"]["dag"]["tasks"]
