@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from diffucoder.evaluation.paired import paired_difference, pass_rates, speed_costs, step_halving_drops
+from diffucoder.evaluation.paired import (
+    paired_difference,
+    pass_rates,
+    run_spread,
+    speed_costs,
+    step_halving_drops,
+)
 
 
 def _jsonl(rows: list[tuple[str, str, str, int, int]]) -> str:
@@ -79,3 +85,18 @@ def test_two_stages_drops_pair_task_by_task():
     assert step_halving_drops(before) == {("t", "a", 0.2): 1.0, ("t", "b", 0.2): 1.0, ("t", "c", 0.2): 0.0}
     change = paired_difference(step_halving_drops(before), step_halving_drops(after))
     assert change.diff == pytest.approx(-2 / 3) and (change.up, change.down) == (0, 2)
+
+
+def test_run_spread_is_the_mean_change_with_its_se_across_runs():
+    before = pass_rates(_jsonl([("b", "a", "1x", 1, 0), ("b", "c", "1x", 1, 1)]))
+    runs = [
+        paired_difference(before, pass_rates(_jsonl([("b", "a", "1x", 1, a), ("b", "c", "1x", 1, c)])))
+        for a, c in ((1, 1), (0, 0), (1, 0))
+    ]
+    # per-run changes +0.5, -0.5, 0: mean 0, sample sd 0.5, SE 0.5 / sqrt(3)
+    spread = run_spread(runs)
+    assert spread.runs == 3 and spread.mean == pytest.approx(0.0)
+    assert spread.se == pytest.approx(0.5 / 3**0.5)
+    assert spread.describe() == "+0.000 +- 0.289 over 3 runs"
+    with pytest.raises(ValueError, match="1 run.*needs >= 2"):
+        run_spread(runs[:1])
