@@ -11,8 +11,9 @@ Two commands:
 The sample set, per task: the canonical solution; printing megabytes, ``sys.exit`` or ``os._exit`` at
 import (in turn); the canonical solution returning a wrong type where that changes an output
 (``_CONVERTERS``); the first single-token mutant that passes base and fails plus and the first that
-fails base, of up to ``MUTANTS_PER_TASK`` tried in a seeded order, each judged in-process against the
-reference outputs with EvalPlus's comparison and kept only clear of every time limit; the canonical
+fails base, of up to ``MUTANTS_PER_TASK`` tried in a seeded order; the wrong-type samples and the
+mutants each judged in-process against the reference outputs with EvalPlus's comparison and kept
+only clear of every time limit (``build --refresh-converters`` rejudges the wrong-type ones); the canonical
 solution right on the base inputs only (``plus_wrong``); and on a few tasks programs slowed towards
 each time limit (the 1 s floor, 4x the reference, the tier's wall cap). ``build`` writes the counts
 per kind to composition.json.
@@ -374,6 +375,26 @@ def judge(
     return _in_child(work, memory=2 << 30)
 
 
+def converter_samples(problem: dict[str, Any], reference: dict[str, list]) -> list[dict[str, Any]]:
+    """The canonical solution behind each converter of ``_CONVERTERS`` that changes one of its first
+    200 outputs, kept only where :func:`judge` gives both tiers a verdict clear of every time limit,
+    as mutants are. The wrapper rebinds the entry point, so a recursive solution calls it at every
+    level and may run at several times its reference (Mbpp/583's ``catalan_number(15)``, 3.5 s, came
+    within EvalPlus's 4x limit): on a heavy input such a sample's verdict is the machine's load."""
+    flat = reference["base_outputs"] + reference["plus_outputs"]
+    out = []
+    for name, converter in _CONVERTERS.items():
+        if not _converter_changes(converter, flat[:200]):
+            continue
+        program = _wrapped(problem["program"], problem["entry_point"], converter)
+        # judged twice at most: a light call descheduled past its 50 ms on a loaded machine is not
+        # a slow sample, while a slow one is slow again
+        verdicts = (judge(program, problem, reference, plus_when=("pass", "fail")) for _ in range(2))
+        if any(v is not None for v in verdicts):
+            out.append({"task_id": problem["task_id"], "solution": program, "kind": name})
+    return out
+
+
 def mutant_samples(problem: dict[str, Any], reference: dict[str, list], seed: int) -> list[dict[str, Any]]:
     """Up to two single-token mutants, from the first ``MUTANTS_PER_TASK`` in a seeded order: the
     first that passes the base tier and fails the plus tier ("mutant") and the first that fails the
@@ -417,10 +438,7 @@ def task_samples(job: tuple[int, dict[str, Any], dict[str, list] | None, int]) -
     )
     if reference is None:
         return samples
-    flat = reference["base_outputs"] + reference["plus_outputs"]
-    for name, converter in _CONVERTERS.items():
-        if _converter_changes(converter, flat[:200]):
-            samples.append({"task_id": task_id, "solution": _wrapped(program, ep, converter), "kind": name})
+    samples += converter_samples(problem, reference)
     samples += mutant_samples(problem, reference, seed)
     wrong = plus_wrong(program, ep, problem["base"])
     if wrong is not None and judge(wrong, problem, reference, plus_when=("pass",)) == ("pass", "fail"):
@@ -555,6 +573,27 @@ def refresh_repeats(data_root: Path, samples_dir: Path, dataset: str, workers: i
     rows += scaled_slow_samples(problems, _slowest_inputs(problems, runs))
     order = {p["task_id"]: i for i, p in enumerate(problems)}
     rows.sort(key=lambda s: order[s["task_id"]])  # stable: after the task's other samples, as in build
+    return _rewrite_set(samples_dir, dataset, rows)
+
+
+def refresh_converters(data_root: Path, samples_dir: Path, dataset: str, workers: int) -> dict[str, int]:
+    """Replace the existing set's wrong-type samples (``_CONVERTERS``) by the current rule's
+    (:func:`converter_samples`, on the reference runs cached under build/), each task's where
+    ``build`` puts them (after its canonical and I/O samples), and update composition.json. Returns
+    the samples per kind."""
+    problems = _problems(data_root, dataset)
+    with Pool(workers) as pool:
+        runs = references(data_root, dataset, problems, pool)
+        jobs = [(p, r) for p, r in zip(problems, runs, strict=True) if r is not None]
+        kept = pool.starmap(converter_samples, jobs, chunksize=1)
+    new = {p["task_id"]: group for (p, _), group in zip(jobs, kept, strict=True)}
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for r in _jsonl(samples_dir / f"{dataset}.jsonl.gz"):
+        by_task.setdefault(r["task_id"], []).append(r)
+    rows: list[dict[str, Any]] = []
+    for task_id, group in by_task.items():
+        others = [r for r in group if r["kind"] not in _CONVERTERS]
+        rows += others[:2] + new.get(task_id, []) + others[2:]
     return _rewrite_set(samples_dir, dataset, rows)
 
 
@@ -921,6 +960,11 @@ def main() -> None:
         action="store_true",
         help="only replace the existing set's repeat_* samples by the current rule's (tasks chosen anew)",
     )
+    b.add_argument(
+        "--refresh-converters",
+        action="store_true",
+        help="only replace the existing set's wrong-type samples by the current rule's (judged anew)",
+    )
     r = sub.add_parser("run")
     r.add_argument("--data-root", type=Path, default=None, help="default: the data shipped with diffucoder")
     r.add_argument("--dataset", choices=["humaneval", "mbpp"], action="append")
@@ -958,6 +1002,9 @@ def main() -> None:
     elif args.command == "build" and args.refresh_repeats:
         for dataset in args.dataset or ["humaneval", "mbpp"]:
             print(dataset, json.dumps(refresh_repeats(args.data_root, args.out, dataset, args.workers)))
+    elif args.command == "build" and args.refresh_converters:
+        for dataset in args.dataset or ["humaneval", "mbpp"]:
+            print(dataset, json.dumps(refresh_converters(args.data_root, args.out, dataset, args.workers)))
     elif args.command == "build":
         print(
             json.dumps(

@@ -90,3 +90,24 @@ def test_the_hard_set_builder_judges_mutants_as_evalplus_would():
     hangs = "def f(x):\n    while True:\n        pass\n"
     assert agreement.judge(hangs, problem, reference, plus_when=("pass", "fail")) is None
     assert agreement.judge(problem["program"], problem, reference, plus_when=("pass",)) == ("pass", "pass")
+
+
+def test_the_hard_set_builder_keeps_wrong_type_samples_only_clear_of_every_time_limit():
+    agreement = _agreement_module()
+    # the wrong-type wrapper rebinds the entry point, so a recursive solution reaches it at every
+    # level; here a converted inner result takes a 0.3 s path, against the 50 ms that the judge
+    # allows an input whose reference takes microseconds (Mbpp/583's recursion through the wrapper
+    # ran at several times its reference, near EvalPlus's 4x limit)
+    canonical = (
+        "import time\n\ndef f(n):\n    if n == 0:\n        return 0\n    inner = f(n - 1)\n"
+        "    if type(inner) is not int:\n        time.sleep(0.3)\n    return inner + 1\n"
+    )
+    recursive = _toy_problem() | {"canonical": canonical, "program": canonical, "base": [[1], [0]]}
+    reference = agreement.reference_run(recursive)
+    assert reference["base_outputs"] == [1, 0]
+    kinds = {s["kind"] for s in agreement.task_samples((0, recursive, reference, 0))}
+    assert not kinds & set(agreement._CONVERTERS), kinds  # float_int and numpy would sit on the limit
+    # a light task keeps its wrong-type samples: int -> float changes its outputs, and it is judged
+    light = _toy_problem()
+    kept = agreement.converter_samples(light, agreement.reference_run(light))
+    assert {s["kind"] for s in kept} == {"float_int", "numpy"}

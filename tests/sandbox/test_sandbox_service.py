@@ -95,6 +95,18 @@ def test_io_jobs_return_outputs_and_compare_like_evalplus(client):
     assert client.run(Job(code=mutating, entry_point="h", inputs=[[[]], [[]]], expected=[1, 1])).passed == 2
 
 
+def test_encoding_a_large_output_does_not_count_against_the_inputs_time_limit(client):
+    # EvalPlus times only the call; HumanEval/130's tri(1000000) returns a million floats, whose
+    # encoding and transfer once ran past the input's limit on a loaded machine. Here the call
+    # returns a list built at load (microseconds, within 10 ms) that takes seconds to encode.
+    code = "BIG = [i + 0.5 for i in range(3_900_000)]\n\ndef f():\n    return BIG\n"
+    got = client.run(
+        Job(code=code, entry_point="f", inputs=[[]], time_limits_s=[0.01], total_time_limit_s=60)
+    )
+    assert got.verdicts == ["passed"], got
+    assert len(got.outputs[0]) == 3_900_000
+
+
 def test_jobs_share_a_registered_tier_and_a_dropped_one_is_registered_again(client, sandbox_url):
     """Many samples of a problem name one tier; the slot's copy of its inputs is never changed by a
     solution that mutates its arguments; a ref the server no longer holds (409) is registered again."""
