@@ -46,7 +46,10 @@ def dedup_plan(config_yaml: str, data_root: str, kept_per_shard: list) -> list:
 
 @dsl.component(base_image=TOOLS_IMAGE, install_kfp_package=False)
 def dedup_band(data_root: str, lsh_task: int) -> int:
-    """One LSH task: the near-duplicate pairs of its cells, confirmed on whole signatures; returns their number."""
+    """One LSH task: the near-duplicate pairs of its cells, confirmed on whole signatures.
+
+    Returns the number of confirmed pairs.
+    """
     from diffucoder import steps
 
     return steps.dedup_band(data_root, task=int(lsh_task))

@@ -2,8 +2,9 @@
 
 It reads two string columns per shard and the pair files, no signature: each LSH task confirmed
 its own pairs (:func:`diffucoder.data.lsh.confirmed_pairs`). Clusters are connected components
-over exact-hash groups and confirmed near-duplicate pairs, computed with array operations (``min_labels``) rather than a per-edge Python union-find, so a corpus of
-millions of documents joins in seconds. One document per cluster is kept: the smallest id.
+over exact-hash groups and confirmed near-duplicate pairs, computed with array operations
+(``min_labels``) rather than a per-edge Python union-find, so a corpus of millions of documents
+joins in seconds. One document per cluster is kept: the smallest id.
 """
 
 from __future__ import annotations
