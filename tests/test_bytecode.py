@@ -9,6 +9,7 @@ interpreter, that no module a step loads is among the skipped.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -36,7 +37,13 @@ print(json.dumps(sorted(missing)))
 
 def test_every_installed_module_a_step_imports_has_its_bytecode() -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        # the probe must not write the bytecode it looks for, whatever the environment says
+        env=os.environ | {"PYTHONDONTWRITEBYTECODE": "1"},
     )
     missing = json.loads(proc.stdout.splitlines()[-1])
     assert missing == [], (
