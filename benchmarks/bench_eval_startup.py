@@ -11,7 +11,9 @@ server, the samples' execution, the report and the MLflow run.
     .venv/bin/python benchmarks/bench_eval_startup.py [--tasks 5] [--repeats 3] [--src DIR]
 
 ``--src``: a source tree's ``src/`` whose ``diffucoder`` is imported instead of the installed one,
-e.g. another commit's (``git archive COMMIT src | tar -x -C DIR``): the same-run baseline.
+e.g. another commit's (``git worktree add DIR COMMIT``, then ``--src DIR/src``): the same-run
+baseline. The JSON's ``commit`` is the commit of the tree measured (``unknown`` for a tree outside
+git).
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def main() -> None:
                 "wall_runs_s": [round(w, 2) for w in walls],
                 "load_avg": os.getloadavg(),
                 "machine": cpu_info(),
-                "commit": git_sha(),
+                "commit": git_sha(args.src) if args.src else git_sha(),
             },
             indent=2,
         )

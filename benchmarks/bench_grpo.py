@@ -23,12 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from machine import git_sha
 
 from diffucoder.config import load_config
 from diffucoder.model import load_model
@@ -202,9 +202,6 @@ def main() -> None:
     roll = statistics.median(rollout_s)
     coupled = statistics.median(timings["coupled"])
     full = statistics.median(timings["full_mask"])
-    sha = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
     print(
         json.dumps(
             {
@@ -234,7 +231,7 @@ def main() -> None:
                     "step_time_ratio": (roll + coupled) / (roll + full),
                     "estimate_update_ratio": coupled / full,
                 },
-                "git_sha": sha,
+                "git_sha": git_sha(),
             },
             indent=1,
         )

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import git_sha
+
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 5
 
@@ -45,9 +47,6 @@ def main() -> int:
         path = str(ROOT / "manifests" / "overlays" / overlay)
         results[f"kustomize_{overlay}_s"] = _median_seconds(lambda p=path: _kubectl("kustomize", p))
     results["build_trainjob_ms"] = 1000 * _median_seconds(lambda: build_trainjob(job, cfg, k8s), repeats=200)
-    git_sha = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
     print(
         json.dumps(
             {
@@ -57,7 +56,7 @@ def main() -> int:
                 "metric": "median wall time",
                 "value": results,
                 "unit": "s (ms where named)",
-                "git_sha": git_sha,
+                "git_sha": git_sha(),
             }
         )
     )

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_info
+from machine import cpu_info, git_sha
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEQ_LEN = 256
@@ -280,9 +280,6 @@ def main() -> None:
                     }
                     _log(f"  {row}")
                     rows.append(row)
-    sha = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
-    ).stdout.strip()
     worst = max(abs(r["ratio"] - 1) for r in rows)
     print(
         json.dumps(
@@ -298,7 +295,7 @@ def main() -> None:
                 "metric": "worst |planned / measured - 1|",
                 "value": round(worst, 3),
                 "goal": 0.25,
-                "git_sha": sha,
+                "git_sha": git_sha(),
                 "wall_s": round(time.time() - started),
                 "rows": rows,
             },

@@ -21,13 +21,12 @@ import argparse
 import inspect
 import json
 import statistics
-import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import torch
+from machine import git_sha
 from transformers import Qwen2ForCausalLM
 
 from diffucoder.config import load_config
@@ -49,12 +48,6 @@ SETUPS = {
         0,
     ),
 }  # fmt: skip
-
-
-def git_sha() -> str:
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
 
 
 def sync(device: torch.device) -> None:

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import git_sha
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIZES = {
     "tiny": [],  # the tiny preset's model
@@ -179,9 +181,6 @@ def main() -> None:
                 "params": facts["params"],
                 "flops_per_token": facts["flops_per_token"](args.seq_len),
             }
-    sha = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
-    ).stdout.strip()
     first = args.sizes.split(",")[0]
     print(
         json.dumps(
@@ -192,7 +191,7 @@ def main() -> None:
                 "metric": f"{first}/2rank_zero2 speedup vs 1 rank",
                 "value": results[f"{first}/2rank_zero2"]["speedup_vs_1rank"],
                 "unit": "x",
-                "git_sha": sha,
+                "git_sha": git_sha(),
                 "results": results,
             },
             indent=1,

@@ -29,8 +29,13 @@ def cpu_info() -> dict:
     }
 
 
-def git_sha() -> str:
+def git_sha(tree: str | Path | None = None) -> str:
+    """The short commit of the checkout holding ``tree`` (default: this script's), or "unknown"
+    where that is no git checkout (e.g. a ``git archive`` extraction)."""
     out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=Path(tree) if tree else Path(__file__).parent,
     )
-    return out.stdout.strip()
+    return out.stdout.strip() or "unknown"
