@@ -182,6 +182,18 @@ def cpu_split_ms_per_job(url: str, job: Job, n: int, parallel: int) -> dict:
     return split
 
 
+def sandbox_client_cpu_ms_per_run(url: str, job: Job, n: int) -> float:
+    """Client CPU per ``SandboxClient.run`` (one job, one request, a fresh event loop and connection
+    each call): the product path of a caller that sends one job at a time."""
+    client = SandboxClient(url)
+    client.run(job)  # imports and the process's TLS context
+    before = os.times()
+    for _ in range(n):
+        assert client.run(job).passed == 1
+    after = os.times()
+    return round(1000 * ((after.user + after.system) - (before.user + before.system)) / n, 2)
+
+
 # a fork of a bare interpreter (site only) whose child runs `x = 1` and exits: what any design that
 # forks a fresh Python process per job pays at least, whatever that process imported
 _BARE_FORK = """
@@ -267,8 +279,8 @@ def baseline(argv: list[str], he_programs: list[str], n_he_jobs: int, n_trivial:
     return {
         "argv": argv,
         "site_import_ms": site_import_ms(argv),
-        "trivial": run_baseline(argv, [TRIVIAL_PROGRAM] * (n_trivial // 3), 2),
-        "trivial_cpu_ms": baseline_cpu_ms_per_program(argv, [TRIVIAL_PROGRAM] * 60),
+        "trivial": run_baseline(argv, [TRIVIAL_PROGRAM] * n_trivial, 2),
+        "trivial_cpu_ms": baseline_cpu_ms_per_program(argv, [TRIVIAL_PROGRAM] * 100),
         "humaneval_plus": he,
         "humaneval_plus_cpu_ms_per_job": round(
             baseline_cpu_ms_per_program(argv, he_programs[:120]) * len(he_programs) / n_he_jobs, 2
@@ -416,6 +428,9 @@ def main() -> None:
             "humaneval_plus_service": service_cpu_ms_per_job(url, he_jobs),
         }
         report["cpu_ms_per_trivial_request"] = cpu_split_ms_per_job(url, trivial, args.trivial, 4)
+        report["cpu_ms_per_trivial_request"]["client_sandboxclient_run"] = sandbox_client_cpu_ms_per_run(
+            url, trivial, args.trivial // 2
+        )
     with tempfile.TemporaryDirectory() as scratch:
         report["baselines"] = {
             name: baseline(argv, he_baseline, len(he_jobs), args.trivial)
