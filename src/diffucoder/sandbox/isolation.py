@@ -150,15 +150,6 @@ def landlock_abi() -> int:
     return max(int(version), 0)
 
 
-def landlock_restrict(writable: list[str], readable: list[str]) -> None:
-    """Allow reads under ``readable``, reads+writes under ``writable``; everything else is denied."""
-    rules = LandlockRules(readable)
-    try:
-        rules.restrict(writable=writable)
-    finally:
-        rules.close()
-
-
 class LandlockRules:
     """A landlock policy whose read-only part is prepared once: the handled access rights and one
     rule per path of ``readable``, each holding an ``O_PATH`` descriptor of its path that stays open
