@@ -1,8 +1,12 @@
 """Sandbox throughput and latency against the one-subprocess-per-assert baseline (open-r1's local path).
 
 Prints JSON. Workloads: (a) a trivial program with one assert, (b) HumanEval+ canonical solutions
-with their base inputs (io jobs). Baseline, measured in the same run: `python3 -c "<code>\\n<assert>"`
-per test with a 5 s timeout, on as many parallel workers as the server has slots. Also: the cost of
+with their base inputs (io jobs). Baselines, measured in the same run: `python -c "<code>\\n<assert>"`
+per test with a 5 s timeout, on as many parallel workers as the server has slots, with two
+interpreters (``BASELINES``): this checkout's venv (what a naive evaluator here spawns: its start runs
+the editable install's import finder) and a venv of the same CPython with nothing installed (a fresh
+interpreter per program, ``site`` and all, without any project's start-up cost); ``-S`` on the latter
+(no ``site`` at all) is printed as a lower bound no real evaluator uses. Also: the cost of
 each isolation layer of a fork-server child, as layers are added one by one, forked from a process
 like an executor slot and from one that holds only the layers and the harness (sandbox_fork_costs.py).
 
@@ -25,7 +29,9 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import venv
 from pathlib import Path
 
 import httpx
@@ -163,14 +169,29 @@ def cpu_split_ms_per_job(url: str, job: Job, n: int, parallel: int) -> dict:
     ]
     ms = lambda seconds: round(1000 * seconds / n, 2)  # noqa: E731
     client = (after[1].user + after[1].system) - (before[1].user + before[1].system)
-    return {
+    split = {
         "client_httpx": ms(client),
         "server_process": ms(after[0][0][0] - before[0][0][0]),
         "executors_own": ms(sum(a[0] - b[0] for a, b in zip(after[0][1:], before[0][1:], strict=True))),
         "job_children": ms(sum(a[1] - b[1] for a, b in zip(after[0][1:], before[0][1:], strict=True))),
-        "minor_faults_per_job_executors_own": round(sum(f[0] for f in faults) / n),
-        "minor_faults_per_job_children": round(sum(f[1] for f in faults) / n),
     }
+    split["server_side"] = round(split["server_process"] + split["executors_own"] + split["job_children"], 2)
+    split["with_client"] = round(split["server_side"] + split["client_httpx"], 2)
+    split["minor_faults_per_job_executors_own"] = round(sum(f[0] for f in faults) / n)
+    split["minor_faults_per_job_children"] = round(sum(f[1] for f in faults) / n)
+    return split
+
+
+def sandbox_client_cpu_ms_per_run(url: str, job: Job, n: int) -> float:
+    """Client CPU per ``SandboxClient.run`` (one job, one request, a fresh event loop and connection
+    each call): the product path of a caller that sends one job at a time."""
+    client = SandboxClient(url)
+    client.run(job)  # imports and the process's TLS context
+    before = os.times()
+    for _ in range(n):
+        assert client.run(job).passed == 1
+    after = os.times()
+    return round(1000 * ((after.user + after.system) - (before.user + before.system)) / n, 2)
 
 
 # a fork of a bare interpreter (site only) whose child runs `x = 1` and exits: what any design that
@@ -197,28 +218,93 @@ def bare_fork_cpu_ms(n: int = 1000) -> float:
     return round(float(out.stdout), 3)
 
 
-def baseline_cpu_ms_per_program(programs: list[str]) -> float:
+def baseline_interpreters(scratch: str) -> dict[str, list[str]]:
+    """The fresh interpreters the baseline runs each program in (argv before ``-c PROGRAM``).
+
+    ``checkout_venv``: this checkout's venv, as a naive evaluator here would spawn it; its ``site``
+    runs the editable install's import finder. ``clean_venv``: a venv of the same CPython build with
+    nothing installed (created in ``scratch``), so its start is the interpreter's and ``site``'s own:
+    the fair "fresh interpreter per program". ``clean_venv_no_site``: the same with ``-S``, a lower
+    bound (no ``site``, no site-packages) that no evaluator which imports installed packages can use."""
+    clean = os.path.join(scratch, "clean-venv")
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(clean)
+    python = os.path.join(clean, "bin", "python")
+    return {"checkout_venv": [sys.executable], "clean_venv": [python], "clean_venv_no_site": [python, "-S"]}
+
+
+def site_import_ms(argv: list[str]) -> float:
+    """Cumulative import time of ``site`` (``-X importtime -c pass``): the part of an interpreter's
+    start that depends on what is installed (0 with ``-S``)."""
+    err = subprocess.run([*argv, "-X", "importtime", "-c", "pass"], capture_output=True, text=True).stderr
+    for line in err.splitlines():
+        fields = line.split("|")
+        if len(fields) == 3 and fields[2].strip() == "site":
+            return round(int(fields[1]) / 1000, 2)
+    return 0.0
+
+
+def baseline_cpu_ms_per_program(argv: list[str], programs: list[str]) -> float:
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    run_baseline(programs, 2)
+    run_baseline(argv, programs, 2)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return round(1000 * used / len(programs), 2)
 
 
-def run_baseline(programs: list[str], parallel: int) -> dict:
+def run_baseline(argv: list[str], programs: list[str], parallel: int) -> dict:
     latencies: list[float] = []
 
     def one(program: str) -> None:
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=5)
+        subprocess.run([*argv, "-c", program], capture_output=True, timeout=5, check=True)
         latencies.append(time.perf_counter() - t)
 
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
         list(pool.map(one, programs))
     return summary(latencies, time.perf_counter() - started, len(programs))
+
+
+TRIVIAL_CODE, TRIVIAL_TEST = "def f(x):\n    return x + 1\n", "assert f(1) == 2"
+TRIVIAL_PROGRAM = TRIVIAL_CODE + TRIVIAL_TEST  # what the baseline runs for one trivial job
+
+
+def baseline(argv: list[str], he_programs: list[str], n_he_jobs: int, n_trivial: int) -> dict:
+    """One interpreter's baseline: trivial programs and HumanEval+ inputs, rate and CPU."""
+    he = run_baseline(argv, he_programs, 2)
+    # the baseline runs one subprocess per input; express it per job too
+    he["jobs_per_s"] = round(he["executions_per_s"] * n_he_jobs / len(he_programs), 1)
+    return {
+        "argv": argv,
+        "site_import_ms": site_import_ms(argv),
+        "trivial": run_baseline(argv, [TRIVIAL_PROGRAM] * n_trivial, 2),
+        "trivial_cpu_ms": baseline_cpu_ms_per_program(argv, [TRIVIAL_PROGRAM] * 100),
+        "humaneval_plus": he,
+        "humaneval_plus_cpu_ms_per_job": round(
+            baseline_cpu_ms_per_program(argv, he_programs[:120]) * len(he_programs) / n_he_jobs, 2
+        ),
+    }
+
+
+def ratios(report: dict, base: dict) -> dict:
+    """The service against one baseline: rates (service / baseline) and CPU (baseline / service)."""
+    cpu, split = report["cpu_ms_per_job"], report["cpu_ms_per_trivial_request"]
+    rate = lambda key: round(report[key]["executions_per_s"] / base["trivial"]["executions_per_s"], 2)  # noqa: E731
+    return {
+        "trivial_jobs_per_s_one_per_request": rate("trivial_service"),
+        "trivial_jobs_per_s_batched": rate("trivial_service_batched"),
+        "trivial_cpu_one_per_request_server_side": round(base["trivial_cpu_ms"] / split["server_side"], 2),
+        "trivial_cpu_one_per_request_with_client": round(base["trivial_cpu_ms"] / split["with_client"], 2),
+        "trivial_cpu_batched_server_side": round(base["trivial_cpu_ms"] / cpu["trivial_service"], 2),
+        "humaneval_plus_jobs_per_s_one_per_request": round(
+            report["humaneval_plus_service"]["executions_per_s"] / base["humaneval_plus"]["jobs_per_s"], 2
+        ),
+        "humaneval_plus_cpu_batched_server_side": round(
+            base["humaneval_plus_cpu_ms_per_job"] / cpu["humaneval_plus_service"], 2
+        ),
+    }
 
 
 def humaneval_jobs(n_tasks: int) -> tuple[list[Job], list[str]]:
@@ -324,7 +410,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     cfg = SandboxConfig(workers=2, sandbox_uid_base=62200)
-    trivial = Job(code="def f(x):\n    return x + 1\n", tests=["assert f(1) == 2"])
+    trivial = Job(code=TRIVIAL_CODE, tests=[TRIVIAL_TEST])
     he_jobs, he_baseline = humaneval_jobs(args.tasks)
     if args.image:
         print(
@@ -337,35 +423,23 @@ def main() -> None:
     with local_sandbox(cfg) as url:
         report["layers_active"] = SandboxClient(url).health()["layers"]
         report |= service_workloads(url, trivial, he_jobs, args.trivial)
+        # CPU times come in clock ticks (10 ms): each is measured over 3x the jobs of the rates
         report["cpu_ms_per_job"] = {
-            "trivial_service": service_cpu_ms_per_job(url, [trivial] * args.trivial),
-            "humaneval_plus_service": service_cpu_ms_per_job(url, he_jobs),
+            "trivial_service": service_cpu_ms_per_job(url, [trivial] * (3 * args.trivial)),
+            "humaneval_plus_service": service_cpu_ms_per_job(
+                url, he_jobs * max(3 * args.trivial // len(he_jobs), 1)
+            ),
         }
-        report["cpu_ms_per_trivial_request"] = cpu_split_ms_per_job(url, trivial, args.trivial, 4)
-    report["trivial_baseline"] = run_baseline(
-        ["def f(x):\n    return x + 1\nassert f(1) == 2"] * (args.trivial // 3), 2
-    )
-    base = run_baseline(he_baseline, 2)
-    # the baseline runs one subprocess per input; express it per job too
-    base["jobs_per_s"] = round(base["executions_per_s"] * len(he_jobs) / len(he_baseline), 1)
-    report["humaneval_plus_baseline"] = base
-    report["speedup_trivial"] = round(
-        report["trivial_service"]["executions_per_s"] / report["trivial_baseline"]["executions_per_s"], 1
-    )
-    report["speedup_humaneval_plus_jobs"] = round(
-        report["humaneval_plus_service"]["executions_per_s"] / base["jobs_per_s"], 1
-    )
-    cpu = report["cpu_ms_per_job"]
-    cpu["trivial_baseline"] = baseline_cpu_ms_per_program(
-        ["def f(x):\n    return x + 1\nassert f(1) == 2"] * 60
-    )
-    cpu["humaneval_plus_baseline_per_job"] = round(
-        baseline_cpu_ms_per_program(he_baseline[:120]) * len(he_baseline) / len(he_jobs), 2
-    )
-    cpu["ratio_trivial"] = round(cpu["trivial_baseline"] / cpu["trivial_service"], 1)
-    cpu["ratio_humaneval_plus"] = round(
-        cpu["humaneval_plus_baseline_per_job"] / cpu["humaneval_plus_service"], 1
-    )
+        report["cpu_ms_per_trivial_request"] = cpu_split_ms_per_job(url, trivial, 3 * args.trivial, 4)
+        report["cpu_ms_per_trivial_request"]["client_sandboxclient_run"] = sandbox_client_cpu_ms_per_run(
+            url, trivial, args.trivial // 2
+        )
+    with tempfile.TemporaryDirectory() as scratch:
+        report["baselines"] = {
+            name: baseline(argv, he_baseline, len(he_jobs), args.trivial)
+            for name, argv in baseline_interpreters(scratch).items()
+        }
+    report["ratios"] = {name: ratios(report, base) for name, base in report["baselines"].items()}
     report["fork_cost_ms"] = fork_costs(trivial)
     print(json.dumps(report, indent=2))
 

@@ -27,14 +27,18 @@ def main() -> None:
 
     seccomp = isolation.CompiledSeccomp(bytes.fromhex(state["prepared"]["seccomp_program"]))
     read_paths, uid, job = state["prepared"]["read_paths"], state["uid"], state["job"]
+    # as a slot: the runtime's read rules are prepared once, each child adds its own paths
+    landlock = isolation.LandlockRules(read_paths) if state["prepared"]["landlock"] else None
     limits = isolation.Limits(memory_mb=1024, cpu_seconds=10, file_mb=16, open_files=64, processes=32)
     steps = {
         "fork_only": [],
         "+rlimits": [lambda: isolation.apply_rlimits(limits)],
         "+uid_drop": [lambda: isolation.drop_privileges(uid)] if uid is not None else [],
         "+seccomp": [isolation.set_no_new_privs, seccomp.load],
-        "+landlock": [lambda: isolation.landlock_restrict(["/tmp"], read_paths)]
-        if state["prepared"]["landlock"]
+        "+landlock": [
+            lambda: landlock.restrict(writable=["/tmp", "/dev/null"], readable=[f"/proc/{os.getpid()}"])
+        ]
+        if landlock
         else [],
     }
 

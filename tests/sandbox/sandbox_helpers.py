@@ -25,12 +25,13 @@ HONEST = Job(
 CONTAINMENT_PROBE = """
 import os, resource
 def facts():
+    fds = sorted(int(fd) for fd in os.listdir('/proc/self/fd'))
     status = open('/proc/self/status').read()
     seccomp = [l.split()[1] for l in status.splitlines() if l.startswith('Seccomp:')][0]
     soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
     return {'uid': os.getuid(), 'euid': os.geteuid(), 'gid': os.getgid(), 'groups': os.getgroups(),
             'nproc': hard, 'seccomp': seccomp, 'no_new_privs': [l.split()[1] for l in status.splitlines()
-            if l.startswith('NoNewPrivs:')][0]}
+            if l.startswith('NoNewPrivs:')][0], 'fds': fds}
 """
 
 

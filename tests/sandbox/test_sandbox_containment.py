@@ -12,6 +12,9 @@ def test_code_runs_as_unprivileged_uid_with_binding_limits(client, sandbox_cfg, 
     assert set(facts["groups"]) <= {facts["gid"]}
     assert facts["nproc"] <= nproc_bound(client, sandbox_cfg, sandbox_server.place)
     assert facts["seccomp"] == "2" and facts["no_new_privs"] == "1"
+    # stdin, stdout, stderr, the result pipe and the directory listdir opened: no descriptor of the
+    # executor's (its landlock rules hold one per runtime path) reaches the code
+    assert facts["fds"] == [0, 1, 2, 3, 4]
 
 
 def test_healthz_reports_active_layers(client, sandbox_server):

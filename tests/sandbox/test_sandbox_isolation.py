@@ -78,9 +78,8 @@ def test_landlock_confines_writes_to_the_job_dir(tmp_path):
 
     def probe() -> int:
         isolation.set_no_new_privs()
-        isolation.landlock_restrict(
-            writable=[str(job_dir)], readable=slot_setup.landlock_read_paths(layout.runtime_paths())
-        )
+        rules = isolation.LandlockRules(slot_setup.landlock_read_paths(layout.runtime_paths()))
+        rules.restrict(writable=[str(job_dir)])
         (job_dir / "ok.txt").write_text("fine")
         try:
             (outside / "no.txt").write_text("escaped")

@@ -11,7 +11,9 @@ job the service could not run comes back with ``infra_error`` set, for the calle
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 
 from diffucoder.sandbox.codec import decode, encode
 from diffucoder.sandbox.config import SandboxConfig
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS settings every client of this process shares: httpx's defaults (its CA bundle, or
+    ``SSL_CERT_FILE``), built once. httpx builds and loads a new context for each client it creates,
+    and ``run_batch`` creates one per call: that load alone costs more CPU than a sandbox job."""
+    return httpx.create_ssl_context()
 
 
 class SandboxUnavailable(RuntimeError):
@@ -179,7 +189,7 @@ class SandboxClient:
 
     def health(self) -> dict[str, Any]:
         try:
-            response = httpx.get(f"{self.url}/healthz", timeout=10)
+            response = httpx.get(f"{self.url}/healthz", timeout=10, verify=_tls_context())
             response.raise_for_status()
         except httpx.HTTPError as exc:
             raise SandboxUnavailable(f"sandbox at {self.url} is unreachable: {exc}") from exc
@@ -190,7 +200,7 @@ class SandboxClient:
         size = self.cfg.batch_size
         chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         limit = asyncio.Semaphore(self.cfg.max_concurrent_requests)
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(verify=_tls_context()) as http:
             await self._register(http, [j.tier for j in jobs if j.tier is not None])
 
             async def one(chunk: list[Job]) -> list[JobResult]:

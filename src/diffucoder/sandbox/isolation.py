@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import stat
 import sys
 from dataclasses import dataclass
 
@@ -149,43 +150,63 @@ def landlock_abi() -> int:
     return max(int(version), 0)
 
 
-def landlock_restrict(writable: list[str], readable: list[str]) -> None:
-    """Allow reads under ``readable``, reads+writes under ``writable``; everything else is denied."""
-    abi = landlock_abi()
-    if abi < 1:
-        raise IsolationError("landlock is not available on this kernel")
-    handled = _FS_READ | _FS_WRITE_ALL_V1 | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
-    attr = _RulesetAttr(handled)
-    ruleset = _libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.sizeof(attr), 0)
-    if ruleset < 0:
-        raise IsolationError(f"landlock_create_ruleset failed: errno {ctypes.get_errno()}")
+class LandlockRules:
+    """A landlock policy whose read-only part is prepared once: the handled access rights and one
+    rule per path of ``readable``, each holding an ``O_PATH`` descriptor of its path that stays open
+    until ``close``. The executor prepares it per slot and its job children inherit the descriptors,
+    so a child only opens its own few paths (job dir, ``/dev/null``, its ``/proc`` entry) instead of
+    looking up and checking every runtime path again. Each child still builds its own ruleset: its
+    rules name its own paths, and a rule added to a ruleset shared through the fork would stay in it."""
+
+    def __init__(self, readable: list[str]):
+        abi = landlock_abi()
+        if abi < 1:
+            raise IsolationError("landlock is not available on this kernel")
+        self.handled = (
+            _FS_READ | _FS_WRITE_ALL_V1 | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
+        )
+        self._attr = _RulesetAttr(self.handled)
+        self._fixed = [(path, rule) for path in readable if (rule := _path_rule(path, _FS_READ)) is not None]
+
+    def restrict(self, *, writable: list[str], readable: tuple[str, ...] = ()) -> None:
+        """Restrict the calling process: reads under the prepared paths and ``readable``, reads and
+        writes under ``writable``. Needs NO_NEW_PRIVS (or CAP_SYS_ADMIN)."""
+        own = [(path, rule) for path in readable if (rule := _path_rule(path, _FS_READ)) is not None]
+        own += [(path, rule) for path in writable if (rule := _path_rule(path, self.handled)) is not None]
+        ruleset = _libc.syscall(
+            _SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(self._attr), ctypes.sizeof(self._attr), 0
+        )
+        try:
+            if ruleset < 0:
+                raise IsolationError(f"landlock_create_ruleset failed: errno {ctypes.get_errno()}")
+            for path, rule in (*self._fixed, *own):
+                if _libc.syscall(
+                    _SYS_LANDLOCK_ADD_RULE, ruleset, _LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule), 0
+                ):
+                    raise IsolationError(f"landlock_add_rule({path}) failed: errno {ctypes.get_errno()}")
+            if _libc.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
+                raise IsolationError(f"landlock_restrict_self failed: errno {ctypes.get_errno()}")
+        finally:
+            if ruleset >= 0:
+                os.close(ruleset)
+            for _, rule in own:
+                os.close(rule.parent_fd)
+
+    def close(self) -> None:
+        for _, rule in self._fixed:
+            os.close(rule.parent_fd)
+        self._fixed = []
+
+
+def _path_rule(path: str, access: int) -> _PathBeneathAttr | None:
+    """A path-beneath rule for ``path`` with an ``O_PATH`` descriptor the caller closes; None for
+    an optional runtime path that does not exist here. A file gets only the rights a file has."""
     try:
-        for paths, access in ((readable, _FS_READ), (writable, handled)):
-            for path in paths:
-                try:
-                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-                except OSError:
-                    continue  # optional runtime path that does not exist here
-                try:
-                    is_dir = os.path.isdir(path)
-                    rule = _PathBeneathAttr(access if is_dir else access & ~_FS_READ_DIR & _FS_FILE_MASK, fd)
-                    if (
-                        _libc.syscall(
-                            _SYS_LANDLOCK_ADD_RULE,
-                            ruleset,
-                            _LANDLOCK_RULE_PATH_BENEATH,
-                            ctypes.byref(rule),
-                            0,
-                        )
-                        != 0
-                    ):
-                        raise IsolationError(f"landlock_add_rule({path}) failed: errno {ctypes.get_errno()}")
-                finally:
-                    os.close(fd)
-        if _libc.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
-            raise IsolationError(f"landlock_restrict_self failed: errno {ctypes.get_errno()}")
-    finally:
-        os.close(ruleset)
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return None
+    is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+    return _PathBeneathAttr(access if is_dir else access & ~_FS_READ_DIR & _FS_FILE_MASK, fd)
 
 
 # access rights that make sense on a file (not a directory)
