@@ -95,8 +95,8 @@ def decoder_pass(
         queries = _rotate(_heads(attn.q_proj(normed), attn.head_dim), cos, sin)
         keys, values = key_values(i, keys, values)
         out, _ = attend(
-            attn, queries, keys, values, masks[layer_types[i]], dropout=0.0, scaling=attn.scaling,
-            sliding_window=attn.sliding_window,
+            attn, queries, keys, values, masks[layer_types[i]], scaling=attn.scaling,
+            dropout=attn.attention_dropout if attn.training else 0.0, sliding_window=attn.sliding_window,
         )  # fmt: skip
         hidden = hidden + attn.o_proj(out.reshape(*normed.shape[:-1], -1).contiguous())
         hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
