@@ -1,4 +1,4 @@
-"""The block KV caches: exact where they should be, and built with HF's DynamicCache correctly.
+"""The block KV caches: exact where they should be, and their K/V buffers reused correctly.
 
 Right after a refresh nothing has changed, so a cached step must reproduce the full forward's
 logits for the block: this checks the window offset (AR shift), the key order inside the cache,
@@ -12,10 +12,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffucoder.decoding.forward import DualCache, FullForward, PrefixCache
+from diffucoder.decoding.forward import DualCache, FullForward, PrefixCache, block_logits
 from diffucoder.decoding.layout import make_canvas
 from diffucoder.model import build_model
 from diffucoder.model.shift import logits_at_positions
+
+
+def logits(model, source, canvas, start, end, refresh):
+    """A source's block hidden states through the LM head, as the sampler reads them."""
+    return block_logits(model, source(canvas, start, end, refresh=refresh))
 
 
 @pytest.fixture
@@ -39,7 +44,7 @@ def test_block_logits_equal_the_plain_full_forward(model, canvas, padded):
     mask = canvas.allowed(slice(None), slice(None)) if padded else None
     plain = model(canvas.x, attention_mask=mask, position_ids=canvas.position_ids)
     expected = logits_at_positions(plain)[:, start:end]
-    torch.testing.assert_close(FullForward(model)(canvas, start, end, refresh=False), expected)
+    torch.testing.assert_close(logits(model, FullForward(model), canvas, start, end, False), expected)
 
 
 @pytest.mark.parametrize("source_cls", [PrefixCache, DualCache])
@@ -47,10 +52,10 @@ def test_block_logits_equal_the_plain_full_forward(model, canvas, padded):
 @torch.no_grad()
 def test_cached_step_equals_full_forward_until_the_canvas_changes(model, canvas, source_cls, block):
     start, end = canvas.prompt_len + block[0], canvas.prompt_len + block[1]
-    full = FullForward(model)(canvas, start, end, refresh=True)
+    full = logits(model, FullForward(model), canvas, start, end, True)
     source = source_cls(model)
-    refreshed = source(canvas, start, end, refresh=True)
-    cached = source(canvas, start, end, refresh=False)
+    refreshed = logits(model, source, canvas, start, end, True)
+    cached = logits(model, source, canvas, start, end, False)
     assert full.shape == cached.shape == (3, end - start, model.hf.config.vocab_size)
     torch.testing.assert_close(refreshed, full, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-4)
@@ -61,10 +66,10 @@ def test_cached_step_equals_full_forward_until_the_canvas_changes(model, canvas,
 def test_cached_step_sees_tokens_committed_in_the_block(model, canvas, source_cls):
     start, end = canvas.prompt_len + 4, canvas.prompt_len + 8
     source = source_cls(model)
-    before = source(canvas, start, end, refresh=True)
+    before = logits(model, source, canvas, start, end, True)
     canvas.x[:, start] = canvas.x[:, 0]  # commit a token at the block's first position
-    after_cached = source(canvas, start, end, refresh=False)
-    after_full = FullForward(model)(canvas, start, end, refresh=True)
+    after_cached = logits(model, source, canvas, start, end, False)
+    after_full = logits(model, FullForward(model), canvas, start, end, True)
     # the position right after the changed one reads it directly (hidden state start predicts start + 1)
     assert not torch.allclose(after_cached[:, 1], before[:, 1], atol=1e-4)
     # with only the block changed, the prefix cache's stale K/V are those left of the block: for the
@@ -101,7 +106,8 @@ def test_caches_work_with_eager_attention(tokenizer, small_model_cfg, padded_bat
     ids, mask = padded_batch
     canvas = make_canvas(ids, mask, 8, eager.mask_token_id)
     start, end = canvas.prompt_len, canvas.prompt_len + 4
-    full = FullForward(eager)(canvas, start, end, refresh=True)
+    full = logits(eager, FullForward(eager), canvas, start, end, True)
     source = DualCache(eager)
     source(canvas, start, end, refresh=True)
-    torch.testing.assert_close(source(canvas, start, end, refresh=False), full, rtol=1e-4, atol=1e-4)
+    cached = logits(eager, source, canvas, start, end, False)
+    torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-4)

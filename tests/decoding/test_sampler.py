@@ -67,9 +67,9 @@ def test_mask_token_is_never_predicted(model, prompts):
 def test_no_token_is_ever_remasked_or_changed(model, prompts):
     """Record the canvas the model sees at every step: a committed token stays as it was."""
     seen = []
-    # the sampler runs the wrapped HF model directly (for logits_to_keep), so hook that
-    hook = model.hf.register_forward_pre_hook(
-        lambda _m, _args, kwargs: seen.append(kwargs["input_ids"].clone()), with_kwargs=True
+    # the sampler runs the HF model's layers itself; every step starts at the token embedding
+    hook = model.hf.get_input_embeddings().register_forward_pre_hook(
+        lambda _m, args: seen.append(args[0].clone())
     )
     try:
         out = _run(

@@ -1,8 +1,10 @@
-"""Where each denoising step gets its logits: a full forward, or Fast-dLLM's approximate block caches.
+"""Where each denoising step gets its hidden states: a full forward, or Fast-dLLM's approximate block caches.
 
-Every source answers one question: "the logits predicting positions ``[start, end)`` of the canvas"
-(the current block), already realigned for the AR shift (hidden state ``j - 1`` predicts token ``j``,
-as in Dream). ``refresh=True`` marks the first step of a block.
+Every source answers one question: "the final hidden states that predict positions ``[start, end)``
+of the canvas" (the current block), already realigned for the AR shift (hidden state ``j - 1``
+predicts token ``j``, as in Dream). ``refresh=True`` marks the first step of a block. The sampler
+runs the LM head itself, on the still-masked positions only (:func:`block_logits`): the logits of a
+committed position are never read.
 
 The caches (Fast-dLLM, arXiv 2505.22618) are approximate because attention is bidirectional: K/V of a cached
 position depend on every other token, including masks that later steps fill in. They are refreshed
@@ -15,62 +17,105 @@ The window starts one column left of the block because the block's first token i
 the hidden state before it. Key order inside the cache does not matter (attention is bidirectional
 and RoPE was applied when K was computed), so the dual cache simply stores "left of the window"
 then "right of the block". Each layer's kept K/V sit in one buffer per block with room for the
-window after them (:class:`WindowLayer`): a cached step writes the window's K/V into that room,
-where HF's ``DynamicCache`` would concatenate them to a copy of everything kept (a copy of the
-whole cache per layer per step, ~12 % of a fast decode of the tiny model), and nothing of one step
+window after them: a cached step writes the window's K/V into that room, and nothing of one step
 leaks into the next because the next overwrites the same room.
+
+The model's decoder layers run through :func:`decoder_pass` rather than HF's ``Qwen2Model.forward``:
+the same modules and the same tensor operations in the same order, so the same numbers, with two
+differences that only remove work. The last layer computes queries, attention, output projection
+and MLP for the block's predicting rows only (its K/V still cover every column, because the other
+rows' keys are what those rows attend to); a refresh is a forward over the whole canvas, so this
+drops most of its last layer. And the K/V of each layer go straight to the cache's buffers, without
+HF's cache objects, mask construction and output classes around every call.
 """
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.qwen2.modeling_qwen2 import eager_attention_forward, rotate_half
 
 from diffucoder.decoding.layout import Canvas
 from diffucoder.model import DiffusionLM
 
+# (layer index, K, V) of the fed columns -> (K, V) that the layer's queries attend to
+KeyValues = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-class LogitsSource(Protocol):
+
+class HiddenSource(Protocol):
     def __call__(self, canvas: Canvas, start: int, end: int, refresh: bool) -> torch.Tensor:
-        """(B, end - start, V) logits predicting the tokens at columns ``[start, end)``."""
+        """(B, end - start, H) final hidden states predicting the tokens at columns ``[start, end)``."""
         ...
 
 
-def hf_logits(
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE as transformers' ``apply_rotary_pos_emb`` computes it, for one tensor (the last layer
+    rotates fewer queries than keys)."""
+    return (x * cos) + (rotate_half(x) * sin)
+
+
+def _heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
+    return x.view(*x.shape[:-1], -1, head_dim).transpose(1, 2)
+
+
+def decoder_pass(
     model: DiffusionLM,
     canvas: Canvas,
-    query_cols: torch.Tensor | slice,
+    query_cols: slice,
     key_cols: torch.Tensor | slice,
-    keep: torch.Tensor,
-    **cache_args,
+    predicting: slice,
+    key_values: KeyValues,
 ) -> torch.Tensor:
-    """(B, len(keep), V) logits of the hidden states ``keep`` (indices into the query columns).
+    """(B, len(predicting), H) final hidden states of the rows ``predicting`` (counted within
+    ``query_cols``), bidirectional attention over the keys that ``key_values`` hands each layer.
 
-    Runs ``model.hf`` directly, with ``model.kernel_mask`` keeping attention bidirectional, for two
-    arguments ``DiffusionLM.forward`` does not take: HF's KV cache, and ``logits_to_keep``, which
-    runs the LM head on the block's rows only. A step needs the logits of one block, yet a
-    full-canvas head (and the (B, T, V) realignment copy after it) costs ``T / block`` times more,
-    and grows with every padded prompt column.
+    ``key_cols`` are the canvas columns of those keys, for the padding mask.
     """
-    out = model.hf(
-        input_ids=canvas.x[:, query_cols],
-        attention_mask=model.kernel_mask(canvas.key_mask(key_cols)),
-        position_ids=canvas.positions(query_cols),
-        logits_to_keep=keep,
-        **cache_args,
-    )
-    return out.logits
+    base = model.hf.get_decoder()
+    config = model.hf.config
+    attend = ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation, eager_attention_forward)
+    masks = model.kernel_mask(canvas.key_mask(key_cols))
+    layer_types = getattr(config, "layer_types", None) or ["full_attention"] * len(base.layers)
+    hidden = base.embed_tokens(canvas.x[:, query_cols])
+    cos, sin = base.rotary_emb(hidden, canvas.positions(query_cols))
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # broadcast over heads
+    last = len(base.layers) - 1
+    for i, layer in enumerate(base.layers):
+        attn = layer.self_attn
+        normed = layer.input_layernorm(hidden)
+        keys = _rotate(_heads(attn.k_proj(normed), attn.head_dim), cos, sin)
+        values = _heads(attn.v_proj(normed), attn.head_dim)
+        if i == last:  # only the predicting rows go on; every row's K/V are above
+            hidden, normed = hidden[:, predicting], normed[:, predicting]
+            cos, sin = cos[:, :, predicting], sin[:, :, predicting]
+        queries = _rotate(_heads(attn.q_proj(normed), attn.head_dim), cos, sin)
+        keys, values = key_values(i, keys, values)
+        out, _ = attend(
+            attn, queries, keys, values, masks[layer_types[i]], scaling=attn.scaling,
+            dropout=attn.attention_dropout if attn.training else 0.0, sliding_window=attn.sliding_window,
+        )  # fmt: skip
+        hidden = hidden + attn.o_proj(out.reshape(*normed.shape[:-1], -1).contiguous())
+        hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+    return base.norm(hidden)
 
 
-def predicting_states(start: int, end: int, offset: int, device: torch.device) -> torch.Tensor:
-    """Indices of the hidden states that predict columns ``[start, end)`` (the AR shift: column
-    ``j`` is predicted by hidden state ``j - 1``), counted from query column ``offset``."""
-    return torch.arange(start - 1 - offset, end - 1 - offset, device=device)
+def block_logits(model: DiffusionLM, hidden: torch.Tensor) -> torch.Tensor:
+    """The LM head on hidden states from a :class:`HiddenSource` (any leading shape)."""
+    return model.hf.get_output_embeddings()(hidden)
+
+
+def _predicting(start: int, end: int, offset: int) -> slice:
+    """The hidden states that predict columns ``[start, end)`` (the AR shift: column ``j`` is
+    predicted by hidden state ``j - 1``), counted from query column ``offset``."""
+    return slice(start - 1 - offset, end - 1 - offset)
+
+
+def _no_cache(layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return keys, values
 
 
 class FullForward:
@@ -80,30 +125,8 @@ class FullForward:
         self.model = model
 
     def __call__(self, canvas: Canvas, start: int, end: int, refresh: bool) -> torch.Tensor:
-        keep = predicting_states(start, end, 0, canvas.x.device)
-        return hf_logits(self.model, canvas, slice(None), slice(None), keep, use_cache=False)
-
-
-class WindowLayer(DynamicLayer):
-    """One layer's K/V for a cached step: ``kept`` cached columns, then the window's columns.
-
-    ``update`` writes the window's K/V in place and returns the whole buffer: the same tensors,
-    in the same order, that ``DynamicLayer`` would build by concatenation.
-    """
-
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, kept: int):
-        super().__init__()
-        self.keys, self.values, self.kept = keys, values, kept
-        self.dtype, self.device = keys.dtype, keys.device
-        self.is_initialized = True
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        self.keys[:, :, self.kept :] = key_states
-        self.values[:, :, self.kept :] = value_states
-        return self.keys, self.values
-
-    def get_seq_length(self, *args, **kwargs) -> int:
-        return self.kept
+        every = slice(None)
+        return decoder_pass(self.model, canvas, every, every, _predicting(start, end, 0), _no_cache)
 
 
 class _BlockCache(ABC):
@@ -111,10 +134,6 @@ class _BlockCache(ABC):
 
     def __init__(self, model: DiffusionLM):
         self.model = model
-        # transformers 5.x renamed the forward's cache argument (`past_key_values` -> `cache`, the old
-        # name warns); use whichever this version's forward declares.
-        params = inspect.signature(type(model.hf).forward).parameters
-        self.cache_kwarg = "cache" if "cache" in params else "past_key_values"
         # per layer (B, kv_heads, C + W, head_dim): the cached columns, then room for the window
         self.buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.cached_cols: torch.Tensor | None = None  # (C,) canvas columns held in `buffers`, in cache order
@@ -128,36 +147,39 @@ class _BlockCache(ABC):
     def window(self, canvas: Canvas, start: int, end: int) -> slice:
         """The columns recomputed at each cached step (starting at ``start - 1``)."""
 
-    def _hf_forward(self, canvas, query_cols, key_cols, cache, keep: torch.Tensor) -> torch.Tensor:
-        return hf_logits(
-            self.model, canvas, query_cols, key_cols, keep, use_cache=True, **{self.cache_kwarg: cache}
-        )
-
     def _refresh(self, canvas: Canvas, start: int, end: int) -> torch.Tensor:
-        total = canvas.x.shape[1]
-        cache = DynamicCache()
-        everything = torch.arange(total, device=canvas.x.device)
-        keep = predicting_states(start, end, 0, canvas.x.device)
-        logits = self._hf_forward(canvas, slice(None), everything, cache, keep)
+        everything = torch.arange(canvas.x.shape[1], device=canvas.x.device)
         cols = self.cached_columns(canvas, start, end)
-        window_cols = everything[self.window(canvas, start, end)]
-        buffer_cols = torch.cat([cols, window_cols])  # the window's part is overwritten each step
-        self.buffers = [
-            (layer.keys.index_select(2, buffer_cols), layer.values.index_select(2, buffer_cols))
-            for layer in cache.layers
-        ]
-        self.cached_cols = cols
-        self.key_cols = buffer_cols
-        return logits
+        buffer_cols = torch.cat([cols, everything[self.window(canvas, start, end)]])
+        buffers = []
+
+        def keep(layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            # the window's part is overwritten by each cached step
+            buffers.append((keys.index_select(2, buffer_cols), values.index_select(2, buffer_cols)))
+            return keys, values
+
+        every = slice(None)
+        hidden = decoder_pass(self.model, canvas, every, every, _predicting(start, end, 0), keep)
+        self.buffers, self.cached_cols, self.key_cols = buffers, cols, buffer_cols
+        return hidden
 
     def __call__(self, canvas: Canvas, start: int, end: int, refresh: bool) -> torch.Tensor:
         if refresh or self.cached_cols is None:
             return self._refresh(canvas, start, end)
         win = self.window(canvas, start, end)
-        cache = DynamicCache()
-        cache.layers = [WindowLayer(keys, values, len(self.cached_cols)) for keys, values in self.buffers]
-        keep = predicting_states(start, end, win.start, canvas.x.device)
-        return self._hf_forward(canvas, win, self.key_cols, cache, keep)
+        kept = len(self.cached_cols)
+
+        def write_window(
+            layer: int, keys: torch.Tensor, values: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            cached_keys, cached_values = self.buffers[layer]
+            cached_keys[:, :, kept:] = keys
+            cached_values[:, :, kept:] = values
+            return cached_keys, cached_values
+
+        return decoder_pass(
+            self.model, canvas, win, self.key_cols, _predicting(start, end, win.start), write_window
+        )
 
 
 class PrefixCache(_BlockCache):
@@ -183,8 +205,8 @@ class DualCache(_BlockCache):
         return slice(start - 1, end)
 
 
-def make_logits_source(model: DiffusionLM, kv_cache: str) -> LogitsSource:
-    """The logits source for ``decoding.fast.kv_cache`` (``none`` | ``prefix`` | ``dual``)."""
+def make_hidden_source(model: DiffusionLM, kv_cache: str) -> HiddenSource:
+    """The hidden-state source for ``decoding.fast.kv_cache`` (``none`` | ``prefix`` | ``dual``)."""
     sources = {"none": FullForward, "prefix": PrefixCache, "dual": DualCache}
     if kv_cache not in sources:
         raise ValueError(f"decoding.fast.kv_cache={kv_cache!r}; expected one of {sorted(sources)}")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from diffucoder.decoding.config import DecodingConfig
-from diffucoder.decoding.forward import make_logits_source
+from diffucoder.decoding.forward import block_logits, make_hidden_source
 from diffucoder.decoding.layout import Canvas, make_canvas
 from diffucoder.decoding.sampling import choose_tokens, model_probability
 from diffucoder.decoding.schedule import num_to_unmask, time_grid, transfer_ratio
@@ -78,7 +78,8 @@ def _select_top(
 
 def _step(
     block: torch.Tensor,
-    logits: torch.Tensor,
+    hidden: torch.Tensor,
+    model: DiffusionLM,
     grid: torch.Tensor,
     step: int,
     cfg: DecodingConfig,
@@ -89,13 +90,14 @@ def _step(
 
     Args:
         block: (B, W) token ids of the current block (a view into the canvas; updated in place).
-        logits: (B, W, V) logits predicting those positions.
+        hidden: (B, W, H) final hidden states predicting those positions; the LM head runs on the
+            masked positions' rows only (a committed position's logits are never read).
         grid: the block's time grid; ``step`` indexes it.
     """
     masked = block == mask_id
     if not masked.any():
         return masked
-    logits = logits[masked].float()  # (N, V)
+    logits = block_logits(model, hidden[masked]).float()  # (N, V)
     logits[:, mask_id] = torch.finfo(logits.dtype).min  # never predict the mask token itself
     last = step == len(grid) - 2
     sample = dict(
@@ -167,7 +169,7 @@ def diffusion_generate(
     mask_id = model.mask_token_id
     canvas = make_canvas(input_ids, attention_mask, cfg.max_new_tokens, mask_id)
     _check_inputs(model, canvas)
-    source = make_logits_source(model, cfg.kv_cache)
+    source = make_hidden_source(model, cfg.kv_cache)
     prompt_len, gen_len = canvas.prompt_len, cfg.max_new_tokens
     block_len = cfg.block_length
     n_blocks = gen_len // block_len
@@ -186,8 +188,8 @@ def diffusion_generate(
             block = canvas.x[:, start:end]
             if not (block == mask_id).any():
                 break
-            logits = source(canvas, start, end, refresh=step == 0)
-            committed = _step(block, logits, grid, step, cfg, mask_id, generator)
+            hidden = source(canvas, start, end, refresh=step == 0)
+            committed = _step(block, hidden, model, grid, step, cfg, mask_id, generator)
             if trace is not None:
                 trace[:, start - prompt_len : end - prompt_len][committed] = forward_passes
             forward_passes += 1

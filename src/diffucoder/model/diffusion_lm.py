@@ -86,9 +86,9 @@ class DiffusionLM(nn.Module):
     def kernel_mask(self, allowed: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
         """Bool "may attend" mask -> the per-layer-type mask dict to pass as ``self.hf(attention_mask=...)``.
 
-        Public for callers that run ``self.hf`` directly (decoding's KV caches and block logits need
-        HF's cache and ``logits_to_keep`` arguments): handing HF this dict is what keeps attention
-        bidirectional, since HF would otherwise build a causal mask.
+        Public for callers that run ``self.hf`` or its layers directly (decoding's block caches,
+        ``decoding/forward.py``): handing HF this dict is what keeps attention bidirectional, since
+        HF would otherwise build a causal mask.
 
         Args:
             allowed: 4-D bool, True = may attend; any shape that broadcasts to (B, heads, Q, K),
