@@ -44,14 +44,15 @@ import importlib
 import inspect
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from machine import git_sha
 from transformers import Qwen2ForCausalLM
 
+import diffucoder
 from diffucoder.config import RunConfig, load_config
 from diffucoder.data.tokenizer import train_tokenizer
 from diffucoder.decoding import DecodingConfig, diffusion_generate
@@ -79,10 +80,10 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def git_sha() -> str:
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
+def measured_commit() -> str:
+    """The commit of the ``diffucoder`` measured: the checkout its imported package lives in, which
+    is another tree's when ``PYTHONPATH`` points at it (the same-run baseline)."""
+    return git_sha(Path(diffucoder.__file__).parent)
 
 
 def sources(names: list[str]) -> list[str]:
@@ -548,7 +549,7 @@ def main() -> None:
             "name": "decoding_trained", "device": f"cpu ({args.threads} thread)", "machine": machine,
             "config": {**vars(args), "gen_length": cfg.evaluation.gen_length,
                        "temperature": cfg.evaluation.temperatures[0], "decoding": cfg.decoding.model_dump()},
-            "git_sha": git_sha(), "trained": trained,
+            "git_sha": measured_commit(), "trained": trained,
         }, indent=1))  # fmt: skip
         return
     tokenizer = train_tokenizer(sources(TRAIN_MODULES), vocab_size=4096)
@@ -584,7 +585,7 @@ def main() -> None:
         "metric": "fast_decoding_speedup_vs_plain_steps_L",
         "value": best,
         "unit": "x",
-        "git_sha": git_sha(),
+        "git_sha": measured_commit(),
         "speed": speed,
         "arness_vs_temperature": arness,
         "batched_vs_one_at_a_time": batching,
