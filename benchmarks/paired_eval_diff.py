@@ -27,6 +27,8 @@ from pathlib import Path
 
 from diffucoder.evaluation.paired import (
     Key,
+    RunSpread,
+    SpeedCost,
     paired_difference,
     pass_rates,
     run_spread,
@@ -54,14 +56,35 @@ def _one_x(rates: Mapping[Key, float], bench: str, temp: float) -> dict[str, flo
     return {task: r for (b, task, s, t), r in rates.items() if (b, s, t) == (bench, "1x", temp)}
 
 
+def _drop_fields(cost: SpeedCost) -> dict[str, float | int | None]:
+    """One evaluation's 1x -> 2x drop as JSON fields."""
+    p = cost.pair  # before = 2x, after = 1x
+    return {
+        "problems": p.problems,
+        "pass_1x": p.after,
+        "pass_2x": p.before,
+        "drop": p.diff,
+        "drop_se": p.se,
+        "relative_drop": cost.relative,
+        "relative_drop_se": cost.relative_se,
+        "worse_at_2x": p.up,
+        "better_at_2x": p.down,
+    }
+
+
+def _with_baseline_se(spread: RunSpread, baseline_se: float) -> dict[str, float]:
+    """The spread's fields and ``se_with_baseline``: its SE and the baseline's in quadrature."""
+    return {**asdict(spread), "se_with_baseline": math.hypot(spread.se, baseline_se)}
+
+
 def compare_step_halving(a: str, bs: list[str], rates: Mapping[str, Mapping[Key, float]]) -> list[dict]:
     """Rows per (benchmark, temperature) with 1x and 2x in A: every evaluation's drop, each run's
     change of it and of pass@1 at 1x, and with several runs the mean changes.
 
     Every run is compared with the same evaluation of A, so A's own noise moves all runs' changes
-    alike and is absent from their spread: the mean drop change also carries ``se_with_baseline``,
-    the SE across runs and A's paired drop SE in quadrature (an upper bound on that shared part,
-    since the paired SE also counts how the problems' true drops differ).
+    alike and is absent from their spread: the mean changes of the drop (absolute and relative) also
+    carry ``se_with_baseline``, the SE across runs and A's paired SE of that drop in quadrature (an
+    upper bound on the shared part, since the paired SE also counts how the problems' drops differ).
     """
     evals = [a, *bs]
     costs = {d: speed_costs(rates[d]) for d in evals}
@@ -75,24 +98,9 @@ def compare_step_halving(a: str, bs: list[str], rates: Mapping[str, Mapping[Key,
             cost = costs[d].get((bench, temp))
             if cost is None:
                 raise ValueError(f"{d} has no 1x and 2x rows for {bench} at T {temp:g}")
-            p = cost.pair
-            rows.append(
-                {
-                    "eval": d,
-                    **point,
-                    "problems": p.problems,
-                    "pass_1x": p.after,
-                    "pass_2x": p.before,
-                    "drop": p.diff,
-                    "drop_se": p.se,
-                    "relative_drop": cost.relative,
-                    "relative_drop_se": cost.relative_se,
-                    "worse_at_2x": p.up,
-                    "better_at_2x": p.down,
-                }
-            )
+            rows.append({"eval": d, **point, **_drop_fields(cost)})
 
-        drop_changes, pass_changes = [], []
+        drop_changes, pass_changes, relative_changes = [], [], []
         for b in bs:
             drop_changes.append(
                 paired_difference(_at_point(drops[a], bench, temp), _at_point(drops[b], bench, temp))
@@ -101,26 +109,28 @@ def compare_step_halving(a: str, bs: list[str], rates: Mapping[str, Mapping[Key,
                 paired_difference(_one_x(rates[a], bench, temp), _one_x(rates[b], bench, temp))
             )
             rel_a, rel_b = costs[a][bench, temp].relative, costs[b][bench, temp].relative
+            relative_changes.append(None if rel_a is None or rel_b is None else rel_b - rel_a)
             rows.append(
                 {
                     "run": b,
                     **point,
                     "drop_change": asdict(drop_changes[-1]),
-                    "relative_drop_change": None if rel_a is None or rel_b is None else rel_b - rel_a,
+                    "relative_drop_change": relative_changes[-1],
                     "pass_1x_change": asdict(pass_changes[-1]),
                 }
             )
         if len(bs) > 1:
-            spread = run_spread(drop_changes)
-            shared_se = costs[a][bench, temp].pair.se
-            rows.append(
-                {
-                    "runs_mean": len(bs),
-                    **point,
-                    "drop_change": {**asdict(spread), "se_with_baseline": math.hypot(spread.se, shared_se)},
-                    "pass_1x_change": asdict(run_spread(pass_changes)),
-                }
-            )
+            base = costs[a][bench, temp]
+            row = {
+                "runs_mean": len(bs),
+                **point,
+                "drop_change": _with_baseline_se(run_spread(drop_changes), base.pair.se),
+                "pass_1x_change": asdict(run_spread(pass_changes)),
+            }
+            relative = [c for c in relative_changes if c is not None]
+            if len(relative) == len(bs) and base.relative_se is not None:
+                row["relative_drop_change"] = _with_baseline_se(run_spread(relative), base.relative_se)
+            rows.append(row)
     return rows
 
 

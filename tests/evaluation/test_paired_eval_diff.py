@@ -61,6 +61,10 @@ def test_step_halving_compares_each_runs_drop_with_the_baseline_and_averages_the
     )
     assert drop["se_with_baseline"] == pytest.approx(5**0.5 / 6)
     assert mean["pass_1x_change"]["mean"] == pytest.approx(-1 / 6)
+    # relative changes -2/3 and -1/6: mean -5/12, SE 1/4; A's relative drop SE 1/3 in quadrature
+    relative = mean["relative_drop_change"]
+    assert relative["mean"] == pytest.approx(-5 / 12) and relative["se"] == pytest.approx(0.25)
+    assert relative["se_with_baseline"] == pytest.approx(5 / 12)
 
 
 def test_without_step_halving_it_pairs_pass_rates(tmp_path):
