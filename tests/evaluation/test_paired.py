@@ -98,5 +98,6 @@ def test_run_spread_is_the_mean_change_with_its_se_across_runs():
     assert spread.runs == 3 and spread.mean == pytest.approx(0.0)
     assert spread.se == pytest.approx(0.5 / 3**0.5)
     assert spread.describe() == "+0.000 +- 0.289 over 3 runs"
+    assert run_spread([0.5, -0.5, 0.0]) == spread  # plain numbers, e.g. relative drops
     with pytest.raises(ValueError, match="1 run.*needs >= 2"):
         run_spread(runs[:1])

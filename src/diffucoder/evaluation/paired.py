@@ -101,15 +101,16 @@ class RunSpread:
         return f"{self.mean:+.3f} +- {self.se:.3f} over {self.runs} runs"
 
 
-def run_spread(changes: list[PairedDifference]) -> RunSpread:
-    """Mean of several runs' ``diff`` with its SE across runs.
+def run_spread(changes: list[PairedDifference] | list[float]) -> RunSpread:
+    """Mean of several runs' changes (their ``diff``, or plain numbers such as relative drops) with
+    its SE across runs.
 
     Raises:
         ValueError: fewer than 2 runs (no spread to measure).
     """
     if len(changes) < 2:
         raise ValueError(f"{len(changes)} run(s): the spread across runs needs >= 2")
-    mean, se = _mean_and_se([c.diff for c in changes])
+    mean, se = _mean_and_se([c.diff if isinstance(c, PairedDifference) else c for c in changes])
     return RunSpread(runs=len(changes), mean=mean, se=se)
 
 
