@@ -111,11 +111,11 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
 
 
 def test_fast_evaluation_needs_blocks_that_divide_the_generation_length():
-    # the tiny preset evaluates with fast decoding in blocks of 16: a length of 8 must fail at load,
+    # the tiny preset evaluates with fast decoding in blocks of 32: a length of 8 must fail at load,
     # naming both keys, instead of after the references have run
     with pytest.raises(
         ConfigError,
-        match=r"fast_decoding=true at speed 1x \(gen_length 8\).*block_length=16.*evaluation.fast",
+        match=r"fast_decoding=true at speed 1x \(gen_length 8\).*block_length=32.*evaluation.fast",
     ):
         load_config("tiny", ["evaluation.gen_length=8"])
     cfg = load_config(
