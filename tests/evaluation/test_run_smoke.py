@@ -33,10 +33,8 @@ def tiny_setup(tmp_path_factory):
     return root, str(heldout)
 
 
-def test_tiny_model_evaluates_end_to_end(tiny_setup, mlflow_sqlite):
-    root, heldout = tiny_setup
-    torch.set_num_threads(1)
-    cfg = load_config(
+def _small_eval_config(heldout: str, speeds: str = "[1x,2x]"):
+    return load_config(
         "tiny",
         [
             f"evaluation.tiny_heldout_uri={heldout}",
@@ -45,13 +43,19 @@ def test_tiny_model_evaluates_end_to_end(tiny_setup, mlflow_sqlite):
             "evaluation.gen_length=8",
             "evaluation.fast.block_length=4",  # the tiny preset evaluates with fast decoding
             "evaluation.temperatures=[0.4]",
-            "evaluation.speeds=[1x,2x]",
+            f"evaluation.speeds={speeds}",
             "evaluation.n_samples=2",
             "evaluation.pass_k=[1,2]",
             "evaluation.batch_size=4",
             "evaluation.system_prompt=''",
         ],
     )
+
+
+def test_tiny_model_evaluates_end_to_end(tiny_setup, mlflow_sqlite):
+    root, heldout = tiny_setup
+    torch.set_num_threads(1)
+    cfg = _small_eval_config(heldout)
     benchmarks = ["humaneval", "humaneval_plus", "mbpp", "mbpp_plus", "tiny_heldout"]
     out = root / "eval"
     result = run_evaluation(cfg, str(root / "model"), benchmarks, str(out))
@@ -114,3 +118,25 @@ def test_tiny_model_evaluates_end_to_end(tiny_setup, mlflow_sqlite):
     assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == (
         "custom_model_development"
     )
+
+
+def test_a_benchmarks_samples_do_not_depend_on_what_else_the_run_evaluates(tiny_setup, mlflow_sqlite):
+    """Each benchmark decodes each grid point from its own, equally seeded generator: tiny_heldout
+    evaluated alone at 2x gets the same samples as when the run also evaluates MBPP and 1x first."""
+    root, heldout = tiny_setup
+    torch.set_num_threads(1)
+
+    def heldout_samples_at_2x(benchmarks: list[str], speeds: str, out: str) -> dict[str, list[str]]:
+        run_evaluation(_small_eval_config(heldout, speeds), str(root / "model"), benchmarks, str(root / out))
+        rows = [json.loads(line) for line in (root / out / "per_problem.jsonl").read_text().splitlines()]
+        return {
+            r["task_id"]: [s["completion"] for s in r["samples"]]
+            for r in rows
+            if r["benchmark"] == "tiny_heldout" and r["speed"] == "2x"
+        }
+
+    alone = heldout_samples_at_2x(["tiny_heldout"], "[2x]", "alone")
+    alongside = heldout_samples_at_2x(["mbpp", "tiny_heldout"], "[1x,2x]", "alongside")
+    assert len(alone) == 2
+    assert len({c for samples in alone.values() for c in samples}) > 1  # sampled, not constant
+    assert alongside == alone

@@ -17,6 +17,7 @@ file (``diffucoder evaluate --samples``) never loads them: a few seconds of star
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -111,7 +112,8 @@ def _grid_point(
     prompts = [build_prompt(p, ev.prompt_style, ev.system_prompt, tokenizer) for p in items]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     decoding = decoding_config_for(cfg.decoding, ev, speed, temperature)
-    with tqdm(total=len(prompts), desc=f"decode {speed} T={temperature:g}", leave=False) as bar:
+    desc = f"decode {problems[0].benchmark} {speed} T={temperature:g}"
+    with tqdm(total=len(prompts), desc=desc, leave=False) as bar:
         decoded, gen_seconds = generate_completions(
             model,
             tokenizer,
@@ -331,16 +333,28 @@ def run_evaluation(
         with _sandbox_and_references(cfg, problems, out_uri, timings) as (client, references):
             model, tokenizer = load_model(model_uri, device=_device(cfg))
             model.eval()
-            generator = torch.Generator(device=_device(cfg)).manual_seed(cfg.seed + ev.seed_offset)
-            for speed in ev.speeds:
-                for temperature in ev.temperatures:
-                    point, g_s, s_s = _grid_point(
-                        cfg, model, tokenizer, problems, client, references, speed, temperature, generator
-                    )
-                    results.extend(point)
-                    gen_seconds[speed] = gen_seconds.get(speed, 0.0) + g_s
-                    timings["generation_s"] += g_s
-                    timings["sandbox_s"] += s_s
+            by_benchmark = {name: [p for p in problems if p.benchmark == name] for name in names}
+            for speed, temperature, name in itertools.product(ev.speeds, ev.temperatures, names):
+                # Each benchmark decodes at each grid point from a generator seeded alike, so its
+                # samples do not depend on which other benchmarks, speeds or temperatures the run
+                # also evaluates: a score compares across runs that evaluate different sets, and two
+                # models are compared on the same draws.
+                generator = torch.Generator(device=_device(cfg)).manual_seed(cfg.seed + ev.seed_offset)
+                point, g_s, s_s = _grid_point(
+                    cfg,
+                    model,
+                    tokenizer,
+                    by_benchmark[name],
+                    client,
+                    references,
+                    speed,
+                    temperature,
+                    generator,
+                )
+                results.extend(point)
+                gen_seconds[speed] = gen_seconds.get(speed, 0.0) + g_s
+                timings["generation_s"] += g_s
+                timings["sandbox_s"] += s_s
         timings["total_s"] = time.perf_counter() - t_start
         return _publish(
             cfg,
