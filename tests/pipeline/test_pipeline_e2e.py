@@ -16,6 +16,7 @@ from micro import MICRO_PARAMS, MICRO_PRESET
 
 from diffucoder import steps, storage
 from diffucoder.config import load_config
+from diffucoder.train.checkpoint import local_root_for
 
 STEPS = {
     "data",
@@ -112,6 +113,8 @@ def test_artifacts_are_complete_and_verified(micro_run, tmp_path):
         assert (local_copy / "config.json").is_file()
         result = json.loads(storage.read_text(storage.join(root, stage, "result.json")))
         assert result["final_model_uri"] == final
+        # the local staging copy of an S3 output is gone once the stage has published everything
+        assert not local_root_for(storage.join(root, stage)).exists()
     for label in ("instruct", "grpo"):
         assert storage.exists(storage.join(root, f"eval-{label}", "report.html"))
     meta = steps.artifact_metadata(storage.join(data, "tasks"), steps.config_from_yaml(record["config_yaml"]))

@@ -50,6 +50,18 @@ def local_root_for(out_uri: str) -> Path:
     return Path(tempfile.gettempdir()) / "diffucoder-train" / digest
 
 
+def discard_staging(out_uri: str) -> None:
+    """Remove the local staging dir of a finished run that published to S3.
+
+    Every checkpoint and the final model are in the object store by then, so the staging copy (up to
+    ``keep_last`` checkpoints, the packed-data cache and the launch config) only fills the node's
+    disk; on a long-lived machine it would accumulate run after run. Local outputs are left alone:
+    there the staging dir is the output itself.
+    """
+    if storage.is_s3(out_uri):
+        shutil.rmtree(local_root_for(out_uri), ignore_errors=True)
+
+
 def tmp_dir(local_root: Path, step: int) -> Path:
     return local_root / CHECKPOINTS / f".tmp-{step_name(step)}"
 

@@ -28,7 +28,7 @@ from diffucoder import storage
 from diffucoder.config import RunConfig
 from diffucoder.train import distributed
 from diffucoder.train.batches import BatchStream
-from diffucoder.train.checkpoint import local_root_for
+from diffucoder.train.checkpoint import discard_staging, local_root_for
 from diffucoder.train.config import PACKED_STAGES, RL_STAGES, STAGES
 from diffucoder.train.loop import Trainer
 from diffucoder.train.packed_data import META_FILE, PackedShards
@@ -257,4 +257,6 @@ def run(
                         tr.log_figure(fig, name)
     trainer.cleanup()
     distributed.barrier()
+    if dist.local_rank == 0:  # one process per node, after every rank on it is done with the dir
+        discard_staging(out_uri)
     return result
