@@ -565,7 +565,10 @@ def main() -> None:
     framing.write(proto_out, hello)
     while True:
         job = framing.read(0)
-        if job is None:
+        if job is None:  # the server closed the pipe: it stopped, or died
+            # the job dir root is this executor's alone (its pid in the name) and each job removed
+            # its own dir: without this, every slot of every server left one behind in TMPDIR
+            shutil.rmtree(slot.tmp_root, ignore_errors=True)
             return
         try:
             result = run_job(slot, slot.inputs.expand(job))
