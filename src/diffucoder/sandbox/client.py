@@ -191,8 +191,8 @@ class SandboxClient:
     One ``httpx.Client`` (keep-alive pool) serves every call of this object: a one-job ``run`` costs a
     request on an open connection instead of a connection and an event loop of its own. The client
     is synchronous because its callers are (the trainer, the evaluator, the CLI): a blocking request
-    on a pooled connection is cheaper than handing work to an event loop, and httpx's sync client is
-    safe to share between threads. ``run_batch`` keeps up to ``max_concurrent_requests`` requests in
+    on a pooled connection is cheaper than handing work to an event loop, and httpx documents its
+    sync client as shareable between threads. ``run_batch`` keeps up to ``max_concurrent_requests`` requests in
     flight: the calling thread sends batches itself and a small pool of this client's threads sends
     the others, all pulling from one queue; a call with one batch never leaves its thread.
 
