@@ -391,10 +391,9 @@ def bench_trained(
     problems = load_benchmark("tiny_heldout", ev)
     results: dict[str, dict] = {}
     passed: dict[str, dict[str, dict]] = {}
-    with sandbox_url(cfg) as url:
-        from diffucoder.sandbox.client import SandboxClient
+    from diffucoder.sandbox.client import SandboxClient
 
-        client = SandboxClient(url, cfg.sandbox)
+    with sandbox_url(cfg) as url, SandboxClient(url, cfg.sandbox) as client:
         references = run_references(problems, client, ev)
         for model_name, model_dir in models.items():
             model, tokenizer = load_model(model_dir)

@@ -128,8 +128,11 @@ def main() -> None:
     from diffucoder.sandbox.local import local_sandbox
 
     sandbox_cfg = SandboxConfig(workers=2, request_timeout_s=600)
-    with local_sandbox(sandbox_cfg) as url, tempfile.TemporaryDirectory() as tmp:
-        client = SandboxClient(url, sandbox_cfg)
+    with (
+        local_sandbox(sandbox_cfg) as url,
+        SandboxClient(url, sandbox_cfg) as client,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         log("execution-only pass ...")
         execution = bench_execution(client, args.problems)
         log("end-to-end pass ...")

@@ -69,8 +69,7 @@ def main() -> None:
     model, tokenizer = load_model(args.model)
     problems = load_problems(args.problems)[: args.count]
     result = {"problems": len(problems), "group": args.group}
-    with local_sandbox(cfg.sandbox) as url:
-        client = SandboxClient(url, cfg.sandbox)
+    with local_sandbox(cfg.sandbox) as url, SandboxClient(url, cfg.sandbox) as client:
         for temperature in (float(t) for t in args.temperatures.split(",")):
             result[f"T={temperature}"] = spread(
                 model, tokenizer, problems, cfg, client, temperature, args.group, args.seed

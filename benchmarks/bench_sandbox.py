@@ -1,7 +1,9 @@
 """Sandbox throughput and latency against the one-subprocess-per-assert baseline (open-r1's local path).
 
 Prints JSON. Workloads: (a) a trivial program with one assert, (b) HumanEval+ canonical solutions
-with their base inputs (io jobs). Baselines, measured in the same run: `python -c "<code>\\n<assert>"`
+with their base inputs (io jobs); one job per request (from 4 threads, each on its own kept-alive
+httpx connection, and, for (a), through one ``SandboxClient`` the 4 threads share) and batches of 64.
+Baselines, measured in the same run: `python -c "<code>\\n<assert>"`
 per test with a 5 s timeout, on as many parallel workers as the server has slots, with two
 interpreters (``BASELINES``): this checkout's venv (what a naive evaluator here spawns: its start runs
 the editable install's import finder) and a venv of the same CPython with nothing installed (a fresh
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import gzip
 import json
 import os
@@ -80,12 +83,43 @@ def run_service(url: str, jobs: list[Job], parallel: int) -> dict:
     return summary(latencies, time.perf_counter() - started, len(jobs))
 
 
+def closing(client: SandboxClient) -> contextlib.AbstractContextManager[SandboxClient]:
+    """``client``, closed at the end of the block; a client that keeps no connection has no
+    ``close`` (this package before keep-alive), which this script still drives for a same-run
+    comparison (``PYTHONPATH=<other tree>/src``)."""
+    return contextlib.closing(client) if hasattr(client, "close") else contextlib.nullcontext(client)
+
+
+def server_health(url: str) -> dict:
+    with closing(SandboxClient(url)) as client:
+        return client.health()
+
+
+def run_sandboxclient(url: str, jobs: list[Job], parallel: int) -> dict:
+    """One-job ``SandboxClient.run`` calls from ``parallel`` threads sharing one client: the
+    product path of a caller that scores one program at a time."""
+    latencies: list[float] = []
+    with closing(SandboxClient(url)) as client:
+
+        def worker(chunk: list[Job]) -> None:
+            for job in chunk:
+                t = time.perf_counter()
+                assert client.run(job).passed == 1
+                latencies.append(time.perf_counter() - t)
+
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+            list(pool.map(worker, [jobs[i::parallel] for i in range(parallel)]))
+        wall = time.perf_counter() - started
+    return summary(latencies, wall, len(jobs))
+
+
 def run_batched(url: str, jobs: list[Job], batch: int) -> dict:
     """Throughput as the trainer sends work: run_batch requests of ``batch`` jobs (latency per request)."""
-    client = SandboxClient(url, SandboxConfig(batch_size=batch, max_concurrent_requests=2))
-    started = time.perf_counter()
-    results = client.run_batch(jobs)
-    wall = time.perf_counter() - started
+    with closing(SandboxClient(url, SandboxConfig(batch_size=batch, max_concurrent_requests=2))) as client:
+        started = time.perf_counter()
+        results = client.run_batch(jobs)
+        wall = time.perf_counter() - started
     assert all(r.infra_error is None and "passed" in r.verdicts for r in results)
     return {"jobs": len(jobs), "batch": batch, "executions_per_s": round(len(jobs) / wall, 1)}
 
@@ -144,7 +178,7 @@ def tree_cpu_s(root: int) -> float:
 
 
 def service_cpu_ms_per_job(url: str, jobs: list[Job]) -> float:
-    slot_pid = SandboxClient(url).health()["slot_pids"][0]
+    slot_pid = server_health(url)["slot_pids"][0]
     with open(f"/proc/{slot_pid}/stat") as f:
         server = int(f.read().split(") ")[1].split()[1])  # the slot's parent is the server
     before = tree_cpu_s(server)
@@ -156,7 +190,7 @@ def cpu_split_ms_per_job(url: str, job: Job, n: int, parallel: int) -> dict:
     """Where the CPU of one-job requests goes: the client (this process: httpx), the server's own
     process (HTTP, validation, judging), the executors' own work (fork, pipes, supervision, job
     dirs) and the job children (isolation layers, the harness, the code, exit)."""
-    slots = SandboxClient(url).health()["slot_pids"]
+    slots = server_health(url)["slot_pids"]
     server = int(Path(f"/proc/{slots[0]}/stat").read_text().split(") ")[1].split()[1])
     ex = executors(slots)
     faults_before = [_minor_faults(pid) for pid in ex]
@@ -183,14 +217,14 @@ def cpu_split_ms_per_job(url: str, job: Job, n: int, parallel: int) -> dict:
 
 
 def sandbox_client_cpu_ms_per_run(url: str, job: Job, n: int) -> float:
-    """Client CPU per ``SandboxClient.run`` (one job, one request, a fresh event loop and connection
-    each call): the product path of a caller that sends one job at a time."""
-    client = SandboxClient(url)
-    client.run(job)  # imports and the process's TLS context
-    before = os.times()
-    for _ in range(n):
-        assert client.run(job).passed == 1
-    after = os.times()
+    """Client CPU per ``SandboxClient.run`` (one job, one request, on the client's kept-alive
+    connection): the product path of a caller that sends one job at a time."""
+    with closing(SandboxClient(url)) as client:
+        client.run(job)  # imports, the process's TLS context and the connection
+        before = os.times()
+        for _ in range(n):
+            assert client.run(job).passed == 1
+        after = os.times()
     return round(1000 * ((after.user + after.system) - (before.user + before.system)) / n, 2)
 
 
@@ -294,9 +328,13 @@ def ratios(report: dict, base: dict) -> dict:
     rate = lambda key: round(report[key]["executions_per_s"] / base["trivial"]["executions_per_s"], 2)  # noqa: E731
     return {
         "trivial_jobs_per_s_one_per_request": rate("trivial_service"),
+        "trivial_jobs_per_s_one_per_sandboxclient_run": rate("trivial_sandboxclient"),
         "trivial_jobs_per_s_batched": rate("trivial_service_batched"),
         "trivial_cpu_one_per_request_server_side": round(base["trivial_cpu_ms"] / split["server_side"], 2),
         "trivial_cpu_one_per_request_with_client": round(base["trivial_cpu_ms"] / split["with_client"], 2),
+        "trivial_cpu_one_per_sandboxclient_run": round(
+            base["trivial_cpu_ms"] / (split["server_side"] + split["client_sandboxclient_run"]), 2
+        ),
         "trivial_cpu_batched_server_side": round(base["trivial_cpu_ms"] / cpu["trivial_service"], 2),
         "humaneval_plus_jobs_per_s_one_per_request": round(
             report["humaneval_plus_service"]["executions_per_s"] / base["humaneval_plus"]["jobs_per_s"], 2
@@ -354,6 +392,7 @@ def service_workloads(url: str, trivial: Job, he_jobs: list[Job], n_trivial: int
     run_service(url, [trivial] * 20, 2)  # warm-up
     return {
         "trivial_service": run_service(url, [trivial] * n_trivial, 4),
+        "trivial_sandboxclient": run_sandboxclient(url, [trivial] * n_trivial, 4),
         "humaneval_plus_service": run_service(url, he_jobs, 4),
         "trivial_service_batched": run_batched(url, [trivial] * n_trivial, 64),
         "humaneval_plus_service_batched": run_batched(url, he_jobs, 64),
@@ -376,9 +415,7 @@ def container_vs_host(
     ):
         places = {"host": host, "container": container}
         report: dict = {"machine": cpu_info(), "workers": cfg.workers, "image": image, "rounds": rounds}
-        report["layers_active"] = {
-            place: SandboxClient(url).health()["layers"] for place, url in places.items()
-        }
+        report["layers_active"] = {place: server_health(url)["layers"] for place, url in places.items()}
         runs: dict[str, list[dict]] = {place: [] for place in places}
         for _ in range(rounds):
             for place, url in places.items():
@@ -421,7 +458,7 @@ def main() -> None:
         return
     report: dict = {"machine": cpu_info(), "workers": cfg.workers}
     with local_sandbox(cfg) as url:
-        report["layers_active"] = SandboxClient(url).health()["layers"]
+        report["layers_active"] = server_health(url)["layers"]
         report |= service_workloads(url, trivial, he_jobs, args.trivial)
         # CPU times come in clock ticks (10 ms): each is measured over 3x the jobs of the rates
         report["cpu_ms_per_job"] = {

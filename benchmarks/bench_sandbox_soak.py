@@ -254,8 +254,11 @@ class Load:
 
     def client(self, seed: int) -> None:
         rng = random.Random(seed)
-        client = SandboxClient(self.url, self.cfg)
         plan = [k for k in KINDS for _ in range(k.weight)]
+        with SandboxClient(self.url, self.cfg) as client:
+            self.send_until_deadline(client, rng, plan)
+
+    def send_until_deadline(self, client: SandboxClient, rng: random.Random, plan: list[Kind]) -> None:
         while time.monotonic() < self.deadline:
             kinds = rng.sample(plan, len(plan))[: self.batch]
             ids = self.ids(len(kinds))
@@ -322,11 +325,12 @@ def main() -> None:
     )  # the server's (inherited); job dirs live below it or in bwrap's /tmp
     try:
         with local_sandbox(cfg) as url:
-            health = SandboxClient(url).health()
+            with SandboxClient(url, cfg) as client:
+                health = client.health()
+                client.run_batch([k.job(-1 - i) for i, k in enumerate(KINDS)])  # warm-up
             report["layers_active"] = health["layers"]
             slots = health["slot_pids"]
             server = int(Path(f"/proc/{slots[0]}/stat").read_text().split(") ")[1].split()[1])
-            SandboxClient(url, cfg).run_batch([k.job(-1 - i) for i, k in enumerate(KINDS)])  # warm-up
             counts_before = server_counts(url)
             load = Load(url, cfg, args.batch, 60 * args.minutes)
             samples: list[dict] = []

@@ -24,8 +24,11 @@ SUBSET_MAX_INPUTS = 100
 
 @pytest.fixture(scope="module")
 def client():
-    with local_sandbox(SandboxConfig(workers=2)) as url:
-        yield SandboxClient(url, SandboxConfig(request_timeout_s=600))
+    with (
+        local_sandbox(SandboxConfig(workers=2)) as url,
+        SandboxClient(url, SandboxConfig(request_timeout_s=600)) as client,
+    ):
+        yield client
 
 
 @pytest.fixture(scope="module")

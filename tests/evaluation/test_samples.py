@@ -143,8 +143,7 @@ def test_reference_cache_on_s3(s3_env):
     cfg = load_config("paper-7b", ["evaluation.max_problems=2", "evaluation.max_io_inputs=5"])
     problems = load_benchmark("humaneval_plus", cfg.evaluation)
     cache = ReferenceCache(f"{s3_env}/reference-cache")
-    with local_sandbox(SandboxConfig(workers=1)) as url:
-        client = SandboxClient(url)
+    with local_sandbox(SandboxConfig(workers=1)) as url, SandboxClient(url) as client:
         fresh = run_references(problems, client, cfg.evaluation, cache)
     for problem in problems:
         cached = cache.load(problem)

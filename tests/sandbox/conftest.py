@@ -108,8 +108,9 @@ def sandbox_url(sandbox_server) -> str:
 
 
 @pytest.fixture(scope="session")
-def client(sandbox_url, sandbox_cfg) -> SandboxClient:
-    return SandboxClient(sandbox_url, sandbox_cfg)
+def client(sandbox_url, sandbox_cfg) -> Iterator[SandboxClient]:
+    with SandboxClient(sandbox_url, sandbox_cfg) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

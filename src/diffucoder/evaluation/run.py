@@ -195,8 +195,7 @@ def _sandbox_and_references(cfg: RunConfig, problems: list[Problem], out_uri: st
     """A sandbox client and every problem's reference (cached or run; ``timings["reference_s"]``)."""
     from diffucoder.sandbox.client import SandboxClient
 
-    with sandbox_url(cfg) as url:
-        client = SandboxClient(url, cfg.sandbox)
+    with sandbox_url(cfg) as url, SandboxClient(url, cfg.sandbox) as client:
         t0 = time.perf_counter()
         references = run_references(problems, client, cfg.evaluation, reference_cache(cfg, out_uri))
         timings["reference_s"] = time.perf_counter() - t0

@@ -54,7 +54,7 @@ def build_grpo_step(
         diffucoder.sandbox.client.SandboxUnavailable: the sandbox does not answer (naming the URL).
     """
     problems = ProblemSource(load_problems(data_uri))
-    client = SandboxClient(sandbox_url(cfg, dist.is_main, resources), cfg.sandbox)
+    client = resources.enter_context(SandboxClient(sandbox_url(cfg, dist.is_main, resources), cfg.sandbox))
     check_sandbox(client)
     reference = None
     if cfg.grpo.beta > 0:

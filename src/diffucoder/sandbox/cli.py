@@ -109,10 +109,11 @@ def _run(args: argparse.Namespace) -> int:
     tests = read_tests(args.tests) if args.tests else []
     job = Job(code=code, tests=tests, time_limit_s=args.time_limit)
     if args.url:
-        result = SandboxClient(args.url).run(job)
+        with SandboxClient(args.url) as client:
+            result = client.run(job)
     else:
-        with local_sandbox() as url:
-            result = SandboxClient(url).run(job)
+        with local_sandbox() as url, SandboxClient(url) as client:
+            result = client.run(job)
     if args.json:
         print(json.dumps(result.__dict__, indent=2, default=str))
     else:

@@ -1,11 +1,12 @@
 """Client of the sandbox service, used by the RL trainer and the evaluator.
 
-``SandboxClient(url).run_batch(jobs)`` splits jobs into batches, sends them concurrently with httpx,
-retries 5xx/connection errors with exponential backoff (tenacity) up to ``max_attempts`` within a
-deadline, waits out 429 (a full queue is back-pressure, not a failure: it retries until the deadline),
-and raises
-:class:`SandboxUnavailable` when the service cannot be reached. Verdicts are never invented here: a
-job the service could not run comes back with ``infra_error`` set, for the caller to retry or skip.
+``SandboxClient(url).run_batch(jobs)`` splits jobs into batches, sends them concurrently with httpx
+on kept-alive connections, retries 5xx/connection errors with exponential backoff (tenacity) up to
+``max_attempts`` within a deadline, waits out 429 (a full queue is back-pressure, not a failure: it
+retries until the deadline), and raises :class:`SandboxUnavailable` when the service cannot be
+reached. Verdicts are never invented here: a job the service could not run comes back with
+``infra_error`` set, for the caller to retry or skip. Create one client per server and reuse it;
+close it (or use it as a context manager) when done.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
+import queue
 import ssl
+import threading
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 
 from diffucoder.sandbox.codec import decode, encode
 from diffucoder.sandbox.config import SandboxConfig
@@ -27,8 +33,8 @@ from diffucoder.sandbox.config import SandboxConfig
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     """The TLS settings every client of this process shares: httpx's defaults (its CA bundle, or
-    ``SSL_CERT_FILE``), built once. httpx builds and loads a new context for each client it creates,
-    and ``run_batch`` creates one per call: that load alone costs more CPU than a sandbox job."""
+    ``SSL_CERT_FILE``), built once. httpx builds and loads a new context for each client it creates:
+    that load alone costs more CPU than a sandbox job, and callers create clients freely."""
     return httpx.create_ssl_context()
 
 
@@ -154,6 +160,10 @@ class JobResult:
         return cls(**fields, outputs=outputs, encoded_outputs=encoded)
 
 
+# seconds an idle connection stays in the pool: under uvicorn's 5 s keep-alive timeout, so the client
+# drops a connection before the server closes it under a request
+KEEPALIVE_S = 4.0
+
 # tiers registered per request: large enough for HumanEval/15's 147 MB tier to go alone, small
 # enough that many small tiers share a request
 REGISTER_BYTES = 32 << 20
@@ -176,41 +186,131 @@ class _Busy(_Retryable):
 
 
 class SandboxClient:
+    """A connection to one sandbox server, kept across calls.
+
+    One ``httpx.Client`` (keep-alive pool) serves every call of this object: a one-job ``run`` costs a
+    request on an open connection instead of a connection and an event loop of its own. The client
+    is synchronous because its callers are (the trainer, the evaluator, the CLI): a blocking request
+    on a pooled connection is cheaper than handing work to an event loop, and httpx documents its
+    sync client as shareable between threads. ``run_batch`` keeps up to ``max_concurrent_requests`` requests in
+    flight: the calling thread sends batches itself and a small pool of this client's threads sends
+    the others, all pulling from one queue; a call with one batch never leaves its thread.
+
+    Lifecycle: ``close()`` (or ``with SandboxClient(url) as client:``) closes the connections and the
+    threads; it is idempotent, and a closed client refuses further calls. Any number of threads may
+    call one client at once. After ``os.fork`` the child never touches the parent's sockets or
+    threads: the first call in the child notices the new process id and opens its own.
+    """
+
     def __init__(self, url: str, cfg: SandboxConfig | None = None):
         self.url = url.rstrip("/")
         self.cfg = cfg or SandboxConfig()
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._http: httpx.Client | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._closed = False
 
-    # -- sync facade (trainers and evaluators are synchronous) -------------------------------------
-    def run_batch(self, jobs: list[Job]) -> list[JobResult]:
-        return asyncio.run(self.arun_batch(jobs))
+    def __enter__(self) -> SandboxClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections and stop the threads; calling it again does nothing."""
+        with self._own_lock():
+            self._closed = True
+            http, threads, self._http, self._threads = self._http, self._threads, None, None
+        if threads is not None:
+            threads.shutdown(wait=True)
+        if http is not None:
+            http.close()
+
+    def _own_lock(self) -> threading.Lock:
+        """This process's lock. After a fork the child forgets the parent's connections and threads
+        without closing them (they belong to the parent) and takes a new lock, since the inherited
+        one may have been held by a parent thread that does not exist in the child."""
+        if os.getpid() != self._pid:
+            self._lock = threading.Lock()
+            self._pid = os.getpid()
+            self._http, self._threads = None, None
+        return self._lock
+
+    def _connections(self) -> httpx.Client:
+        with self._own_lock():
+            if self._closed:
+                raise RuntimeError(f"this SandboxClient for {self.url} is closed")
+            if self._http is None:
+                self._http = httpx.Client(
+                    verify=_tls_context(),
+                    limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S),
+                )
+            return self._http
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        with self._own_lock():
+            if self._closed:
+                raise RuntimeError(f"this SandboxClient for {self.url} is closed")
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(
+                    self.cfg.max_concurrent_requests, thread_name_prefix="sandbox-client"
+                )
+            return self._threads
 
     def run(self, job: Job) -> JobResult:
         return self.run_batch([job])[0]
 
+    def run_batch(self, jobs: list[Job]) -> list[JobResult]:
+        """Results in the order of ``jobs``, sent in requests of ``batch_size`` jobs."""
+        http = self._connections()
+        self._register(http, [j.tier for j in jobs if j.tier is not None])
+        size = self.cfg.batch_size
+        chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+        if len(chunks) <= 1:
+            return [r for chunk in chunks for r in self._post_batch(http, chunk)]
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for i in range(len(chunks)):
+            todo.put(i)
+        parts: list[list[JobResult]] = [[] for _ in chunks]
+        failed = threading.Event()  # one lane's error stops the others after their current batch
+
+        def lane() -> None:
+            try:
+                while not failed.is_set():
+                    try:
+                        i = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    parts[i] = self._post_batch(http, chunks[i])
+            except BaseException:
+                failed.set()
+                raise
+
+        pool = self._thread_pool()
+        helpers = [pool.submit(lane) for _ in range(min(self.cfg.max_concurrent_requests, len(chunks)) - 1)]
+        try:
+            lane()
+        finally:
+            futures.wait(helpers)
+        for helper in helpers:
+            helper.result()  # re-raises a helper's error
+        return [r for part in parts for r in part]
+
+    async def arun_batch(self, jobs: list[Job]) -> list[JobResult]:
+        """``run_batch`` for async callers: the blocking call runs in a worker thread, so the event
+        loop keeps serving while the sandbox works."""
+        return await asyncio.to_thread(self.run_batch, jobs)
+
     def health(self) -> dict[str, Any]:
         try:
-            response = httpx.get(f"{self.url}/healthz", timeout=10, verify=_tls_context())
+            response = self._connections().get(f"{self.url}/healthz", timeout=10)
             response.raise_for_status()
         except httpx.HTTPError as exc:
             raise SandboxUnavailable(f"sandbox at {self.url} is unreachable: {exc}") from exc
         return response.json()
 
-    # -- async API ---------------------------------------------------------------------------------
-    async def arun_batch(self, jobs: list[Job]) -> list[JobResult]:
-        size = self.cfg.batch_size
-        chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-        limit = asyncio.Semaphore(self.cfg.max_concurrent_requests)
-        async with httpx.AsyncClient(verify=_tls_context()) as http:
-            await self._register(http, [j.tier for j in jobs if j.tier is not None])
-
-            async def one(chunk: list[Job]) -> list[JobResult]:
-                async with limit:
-                    return await self._post_batch(http, chunk)
-
-            parts = await asyncio.gather(*(one(c) for c in chunks))
-        return [r for part in parts for r in part]
-
-    async def _register(self, http: httpx.AsyncClient, tiers: list[Tier]) -> None:
+    def _register(self, http: httpx.Client, tiers: list[Tier]) -> None:
         """Register the tiers this server has no ref for, in requests of at most ~32 MB."""
         pending = list({id(t): t for t in tiers if self.url not in t.refs}.values())
         while pending:
@@ -219,7 +319,7 @@ class SandboxClient:
                 size += pending[0].nbytes
                 group.append(pending.pop(0))
             body = {"tiers": [t.data for t in group]}
-            response = await self._send_retrying(http, "/v1/tiers", body, self.cfg.request_timeout_s)
+            response = self._send_retrying(http, "/v1/tiers", body, self.cfg.request_timeout_s)
             refs = response.json()["refs"]
             if len(refs) != len(group):
                 raise SandboxUnavailable(
@@ -234,12 +334,12 @@ class SandboxClient:
         limits = sum(j.total_time_limit_s or self.cfg.total_time_limit_s for j in chunk)
         return self.cfg.request_timeout_s + limits
 
-    async def _post_batch(self, http: httpx.AsyncClient, chunk: list[Job]) -> list[JobResult]:
+    def _post_batch(self, http: httpx.Client, chunk: list[Job]) -> list[JobResult]:
         deadline = self._deadline(chunk)
         for _ in range(self.cfg.max_attempts):
             body = {"jobs": [j.payload(j.tier.refs[self.url] if j.tier else None) for j in chunk]}
             try:
-                response = await self._send_retrying(http, "/v1/run_batch", body, deadline)
+                response = self._send_retrying(http, "/v1/run_batch", body, deadline)
                 break
             except _UnknownTiers as exc:  # the server dropped them (restarted, or its store is full)
                 tiers = [
@@ -247,7 +347,7 @@ class SandboxClient:
                 ]
                 for tier in tiers:
                     tier.refs.pop(self.url, None)
-                await self._register(http, tiers)
+                self._register(http, tiers)
         else:
             raise SandboxUnavailable(
                 f"sandbox at {self.url} kept dropping registered tiers ({self.cfg.max_attempts} attempts): "
@@ -260,25 +360,22 @@ class SandboxClient:
             )
         return [JobResult.from_json(r) for r in results]
 
-    async def _send_retrying(
-        self, http: httpx.AsyncClient, path: str, body: dict[str, Any], deadline: float
+    def _send_retrying(
+        self, http: httpx.Client, path: str, body: dict[str, Any], deadline: float
     ) -> httpx.Response:
-        retrying = AsyncRetrying(
+        retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
             stop=self._stop(deadline),
             wait=_wait_with_retry_after(),
             reraise=True,
         )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._send(http, path, body, deadline)
+            return retrying(self._send, http, path, body, deadline)
         except _Retryable as exc:
             raise SandboxUnavailable(
                 f"sandbox at {self.url} gave no answer (up to {self.cfg.max_attempts} failed attempts "
                 f"within {deadline:.0f} s): {exc}"
             ) from exc
-        raise AssertionError("unreachable: tenacity either returns or raises")
 
     def _stop(self, deadline: float):
         """Stop after ``max_attempts`` failures or at the deadline; a 429 is no failure (a large
@@ -292,13 +389,14 @@ class SandboxClient:
 
         return stop
 
-    async def _send(
-        self, http: httpx.AsyncClient, path: str, body: dict[str, Any], deadline: float
-    ) -> httpx.Response:
+    def _send(self, http: httpx.Client, path: str, body: dict[str, Any], deadline: float) -> httpx.Response:
+        """One POST. A kept-alive connection the server has closed (its idle timeout, a restart) is
+        noticed by httpcore before reuse and replaced by a new one; one closed while the request is
+        on its way is a transport error, retried like any other. A retried batch may run twice on
+        the server (the protocol has no job ids to deduplicate by), but its results arrive once:
+        only the answer to the request that succeeded is returned."""
         try:
-            response = await http.post(
-                f"{self.url}{path}", json=body, timeout=httpx.Timeout(deadline, connect=10)
-            )
+            response = http.post(f"{self.url}{path}", json=body, timeout=httpx.Timeout(deadline, connect=10))
         except (httpx.TransportError, httpx.TimeoutException) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code == 429 or response.status_code >= 500:

@@ -50,11 +50,13 @@ def local_sandbox(
     startup_timeout_s: float = 60.0,
     *,
     python: str | None = None,
+    port: int | None = None,
 ) -> Iterator[str]:
-    """Serve on a free loopback port for the duration of the block; ``python`` is the interpreter
-    that runs the server and its slots (default: this one), e.g. a dedicated sandbox venv."""
+    """Serve on a loopback port for the duration of the block; ``python`` is the interpreter that
+    runs the server and its slots (default: this one), e.g. a dedicated sandbox venv; ``port``
+    (default: a free one) lets a server come back where its clients expect it."""
     cfg = cfg or SandboxConfig()
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     # every field travels as an override, so server-side limits (processes, output, files) match cfg
     overrides = [f"{k}={json.dumps(v)}" for k, v in cfg.model_dump(mode="json").items()]
