@@ -8,6 +8,9 @@ This is the pipeline's most valuable test; it runs in the default suite (a few m
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +19,6 @@ from micro import MICRO_PARAMS, MICRO_PRESET
 
 from diffucoder import steps, storage
 from diffucoder.config import load_config
-from diffucoder.train.checkpoint import local_root_for
 
 STEPS = {
     "data",
@@ -47,7 +49,16 @@ STAGE_RUNS = [
 
 
 @pytest.fixture(scope="module")
-def micro_run(tmp_path_factory, moto_server, mlflow_server):
+def run_tmpdir():
+    """The pipeline's own TMPDIR, so that what the run leaves behind in it can be checked."""
+    path = Path(tempfile.mkdtemp(prefix="diffucoder-tmpdir-", dir="/tmp"))
+    path.chmod(0o711)  # sandbox slots would keep their job dirs under it without bubblewrap
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory, moto_server, mlflow_server, run_tmpdir):
     """One pipeline run on s3:// with the MLflow server; yields (run root, pipeline record)."""
     import boto3
 
@@ -61,6 +72,7 @@ def micro_run(tmp_path_factory, moto_server, mlflow_server):
         "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         "AWS_EC2_METADATA_DISABLED": "true",
         "OMP_NUM_THREADS": "1",
+        "TMPDIR": str(run_tmpdir),
     }.items():
         mp.setenv(key, value)
     for name in ("MLFLOW_RUN_ID", "DIFFUCODER_PARENT_RUN_ID", "MLFLOW_TRACKING_URI"):
@@ -113,12 +125,15 @@ def test_artifacts_are_complete_and_verified(micro_run, tmp_path):
         assert (local_copy / "config.json").is_file()
         result = json.loads(storage.read_text(storage.join(root, stage, "result.json")))
         assert result["final_model_uri"] == final
-        # the local staging copy of an S3 output is gone once the stage has published everything
-        assert not local_root_for(storage.join(root, stage)).exists()
     for label in ("instruct", "grpo"):
         assert storage.exists(storage.join(root, f"eval-{label}", "report.html"))
     meta = steps.artifact_metadata(storage.join(data, "tasks"), steps.config_from_yaml(record["config_yaml"]))
     assert meta["config"]["seed"] == 0 and len(meta["manifest_sha256"]) == 64 and meta["bytes"] > 0
+
+
+def test_the_stages_leave_no_staging_dirs_in_the_tmpdir(micro_run, run_tmpdir):
+    # each stage wrote its S3 output through a local staging dir, removed once all is in the bucket
+    assert list(run_tmpdir.glob("diffucoder-train/*")) == []
 
 
 def test_mlflow_parent_and_child_runs(micro_run, mlflow_server):

@@ -169,7 +169,7 @@ def test_a_venv_in_a_private_home_runs_under_bubblewrap(private_home):
 
 
 @root_only
-def test_a_layout_the_sandbox_uid_cannot_read_is_refused_naming_the_directory(private_home):
+def test_a_layout_the_sandbox_uid_cannot_read_is_refused_naming_the_directory(private_home, monkeypatch):
     python = project_venv(private_home)
     cfg = SandboxConfig(workers=2, sandbox_uid_base=62700, bubblewrap=False)
     with pytest.raises(SandboxUnavailable) as err, local_sandbox(cfg, python=str(python)):
@@ -178,9 +178,24 @@ def test_a_layout_the_sandbox_uid_cannot_read_is_refused_naming_the_directory(pr
     assert f"is stopped at {private_home} (mode 0700) on the way to" in message
     assert "cannot run code from this layout" in message
     # --insecure-dev serves anyway (never for untrusted code) and says what is missing
-    with local_sandbox(cfg, insecure_dev=True, python=str(python)) as url:
-        health = SandboxClient(url, cfg).health()
-        assert health["layers"]["runtime_readable"] is False and health["mandatory_layers_active"] is False
+    server_tmp = Path(tempfile.mkdtemp(prefix="diffucoder-tmpdir-", dir="/tmp"))
+    try:
+        server_tmp.chmod(0o711)
+        monkeypatch.setenv("TMPDIR", str(server_tmp))
+        with (
+            local_sandbox(cfg, insecure_dev=True, python=str(python)) as url,
+            SandboxClient(url, cfg) as client,
+        ):
+            health = client.health()
+            assert (
+                health["layers"]["runtime_readable"] is False and health["mandatory_layers_active"] is False
+            )
+            # without bubblewrap each slot keeps its job dirs under TMPDIR/diffucoder-sandbox-<pid> ...
+            assert len(list(server_tmp.glob("diffucoder-sandbox-*"))) == 2
+        # ... and removes it when its server stops
+        assert list(server_tmp.glob("diffucoder-sandbox-*")) == []
+    finally:
+        shutil.rmtree(server_tmp)
 
 
 @root_only
