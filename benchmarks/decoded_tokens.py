@@ -8,6 +8,9 @@ digests mean identical tokens:
 
     .venv/bin/python benchmarks/decoded_tokens.py --model RUN/instruct/final \\
         --tasks TASKS/heldout.jsonl --problems 40 --variants plain-L,t0.95-dual-b16,dual-b16-L
+
+``--set`` takes tiny-preset overrides as ``bench_decoding.py`` does, e.g. a GRPO rollout's shape:
+``--tasks TASKS/rl.jsonl --set evaluation.gen_length=80 --set 'evaluation.temperatures=[0.7]'``.
 """
 
 from __future__ import annotations
@@ -38,11 +41,14 @@ def main() -> None:
     parser.add_argument("--variants", default="plain-L,t0.95-dual-b16,dual-b16-L,t0.9-prefix-b16")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="tiny-preset override"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(
         "tiny",
-        [f"evaluation.tiny_heldout_uri={args.tasks}", f"evaluation.max_problems={args.problems}"],
+        [f"evaluation.tiny_heldout_uri={args.tasks}", f"evaluation.max_problems={args.problems}", *args.set],
     )
     ev = cfg.evaluation
     problems = load_benchmark("tiny_heldout", ev)

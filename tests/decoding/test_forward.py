@@ -111,3 +111,24 @@ def test_caches_work_with_eager_attention(tokenizer, small_model_cfg, padded_bat
     source(canvas, start, end, refresh=True)
     cached = logits(eager, source, canvas, start, end, False)
     torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("source_cls", [FullForward, PrefixCache, DualCache])
+@torch.no_grad()
+def test_a_source_runs_only_the_rows_asked_for(model, canvas, source_cls):
+    """Rows that leave a block (no masks left) leave the forward: the remaining rows' hidden states
+    are those of the whole batch, and a cache keeps only their K/V from then on."""
+    start, end = canvas.prompt_len + 4, canvas.prompt_len + 8
+    whole, part = source_cls(model), source_cls(model)
+    whole(canvas, start, end, refresh=True)
+    part(canvas, start, end, refresh=True)
+    canvas.x[:, start] = canvas.x[:, 0]  # a commit, so the cached step differs from the refresh
+    expected = whole(canvas, start, end, refresh=False)
+    for rows in ([0, 2], [2]):
+        hidden = part(canvas, start, end, refresh=False, rows=torch.tensor(rows))
+        torch.testing.assert_close(hidden, expected[rows])
+        if source_cls is not FullForward:
+            assert [k.shape[0] for k, _ in part.buffers] == [len(rows)] * len(part.buffers)
+    if source_cls is not FullForward:
+        with pytest.raises(ValueError, match="not a subset"):
+            part(canvas, start, end, refresh=False, rows=torch.tensor([1, 2]))

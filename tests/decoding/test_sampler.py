@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffucoder.decoding import DecodingConfig, diffusion_generate, unmask_schedule
+from diffucoder.decoding import DecodingConfig, diffusion_generate, sampler, unmask_schedule
 from diffucoder.decoding.layout import make_canvas
 from diffucoder.decoding.sampling import processed_probs
 
@@ -114,6 +114,41 @@ def test_greedy_alone_equals_inside_a_left_padded_batch(model, prompts, padded_b
         alone = _run(model, _one(prompt), None, **cfg)
         assert torch.equal(batch.sequences[row, -16:], alone.sequences[0, -16:]), row
         assert torch.equal(batch.trace[row], alone.trace[0]), row
+
+
+@pytest.mark.parametrize("kv_cache", ["dual", "prefix", "none"])
+def test_finished_rows_leave_the_forward_and_change_no_token(model, padded_batch, monkeypatch, kv_cache):
+    """With a threshold the rows of a batch finish a block after different numbers of steps; the
+    forward then runs only the rows with masks left, and decodes what forwarding every row does.
+    (tau 0.004: the untrained model's top token is near 1/V, so some rows pass it and some not.)"""
+    ids, mask = padded_batch
+    cfg = dict(
+        max_new_tokens=16, steps=16, **GREEDY,
+        fast=dict(enabled=True, threshold=0.004, block_length=8, kv_cache=kv_cache),
+    )  # fmt: skip
+    real = sampler.make_hidden_source
+    forwarded = []
+
+    def counting(model, kv_cache):
+        source = real(model, kv_cache)
+
+        def run(canvas, start, end, refresh, rows):
+            forwarded.append(len(rows))
+            return source(canvas, start, end, refresh, rows)
+
+        return run
+
+    def every_row(model, kv_cache):
+        source = real(model, kv_cache)
+        return lambda canvas, start, end, refresh, rows: source(canvas, start, end, refresh)[rows]
+
+    monkeypatch.setattr(sampler, "make_hidden_source", counting)
+    fewer_rows = _run(model, ids, mask, **cfg)
+    monkeypatch.setattr(sampler, "make_hidden_source", every_row)
+    all_rows = _run(model, ids, mask, **cfg)
+    assert min(forwarded) < ids.shape[0]  # some step left a finished row out
+    assert torch.equal(fewer_rows.sequences, all_rows.sequences)
+    assert torch.equal(fewer_rows.trace, all_rows.trace)
 
 
 def test_generator_makes_sampling_reproducible(model, prompts):

@@ -27,6 +27,16 @@ and MLP for the block's predicting rows only (its K/V still cover every column, 
 rows' keys are what those rows attend to); a refresh is a forward over the whole canvas, so this
 drops most of its last layer. And the K/V of each layer go straight to the cache's buffers, without
 HF's cache objects, mask construction and output classes around every call.
+
+Every source runs only the batch rows it is asked for (``rows``: those whose block still has a
+mask). With a confidence threshold the rows of a batch finish a block after different numbers of
+steps, and the block goes on until the slowest is done: about half of the rows a step would
+forward have nothing left to predict (BENCHMARKS.md `## decoding`). Their hidden states are never
+read, and nothing they compute reaches the other rows (attention, norms and rotary work per row),
+so leaving them out changes no token: on X2 the matmuls give bit-identical rows for any number of
+rows from 6 up, and a step always feeds at least one row's whole window. A cache drops a finished
+row's K/V when the row leaves: within a block the rows only shrink, and the next refresh starts
+again with every row.
 """
 
 from __future__ import annotations
@@ -47,9 +57,18 @@ KeyValues = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torc
 
 
 class HiddenSource(Protocol):
-    def __call__(self, canvas: Canvas, start: int, end: int, refresh: bool) -> torch.Tensor:
-        """(B, end - start, H) final hidden states predicting the tokens at columns ``[start, end)``."""
+    def __call__(
+        self, canvas: Canvas, start: int, end: int, refresh: bool, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(R, end - start, H) final hidden states predicting the tokens at columns ``[start, end)``
+        of the batch rows ``rows`` (ascending; None = all B rows). Within a block ``rows`` may only
+        shrink from one call to the next."""
         ...
+
+
+def _selected(canvas: Canvas, rows: torch.Tensor | None) -> Canvas:
+    """The canvas restricted to ``rows``; the canvas itself when they are the whole batch."""
+    return canvas if rows is None or len(rows) == canvas.x.shape[0] else canvas.select(rows)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -124,9 +143,13 @@ class FullForward:
     def __init__(self, model: DiffusionLM):
         self.model = model
 
-    def __call__(self, canvas: Canvas, start: int, end: int, refresh: bool) -> torch.Tensor:
+    def __call__(
+        self, canvas: Canvas, start: int, end: int, refresh: bool, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         every = slice(None)
-        return decoder_pass(self.model, canvas, every, every, _predicting(start, end, 0), _no_cache)
+        return decoder_pass(
+            self.model, _selected(canvas, rows), every, every, _predicting(start, end, 0), _no_cache
+        )
 
 
 class _BlockCache(ABC):
@@ -138,6 +161,7 @@ class _BlockCache(ABC):
         self.buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.cached_cols: torch.Tensor | None = None  # (C,) canvas columns held in `buffers`, in cache order
         self.key_cols: torch.Tensor | None = None  # (C + W,) canvas columns of `buffers`
+        self.rows: torch.Tensor | None = None  # (R,) batch rows held in `buffers`
 
     @abstractmethod
     def cached_columns(self, canvas: Canvas, start: int, end: int) -> torch.Tensor:
@@ -163,9 +187,28 @@ class _BlockCache(ABC):
         self.buffers, self.cached_cols, self.key_cols = buffers, cols, buffer_cols
         return hidden
 
-    def __call__(self, canvas: Canvas, start: int, end: int, refresh: bool) -> torch.Tensor:
+    def _keep_rows(self, rows: torch.Tensor) -> None:
+        """Drop the buffers' rows that are not in ``rows`` (a subset of the rows held)."""
+        held = self.rows
+        if len(rows) == len(held):  # a subset of the same size is the same rows
+            return
+        if len(rows) > len(held):
+            raise ValueError(f"rows {rows.tolist()} are not a subset of the cached rows {held.tolist()}")
+        keep = torch.isin(held, rows)
+        self.buffers = [(keys[keep], values[keep]) for keys, values in self.buffers]
+        self.rows = rows
+
+    def __call__(
+        self, canvas: Canvas, start: int, end: int, refresh: bool, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if rows is None:
+            rows = torch.arange(canvas.x.shape[0], device=canvas.x.device)
         if refresh or self.cached_cols is None:
-            return self._refresh(canvas, start, end)
+            hidden = self._refresh(_selected(canvas, rows), start, end)
+            self.rows = rows
+            return hidden
+        self._keep_rows(rows)
+        canvas = _selected(canvas, rows)
         win = self.window(canvas, start, end)
         kept = len(self.cached_cols)
 

@@ -67,6 +67,21 @@ class Canvas:
         k_idx = torch.arange(self.x.shape[1], device=self.x.device)[key_cols]
         return allowed | (q_idx[:, None] == k_idx[None, :])[None, None]
 
+    def select(self, rows: torch.Tensor) -> Canvas:
+        """The canvas of the batch rows ``rows`` (ascending indices), copied.
+
+        ``padded`` stays the whole batch's: whether a key mask is handed to SDPA picks its kernel,
+        so each selected row is computed exactly as it is in the full batch even when the selected
+        rows themselves have no padding.
+        """
+        return Canvas(
+            x=self.x[rows],
+            prompt_len=self.prompt_len,
+            valid=self.valid[rows],
+            position_ids=None if self.position_ids is None else self.position_ids[rows],
+            padded=self.padded,
+        )
+
     def positions(self, cols: torch.Tensor | slice) -> torch.Tensor:
         """(B, len(cols)) position ids of the given columns."""
         if self.position_ids is not None:

@@ -79,6 +79,7 @@ def _select_top(
 def _step(
     block: torch.Tensor,
     hidden: torch.Tensor,
+    rows: torch.Tensor,
     model: DiffusionLM,
     grid: torch.Tensor,
     step: int,
@@ -90,14 +91,13 @@ def _step(
 
     Args:
         block: (B, W) token ids of the current block (a view into the canvas; updated in place).
-        hidden: (B, W, H) final hidden states predicting those positions; the LM head runs on the
-            masked positions' rows only (a committed position's logits are never read).
+        hidden: (R, W, H) final hidden states predicting those positions in the batch rows
+            ``rows`` (every row with a masked position, ascending); the LM head runs on the masked
+            positions only (a committed position's logits are never read).
         grid: the block's time grid; ``step`` indexes it.
     """
     masked = block == mask_id
-    if not masked.any():
-        return masked
-    logits = block_logits(model, hidden[masked]).float()  # (N, V)
+    logits = block_logits(model, hidden[masked[rows]]).float()  # (N, V), in the order of block[masked]
     logits[:, mask_id] = torch.finfo(logits.dtype).min  # never predict the mask token itself
     last = step == len(grid) - 2
     sample = dict(
@@ -186,10 +186,11 @@ def diffusion_generate(
         end = start + block_len
         for step in range(len(grid) - 1):
             block = canvas.x[:, start:end]
-            if not (block == mask_id).any():
+            rows = (block == mask_id).any(dim=1).nonzero().flatten()  # the rows with work left
+            if len(rows) == 0:
                 break
-            hidden = source(canvas, start, end, refresh=step == 0)
-            committed = _step(block, hidden, model, grid, step, cfg, mask_id, generator)
+            hidden = source(canvas, start, end, refresh=step == 0, rows=rows)
+            committed = _step(block, hidden, rows, model, grid, step, cfg, mask_id, generator)
             if trace is not None:
                 trace[:, start - prompt_len : end - prompt_len][committed] = forward_passes
             forward_passes += 1
