@@ -142,3 +142,22 @@ def test_candidate_truncation_matches_the_full_vocabulary_sort(temperature, top_
             assert torch.allclose(choice.confidence, expected.gather(-1, choice.tokens[:, None]).squeeze(-1))
     entropy = _choose("entropy", temperature, top_p, top_k, logits).confidence
     assert torch.allclose(entropy, (expected * torch.log(expected + 1e-10)).sum(-1), atol=1e-5)
+
+
+@pytest.mark.parametrize("alg", ["entropy", "maskgit_plus", "topk_margin"])
+def test_subnormal_probabilities_are_dropped_without_changing_a_choice(monkeypatch, alg):
+    """At T 0.2 most of a peaked row's softmax is subnormal (slow on CPUs); the top-p path gives
+    those tokens 0 instead, and samples the same tokens with the same confidences."""
+    from diffucoder.decoding import sampling
+
+    torch.manual_seed(0)
+    logits = torch.randn(64, 4096) * 6
+    logits[torch.arange(64), torch.randint(4096, (64,))] += torch.linspace(0, 40, 64)
+    kwargs = dict(temperature=0.2, top_p=0.95, top_k=None, alg=alg)
+    fast = choose_tokens(logits, generator=torch.Generator().manual_seed(3), **kwargs)
+    monkeypatch.setattr(sampling, "_TOP_P_WITHOUT_UNDERFLOW", 0.0)  # the softmax of every logit
+    exact_probs = (logits / 0.2).softmax(dim=-1)
+    assert ((exact_probs > 0) & (exact_probs < torch.finfo(torch.float32).tiny)).any()  # not vacuous
+    exact = choose_tokens(logits, generator=torch.Generator().manual_seed(3), **kwargs)
+    assert torch.equal(fast.tokens, exact.tokens)
+    assert torch.equal(fast.confidence, exact.confidence)
