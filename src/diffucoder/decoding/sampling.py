@@ -30,10 +30,11 @@ _LOG_EPS = 1e-10
 # top_p 0.95 is a handful of tokens. Two tries only: on a GPU each try costs a topk and a sync, and
 # a wide nucleus (near-flat rows) is cheaper to get from one full sort than from more tries.
 _WIDTHS = (64, 1024)
-# exp(-88) < 2^-126: a logit this far below its row's best gets a subnormal probability.
-_SUBNORMAL_GAP = 88.0
+# A logit this far below its row's best has probability < e^-86 < 2^-124: subnormal (< 2^-126) or
+# close enough that the softmax computes it on the same slow path.
+_UNDERFLOW_GAP = 86.0
 # Those tokens are dropped before top-p only while the nucleus cannot reach them: their more likely
-# tokens hold all but ~V * 2^-126 of the mass, which float32 cumulative sums keep above 0.99.
+# tokens hold all but ~V * 2^-124 of the mass, which float32 cumulative sums keep above 0.99.
 _TOP_P_WITHOUT_UNDERFLOW = 0.99
 
 
@@ -69,7 +70,8 @@ def _nucleus_width(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, tor
 
 
 def _without_underflow(logits: torch.Tensor) -> torch.Tensor:
-    """``logits`` with -inf where the softmax would give a subnormal number (< 2^-126), so it gives 0.
+    """``logits`` (changed in place) with -inf where the softmax would give a number below 2^-124, so
+    it gives 0.
 
     At a low temperature most of the vocabulary sits far below the row's best logit (T 0.2 scales
     the gaps by 5), and the CPU computes each of those subnormal exponentials in a slow microcode
@@ -78,8 +80,8 @@ def _without_underflow(logits: torch.Tensor) -> torch.Tensor:
     others' probabilities are the same numbers (their sum >= 1 cannot register terms below 2^-100
     except through a rounding tie at that scale), so sampling and confidences do not change.
     """
-    floor = logits.amax(dim=-1, keepdim=True) - _SUBNORMAL_GAP
-    return logits.masked_fill(logits < floor, float("-inf"))
+    floor = logits.amax(dim=-1, keepdim=True) - _UNDERFLOW_GAP
+    return logits.masked_fill_(logits < floor, float("-inf"))
 
 
 def processed_probs(
@@ -92,7 +94,7 @@ def processed_probs(
         logits = logits / temperature
     use_top_p = top_p is not None and top_p < 1
     if use_top_p and top_p <= _TOP_P_WITHOUT_UNDERFLOW:
-        logits = _without_underflow(logits)
+        logits = _without_underflow(logits if temperature > 0 else logits.clone())  # not the caller's
     probs = logits.softmax(dim=-1)
     if not use_top_p and top_k is None:
         return Truncated(probs, None)
