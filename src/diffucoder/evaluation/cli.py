@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 
+from diffucoder import logs
 from diffucoder.config_cli import add_config_args
 from diffucoder.evaluation.benchmarks import ALL_BENCHMARKS, benchmark_uri
 from diffucoder.evaluation.config import EvaluationConfig
@@ -51,7 +51,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         _require_benchmark_files(cfg.evaluation, args.benchmarks or cfg.evaluation.benchmarks)
     from diffucoder.evaluation.run import run_evaluation, score_samples
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure("%(asctime)s %(name)s %(message)s")
     print(cfg.to_yaml(), end="")  # resolve once, print at start
     if args.samples:
         result = score_samples(cfg, args.samples, args.out, args.benchmarks)

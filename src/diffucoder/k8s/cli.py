@@ -13,12 +13,12 @@ SIGTERM (a cancelled pipeline run) deletes the job before exiting.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 
 import yaml
 
+from diffucoder import logs
 from diffucoder.config import RunConfig, load_config
 from diffucoder.config_cli import add_config_args
 from diffucoder.k8s.config import STAGES, KubernetesConfig
@@ -113,4 +113,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _log_progress() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()

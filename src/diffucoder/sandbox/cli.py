@@ -47,13 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import logging
-
     import uvicorn
 
+    from diffucoder import logs
     from diffucoder.sandbox.server import InsecureHostError, create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     try:
         cfg = load_sandbox_config(args.config, args.overrides)
         flags = {

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from diffucoder import storage
+from diffucoder import logs, storage
 from diffucoder.config import RunConfig
 from diffucoder.ops.cost import FINAL_EVAL_TAG, log_stage_cost
 from diffucoder.preload import preload
@@ -58,6 +58,7 @@ def train(
     out = storage.join(root, stage)
     started = time.time()
     if launcher == "in-process":
+        logs.quiet_per_request_logs()  # coupled-GRPO's rewards: a line per sandbox request otherwise
         preload(*TRAIN_MODULES, *(("diffucoder.rl.stage",) if stage == "grpo" else ()))
         from diffucoder.train.run import run
 
@@ -92,6 +93,7 @@ def evaluate(
     parent_run_id: str,
 ) -> dict[str, Any]:
     """Evaluate a model (tiny held-out tasks from the run's task set); returns metrics + file URIs."""
+    logs.quiet_per_request_logs()  # a line per sandbox request otherwise
     preload(*EVAL_MODULES)
     from diffucoder.evaluation.run import run_evaluation
 
