@@ -94,6 +94,7 @@ def _grid_point(
     model,
     tokenizer,
     problems: list[Problem],
+    *,
     client,
     references,
     speed: str,
@@ -344,11 +345,11 @@ def run_evaluation(
                     model,
                     tokenizer,
                     by_benchmark[name],
-                    client,
-                    references,
-                    speed,
-                    temperature,
-                    generator,
+                    client=client,
+                    references=references,
+                    speed=speed,
+                    temperature=temperature,
+                    generator=generator,
                 )
                 results.extend(point)
                 gen_seconds[speed] = gen_seconds.get(speed, 0.0) + g_s
